@@ -1,0 +1,1 @@
+export { MockProvider, type MockOptions } from "./server";

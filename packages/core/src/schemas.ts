@@ -1,0 +1,95 @@
+import { z } from "zod";
+
+/** The public API's shapes (OpenAI chat format plus Switchyard's job fields). */
+
+export const JOB_STATUSES = ["queued", "running", "succeeded", "failed", "cancelled", "expired"] as const;
+export type JobStatus = (typeof JOB_STATUSES)[number];
+export const TERMINAL_STATUSES: ReadonlySet<JobStatus> = new Set(["succeeded", "failed", "cancelled", "expired"]);
+export const isTerminal = (s: string): boolean => TERMINAL_STATUSES.has(s as JobStatus);
+
+export const PRIORITIES = ["high", "normal", "low"] as const;
+export type Priority = (typeof PRIORITIES)[number];
+
+const textPart = z.object({ type: z.literal("text"), text: z.string() }).strict();
+
+export const chatMessageSchema = z
+  .object({
+    role: z.enum(["system", "developer", "user", "assistant"]),
+    content: z.union([z.string(), z.array(textPart).min(1)]),
+    name: z.string().max(64).optional(),
+  })
+  .strict();
+export type ChatMessage = z.infer<typeof chatMessageSchema>;
+
+const metadataSchema = z
+  .record(z.string().max(64), z.union([z.string().max(512), z.number(), z.boolean(), z.null()]))
+  .refine((m) => Object.keys(m).length <= 16, "at most 16 metadata keys");
+
+export const createJobRequestSchema = z
+  .object({
+    model: z.string().min(1).max(200),
+    messages: z.array(chatMessageSchema).min(1).max(1000),
+    max_tokens: z.number().int().min(1).max(1_000_000).optional(),
+    temperature: z.number().min(0).max(2).optional(),
+    top_p: z.number().min(0).max(1).optional(),
+    stop: z.union([z.string().min(1), z.array(z.string().min(1)).min(1).max(4)]).optional(),
+    user: z.string().max(256).optional(),
+    priority: z.enum(PRIORITIES).default("normal"),
+    webhook: z.object({ url: z.url() }).strict().optional(),
+    metadata: metadataSchema.optional(),
+    ttl_seconds: z.number().int().min(1).max(30 * 24 * 3600).optional(),
+  })
+  .strict();
+export type CreateJobRequest = z.infer<typeof createJobRequestSchema>;
+
+/** What the upstream call needs: the request less Switchyard's own fields. */
+export interface ChatRequest {
+  model: string;
+  messages: ChatMessage[];
+  max_tokens?: number;
+  temperature?: number;
+  top_p?: number;
+  stop?: string | string[];
+  user?: string;
+}
+
+export interface Usage {
+  input_tokens: number;
+  output_tokens: number;
+}
+
+export const usageSchema = z.object({ input_tokens: z.number().int().min(0), output_tokens: z.number().int().min(0) });
+
+export const jobResultSchema = z.object({
+  output_text: z.string(),
+  finish_reason: z.string(),
+  provider: z.string(),
+  model: z.string(),
+});
+export type JobResult = z.infer<typeof jobResultSchema>;
+
+export const jobErrorSchema = z.object({
+  type: z.string(),
+  message: z.string(),
+  status: z.number().int().optional(),
+  provider: z.string().optional(),
+});
+export type JobError = z.infer<typeof jobErrorSchema>;
+
+/** GET /v1/jobs/:id. Times are Unix seconds with millisecond fractions. */
+export interface JobView {
+  id: string;
+  object: "job";
+  status: JobStatus;
+  model: string;
+  priority: Priority;
+  attempts: number;
+  created_at: number;
+  started_at?: number;
+  finished_at?: number;
+  result?: JobResult;
+  error?: JobError;
+  usage?: Usage;
+  metadata?: Record<string, string | number | boolean | null>;
+  cancel_requested?: boolean;
+}

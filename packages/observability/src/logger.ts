@@ -1,0 +1,38 @@
+import pino, { type Logger, type LoggerOptions } from "pino";
+
+export type { Logger } from "pino";
+
+/**
+ * Paths pino blanks out wherever they appear in a log line. Secrets also never get logged on
+ * purpose; this is the second line of defence for a stray object (a request, a config part).
+ */
+export const REDACT_PATHS = [
+  "req.headers.authorization",
+  "req.headers.cookie",
+  "req.headers['x-api-key']",
+  "req.headers['idempotency-key']",
+  "headers.authorization",
+  "authorization",
+  "apiKey",
+  "api_key",
+  "api_keys",
+  "secret",
+  "*.apiKey",
+  "*.api_key",
+  "*.api_keys",
+  "*.secret",
+  "*.authorization",
+  "config.tenants",
+  "config.providers",
+];
+
+export function createLogger(name: string, level: string = process.env.LOG_LEVEL ?? "info", options: LoggerOptions = {}): Logger {
+  return pino({
+    name,
+    level,
+    redact: { paths: REDACT_PATHS, censor: "[redacted]" },
+    base: { service: name, pid: process.pid },
+    timestamp: pino.stdTimeFunctions.isoTime,
+    ...options,
+  });
+}

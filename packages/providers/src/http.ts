@@ -1,0 +1,99 @@
+import { Agent, errors as undiciErrors, request } from "undici";
+import { ProviderError } from "./errors";
+
+/**
+ * JSON over HTTP for adapters: a keep-alive pool per provider, a connect timeout, a total
+ * timeout merged with the caller's cancel signal, and a cap on the response size.
+ */
+export interface HttpClientOptions {
+  provider: string;
+  connectTimeoutMs: number;
+  timeoutMs: number;
+  maxResponseBytes: number;
+  connections?: number;
+}
+
+export interface JsonResponse {
+  status: number;
+  headers: (name: string) => string | undefined;
+  body: unknown;
+  rawText: string;
+}
+
+export class HttpClient {
+  private readonly agent: Agent;
+
+  constructor(private readonly opts: HttpClientOptions) {
+    this.agent = new Agent({
+      connect: { timeout: opts.connectTimeoutMs },
+      connections: opts.connections ?? 512,
+      keepAliveTimeout: 30_000,
+      // The total timeout below covers the whole call; these only stop a silent socket early.
+      headersTimeout: opts.timeoutMs,
+      bodyTimeout: opts.timeoutMs,
+    });
+  }
+
+  async postJson(url: string, headers: Record<string, string>, body: unknown, signal: AbortSignal): Promise<JsonResponse> {
+    const timeout = AbortSignal.timeout(this.opts.timeoutMs);
+    const combined = AbortSignal.any([signal, timeout]);
+    const p = this.opts.provider;
+    try {
+      const res = await request(url, {
+        method: "POST",
+        dispatcher: this.agent,
+        headers: { "content-type": "application/json", accept: "application/json", ...headers },
+        body: JSON.stringify(body),
+        signal: combined,
+      });
+      const chunks: Buffer[] = [];
+      let size = 0;
+      for await (const chunk of res.body) {
+        const buf = chunk as Buffer;
+        size += buf.length;
+        if (size > this.opts.maxResponseBytes) {
+          res.body.destroy();
+          throw new ProviderError("malformed", `response larger than ${this.opts.maxResponseBytes} bytes`, p, res.statusCode);
+        }
+        chunks.push(buf);
+      }
+      const rawText = Buffer.concat(chunks).toString("utf8");
+      let parsed: unknown = undefined;
+      if (rawText.length > 0) {
+        try {
+          parsed = JSON.parse(rawText);
+        } catch {
+          parsed = undefined;
+        }
+      }
+      const h = res.headers;
+      const get = (name: string): string | undefined => {
+        const v = h[name.toLowerCase()];
+        return Array.isArray(v) ? v[0] : v;
+      };
+      return { status: res.statusCode, headers: get, body: parsed, rawText };
+    } catch (err) {
+      throw this.classifyTransportError(err, signal, timeout);
+    }
+  }
+
+  private classifyTransportError(err: unknown, caller: AbortSignal, timeout: AbortSignal): ProviderError {
+    const p = this.opts.provider;
+    if (err instanceof ProviderError) return err;
+    if (caller.aborted) return new ProviderError("cancelled", "the call was cancelled", p);
+    if (timeout.aborted) return new ProviderError("timeout", `no complete answer within ${this.opts.timeoutMs} ms`, p);
+    if (err instanceof undiciErrors.ConnectTimeoutError) {
+      return new ProviderError("timeout", `connect timed out after ${this.opts.connectTimeoutMs} ms`, p);
+    }
+    if (err instanceof undiciErrors.HeadersTimeoutError || err instanceof undiciErrors.BodyTimeoutError) {
+      return new ProviderError("timeout", "upstream stopped answering", p);
+    }
+    const code = (err as NodeJS.ErrnoException).code;
+    const message = err instanceof Error ? err.message : String(err);
+    return new ProviderError("connection", `connection failed${code ? ` (${code})` : ""}: ${message}`, p);
+  }
+
+  async close(): Promise<void> {
+    await this.agent.close();
+  }
+}

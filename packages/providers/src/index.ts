@@ -1,0 +1,6 @@
+export * from "./types";
+export * from "./errors";
+export * from "./retry-hints";
+export * from "./http";
+export * from "./openai/chat";
+export * from "./registry";

@@ -1,0 +1,6 @@
+export * from "./keys";
+export * from "./queues";
+export * from "./redis";
+export * from "./job-store";
+export * from "./producer";
+export * from "./job-events";

@@ -1,0 +1,155 @@
+import {
+  isTerminal,
+  jobErrorSchema,
+  jobResultSchema,
+  usageSchema,
+  type JobError,
+  type JobResult,
+  type JobStatus,
+  type JobView,
+  type Priority,
+  type Usage,
+} from "@switchyard/core";
+import type { Redis } from "ioredis";
+import { Keys } from "./keys";
+import transitionLua from "./lua/transition.lua";
+import requestCancelLua from "./lua/request-cancel.lua";
+
+/**
+ * Job records: the public view of each job (status, times, result), one Redis hash per job,
+ * separate from BullMQ's own job data so that cancelled and expired are first-class statuses
+ * and results outlive Bull Board's bounded history. Every record has a TTL.
+ */
+export interface NewJobRecord {
+  id: string;
+  tenantId: string;
+  queue: string;
+  model: string;
+  priority: Priority;
+  createdAt: number;
+  metadata?: Record<string, string | number | boolean | null>;
+  traceId: string;
+}
+
+export interface JobRecord {
+  view: JobView;
+  tenantId: string;
+  queue: string;
+  cancelRequested: boolean;
+}
+
+export interface TransitionOutcome {
+  applied: boolean;
+  /** False when the record is gone (expired retention or never written). */
+  exists: boolean;
+  status: string;
+  cancelRequested: boolean;
+}
+
+export interface TransitionFields {
+  started_at?: number;
+  finished_at?: number;
+  attempts?: number;
+  result?: JobResult;
+  error?: JobError;
+  usage?: Usage;
+}
+
+type LuaReply = [number, string, string?];
+
+interface StoreCommands {
+  syTransition(key: string, ...args: (string | number)[]): Promise<LuaReply>;
+  syRequestCancel(key: string, now: number): Promise<LuaReply>;
+}
+
+const parseJson = <T>(raw: string | undefined, parse: (v: unknown) => T): T | undefined => {
+  if (!raw) return undefined;
+  try {
+    return parse(JSON.parse(raw));
+  } catch {
+    return undefined;
+  }
+};
+
+const seconds = (ms: string | undefined): number | undefined => (ms ? Number(ms) / 1000 : undefined);
+
+export class JobStore {
+  private readonly redis: Redis & StoreCommands;
+
+  constructor(
+    redis: Redis,
+    readonly keys: Keys,
+  ) {
+    if (!("syTransition" in redis)) {
+      redis.defineCommand("syTransition", { numberOfKeys: 1, lua: transitionLua });
+      redis.defineCommand("syRequestCancel", { numberOfKeys: 1, lua: requestCancelLua });
+    }
+    this.redis = redis as Redis & StoreCommands;
+  }
+
+  async create(rec: NewJobRecord, ttlMs: number): Promise<void> {
+    const key = this.keys.job(rec.id);
+    const fields: Record<string, string> = {
+      id: rec.id,
+      tenant: rec.tenantId,
+      queue: rec.queue,
+      model: rec.model,
+      priority: rec.priority,
+      status: "queued",
+      attempts: "0",
+      created_at: String(rec.createdAt),
+      trace_id: rec.traceId,
+    };
+    if (rec.metadata) fields.metadata = JSON.stringify(rec.metadata);
+    await this.redis.multi().hset(key, fields).pexpire(key, ttlMs).exec();
+  }
+
+  async remove(jobId: string): Promise<void> {
+    await this.redis.del(this.keys.job(jobId));
+  }
+
+  async get(jobId: string): Promise<JobRecord | undefined> {
+    const h = await this.redis.hgetall(this.keys.job(jobId));
+    if (!h.id || !h.status || !h.tenant) return undefined;
+    const view: JobView = {
+      id: h.id,
+      object: "job",
+      status: h.status as JobStatus,
+      model: h.model ?? "",
+      priority: (h.priority ?? "normal") as Priority,
+      attempts: Number(h.attempts ?? 0),
+      created_at: Number(h.created_at) / 1000,
+    };
+    const started = seconds(h.started_at);
+    const finished = seconds(h.finished_at);
+    if (started !== undefined) view.started_at = started;
+    if (finished !== undefined) view.finished_at = finished;
+    const result = parseJson(h.result, (v) => jobResultSchema.parse(v));
+    const error = parseJson(h.error, (v) => jobErrorSchema.parse(v));
+    const usage = parseJson(h.usage, (v) => usageSchema.parse(v));
+    const metadata = parseJson(h.metadata, (v) => v as JobView["metadata"]);
+    if (result) view.result = result;
+    if (error) view.error = error;
+    if (usage) view.usage = usage;
+    if (metadata) view.metadata = metadata;
+    const cancelRequested = h.cancel_requested === "1";
+    if (cancelRequested && !isTerminal(view.status)) view.cancel_requested = true;
+    return { view, tenantId: h.tenant, queue: h.queue ?? "", cancelRequested };
+  }
+
+  /** Moves a record to `status` unless it is final already; publishes the change. */
+  async transition(jobId: string, status: JobStatus, fields: TransitionFields, ttlMs = 0): Promise<TransitionOutcome> {
+    const args: (string | number)[] = [status, ttlMs, this.keys.jobEventsChannel, jobId];
+    for (const [k, v] of Object.entries(fields)) {
+      if (v === undefined) continue;
+      args.push(k, typeof v === "object" ? JSON.stringify(v) : String(v));
+    }
+    const [applied, after, cancel] = await this.redis.syTransition(this.keys.job(jobId), ...args);
+    return { applied: applied === 1, exists: applied !== -1, status: after, cancelRequested: cancel === "1" };
+  }
+
+  async requestCancel(jobId: string, now = Date.now()): Promise<{ exists: boolean; applied: boolean; status: string }> {
+    const [applied, status] = await this.redis.syRequestCancel(this.keys.job(jobId), now);
+    return { exists: applied !== -1, applied: applied === 1, status };
+  }
+}

@@ -1,0 +1,35 @@
+--[[
+  Moves a job record to a new status, unless it is already final.
+
+  KEYS[1]  job record hash
+  ARGV[1]  new status (queued | running | succeeded | failed | cancelled | expired)
+  ARGV[2]  TTL in ms to set on the record (0 leaves the TTL alone)
+  ARGV[3]  pub/sub channel that hears "<jobId> <status>"
+  ARGV[4]  job id (for the message)
+  ARGV[5..] field, value pairs to HSET with the status
+
+  Returns { applied (1|0|-1), status after the call, cancel_requested ("1" or "") }
+    -1: no such record (expired or never written); 0: already final, nothing changed.
+  Final statuses never change again, so a late worker can never overwrite a cancel.
+]]
+local status = redis.call("HGET", KEYS[1], "status")
+if not status then
+  return { -1, "", "" }
+end
+local cancel = redis.call("HGET", KEYS[1], "cancel_requested") or ""
+if status == "succeeded" or status == "failed" or status == "cancelled" or status == "expired" then
+  return { 0, status, cancel }
+end
+local fields = { "status", ARGV[1] }
+for i = 5, #ARGV do
+  fields[#fields + 1] = ARGV[i]
+end
+redis.call("HSET", KEYS[1], unpack(fields))
+local ttl = tonumber(ARGV[2])
+if ttl and ttl > 0 then
+  redis.call("PEXPIRE", KEYS[1], ttl)
+end
+if ARGV[1] ~= status then
+  redis.call("PUBLISH", ARGV[3], ARGV[4] .. " " .. ARGV[1])
+end
+return { 1, ARGV[1], cancel }

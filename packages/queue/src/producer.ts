@@ -1,0 +1,56 @@
+import { Queue } from "bullmq";
+import { jobPayloadSchema, type JobPayload, type SwitchyardConfig } from "@switchyard/core";
+import type { Redis } from "ioredis";
+import { BULLMQ_PRIORITY, allJobQueues, type QueueSpec } from "./queues";
+
+/** BullMQ job name for chat jobs; the only kind this version has. */
+export const CHAT_JOB = "chat";
+/** Name of the backoff strategy the worker registers (Retry-After aware, jittered). */
+export const BACKOFF_TYPE = "switchyard";
+
+/** Builds one BullMQ Queue per job queue in the config and adds validated payloads to them. */
+export class JobProducer {
+  readonly queues = new Map<string, Queue>();
+  readonly specs: QueueSpec[];
+
+  constructor(
+    connection: Redis,
+    private readonly config: SwitchyardConfig,
+  ) {
+    this.specs = allJobQueues(config);
+    for (const spec of this.specs) {
+      this.queues.set(spec.name, new Queue(spec.name, { connection, prefix: config.queue.prefix }));
+    }
+  }
+
+  private queue(name: string): Queue {
+    const q = this.queues.get(name);
+    if (!q) throw new Error(`no queue named ${name}`);
+    return q;
+  }
+
+  /** Adds the job; BullMQ treats a second add with the same jobId as a no-op. */
+  async enqueue(queueName: string, payload: JobPayload): Promise<void> {
+    const data = jobPayloadSchema.parse(payload);
+    const retentionSec = Math.round(this.config.queue.retention_hours * 3600);
+    const keep = this.config.queue.keep_finished_jobs;
+    await this.queue(queueName).add(CHAT_JOB, data, {
+      jobId: data.job_id,
+      priority: BULLMQ_PRIORITY[data.priority],
+      attempts: this.config.queue.attempts,
+      backoff: { type: BACKOFF_TYPE },
+      removeOnComplete: { age: retentionSec, count: keep },
+      removeOnFail: { age: retentionSec, count: keep },
+    });
+  }
+
+  /** Removes a job that no worker holds. False when it is locked by a worker or gone. */
+  async removeIfIdle(queueName: string, jobId: string): Promise<boolean> {
+    const removed = await this.queue(queueName).remove(jobId);
+    return removed === 1;
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([...this.queues.values()].map((q) => q.close()));
+  }
+}

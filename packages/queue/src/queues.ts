@@ -1,0 +1,27 @@
+import type { SwitchyardConfig, TenantConfig } from "@switchyard/core";
+
+/** Queue names: one per tier, one per tenant that has a dedicated queue. */
+export type Tier = "paid" | "free";
+export const TIERS: readonly Tier[] = ["paid", "free"];
+
+export const tierQueueName = (tier: Tier): string => `jobs-${tier}`;
+export const tenantQueueName = (tenantId: string): string => `jobs-tenant-${tenantId}`;
+
+export function queueNameFor(tenant: Pick<TenantConfig, "id" | "tier" | "dedicated_queue">): string {
+  return tenant.dedicated_queue ? tenantQueueName(tenant.id) : tierQueueName(tenant.tier);
+}
+
+export interface QueueSpec {
+  name: string;
+  tier: Tier;
+}
+
+/** Every job queue the config implies, in a stable order (tier queues first). */
+export function allJobQueues(config: Pick<SwitchyardConfig, "tenants">): QueueSpec[] {
+  const specs: QueueSpec[] = TIERS.map((tier) => ({ name: tierQueueName(tier), tier }));
+  for (const t of config.tenants) if (t.dedicated_queue) specs.push({ name: tenantQueueName(t.id), tier: t.tier });
+  return specs;
+}
+
+/** BullMQ priorities: lower runs first; 0 would mean "no priority" and jump the line. */
+export const BULLMQ_PRIORITY = { high: 1, normal: 2, low: 3 } as const;
