@@ -1,0 +1,82 @@
+import express, { type Express } from "express";
+import { randomUUID } from "node:crypto";
+import { pinoHttp } from "pino-http";
+import { createBullBoard } from "@bull-board/api";
+import { BullMQAdapter } from "@bull-board/api/bullMQAdapter";
+import { ExpressAdapter } from "@bull-board/express";
+import { notFound, type SwitchyardConfig } from "@switchyard/core";
+import { Counter, type Logger, type Registry } from "@switchyard/observability";
+import type { JobProducer, Redis } from "@switchyard/queue";
+import { adminAuth } from "./auth";
+import { errorHandler } from "./errors";
+import { httpMetrics } from "./http-metrics";
+import type { JobService } from "./job-service";
+import { jobsRouter } from "./routes/jobs";
+import { TenantDirectory } from "./tenants";
+
+export interface AppDeps {
+  config: SwitchyardConfig;
+  redis: Redis;
+  producer: JobProducer;
+  service: JobService;
+  registry: Registry;
+  log: Logger;
+  adminToken?: string;
+}
+
+const REQUEST_ID = /^[A-Za-z0-9._-]{1,128}$/;
+
+export function createApp(deps: AppDeps): Express {
+  const { config, registry, log } = deps;
+  const app = express();
+  app.disable("x-powered-by");
+  app.set("trust proxy", false);
+
+  app.use(
+    pinoHttp({
+      logger: log,
+      genReqId: (req, res) => {
+        const incoming = req.headers["x-request-id"];
+        const id = typeof incoming === "string" && REQUEST_ID.test(incoming) ? incoming : randomUUID();
+        res.setHeader("x-request-id", id);
+        return id;
+      },
+      // Health checks and scrapes would drown everything else.
+      autoLogging: { ignore: (req) => ["/healthz", "/readyz", "/metrics"].includes(req.url ?? "") },
+    }),
+  );
+  app.use(httpMetrics(registry));
+
+  app.get("/healthz", (_req, res) => {
+    res.json({ status: "ok" });
+  });
+  app.get("/readyz", async (_req, res) => {
+    try {
+      await deps.redis.ping();
+      res.json({ status: "ready" });
+    } catch {
+      res.status(503).json({ status: "unavailable", reason: "Redis is not reachable" });
+    }
+  });
+  app.get("/metrics", async (_req, res) => {
+    res.set("content-type", registry.contentType).send(await registry.metrics());
+  });
+
+  const enqueued = new Counter({
+    name: "switchyard_jobs_enqueued_total",
+    help: "Jobs accepted and queued, by tier",
+    labelNames: ["tier"] as const,
+    registers: [registry],
+  });
+  const directory = new TenantDirectory(config.tenants);
+  app.use(jobsRouter(deps.service, config, directory, enqueued));
+
+  const board = new ExpressAdapter();
+  board.setBasePath("/admin/queues");
+  createBullBoard({ queues: [...deps.producer.queues.values()].map((q) => new BullMQAdapter(q)), serverAdapter: board });
+  app.use("/admin/queues", adminAuth(deps.adminToken), board.getRouter());
+
+  app.use((req, _res, next) => next(notFound(`no route ${req.method} ${req.path}`)));
+  app.use(errorHandler(log, config.server.max_body_bytes));
+  return app;
+}

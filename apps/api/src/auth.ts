@@ -1,0 +1,48 @@
+import type { NextFunction, Request, Response } from "express";
+import { timingSafeEqual, createHash } from "node:crypto";
+import { ApiError, unauthorized } from "@switchyard/core";
+import type { TenantDirectory } from "./tenants";
+
+/** Tenant auth: "Authorization: Bearer <tenant key>". The tenant lands in res.locals.tenant. */
+export function tenantAuth(directory: TenantDirectory) {
+  return (req: Request, res: Response, next: NextFunction): void => {
+    const header = req.get("authorization");
+    if (!header) return next(unauthorized("missing Authorization header; send 'Authorization: Bearer <your Switchyard API key>'"));
+    const match = /^Bearer\s+(\S+)\s*$/i.exec(header);
+    if (!match?.[1]) return next(unauthorized("malformed Authorization header; expected 'Bearer <key>'"));
+    const tenant = directory.authenticate(match[1]);
+    if (!tenant) return next(unauthorized("unknown API key"));
+    res.locals.tenant = tenant;
+    req.log?.setBindings({ tenant: tenant.id });
+    next();
+  };
+}
+
+const sha = (s: string) => createHash("sha256").update(s).digest();
+
+/**
+ * Admin guard for Bull Board and admin endpoints: HTTP basic auth with the admin token as the
+ * password (any user name), or "Authorization: Bearer <token>". Without a token configured the
+ * admin surface is closed.
+ */
+export function adminAuth(token: string | undefined) {
+  const want = token ? sha(token) : undefined;
+  return (req: Request, res: Response, next: NextFunction): void => {
+    if (!want) {
+      return next(new ApiError(503, "admin_disabled", "admin endpoints are off; set SWITCHYARD_ADMIN_TOKEN to enable them"));
+    }
+    const header = req.get("authorization") ?? "";
+    let presented: string | undefined;
+    const basic = /^Basic\s+(\S+)$/i.exec(header);
+    const bearer = /^Bearer\s+(\S+)$/i.exec(header);
+    if (basic?.[1]) {
+      const decoded = Buffer.from(basic[1], "base64").toString("utf8");
+      presented = decoded.slice(decoded.indexOf(":") + 1);
+    } else if (bearer?.[1]) {
+      presented = bearer[1];
+    }
+    if (presented !== undefined && timingSafeEqual(sha(presented), want)) return next();
+    res.set("www-authenticate", 'Basic realm="switchyard admin", charset="UTF-8"');
+    next(new ApiError(401, "authentication_error", "admin token required (basic auth password or Bearer token)"));
+  };
+}

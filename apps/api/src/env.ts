@@ -1,0 +1,21 @@
+import { logLevelSchema, parseEnv, portSchema, redisUrlSchema } from "@switchyard/core";
+import { resolve } from "node:path";
+import { z } from "zod";
+
+/** The API's whole environment, parsed once at start-up. */
+export const apiEnvSchema = z.object({
+  PORT: portSchema(8080),
+  HOST: z.string().default("0.0.0.0"),
+  REDIS_URL: redisUrlSchema,
+  SWITCHYARD_CONFIG: z.string().min(1).optional(),
+  SWITCHYARD_ADMIN_TOKEN: z.string().min(8, "use at least 8 characters").optional(),
+  LOG_LEVEL: logLevelSchema,
+});
+export type ApiEnv = z.infer<typeof apiEnvSchema>;
+
+export const loadApiEnv = (env: NodeJS.ProcessEnv = process.env): ApiEnv => parseEnv(apiEnvSchema, env);
+
+/** Without SWITCHYARD_CONFIG the demo config beside the repository is used. */
+export function configPath(env: Pick<ApiEnv, "SWITCHYARD_CONFIG">, baseDir: string): string {
+  return env.SWITCHYARD_CONFIG ?? resolve(baseDir, "../../../config/demo.yaml");
+}

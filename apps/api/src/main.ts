@@ -1,0 +1,65 @@
+import { loadConfig } from "@switchyard/core";
+import { createLogger, createRegistry } from "@switchyard/observability";
+import { checkEvictionPolicy, createRedis, JobEvents, JobProducer, JobStore, Keys } from "@switchyard/queue";
+import { createApp } from "./app";
+import { configPath, loadApiEnv } from "./env";
+import { JobService } from "./job-service";
+
+async function main(): Promise<void> {
+  const env = loadApiEnv();
+  const log = createLogger("api", env.LOG_LEVEL);
+  const path = configPath(env, __dirname);
+  const config = loadConfig(path);
+  log.info({ path, tenants: config.tenants.length, models: Object.keys(config.models).length }, "config loaded");
+
+  const redis = createRedis(env.REDIS_URL, "command");
+  const bullConnection = createRedis(env.REDIS_URL, "worker");
+  const subscriber = createRedis(env.REDIS_URL, "subscriber");
+  await checkEvictionPolicy(redis, log);
+
+  const keys = new Keys(config.queue.prefix);
+  const store = new JobStore(redis, keys);
+  const producer = new JobProducer(bullConnection, config);
+  const events = new JobEvents(subscriber, keys.jobEventsChannel);
+  await events.whenReady();
+  const registry = createRegistry("api");
+  const service = new JobService(config, redis, keys, store, producer, events, log);
+  const app = createApp({ config, redis, producer, service, registry, log, adminToken: env.SWITCHYARD_ADMIN_TOKEN });
+
+  const server = app.listen(env.PORT, env.HOST, () => {
+    const addr = server.address();
+    const port = typeof addr === "object" && addr ? addr.port : env.PORT;
+    log.info({ port, adminUi: env.SWITCHYARD_ADMIN_TOKEN ? "/admin/queues" : "disabled (set SWITCHYARD_ADMIN_TOKEN)" }, "api listening");
+  });
+  server.on("error", (err) => {
+    log.fatal({ err }, `cannot listen on ${env.HOST}:${env.PORT}; set PORT to a free port`);
+    process.exit(1);
+  });
+  // Long-polls hold connections for up to max_wait_seconds; keep idle sockets a bit longer.
+  server.keepAliveTimeout = 65_000;
+  server.headersTimeout = 66_000;
+
+  let stopping = false;
+  const shutdown = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal }, "shutting down: no new requests, finishing open ones");
+    const force = setTimeout(() => process.exit(1), 15_000);
+    force.unref();
+    await new Promise<void>((resolve) => {
+      server.close(() => resolve());
+      server.closeIdleConnections();
+    });
+    await producer.close();
+    await Promise.allSettled([redis.quit(), bullConnection.quit(), subscriber.quit()]);
+    log.info("stopped");
+    process.exit(0);
+  };
+  process.once("SIGTERM", () => void shutdown("SIGTERM"));
+  process.once("SIGINT", () => void shutdown("SIGINT"));
+}
+
+main().catch((err: Error) => {
+  createLogger("api").fatal({ err: { message: err.message } }, "start-up failed");
+  process.exit(1);
+});

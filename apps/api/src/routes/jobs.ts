@@ -1,0 +1,64 @@
+import express, { Router, type Request, type Response } from "express";
+import { badRequest, JOB_ID_PATTERN, notFound, type SwitchyardConfig, type TenantConfig } from "@switchyard/core";
+import type { Counter } from "@switchyard/observability";
+import { tenantAuth } from "../auth";
+import { parseCreateJob, type JobService } from "../job-service";
+import type { TenantDirectory } from "../tenants";
+
+/**
+ * /v1/jobs: submit, read (with ?wait= long-poll), cancel. Routes carry their full paths so
+ * metrics see the pattern. Auth runs before the body is parsed: strangers cannot make us
+ * read a megabyte.
+ */
+export function jobsRouter(service: JobService, config: SwitchyardConfig, directory: TenantDirectory, enqueued: Counter<"tier">): Router {
+  const router = Router();
+  router.use("/v1/jobs", tenantAuth(directory), express.json({ limit: config.server.max_body_bytes, strict: true }));
+
+  const tenantOf = (res: Response): TenantConfig => res.locals.tenant as TenantConfig;
+  const jobIdOf = (req: Request): string => {
+    const id = String(req.params.id);
+    if (!JOB_ID_PATTERN.test(id)) throw notFound(`no job ${id.slice(0, 64)}`);
+    return id;
+  };
+  const abortSignalOf = (req: Request, res: Response): AbortSignal => {
+    const ctrl = new AbortController();
+    res.on("close", () => ctrl.abort());
+    req.on("aborted", () => ctrl.abort());
+    return ctrl.signal;
+  };
+
+  router.post("/v1/jobs", async (req, res) => {
+    const tenant = tenantOf(res);
+    const body = parseCreateJob(req.body, config);
+    const key = req.get("idempotency-key");
+    const { job, replayed } = await service.submit(tenant, body, String(req.id), key);
+    if (!replayed) enqueued.inc({ tier: tenant.tier });
+    res.set("location", `/v1/jobs/${job.id}`);
+    if (replayed) res.set("idempotent-replayed", "true");
+    res.status(replayed ? 200 : 202).json(job);
+  });
+
+  router.get("/v1/jobs/:id", async (req, res) => {
+    const tenant = tenantOf(res);
+    const id = jobIdOf(req);
+    let waitMs = 0;
+    if (req.query.wait !== undefined) {
+      const raw = String(req.query.wait);
+      const n = Number(raw);
+      if (!/^\d+(\.\d+)?$/.test(raw) || n > config.server.max_wait_seconds) {
+        throw badRequest(`wait must be a number of seconds from 0 to ${config.server.max_wait_seconds}`, [{ path: "query.wait", message: "invalid" }]);
+      }
+      waitMs = Math.round(n * 1000);
+    }
+    const job = await service.waitForTerminal(tenant, id, waitMs, abortSignalOf(req, res));
+    res.json(job);
+  });
+
+  router.delete("/v1/jobs/:id", async (req, res) => {
+    const tenant = tenantOf(res);
+    const { job, final } = await service.cancel(tenant, jobIdOf(req), abortSignalOf(req, res));
+    res.status(final ? 200 : 202).json(job);
+  });
+
+  return router;
+}

@@ -1,0 +1,160 @@
+import { randomUUID } from "node:crypto";
+import { setTimeout as sleep } from "node:timers/promises";
+import { QueueEvents, type Job } from "bullmq";
+import { backoffDelay, type JobPayload, type SwitchyardConfig } from "@switchyard/core";
+import type { Logger } from "@switchyard/observability";
+import { ProviderError } from "@switchyard/providers";
+import { allJobQueues, BACKOFF_TYPE, type JobStore, type QueueSpec, type Redis } from "@switchyard/queue";
+import { FairGate } from "./fair-gate";
+import { CANCEL_REASON, SHUTDOWN_REASON, type JobRunner } from "./job-runner";
+import { ManagedWorker } from "./managed-worker";
+
+/**
+ * Consumes every job queue in one process. A slot is taken from the FairGate before a job is
+ * fetched, so no job sits locked in this process waiting for a slot (another worker could run
+ * it), and the gate's weighted round robin decides which tier fetches next.
+ *
+ * Each queue has one fetch loop: a non-blocking fetch while holding a slot; when the queue is
+ * empty, the slot goes back and the loop blocks in Redis (BZPOPMIN, no polling) until a job
+ * arrives, then runs it even if that briefly exceeds the slot count by one per queue.
+ */
+export class Dispatcher {
+  private readonly workers = new Map<string, ManagedWorker>();
+  private readonly events: QueueEvents[] = [];
+  private readonly gate: FairGate;
+  private readonly loops: Promise<void>[] = [];
+  private readonly inFlight = new Set<Promise<void>>();
+  private stopping = false;
+  readonly specs: QueueSpec[];
+
+  constructor(
+    private readonly config: SwitchyardConfig,
+    private readonly connection: Redis,
+    private readonly subscriber: Redis,
+    private readonly cancelChannel: string,
+    private readonly store: JobStore,
+    private readonly runner: JobRunner,
+    private readonly log: Logger,
+  ) {
+    this.specs = allJobQueues(config);
+    const w = config.worker.tier_weights;
+    this.gate = new FairGate(config.worker.concurrency, Object.fromEntries(this.specs.map((s) => [s.name, w[s.tier]])));
+  }
+
+  async start(): Promise<void> {
+    const { queue: q, worker: w } = this.config;
+    for (const spec of this.specs) {
+      const worker = new ManagedWorker(spec.name, (job, token, signal) => this.runner.run(job, token, signal), {
+        connection: this.connection,
+        prefix: q.prefix,
+        concurrency: w.concurrency,
+        lockDuration: w.lock_duration_ms,
+        stalledInterval: w.stalled_interval_ms,
+        maxStalledCount: 2,
+        drainDelay: 2,
+        settings: {
+          backoffStrategy: (attemptsMade: number, type?: string, err?: Error) => {
+            if (type !== BACKOFF_TYPE) return 0;
+            const hint = err instanceof ProviderError ? err.retryAfterMs : undefined;
+            return backoffDelay(attemptsMade, { baseMs: q.backoff_base_ms, maxMs: q.backoff_max_ms }, hint);
+          },
+        },
+      });
+      worker.on("error", (err) => this.log.error({ err, queue: spec.name }, "queue worker error"));
+      worker.on("stalled", (jobId) => this.log.warn({ jobId, queue: spec.name }, "job stalled (its worker died?); requeued"));
+      await worker.startManaged();
+      this.workers.set(spec.name, worker);
+      this.watchFailures(spec.name);
+    }
+    await this.subscriber.subscribe(this.cancelChannel);
+    this.subscriber.on("message", (channel: string, jobId: string) => {
+      if (channel !== this.cancelChannel) return;
+      for (const worker of this.workers.values()) if (worker.cancelJob(jobId, CANCEL_REASON)) this.log.info({ jobId }, "cancelling running job");
+    });
+    for (const spec of this.specs) this.loops.push(this.fetchLoop(spec));
+    this.log.info({ queues: this.specs.map((s) => s.name), concurrency: this.config.worker.concurrency }, "worker ready");
+  }
+
+  /**
+   * A job BullMQ fails on its own (stalled too often) never passes through our runner;
+   * this makes sure its record still reaches a final status.
+   */
+  private watchFailures(queueName: string): void {
+    const qe = new QueueEvents(queueName, { connection: this.connection.duplicate(), prefix: this.config.queue.prefix });
+    qe.on("failed", ({ jobId, failedReason }) => {
+      const retentionMs = Math.round(this.config.queue.retention_hours * 3_600_000);
+      this.store
+        .transition(jobId, "failed", { finished_at: Date.now(), error: { type: "worker_failure", message: failedReason } }, retentionMs)
+        .catch((err: Error) => this.log.error({ err, jobId }, "could not mark failed job"));
+    });
+    qe.on("error", (err) => this.log.error({ err, queue: queueName }, "queue events error"));
+    this.events.push(qe);
+  }
+
+  private async fetchLoop(spec: QueueSpec): Promise<void> {
+    const worker = this.workers.get(spec.name);
+    if (!worker) return;
+    while (!this.stopping) {
+      if (!(await this.gate.acquire(spec.name))) break;
+      let job: Job<JobPayload> | undefined;
+      try {
+        job = await worker.getNextJob(this.token(), { block: false });
+        if (!job) {
+          this.gate.release();
+          if (this.stopping) break;
+          job = await worker.getNextJob(this.token(), { block: true });
+          if (!job) continue;
+          this.gate.force();
+        }
+      } catch (err) {
+        this.gate.release();
+        if (this.stopping) break;
+        this.log.error({ err, queue: spec.name }, "fetching a job failed; retrying in 1 s");
+        await sleep(1_000);
+        continue;
+      }
+      this.track(worker, job);
+    }
+  }
+
+  private token(): string {
+    return randomUUID();
+  }
+
+  private track(worker: ManagedWorker, job: Job<JobPayload>): void {
+    const token = job.token ?? "";
+    const p = worker
+      .processJob(job, token, () => false)
+      .then(() => undefined)
+      .catch((err: Error) => this.log.error({ err, jobId: job.id }, "processing a job failed unexpectedly"))
+      .finally(() => {
+        this.gate.release();
+        this.inFlight.delete(p);
+      });
+    this.inFlight.add(p);
+  }
+
+  get activeJobs(): number {
+    return this.inFlight.size;
+  }
+
+  /**
+   * Stops fetching, lets running jobs finish within the grace period, then hands the rest
+   * back to the queue (no attempt spent) so another worker takes them over.
+   */
+  async stop(graceMs: number): Promise<void> {
+    this.stopping = true;
+    this.gate.close();
+    this.log.info({ inFlight: this.inFlight.size, graceMs }, "stopping: no new jobs; waiting for running ones");
+    const timer = sleep(graceMs).then(() => "timeout" as const);
+    const drained = Promise.all([...this.inFlight]).then(() => "drained" as const);
+    if ((await Promise.race([drained, timer])) === "timeout") {
+      this.log.warn({ inFlight: this.inFlight.size }, "grace period over; returning running jobs to the queue");
+      for (const worker of this.workers.values()) worker.cancelAllJobs(SHUTDOWN_REASON);
+      await Promise.race([Promise.all([...this.inFlight]), sleep(5_000)]);
+    }
+    await Promise.all([...this.workers.values()].map((w) => w.close()));
+    await Promise.allSettled(this.loops);
+    await Promise.all(this.events.map((e) => e.close()));
+  }
+}

@@ -1,0 +1,62 @@
+import { createServer } from "node:http";
+import { resolve } from "node:path";
+import { loadConfig } from "@switchyard/core";
+import { createLogger, createRegistry } from "@switchyard/observability";
+import { createProviders } from "@switchyard/providers";
+import { checkEvictionPolicy, createRedis, JobStore, Keys } from "@switchyard/queue";
+import { RoundRobinKeys } from "./capacity";
+import { Dispatcher } from "./dispatcher";
+import { loadWorkerEnv } from "./env";
+import { JobRunner } from "./job-runner";
+import { WorkerMetrics } from "./metrics";
+
+async function main(): Promise<void> {
+  const env = loadWorkerEnv();
+  const log = createLogger("worker", env.LOG_LEVEL);
+  const path = env.SWITCHYARD_CONFIG ?? resolve(__dirname, "../../../config/demo.yaml");
+  const config = loadConfig(path);
+  log.info({ path }, "config loaded");
+
+  const redis = createRedis(env.REDIS_URL, "worker");
+  const bull = createRedis(env.REDIS_URL, "worker");
+  const subscriber = createRedis(env.REDIS_URL, "subscriber");
+  await checkEvictionPolicy(redis, log);
+  const keys = new Keys(config.queue.prefix);
+  const store = new JobStore(redis, keys);
+  const registry = createRegistry("worker");
+  const providers = createProviders(config.providers);
+  const runner = new JobRunner(config, store, providers, new RoundRobinKeys(), new WorkerMetrics(registry), log);
+  const dispatcher = new Dispatcher(config, bull, subscriber, keys.cancelChannel, store, runner, log);
+  await dispatcher.start();
+
+  const metricsServer =
+    env.METRICS_PORT === undefined
+      ? undefined
+      : createServer((req, res) => {
+          if (req.url === "/metrics") {
+            void registry.metrics().then((text) => res.writeHead(200, { "content-type": registry.contentType }).end(text));
+          } else if (req.url === "/healthz") {
+            res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({ status: "ok", active: dispatcher.activeJobs }));
+          } else res.writeHead(404).end();
+        }).listen(env.METRICS_PORT, () => log.info({ address: metricsServer?.address() }, "worker metrics listening"));
+
+  let stopping = false;
+  const shutdown = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal }, "shutting down");
+    await dispatcher.stop(config.worker.shutdown_grace_ms);
+    metricsServer?.close();
+    await Promise.allSettled([...providers.values()].map((p) => p.close()));
+    await Promise.allSettled([redis.quit(), bull.quit(), subscriber.quit()]);
+    log.info("stopped");
+    process.exit(0);
+  };
+  process.once("SIGTERM", () => void shutdown("SIGTERM"));
+  process.once("SIGINT", () => void shutdown("SIGINT"));
+}
+
+main().catch((err: Error) => {
+  createLogger("worker").fatal({ err: { message: err.message, stack: err.stack } }, "start-up failed");
+  process.exit(1);
+});
