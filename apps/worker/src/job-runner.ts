@@ -24,6 +24,9 @@ export interface RunSummary {
   usage?: Usage;
 }
 
+/** Upstream attempts started so far, this one included (stall recoveries and hand-backs count). */
+const attemptsOf = (job: Job<JobPayload>): number => Math.max(job.attemptsStarted ?? 0, job.attemptsMade + 1);
+
 /**
  * The per-job path: validate the payload, honour cancel and start deadline, mark running,
  * reserve capacity, call the provider, store the result; on failure classify and let BullMQ
@@ -65,7 +68,7 @@ export class JobRunner {
       return { status: "expired" };
     }
 
-    const started = await this.store.transition(p.job_id, "running", { started_at: now, attempts: job.attemptsMade + 1 }, this.runningTtlMs);
+    const started = await this.store.transition(p.job_id, "running", { started_at: now, attempts: attemptsOf(job) }, this.runningTtlMs);
     if (!started.exists) {
       log.warn("job record is gone (retention expired); dropping the job");
       return { status: "skipped" };
@@ -78,7 +81,7 @@ export class JobRunner {
     const providerCfg = route && this.config.providers.find((x) => x.id === route.provider);
     const provider = providerCfg && this.providers.get(providerCfg.id);
     if (!route || !providerCfg || !provider) {
-      await this.finish(p.job_id, "failed", { attempts: job.attemptsMade + 1, error: { type: "invalid_model", message: `model '${p.model}' is no longer configured` } });
+      await this.finish(p.job_id, "failed", { attempts: attemptsOf(job), error: { type: "invalid_model", message: `model '${p.model}' is no longer configured` } });
       throw new UnrecoverableError(`model ${p.model} is not configured`);
     }
     const upstreamModel = route.model ?? p.model;
@@ -90,7 +93,7 @@ export class JobRunner {
       await reservation.settle(result.usage);
       this.metrics.observeCall(provider.id, "ok", callStart, result.usage);
       const { usage, ...view } = result;
-      await this.finish(p.job_id, "succeeded", { attempts: job.attemptsMade + 1, result: view, usage });
+      await this.finish(p.job_id, "succeeded", { attempts: attemptsOf(job), result: view, usage, error: null });
       this.metrics.jobs.inc({ queue: job.queueName, outcome: "succeeded" });
       log.debug({ provider: provider.id, keyId: reservation.keyId }, "job succeeded");
       return { status: "succeeded", provider: view.provider, model: view.model, usage };
@@ -106,9 +109,10 @@ export class JobRunner {
   }
 
   private async failedAttempt(p: JobPayload, job: Job<JobPayload>, err: ProviderError, log: Logger): Promise<never> {
-    const attempts = job.attemptsMade + 1;
+    const attempts = attemptsOf(job);
     const error: JobError = { type: err.kind, message: err.message, provider: err.provider, ...(err.status ? { status: err.status } : {}) };
-    const last = attempts >= (job.opts.attempts ?? 1);
+    // Only attempts BullMQ charged count toward the limit (a shutdown hand-back is not charged).
+    const last = job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
     if (!err.retryable || last) {
       await this.finish(p.job_id, "failed", { attempts, error });
       this.metrics.jobs.inc({ queue: job.queueName, outcome: "failed" });

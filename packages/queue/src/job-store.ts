@@ -51,7 +51,8 @@ export interface TransitionFields {
   finished_at?: number;
   attempts?: number;
   result?: JobResult;
-  error?: JobError;
+  /** null removes an error left by an earlier attempt. */
+  error?: JobError | null;
   usage?: Usage;
 }
 
@@ -142,7 +143,7 @@ export class JobStore {
     const args: (string | number)[] = [status, ttlMs, this.keys.jobEventsChannel, jobId];
     for (const [k, v] of Object.entries(fields)) {
       if (v === undefined) continue;
-      args.push(k, typeof v === "object" ? JSON.stringify(v) : String(v));
+      args.push(k, v === null ? "" : typeof v === "object" ? JSON.stringify(v) : String(v));
     }
     const [applied, after, cancel] = await this.redis.syTransition(this.keys.job(jobId), ...args);
     return { applied: applied === 1, exists: applied !== -1, status: after, cancelRequested: cancel === "1" };

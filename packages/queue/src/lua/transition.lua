@@ -6,7 +6,7 @@
   ARGV[2]  TTL in ms to set on the record (0 leaves the TTL alone)
   ARGV[3]  pub/sub channel that hears "<jobId> <status>"
   ARGV[4]  job id (for the message)
-  ARGV[5..] field, value pairs to HSET with the status
+  ARGV[5..] field, value pairs to HSET with the status; an empty value deletes the field
 
   Returns { applied (1|0|-1), status after the call, cancel_requested ("1" or "") }
     -1: no such record (expired or never written); 0: already final, nothing changed.
@@ -21,8 +21,13 @@ if status == "succeeded" or status == "failed" or status == "cancelled" or statu
   return { 0, status, cancel }
 end
 local fields = { "status", ARGV[1] }
-for i = 5, #ARGV do
-  fields[#fields + 1] = ARGV[i]
+for i = 5, #ARGV, 2 do
+  if ARGV[i + 1] == "" then
+    redis.call("HDEL", KEYS[1], ARGV[i])
+  else
+    fields[#fields + 1] = ARGV[i]
+    fields[#fields + 1] = ARGV[i + 1]
+  end
 end
 redis.call("HSET", KEYS[1], unpack(fields))
 local ttl = tonumber(ARGV[2])

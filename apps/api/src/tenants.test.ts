@@ -1,0 +1,17 @@
+import { TenantDirectory } from "./tenants";
+
+describe("TenantDirectory", () => {
+  const dir = new TenantDirectory([
+    { id: "a", tier: "paid", api_keys: ["sk-aaaa-1111", "sk-aaaa-2222"], dedicated_queue: false },
+    { id: "b", tier: "free", api_keys: ["sk-bbbb-1111"], dedicated_queue: true },
+  ]);
+  it("finds the tenant of each key", () => {
+    expect(dir.authenticate("sk-aaaa-2222")?.id).toBe("a");
+    expect(dir.authenticate("sk-bbbb-1111")?.id).toBe("b");
+  });
+  it("rejects unknown, prefix and empty keys", () => {
+    expect(dir.authenticate("sk-aaaa-111")).toBeUndefined();
+    expect(dir.authenticate("sk-aaaa-11111")).toBeUndefined();
+    expect(dir.authenticate("")).toBeUndefined();
+  });
+});

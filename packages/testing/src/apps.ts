@@ -1,0 +1,85 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import { existsSync } from "node:fs";
+import { resolve } from "node:path";
+
+export const REPO_ROOT = resolve(__dirname, "../../..");
+
+export type AppName = "api" | "worker" | "mock-provider";
+
+export interface AppProcess {
+  name: string;
+  child: ChildProcess;
+  /** Everything the process printed so far (for assertions and failure messages). */
+  output(): string;
+  /** Resolves when a line of output matches. */
+  waitForOutput(pattern: RegExp, timeoutMs?: number): Promise<string>;
+  stop(signal?: NodeJS.Signals, timeoutMs?: number): Promise<number | null>;
+  kill(): Promise<void>;
+}
+
+/** Starts a built app (apps/<name>/dist/main.js) as a real process. */
+export function startApp(name: AppName, env: Record<string, string>, label: string = name): AppProcess {
+  const main = resolve(REPO_ROOT, "apps", name, "dist/main.js");
+  if (!existsSync(main)) throw new Error(`${main} is missing: build first (pnpm build)`);
+  const child = spawn(process.execPath, ["--enable-source-maps", main], {
+    env: { PATH: process.env.PATH ?? "", LOG_LEVEL: "info", ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let out = "";
+  const listeners = new Set<() => void>();
+  const onData = (d: Buffer) => {
+    out += d.toString();
+    if (out.length > 2_000_000) out = out.slice(-1_000_000);
+    for (const l of [...listeners]) l();
+  };
+  child.stdout?.on("data", onData);
+  child.stderr?.on("data", onData);
+  const exit = new Promise<number | null>((r) => child.once("exit", (code) => r(code)));
+
+  const waitForOutput = (pattern: RegExp, timeoutMs = 20_000): Promise<string> =>
+    new Promise((resolvePromise, reject) => {
+      const check = () => {
+        const m = pattern.exec(out);
+        if (m) {
+          cleanup();
+          resolvePromise(m[0]);
+        }
+      };
+      const timer = setTimeout(() => {
+        cleanup();
+        reject(new Error(`${label}: no output matching ${pattern} within ${timeoutMs} ms. Output:\n${out.slice(-4000)}`));
+      }, timeoutMs);
+      const onExit = (code: number | null) => {
+        cleanup();
+        reject(new Error(`${label} exited (${code}) before printing ${pattern}. Output:\n${out.slice(-4000)}`));
+      };
+      const cleanup = () => {
+        clearTimeout(timer);
+        listeners.delete(check);
+        child.off("exit", onExit);
+      };
+      listeners.add(check);
+      child.once("exit", onExit);
+      check();
+    });
+
+  return {
+    name: label,
+    child,
+    output: () => out,
+    waitForOutput,
+    stop: async (signal = "SIGTERM", timeoutMs = 20_000) => {
+      if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;
+      child.kill(signal);
+      const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
+      const code = await exit;
+      clearTimeout(timer);
+      return code;
+    },
+    kill: async () => {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      child.kill("SIGKILL");
+      await exit;
+    },
+  };
+}

@@ -1,0 +1,5 @@
+export * from "./ports";
+export * from "./redis";
+export * from "./apps";
+export * from "./stack";
+export * from "./client";

@@ -1,0 +1,117 @@
+import { randomBytes } from "node:crypto";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { stringify } from "yaml";
+import { startApp, type AppProcess } from "./apps";
+import { freePort } from "./ports";
+
+/** The Redis every integration test shares: REDIS_URL when given, else the one global setup started. */
+export function testRedisUrl(): string {
+  const url = process.env.SWITCHYARD_TEST_REDIS_URL ?? process.env.REDIS_URL;
+  if (!url) throw new Error("no test Redis: run tests through jest (its global setup starts redis-server) or set REDIS_URL");
+  return url;
+}
+
+/** A key prefix no other test uses, so tests never see each other's keys. */
+export const uniquePrefix = (): string => `{t${randomBytes(5).toString("hex")}}`;
+
+export const PAID_KEY = "sk-test-paid-0001";
+export const FREE_KEY = "sk-test-free-0001";
+export const OTHER_KEY = "sk-test-other-001";
+
+type DeepPartial<T> = { [K in keyof T]?: T[K] extends object ? DeepPartial<T[K]> : T[K] };
+export type ConfigDoc = Record<string, unknown>;
+
+/** A config for tests: three tenants, one OpenAI provider at the mock, short retries. */
+export function testConfig(mockUrl: string, prefix: string, overrides: DeepPartial<Record<string, Record<string, unknown>>> = {}): ConfigDoc {
+  const base: ConfigDoc = {
+    queue: { prefix, attempts: 4, backoff_base_ms: 50, backoff_max_ms: 500, retention_hours: 1, ...overrides.queue },
+    worker: { concurrency: 64, lock_duration_ms: 2000, stalled_interval_ms: 1000, shutdown_grace_ms: 5000, ...overrides.worker },
+    server: { max_body_bytes: 65536, max_wait_seconds: 30, ...overrides.server },
+    providers: [
+      {
+        id: "openai",
+        type: "openai",
+        base_url: `${mockUrl}/v1`,
+        timeout_ms: 3000,
+        connect_timeout_ms: 1000,
+        keys: [{ id: "k1", secret: "sk-upstream-1" }],
+      },
+    ],
+    models: { "gpt-4o-mini": { provider: "openai" }, fast: { provider: "openai", model: "gpt-4o-mini" } },
+    tenants: [
+      { id: "paid-co", tier: "paid", api_keys: [PAID_KEY] },
+      { id: "free-co", tier: "free", api_keys: [FREE_KEY] },
+      { id: "other-co", tier: "paid", api_keys: [OTHER_KEY], dedicated_queue: true },
+    ],
+  };
+  return base;
+}
+
+export interface StackOptions {
+  workers?: number;
+  mockEnv?: Record<string, string>;
+  config?: (mockUrl: string, prefix: string) => ConfigDoc;
+  adminToken?: string;
+}
+
+/**
+ * Mock provider, API and N workers as real processes on one test Redis with a fresh prefix.
+ * Workers can be added or killed during a test.
+ */
+export class Stack {
+  readonly apiUrl: string;
+  readonly mockUrl: string;
+  readonly workers: AppProcess[] = [];
+  private constructor(
+    readonly redisUrl: string,
+    readonly prefix: string,
+    readonly configPath: string,
+    private readonly dir: string,
+    readonly mock: AppProcess,
+    readonly api: AppProcess,
+    apiPort: number,
+    mockPort: number,
+  ) {
+    this.apiUrl = `http://127.0.0.1:${apiPort}`;
+    this.mockUrl = `http://127.0.0.1:${mockPort}`;
+  }
+
+  static async start(opts: StackOptions = {}): Promise<Stack> {
+    const redisUrl = testRedisUrl();
+    const prefix = uniquePrefix();
+    const [apiPort, mockPort] = [await freePort(), await freePort()];
+    const mockUrl = `http://127.0.0.1:${mockPort}`;
+    const dir = mkdtempSync(join(tmpdir(), "switchyard-test-"));
+    const configPath = join(dir, "config.yaml");
+    writeFileSync(configPath, stringify((opts.config ?? testConfig)(mockUrl, prefix)));
+    const mock = startApp("mock-provider", { PORT: String(mockPort), ...opts.mockEnv }, "mock");
+    const api = startApp(
+      "api",
+      { PORT: String(apiPort), HOST: "127.0.0.1", REDIS_URL: redisUrl, SWITCHYARD_CONFIG: configPath, ...(opts.adminToken ? { SWITCHYARD_ADMIN_TOKEN: opts.adminToken } : {}) },
+      "api",
+    );
+    const stack = new Stack(redisUrl, prefix, configPath, dir, mock, api, apiPort, mockPort);
+    await Promise.all([mock.waitForOutput(/mock provider listening/), api.waitForOutput(/api listening/)]);
+    for (let i = 0; i < (opts.workers ?? 1); i++) await stack.addWorker();
+    return stack;
+  }
+
+  async addWorker(): Promise<AppProcess> {
+    const w = startApp("worker", { REDIS_URL: this.redisUrl, SWITCHYARD_CONFIG: this.configPath }, `worker${this.workers.length + 1}`);
+    this.workers.push(w);
+    await w.waitForOutput(/worker ready/);
+    return w;
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all([...this.workers.map((w) => w.stop("SIGTERM")), this.api.stop("SIGTERM"), this.mock.stop("SIGTERM")]);
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+
+  /** Output of every process, for a failing test's message. */
+  logs(): string {
+    return [this.api, this.mock, ...this.workers].map((p) => `----- ${p.name}\n${p.output().slice(-3000)}`).join("\n");
+  }
+}
