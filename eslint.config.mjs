@@ -15,6 +15,14 @@ export default tseslint.config(
   {
     files: ["scripts/**", "apps/cli/**", "**/*.test.ts", "test/**", "packages/testing/**", "*.js", "*.mjs"],
     rules: { "no-console": "off", "@typescript-eslint/no-require-imports": "off" },
-    languageOptions: { globals: { require: "readonly", module: "writable", process: "readonly", console: "readonly", __dirname: "readonly" } },
+    languageOptions: {
+      globals: {
+        require: "readonly",
+        module: "writable",
+        process: "readonly",
+        console: "readonly",
+        __dirname: "readonly",
+      },
+    },
   },
 );

@@ -7,14 +7,25 @@ describe("OpenAIChatProvider against the mock", () => {
   let provider: OpenAIChatProvider;
   beforeAll(async () => {
     const port = await mock.listen(0);
-    provider = new OpenAIChatProvider({ id: "openai", type: "openai", baseUrl: `http://127.0.0.1:${port}/v1`, timeoutMs: 1000, connectTimeoutMs: 500, maxResponseBytes: 1 << 20 });
+    provider = new OpenAIChatProvider({
+      id: "openai",
+      type: "openai",
+      baseUrl: `http://127.0.0.1:${port}/v1`,
+      timeoutMs: 1000,
+      connectTimeoutMs: 500,
+      maxResponseBytes: 1 << 20,
+    });
   });
   afterAll(async () => {
     await provider.close();
     await mock.close();
   });
   const signal = () => new AbortController().signal;
-  const call = (content: string, apiKey = "sk-test") => provider.chat({ model: "gpt-4o-mini", messages: [{ role: "user", content }], max_tokens: 20 }, { apiKey, signal: signal() });
+  const call = (content: string, apiKey = "sk-test") =>
+    provider.chat(
+      { model: "gpt-4o-mini", messages: [{ role: "user", content }], max_tokens: 20 },
+      { apiKey, signal: signal() },
+    );
   const failure = async (content: string, apiKey?: string): Promise<ProviderError> => {
     const err = await call(content, apiKey).then(
       () => undefined,
@@ -37,7 +48,14 @@ describe("OpenAIChatProvider against the mock", () => {
   it("sends max_completion_tokens to OpenAI and max_tokens to compatible servers", () => {
     const req = { model: "m", messages: [{ role: "user" as const, content: "x" }], max_tokens: 5 };
     expect(provider.buildBody(req)).toMatchObject({ max_completion_tokens: 5 });
-    const compat = new OpenAIChatProvider({ id: "local", type: "openai-compatible", baseUrl: "http://127.0.0.1:1", timeoutMs: 1000, connectTimeoutMs: 100, maxResponseBytes: 1024 });
+    const compat = new OpenAIChatProvider({
+      id: "local",
+      type: "openai-compatible",
+      baseUrl: "http://127.0.0.1:1",
+      timeoutMs: 1000,
+      connectTimeoutMs: 100,
+      maxResponseBytes: 1024,
+    });
     expect(compat.buildBody(req)).toMatchObject({ max_tokens: 5 });
     void compat.close();
   });
@@ -67,14 +85,29 @@ describe("OpenAIChatProvider against the mock", () => {
 
   it("reports a cancelled call as cancelled", async () => {
     const ctrl = new AbortController();
-    const p = provider.chat({ model: "m", messages: [{ role: "user", content: "[[mock:hang]]" }] }, { apiKey: "sk", signal: ctrl.signal });
+    const p = provider.chat(
+      { model: "m", messages: [{ role: "user", content: "[[mock:hang]]" }] },
+      { apiKey: "sk", signal: ctrl.signal },
+    );
     setTimeout(() => ctrl.abort(), 50);
     await expect(p).rejects.toMatchObject({ kind: "cancelled" });
   });
 
   it("refuses connections to a closed port as a connection error", async () => {
-    const dead = new OpenAIChatProvider({ id: "dead", type: "openai", baseUrl: "http://127.0.0.1:1/v1", timeoutMs: 1000, connectTimeoutMs: 200, maxResponseBytes: 1024 });
-    await expect(dead.chat({ model: "m", messages: [{ role: "user", content: "x" }] }, { apiKey: "k", signal: signal() })).rejects.toMatchObject({ kind: "connection", retryable: true });
+    const dead = new OpenAIChatProvider({
+      id: "dead",
+      type: "openai",
+      baseUrl: "http://127.0.0.1:1/v1",
+      timeoutMs: 1000,
+      connectTimeoutMs: 200,
+      maxResponseBytes: 1024,
+    });
+    await expect(
+      dead.chat(
+        { model: "m", messages: [{ role: "user", content: "x" }] },
+        { apiKey: "k", signal: signal() },
+      ),
+    ).rejects.toMatchObject({ kind: "connection", retryable: true });
     await dead.close();
   });
 });

@@ -10,7 +10,12 @@ describe("bad input", () => {
   afterAll(async () => {
     await stack?.stop();
   });
-  const post = (opts: Parameters<typeof http>[2]) => http<{ error: { type: string; message: string; details?: { path: string }[] } }>("POST", `${stack.apiUrl}/v1/jobs`, opts);
+  const post = (opts: Parameters<typeof http>[2]) =>
+    http<{ error: { type: string; message: string; details?: { path: string }[] } }>(
+      "POST",
+      `${stack.apiUrl}/v1/jobs`,
+      opts,
+    );
 
   it("401 without a key, with an unknown key, with a malformed header", async () => {
     expect((await post({ json: chat("x") })).status).toBe(401);
@@ -28,13 +33,21 @@ describe("bad input", () => {
 
   it("400 for a body that is not an object or has no JSON content type", async () => {
     expect((await post({ key: PAID_KEY, rawBody: "[1,2]" })).status).toBe(400);
-    expect((await post({ key: PAID_KEY, rawBody: "model=x", headers: { "content-type": "text/plain" } })).status).toBe(400);
+    expect(
+      (await post({ key: PAID_KEY, rawBody: "model=x", headers: { "content-type": "text/plain" } })).status,
+    ).toBe(400);
   });
 
   it("400 listing every failing field path", async () => {
     const res = await post({
       key: PAID_KEY,
-      json: { model: "gpt-4o-mini", messages: [{ role: "robot", content: "x" }, { role: "user" }], temperature: 7, priority: "urgent", surprise: true },
+      json: {
+        model: "gpt-4o-mini",
+        messages: [{ role: "robot", content: "x" }, { role: "user" }],
+        temperature: 7,
+        priority: "urgent",
+        surprise: true,
+      },
     });
     expect(res.status).toBe(400);
     const paths = (res.body.error.details ?? []).map((d) => d.path).sort();
@@ -56,7 +69,10 @@ describe("bad input", () => {
   });
 
   it("400 for a webhook until webhook delivery exists, rather than silently never calling it", async () => {
-    const res = await post({ key: PAID_KEY, json: chat("x", { webhook: { url: "https://example.com/hook" } }) });
+    const res = await post({
+      key: PAID_KEY,
+      json: chat("x", { webhook: { url: "https://example.com/hook" } }),
+    });
     expect(res.status).toBe(400);
     expect(res.body.error.details?.[0]?.path).toBe("webhook");
   });
@@ -69,11 +85,22 @@ describe("bad input", () => {
 
   it("400 for a bad wait value and a bad Idempotency-Key, 404 for unknown ids and routes", async () => {
     const ok = await submit(stack.apiUrl, PAID_KEY, chat("x"));
-    expect((await http("GET", `${stack.apiUrl}/v1/jobs/${ok.body.id}?wait=abc`, { key: PAID_KEY })).status).toBe(400);
-    expect((await http("GET", `${stack.apiUrl}/v1/jobs/${ok.body.id}?wait=999`, { key: PAID_KEY })).status).toBe(400);
-    expect((await submit(stack.apiUrl, PAID_KEY, chat("x"), { "idempotency-key": "x".repeat(300) })).status).toBe(400);
-    expect((await http("GET", `${stack.apiUrl}/v1/jobs/job_doesnotexist`, { key: PAID_KEY })).status).toBe(404);
-    expect((await http("GET", `${stack.apiUrl}/v1/jobs/job_0000000000aaaaaaaaaaaaaaaaaaaa`, { key: PAID_KEY })).status).toBe(404);
+    expect(
+      (await http("GET", `${stack.apiUrl}/v1/jobs/${ok.body.id}?wait=abc`, { key: PAID_KEY })).status,
+    ).toBe(400);
+    expect(
+      (await http("GET", `${stack.apiUrl}/v1/jobs/${ok.body.id}?wait=999`, { key: PAID_KEY })).status,
+    ).toBe(400);
+    expect(
+      (await submit(stack.apiUrl, PAID_KEY, chat("x"), { "idempotency-key": "x".repeat(300) })).status,
+    ).toBe(400);
+    expect((await http("GET", `${stack.apiUrl}/v1/jobs/job_doesnotexist`, { key: PAID_KEY })).status).toBe(
+      404,
+    );
+    expect(
+      (await http("GET", `${stack.apiUrl}/v1/jobs/job_0000000000aaaaaaaaaaaaaaaaaaaa`, { key: PAID_KEY }))
+        .status,
+    ).toBe(404);
     expect((await http("GET", `${stack.apiUrl}/v2/nothing`)).status).toBe(404);
   });
 

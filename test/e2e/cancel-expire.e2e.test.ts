@@ -21,11 +21,18 @@ describe("cancel and expiry", () => {
     const del = await http<JobView>("DELETE", `${stack.apiUrl}/v1/jobs/${queued.body.id}`, { key: PAID_KEY });
     expect(del.status).toBe(200);
     expect(del.body.status).toBe("cancelled");
-    expect((await http("DELETE", `${stack.apiUrl}/v1/jobs/${queued.body.id}`, { key: PAID_KEY })).status).toBe(409);
+    expect(
+      (await http("DELETE", `${stack.apiUrl}/v1/jobs/${queued.body.id}`, { key: PAID_KEY })).status,
+    ).toBe(409);
 
     const expiring = await submit(stack.apiUrl, PAID_KEY, chat("too late", { ttl_seconds: 1 }));
     // Let its deadline pass while no worker runs.
-    await eventually(async () => Date.now(), (now) => now > expiring.body.created_at * 1000 + 1100, 5000, "deadline");
+    await eventually(
+      async () => Date.now(),
+      (now) => now > expiring.body.created_at * 1000 + 1100,
+      5000,
+      "deadline",
+    );
 
     await stack.addWorker();
     const marker = await submit(stack.apiUrl, PAID_KEY, chat("runs"));
@@ -41,7 +48,12 @@ describe("cancel and expiry", () => {
   it("cancels a running job by aborting its upstream call", async () => {
     if (stack.workers.length === 0) await stack.addWorker();
     const res = await submit(stack.apiUrl, PAID_KEY, chat("[[mock:hang]] forever"));
-    await eventually(() => getJob(stack.apiUrl, PAID_KEY, res.body.id), (r) => r.body.status === "running", 10_000, "running");
+    await eventually(
+      () => getJob(stack.apiUrl, PAID_KEY, res.body.id),
+      (r) => r.body.status === "running",
+      10_000,
+      "running",
+    );
     const del = await http<JobView>("DELETE", `${stack.apiUrl}/v1/jobs/${res.body.id}`, { key: PAID_KEY });
     expect(del.status).toBe(200);
     expect(del.body.status).toBe("cancelled");

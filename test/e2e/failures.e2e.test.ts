@@ -25,7 +25,11 @@ describe("upstream failures", () => {
   });
 
   it("honours Retry-After on a 429 and then succeeds", async () => {
-    const res = await submit(stack.apiUrl, PAID_KEY, chat("[[mock:status=429,times=1,id=r429,retry_after=1]] later"));
+    const res = await submit(
+      stack.apiUrl,
+      PAID_KEY,
+      chat("[[mock:status=429,times=1,id=r429,retry_after=1]] later"),
+    );
     const done = await waitFinal(stack.apiUrl, PAID_KEY, res.body.id);
     expect(done.status).toBe("succeeded");
     expect(done.attempts).toBe(2);
@@ -35,7 +39,11 @@ describe("upstream failures", () => {
 
   it("retries timeouts, resets and malformed answers", async () => {
     const ids = await Promise.all(
-      ["[[mock:hang,times=1,id=rhang]] a", "[[mock:reset,times=1,id=rreset]] b", "[[mock:malformed,times=1,id=rbad]] c"].map(async (t) => (await submit(stack.apiUrl, PAID_KEY, chat(t))).body.id),
+      [
+        "[[mock:hang,times=1,id=rhang]] a",
+        "[[mock:reset,times=1,id=rreset]] b",
+        "[[mock:malformed,times=1,id=rbad]] c",
+      ].map(async (t) => (await submit(stack.apiUrl, PAID_KEY, chat(t))).body.id),
     );
     for (const id of ids) {
       const done = await waitFinal(stack.apiUrl, PAID_KEY, id, 25);
@@ -50,7 +58,12 @@ describe("upstream failures", () => {
     const done = await waitFinal(stack.apiUrl, PAID_KEY, res.body.id);
     expect(done.status).toBe("failed");
     expect(done.attempts).toBe(1);
-    expect(done.error).toEqual({ type: "client", message: "Injected client error.", status: 400, provider: "openai" });
+    expect(done.error).toEqual({
+      type: "client",
+      message: "Injected client error.",
+      status: 400,
+      provider: "openai",
+    });
     const after = await http<MockStats>("GET", `${stack.mockUrl}/_stats`);
     const count400 = (s: MockStats) => s.keys["sk-upstream-1"]?.by_status["400"] ?? 0;
     expect(count400(after.body) - count400(before.body)).toBe(1);

@@ -7,7 +7,12 @@ export const chat = (content: string, extra: Record<string, unknown> = {}) => ({
   ...extra,
 });
 
-export async function submit(apiUrl: string, key: string, body: unknown, headers: Record<string, string> = {}): Promise<HttpAnswer<JobView>> {
+export async function submit(
+  apiUrl: string,
+  key: string,
+  body: unknown,
+  headers: Record<string, string> = {},
+): Promise<HttpAnswer<JobView>> {
   return http<JobView>("POST", `${apiUrl}/v1/jobs`, { key, json: body, headers });
 }
 
@@ -17,4 +22,5 @@ export async function waitFinal(apiUrl: string, key: string, id: string, seconds
   return res.body;
 }
 
-export const getJob = (apiUrl: string, key: string, id: string) => http<JobView>("GET", `${apiUrl}/v1/jobs/${id}`, { key });
+export const getJob = (apiUrl: string, key: string, id: string) =>
+  http<JobView>("GET", `${apiUrl}/v1/jobs/${id}`, { key });

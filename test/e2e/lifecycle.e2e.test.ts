@@ -12,13 +12,27 @@ describe("job lifecycle", () => {
   });
 
   it("accepts a job with 202 and Location, then long-polls it to the mock's deterministic answer", async () => {
-    const res = await submit(stack.apiUrl, PAID_KEY, chat("hello switchyard", { metadata: { order: 42 }, max_tokens: 50 }));
+    const res = await submit(
+      stack.apiUrl,
+      PAID_KEY,
+      chat("hello switchyard", { metadata: { order: 42 }, max_tokens: 50 }),
+    );
     expect(res.status).toBe(202);
-    expect(res.body).toMatchObject({ object: "job", status: "queued", model: "gpt-4o-mini", priority: "normal" });
+    expect(res.body).toMatchObject({
+      object: "job",
+      status: "queued",
+      model: "gpt-4o-mini",
+      priority: "normal",
+    });
     expect(res.headers.get("location")).toBe(`/v1/jobs/${res.body.id}`);
     const done = await waitFinal(stack.apiUrl, PAID_KEY, res.body.id);
     expect(done.status).toBe("succeeded");
-    expect(done.result).toEqual({ output_text: "Echo: hello switchyard", finish_reason: "stop", provider: "openai", model: "gpt-4o-mini" });
+    expect(done.result).toEqual({
+      output_text: "Echo: hello switchyard",
+      finish_reason: "stop",
+      provider: "openai",
+      model: "gpt-4o-mini",
+    });
     expect(done.usage).toEqual({ input_tokens: 8, output_tokens: 3 });
     expect(done.metadata).toEqual({ order: 42 });
     expect(done.attempts).toBe(1);
@@ -65,7 +79,12 @@ describe("job lifecycle", () => {
     it("returns the same job for the same key and body", async () => {
       const body = chat("idempotent", { temperature: 0.2 });
       const a = await submit(stack.apiUrl, PAID_KEY, body, { "idempotency-key": "order-1" });
-      const b = await submit(stack.apiUrl, PAID_KEY, { temperature: 0.2, ...chat("idempotent") }, { "idempotency-key": "order-1" });
+      const b = await submit(
+        stack.apiUrl,
+        PAID_KEY,
+        { temperature: 0.2, ...chat("idempotent") },
+        { "idempotency-key": "order-1" },
+      );
       expect(a.status).toBe(202);
       expect(b.status).toBe(200);
       expect(b.headers.get("idempotent-replayed")).toBe("true");
@@ -93,20 +112,35 @@ describe("job lifecycle", () => {
       expect((await http("GET", `${stack.apiUrl}/readyz`)).body).toEqual({ status: "ready" });
       const metrics = await http<string>("GET", `${stack.apiUrl}/metrics`);
       expect(metrics.body).toMatch(/switchyard_jobs_enqueued_total\{tier="paid",app="api"\} \d+/);
-      expect(metrics.body).toMatch(/switchyard_http_request_duration_seconds_bucket\{.*route="\/v1\/jobs".*\}/);
+      expect(metrics.body).toMatch(
+        /switchyard_http_request_duration_seconds_bucket\{.*route="\/v1\/jobs".*\}/,
+      );
       expect(metrics.body).toMatch(/process_resident_memory_bytes/);
     });
 
     it("guards Bull Board with the admin token", async () => {
       expect((await http("GET", `${stack.apiUrl}/admin/queues/`)).status).toBe(401);
       const wrong = Buffer.from("admin:nope").toString("base64");
-      expect((await http("GET", `${stack.apiUrl}/admin/queues/`, { headers: { authorization: `Basic ${wrong}` } })).status).toBe(401);
+      expect(
+        (await http("GET", `${stack.apiUrl}/admin/queues/`, { headers: { authorization: `Basic ${wrong}` } }))
+          .status,
+      ).toBe(401);
       const right = Buffer.from("admin:admin-token-for-tests").toString("base64");
-      const page = await http<string>("GET", `${stack.apiUrl}/admin/queues/`, { headers: { authorization: `Basic ${right}` } });
+      const page = await http<string>("GET", `${stack.apiUrl}/admin/queues/`, {
+        headers: { authorization: `Basic ${right}` },
+      });
       expect(page.status).toBe(200);
       expect(page.body).toMatch(/<html/i);
-      const api = await http<{ queues: { name: string }[] }>("GET", `${stack.apiUrl}/admin/queues/api/queues`, { headers: { authorization: `Basic ${right}` } });
-      expect(api.body.queues.map((q) => q.name).sort()).toEqual(["jobs-free", "jobs-paid", "jobs-tenant-other-co"]);
+      const api = await http<{ queues: { name: string }[] }>(
+        "GET",
+        `${stack.apiUrl}/admin/queues/api/queues`,
+        { headers: { authorization: `Basic ${right}` } },
+      );
+      expect(api.body.queues.map((q) => q.name).sort()).toEqual([
+        "jobs-free",
+        "jobs-paid",
+        "jobs-tenant-other-co",
+      ]);
     });
 
     it("never logs tenant keys", () => {

@@ -8,7 +8,12 @@ describe("workers", () => {
     const stack = await Stack.start({ workers: 1 });
     try {
       const res = await submit(stack.apiUrl, PAID_KEY, chat("[[mock:delay=30000,times=1,id=crash]] survive"));
-      await eventually(() => getJob(stack.apiUrl, PAID_KEY, res.body.id), (r) => r.body.status === "running", 10_000, "running");
+      await eventually(
+        () => getJob(stack.apiUrl, PAID_KEY, res.body.id),
+        (r) => r.body.status === "running",
+        10_000,
+        "running",
+      );
       await stack.workers[0]?.kill();
       await stack.addWorker();
       const done = await waitFinal(stack.apiUrl, PAID_KEY, res.body.id, 30);
@@ -24,7 +29,12 @@ describe("workers", () => {
     const stack = await Stack.start({ workers: 1 });
     try {
       const res = await submit(stack.apiUrl, PAID_KEY, chat("[[mock:delay=800]] finish me"));
-      await eventually(() => getJob(stack.apiUrl, PAID_KEY, res.body.id), (r) => r.body.status === "running", 10_000, "running");
+      await eventually(
+        () => getJob(stack.apiUrl, PAID_KEY, res.body.id),
+        (r) => r.body.status === "running",
+        10_000,
+        "running",
+      );
       const code = await stack.workers[0]?.stop("SIGTERM");
       expect(code).toBe(0);
       expect((await getJob(stack.apiUrl, PAID_KEY, res.body.id)).body.status).toBe("succeeded");
@@ -34,10 +44,22 @@ describe("workers", () => {
   });
 
   it("hands running jobs back when the grace period ends, and another worker finishes them", async () => {
-    const stack = await Stack.start({ workers: 1, config: (url, prefix) => testConfig(url, prefix, { worker: { shutdown_grace_ms: 200 } }) });
+    const stack = await Stack.start({
+      workers: 1,
+      config: (url, prefix) => testConfig(url, prefix, { worker: { shutdown_grace_ms: 200 } }),
+    });
     try {
-      const res = await submit(stack.apiUrl, PAID_KEY, chat("[[mock:hang,times=1,id=graceful]] hand me back"));
-      await eventually(() => getJob(stack.apiUrl, PAID_KEY, res.body.id), (r) => r.body.status === "running", 10_000, "running");
+      const res = await submit(
+        stack.apiUrl,
+        PAID_KEY,
+        chat("[[mock:hang,times=1,id=graceful]] hand me back"),
+      );
+      await eventually(
+        () => getJob(stack.apiUrl, PAID_KEY, res.body.id),
+        (r) => r.body.status === "running",
+        10_000,
+        "running",
+      );
       expect(await stack.workers[0]?.stop("SIGTERM")).toBe(0);
       expect((await getJob(stack.apiUrl, PAID_KEY, res.body.id)).body.status).toBe("queued");
       await stack.addWorker();
@@ -51,14 +73,24 @@ describe("workers", () => {
 
   it("starts paid work before free work when both wait, without starving free work", async () => {
     // One slot, weights 3:1, and a backlog of both tiers queued before the worker starts.
-    const stack = await Stack.start({ workers: 0, config: (url, prefix) => testConfig(url, prefix, { worker: { concurrency: 1, tier_weights: { paid: 3, free: 1 } } }) });
+    const stack = await Stack.start({
+      workers: 0,
+      config: (url, prefix) =>
+        testConfig(url, prefix, { worker: { concurrency: 1, tier_weights: { paid: 3, free: 1 } } }),
+    });
     try {
-      const free = await Promise.all([1, 2, 3, 4].map((i) => submit(stack.apiUrl, FREE_KEY, chat(`free ${i}`))));
-      const paid = await Promise.all([1, 2, 3, 4, 5, 6].map((i) => submit(stack.apiUrl, PAID_KEY, chat(`paid ${i}`))));
+      const free = await Promise.all(
+        [1, 2, 3, 4].map((i) => submit(stack.apiUrl, FREE_KEY, chat(`free ${i}`))),
+      );
+      const paid = await Promise.all(
+        [1, 2, 3, 4, 5, 6].map((i) => submit(stack.apiUrl, PAID_KEY, chat(`paid ${i}`))),
+      );
       await stack.addWorker();
       const finished: (JobView & { tier: string })[] = [];
-      for (const r of paid) finished.push({ ...(await waitFinal(stack.apiUrl, PAID_KEY, r.body.id)), tier: "paid" });
-      for (const r of free) finished.push({ ...(await waitFinal(stack.apiUrl, FREE_KEY, r.body.id)), tier: "free" });
+      for (const r of paid)
+        finished.push({ ...(await waitFinal(stack.apiUrl, PAID_KEY, r.body.id)), tier: "paid" });
+      for (const r of free)
+        finished.push({ ...(await waitFinal(stack.apiUrl, FREE_KEY, r.body.id)), tier: "free" });
       const order = finished.sort((a, b) => (a.started_at ?? 0) - (b.started_at ?? 0)).map((j) => j.tier);
       // While both tiers wait, smooth weighted round robin at 3:1 gives free one slot in four
       // (the exact sequence is FairGate's unit test; here the first grant may go either way).

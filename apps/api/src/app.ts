@@ -73,7 +73,10 @@ export function createApp(deps: AppDeps): Express {
 
   const board = new ExpressAdapter();
   board.setBasePath("/admin/queues");
-  createBullBoard({ queues: [...deps.producer.queues.values()].map((q) => new BullMQAdapter(q)), serverAdapter: board });
+  createBullBoard({
+    queues: [...deps.producer.queues.values()].map((q) => new BullMQAdapter(q)),
+    serverAdapter: board,
+  });
   app.use("/admin/queues", adminAuth(deps.adminToken), board.getRouter());
 
   app.use((req, _res, next) => next(notFound(`no route ${req.method} ${req.path}`)));

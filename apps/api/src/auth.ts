@@ -7,7 +7,10 @@ import type { TenantDirectory } from "./tenants";
 export function tenantAuth(directory: TenantDirectory) {
   return (req: Request, res: Response, next: NextFunction): void => {
     const header = req.get("authorization");
-    if (!header) return next(unauthorized("missing Authorization header; send 'Authorization: Bearer <your Switchyard API key>'"));
+    if (!header)
+      return next(
+        unauthorized("missing Authorization header; send 'Authorization: Bearer <your Switchyard API key>'"),
+      );
     const match = /^Bearer\s+(\S+)\s*$/i.exec(header);
     if (!match?.[1]) return next(unauthorized("malformed Authorization header; expected 'Bearer <key>'"));
     const tenant = directory.authenticate(match[1]);
@@ -29,7 +32,13 @@ export function adminAuth(token: string | undefined) {
   const want = token ? sha(token) : undefined;
   return (req: Request, res: Response, next: NextFunction): void => {
     if (!want) {
-      return next(new ApiError(503, "admin_disabled", "admin endpoints are off; set SWITCHYARD_ADMIN_TOKEN to enable them"));
+      return next(
+        new ApiError(
+          503,
+          "admin_disabled",
+          "admin endpoints are off; set SWITCHYARD_ADMIN_TOKEN to enable them",
+        ),
+      );
     }
     const header = req.get("authorization") ?? "";
     let presented: string | undefined;
@@ -43,6 +52,8 @@ export function adminAuth(token: string | undefined) {
     }
     if (presented !== undefined && timingSafeEqual(sha(presented), want)) return next();
     res.set("www-authenticate", 'Basic realm="switchyard admin", charset="UTF-8"');
-    next(new ApiError(401, "authentication_error", "admin token required (basic auth password or Bearer token)"));
+    next(
+      new ApiError(401, "authentication_error", "admin token required (basic auth password or Bearer token)"),
+    );
   };
 }

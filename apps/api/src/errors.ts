@@ -41,5 +41,9 @@ function toApiError(err: unknown, maxBodyBytes: number): ApiError {
   if (bp && bp.expose && typeof bp.status === "number" && bp.status >= 400 && bp.status < 500) {
     return new ApiError(bp.status, "invalid_request_error", (err as Error).message);
   }
-  return new ApiError(500, "internal_error", "internal error; the request id in the x-request-id header helps us find it");
+  return new ApiError(
+    500,
+    "internal_error",
+    "internal error; the request id in the x-request-id header helps us find it",
+  );
 }

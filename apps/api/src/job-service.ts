@@ -13,7 +13,14 @@ import {
   type SwitchyardConfig,
   type TenantConfig,
 } from "@switchyard/core";
-import { queueNameFor, type JobEvents, type JobProducer, type JobStore, type Keys, type Redis } from "@switchyard/queue";
+import {
+  queueNameFor,
+  type JobEvents,
+  type JobProducer,
+  type JobStore,
+  type Keys,
+  type Redis,
+} from "@switchyard/queue";
 import type { Logger } from "@switchyard/observability";
 
 /** Submission, lookup, long-poll and cancel: the API's job logic, free of HTTP details. */
@@ -51,7 +58,8 @@ export function parseCreateJob(body: unknown, config: SwitchyardConfig): CreateJ
     const details = parsed.error.issues.flatMap((i) => {
       const base = i.path.map(String);
       // Unknown fields are reported at their own path, like every other problem.
-      if (i.code === "unrecognized_keys") return i.keys.map((k) => ({ path: [...base, k].join("."), message: "unknown field" }));
+      if (i.code === "unrecognized_keys")
+        return i.keys.map((k) => ({ path: [...base, k].join("."), message: "unknown field" }));
       return [{ path: base.join(".") || "(body)", message: i.message }];
     });
     throw badRequest(`invalid request: ${details.map((d) => `${d.path}: ${d.message}`).join("; ")}`, details);
@@ -60,13 +68,16 @@ export function parseCreateJob(body: unknown, config: SwitchyardConfig): CreateJ
   if (!config.models[req.model]) {
     const known = Object.keys(config.models).sort();
     const list = known.slice(0, 20).join(", ") + (known.length > 20 ? ", ..." : "");
-    throw badRequest(`unknown model '${req.model}'; configured models: ${list}`, [{ path: "model", message: "unknown model or route" }]);
+    throw badRequest(`unknown model '${req.model}'; configured models: ${list}`, [
+      { path: "model", message: "unknown model or route" },
+    ]);
   }
   if (req.webhook) {
     // Webhook delivery lands with its own issue; accepting the field and never calling would lose results silently.
-    throw badRequest("webhook delivery is not available in this version; poll GET /v1/jobs/:id?wait=N instead", [
-      { path: "webhook", message: "not supported yet" },
-    ]);
+    throw badRequest(
+      "webhook delivery is not available in this version; poll GET /v1/jobs/:id?wait=N instead",
+      [{ path: "webhook", message: "not supported yet" }],
+    );
   }
   return req;
 }
@@ -86,13 +97,20 @@ export class JobService {
     return Math.round(this.config.queue.retention_hours * 3_600_000);
   }
 
-  async submit(tenant: TenantConfig, req: CreateJobRequest, traceId: string, idempotencyKey?: string): Promise<SubmitOutcome> {
+  async submit(
+    tenant: TenantConfig,
+    req: CreateJobRequest,
+    traceId: string,
+    idempotencyKey?: string,
+  ): Promise<SubmitOutcome> {
     const jobId = newJobId();
     let idemKey: string | undefined;
     const fp = createHash("sha256").update(canonical(req)).digest("hex");
     if (idempotencyKey !== undefined) {
       if (!IDEMPOTENCY_KEY.test(idempotencyKey)) {
-        throw badRequest("Idempotency-Key must be 1-255 printable ASCII characters", [{ path: "header.idempotency-key", message: "invalid" }]);
+        throw badRequest("Idempotency-Key must be 1-255 printable ASCII characters", [
+          { path: "header.idempotency-key", message: "invalid" },
+        ]);
       }
       idemKey = this.keys.idempotency(tenant.id, createHash("sha256").update(idempotencyKey).digest("hex"));
       const ttlMs = Math.round(this.config.queue.idempotency_ttl_hours * 3_600_000);
@@ -123,15 +141,30 @@ export class JobService {
     } catch (err) {
       // Leave nothing half-written: no record without a queued job, no key pointing nowhere.
       this.log.error({ err, jobId }, "enqueue failed");
-      await Promise.allSettled([this.store.remove(jobId), idemKey ? this.redis.del(idemKey) : Promise.resolve()]);
-      throw new ApiError(503, "service_unavailable", "could not queue the job (Redis unavailable); retry later", undefined, { "retry-after": "1" });
+      await Promise.allSettled([
+        this.store.remove(jobId),
+        idemKey ? this.redis.del(idemKey) : Promise.resolve(),
+      ]);
+      throw new ApiError(
+        503,
+        "service_unavailable",
+        "could not queue the job (Redis unavailable); retry later",
+        undefined,
+        { "retry-after": "1" },
+      );
     }
     const created = await this.store.get(jobId);
     if (!created) throw new Error(`job record ${jobId} vanished right after creation`);
     return { job: created.view, replayed: false };
   }
 
-  private payload(jobId: string, tenant: TenantConfig, req: CreateJobRequest, deadline: number, traceId: string): JobPayload {
+  private payload(
+    jobId: string,
+    tenant: TenantConfig,
+    req: CreateJobRequest,
+    deadline: number,
+    traceId: string,
+  ): JobPayload {
     const { messages, max_tokens, temperature, top_p, stop, user } = req;
     return {
       v: 1,
@@ -146,19 +179,37 @@ export class JobService {
     };
   }
 
-  private async replay(tenant: TenantConfig, idemKey: string, fp: string, req: CreateJobRequest, traceId: string): Promise<SubmitOutcome> {
+  private async replay(
+    tenant: TenantConfig,
+    idemKey: string,
+    fp: string,
+    req: CreateJobRequest,
+    traceId: string,
+  ): Promise<SubmitOutcome> {
     const raw = await this.redis.get(idemKey);
     if (!raw) throw conflict("a request with this Idempotency-Key just expired; send it again");
     const prior = JSON.parse(raw) as IdempotencyRecord;
     if (prior.fp !== fp) {
-      throw new ApiError(409, "idempotency_error", "this Idempotency-Key was already used with a different request body; use a new key for a new request");
+      throw new ApiError(
+        409,
+        "idempotency_error",
+        "this Idempotency-Key was already used with a different request body; use a new key for a new request",
+      );
     }
     const rec = await this.store.get(prior.job_id);
-    if (!rec) throw conflict("the first request with this Idempotency-Key is still being processed; retry in a moment");
+    if (!rec)
+      throw conflict(
+        "the first request with this Idempotency-Key is still being processed; retry in a moment",
+      );
     if (rec.view.status === "queued" && !rec.cancelRequested) {
       // Covers a crash between writing the record and queueing: BullMQ ignores a second add of the same id.
-      const deadline = rec.view.created_at * 1000 + Math.min(this.config.queue.max_queue_age_hours * 3_600_000, (req.ttl_seconds ?? Infinity) * 1000);
-      await this.producer.enqueue(rec.queue, this.payload(prior.job_id, tenant, req, Math.round(deadline), traceId));
+      const deadline =
+        rec.view.created_at * 1000 +
+        Math.min(this.config.queue.max_queue_age_hours * 3_600_000, (req.ttl_seconds ?? Infinity) * 1000);
+      await this.producer.enqueue(
+        rec.queue,
+        this.payload(prior.job_id, tenant, req, Math.round(deadline), traceId),
+      );
     }
     return { job: rec.view, replayed: true };
   }
@@ -171,7 +222,12 @@ export class JobService {
   }
 
   /** Waits up to `waitMs` for a final status, woken by pub/sub, never by polling. */
-  async waitForTerminal(tenant: TenantConfig, jobId: string, waitMs: number, aborted: AbortSignal): Promise<JobView> {
+  async waitForTerminal(
+    tenant: TenantConfig,
+    jobId: string,
+    waitMs: number,
+    aborted: AbortSignal,
+  ): Promise<JobView> {
     const first = await this.get(tenant, jobId);
     if (isTerminal(first.status) || waitMs <= 0) return first;
     await new Promise<void>((resolve) => {
@@ -194,7 +250,11 @@ export class JobService {
   }
 
   /** Cancels a queued job at once; asks the worker holding a running job to abort it. */
-  async cancel(tenant: TenantConfig, jobId: string, aborted: AbortSignal): Promise<{ job: JobView; final: boolean }> {
+  async cancel(
+    tenant: TenantConfig,
+    jobId: string,
+    aborted: AbortSignal,
+  ): Promise<{ job: JobView; final: boolean }> {
     const rec = await this.store.get(jobId);
     if (!rec || rec.tenantId !== tenant.id) throw notFound(`no job ${jobId}`);
     if (isTerminal(rec.view.status)) {
@@ -204,7 +264,12 @@ export class JobService {
     const removed = await this.producer.removeIfIdle(rec.queue, jobId);
     const state = removed ? "removed" : await this.producer.queues.get(rec.queue)?.getJobState(jobId);
     if (removed || state === "unknown" || state === "completed" || state === "failed") {
-      await this.store.transition(jobId, "cancelled", { finished_at: Date.now(), error: { type: "cancelled", message: "cancelled by the client" } }, this.retentionMs);
+      await this.store.transition(
+        jobId,
+        "cancelled",
+        { finished_at: Date.now(), error: { type: "cancelled", message: "cancelled by the client" } },
+        this.retentionMs,
+      );
     } else {
       await this.redis.publish(this.keys.cancelChannel, jobId);
     }

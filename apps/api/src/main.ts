@@ -10,7 +10,10 @@ async function main(): Promise<void> {
   const log = createLogger("api", env.LOG_LEVEL);
   const path = configPath(env, __dirname);
   const config = loadConfig(path);
-  log.info({ path, tenants: config.tenants.length, models: Object.keys(config.models).length }, "config loaded");
+  log.info(
+    { path, tenants: config.tenants.length, models: Object.keys(config.models).length },
+    "config loaded",
+  );
 
   const redis = createRedis(env.REDIS_URL, "command");
   const bullConnection = createRedis(env.REDIS_URL, "worker");
@@ -24,12 +27,26 @@ async function main(): Promise<void> {
   await events.whenReady();
   const registry = createRegistry("api");
   const service = new JobService(config, redis, keys, store, producer, events, log);
-  const app = createApp({ config, redis, producer, service, registry, log, adminToken: env.SWITCHYARD_ADMIN_TOKEN });
+  const app = createApp({
+    config,
+    redis,
+    producer,
+    service,
+    registry,
+    log,
+    adminToken: env.SWITCHYARD_ADMIN_TOKEN,
+  });
 
   const server = app.listen(env.PORT, env.HOST, () => {
     const addr = server.address();
     const port = typeof addr === "object" && addr ? addr.port : env.PORT;
-    log.info({ port, adminUi: env.SWITCHYARD_ADMIN_TOKEN ? "/admin/queues" : "disabled (set SWITCHYARD_ADMIN_TOKEN)" }, "api listening");
+    log.info(
+      {
+        port,
+        adminUi: env.SWITCHYARD_ADMIN_TOKEN ? "/admin/queues" : "disabled (set SWITCHYARD_ADMIN_TOKEN)",
+      },
+      "api listening",
+    );
   });
   server.on("error", (err) => {
     log.fatal({ err }, `cannot listen on ${env.HOST}:${env.PORT}; set PORT to a free port`);

@@ -12,7 +12,10 @@ export function promptTokens(messages: SimpleMessage[]): number {
   return messages.reduce((n, m) => n + 4 + Math.ceil(m.text.length / 4), 0);
 }
 
-export function complete(messages: SimpleMessage[], maxTokens?: number): { text: string; finishReason: "stop" | "length"; outputTokens: number } {
+export function complete(
+  messages: SimpleMessage[],
+  maxTokens?: number,
+): { text: string; finishReason: "stop" | "length"; outputTokens: number } {
   const lastUser = [...messages].reverse().find((m) => m.role === "user")?.text ?? "";
   const words = `Echo: ${lastUser.replace(/\[\[mock:[^\]]*\]\]/g, "").trim()}`.split(/\s+/).filter(Boolean);
   if (maxTokens !== undefined && words.length > maxTokens) {

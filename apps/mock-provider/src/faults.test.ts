@@ -3,7 +3,11 @@ import { FaultCounter, parseFault } from "./faults";
 
 describe("mock faults", () => {
   it("parses markers", () => {
-    expect(parseFault("hi [[mock:status=500,times=2,id=x]] there")).toEqual({ status: 500, times: 2, id: "x" });
+    expect(parseFault("hi [[mock:status=500,times=2,id=x]] there")).toEqual({
+      status: 500,
+      times: 2,
+      id: "x",
+    });
     expect(parseFault("[[mock:hang]]")).toEqual({ hang: true });
     expect(parseFault("[[mock:status=429,retry_after=2]]")).toEqual({ status: 429, retryAfter: 2 });
     expect(parseFault("no marker")).toBeUndefined();
@@ -15,7 +19,10 @@ describe("mock faults", () => {
     expect(c.shouldFire({ status: 500 })).toBe(true);
   });
   it("answers deterministically and counts tokens", () => {
-    const msgs = [{ role: "system", text: "be brief" }, { role: "user", text: "[[mock:delay=5]] a b c" }];
+    const msgs = [
+      { role: "system", text: "be brief" },
+      { role: "user", text: "[[mock:delay=5]] a b c" },
+    ];
     expect(complete(msgs)).toEqual({ text: "Echo: a b c", finishReason: "stop", outputTokens: 4 });
     expect(complete(msgs, 2)).toEqual({ text: "Echo: a", finishReason: "length", outputTokens: 2 });
     expect(promptTokens([{ role: "user", text: "12345678" }])).toBe(6);

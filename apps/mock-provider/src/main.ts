@@ -13,11 +13,20 @@ const env = parseEnv(
   }),
 );
 const log = createLogger("mock-provider", env.LOG_LEVEL);
-const mock = new MockProvider({ latencyMs: env.MOCK_LATENCY_MS, errorRate: env.MOCK_ERROR_RATE, maxBodyBytes: 16 * 1024 * 1024 });
+const mock = new MockProvider({
+  latencyMs: env.MOCK_LATENCY_MS,
+  errorRate: env.MOCK_ERROR_RATE,
+  maxBodyBytes: 16 * 1024 * 1024,
+});
 
 mock
   .listen(env.PORT, env.HOST)
-  .then((port) => log.info({ port, latencyMs: env.MOCK_LATENCY_MS, errorRate: env.MOCK_ERROR_RATE }, "mock provider listening"))
+  .then((port) =>
+    log.info(
+      { port, latencyMs: env.MOCK_LATENCY_MS, errorRate: env.MOCK_ERROR_RATE },
+      "mock provider listening",
+    ),
+  )
   .catch((err: Error) => {
     log.fatal({ err }, `cannot listen on ${env.HOST}:${env.PORT}; set PORT to a free port`);
     process.exit(1);

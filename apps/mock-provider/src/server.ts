@@ -29,7 +29,11 @@ export class MockProvider {
   constructor(private readonly opts: MockOptions) {
     this.server = createServer((req, res) => {
       this.handle(req, res).catch(() => {
-        if (!res.headersSent) send(res, { status: 500, body: { error: { message: "mock internal error", type: "server_error" } } });
+        if (!res.headersSent)
+          send(res, {
+            status: 500,
+            body: { error: { message: "mock internal error", type: "server_error" } },
+          });
       });
     });
     this.server.keepAliveTimeout = 60_000;
@@ -52,21 +56,41 @@ export class MockProvider {
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? "/", "http://mock");
-    if (req.method === "GET" && url.pathname === "/healthz") return send(res, { status: 200, body: { ok: true } });
-    if (req.method === "GET" && url.pathname === "/_stats") return send(res, { status: 200, body: this.stats.toJSON() });
+    if (req.method === "GET" && url.pathname === "/healthz")
+      return send(res, { status: 200, body: { ok: true } });
+    if (req.method === "GET" && url.pathname === "/_stats")
+      return send(res, { status: 200, body: this.stats.toJSON() });
     if (req.method === "POST" && url.pathname === "/_stats/reset") {
       this.stats.reset();
       return send(res, { status: 200, body: { ok: true } });
     }
     if (req.method === "POST" && url.pathname === "/v1/chat/completions") return this.openai(req, res);
-    send(res, openaiError(404, `Unknown request URL: ${req.method} ${url.pathname}.`, "invalid_request_error", null, "unknown_url"));
+    send(
+      res,
+      openaiError(
+        404,
+        `Unknown request URL: ${req.method} ${url.pathname}.`,
+        "invalid_request_error",
+        null,
+        "unknown_url",
+      ),
+    );
   }
 
   private async openai(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const auth = req.headers.authorization ?? "";
     const apiKey = auth.startsWith("Bearer ") ? auth.slice(7).trim() : "";
     if (!apiKey || apiKey.includes("invalid")) {
-      return send(res, openaiError(401, "Incorrect API key provided. You can find your API key at your provider's dashboard.", "invalid_request_error", null, "invalid_api_key"));
+      return send(
+        res,
+        openaiError(
+          401,
+          "Incorrect API key provided. You can find your API key at your provider's dashboard.",
+          "invalid_request_error",
+          null,
+          "invalid_api_key",
+        ),
+      );
     }
     const raw = await readBody(req, this.opts.maxBodyBytes);
     if (raw === undefined) return send(res, openaiError(413, "Request too large.", "invalid_request_error"));
@@ -74,7 +98,10 @@ export class MockProvider {
     try {
       body = JSON.parse(raw);
     } catch {
-      return send(res, openaiError(400, "We could not parse the JSON body of your request.", "invalid_request_error"));
+      return send(
+        res,
+        openaiError(400, "We could not parse the JSON body of your request.", "invalid_request_error"),
+      );
     }
     this.stats.begin(apiKey);
     let status = 500;
@@ -97,7 +124,14 @@ export class MockProvider {
       }
       if (this.opts.errorRate > 0 && Math.random() < this.opts.errorRate) {
         status = 500;
-        return send(res, openaiError(500, "The server had an error while processing your request. Sorry about that!", "server_error"));
+        return send(
+          res,
+          openaiError(
+            500,
+            "The server had an error while processing your request. Sorry about that!",
+            "server_error",
+          ),
+        );
       }
       const done = openaiCompletion(parsed);
       status = 200;
@@ -127,8 +161,14 @@ export class MockProvider {
     if (f.status && f.status >= 400) {
       const headers: Record<string, string> = {};
       if (f.retryAfter !== undefined) headers["retry-after"] = String(f.retryAfter);
-      const type = f.status === 429 ? "rate_limit_exceeded" : f.status >= 500 ? "server_error" : "invalid_request_error";
-      const message = f.status === 429 ? "Rate limit reached for requests." : f.status >= 500 ? "The server had an error while processing your request. Sorry about that!" : "Injected client error.";
+      const type =
+        f.status === 429 ? "rate_limit_exceeded" : f.status >= 500 ? "server_error" : "invalid_request_error";
+      const message =
+        f.status === 429
+          ? "Rate limit reached for requests."
+          : f.status >= 500
+            ? "The server had an error while processing your request. Sorry about that!"
+            : "Injected client error.";
       send(res, { ...openaiError(f.status, message, type), headers });
       return f.status;
     }
@@ -139,7 +179,11 @@ export class MockProvider {
 function send(res: ServerResponse, r: MockResponse): void {
   if (res.headersSent || res.destroyed) return;
   const text = JSON.stringify(r.body);
-  res.writeHead(r.status, { "content-type": "application/json", "content-length": Buffer.byteLength(text), ...r.headers });
+  res.writeHead(r.status, {
+    "content-type": "application/json",
+    "content-length": Buffer.byteLength(text),
+    ...r.headers,
+  });
   res.end(text);
 }
 

@@ -16,7 +16,15 @@ export class Stats {
   private key(k: string): KeyStats {
     let s = this.keys.get(k);
     if (!s) {
-      s = { requests: 0, input_tokens: 0, output_tokens: 0, rate_limited: 0, by_status: {}, in_flight: 0, max_in_flight: 0 };
+      s = {
+        requests: 0,
+        input_tokens: 0,
+        output_tokens: 0,
+        rate_limited: 0,
+        by_status: {},
+        in_flight: 0,
+        max_in_flight: 0,
+      };
       this.keys.set(k, s);
     }
     return s;

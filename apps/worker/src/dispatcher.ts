@@ -38,30 +38,39 @@ export class Dispatcher {
   ) {
     this.specs = allJobQueues(config);
     const w = config.worker.tier_weights;
-    this.gate = new FairGate(config.worker.concurrency, Object.fromEntries(this.specs.map((s) => [s.name, w[s.tier]])));
+    this.gate = new FairGate(
+      config.worker.concurrency,
+      Object.fromEntries(this.specs.map((s) => [s.name, w[s.tier]])),
+    );
   }
 
   async start(): Promise<void> {
     const { queue: q, worker: w } = this.config;
     for (const spec of this.specs) {
-      const worker = new ManagedWorker(spec.name, (job, token, signal) => this.runner.run(job, token, signal), {
-        connection: this.connection,
-        prefix: q.prefix,
-        concurrency: w.concurrency,
-        lockDuration: w.lock_duration_ms,
-        stalledInterval: w.stalled_interval_ms,
-        maxStalledCount: 2,
-        drainDelay: 2,
-        settings: {
-          backoffStrategy: (attemptsMade: number, type?: string, err?: Error) => {
-            if (type !== BACKOFF_TYPE) return 0;
-            const hint = err instanceof ProviderError ? err.retryAfterMs : undefined;
-            return backoffDelay(attemptsMade, { baseMs: q.backoff_base_ms, maxMs: q.backoff_max_ms }, hint);
+      const worker = new ManagedWorker(
+        spec.name,
+        (job, token, signal) => this.runner.run(job, token, signal),
+        {
+          connection: this.connection,
+          prefix: q.prefix,
+          concurrency: w.concurrency,
+          lockDuration: w.lock_duration_ms,
+          stalledInterval: w.stalled_interval_ms,
+          maxStalledCount: 2,
+          drainDelay: 2,
+          settings: {
+            backoffStrategy: (attemptsMade: number, type?: string, err?: Error) => {
+              if (type !== BACKOFF_TYPE) return 0;
+              const hint = err instanceof ProviderError ? err.retryAfterMs : undefined;
+              return backoffDelay(attemptsMade, { baseMs: q.backoff_base_ms, maxMs: q.backoff_max_ms }, hint);
+            },
           },
         },
-      });
+      );
       worker.on("error", (err) => this.log.error({ err, queue: spec.name }, "queue worker error"));
-      worker.on("stalled", (jobId) => this.log.warn({ jobId, queue: spec.name }, "job stalled (its worker died?); requeued"));
+      worker.on("stalled", (jobId) =>
+        this.log.warn({ jobId, queue: spec.name }, "job stalled (its worker died?); requeued"),
+      );
       await worker.startManaged();
       this.workers.set(spec.name, worker);
       this.watchFailures(spec.name);
@@ -69,10 +78,14 @@ export class Dispatcher {
     await this.subscriber.subscribe(this.cancelChannel);
     this.subscriber.on("message", (channel: string, jobId: string) => {
       if (channel !== this.cancelChannel) return;
-      for (const worker of this.workers.values()) if (worker.cancelJob(jobId, CANCEL_REASON)) this.log.info({ jobId }, "cancelling running job");
+      for (const worker of this.workers.values())
+        if (worker.cancelJob(jobId, CANCEL_REASON)) this.log.info({ jobId }, "cancelling running job");
     });
     for (const spec of this.specs) this.loops.push(this.fetchLoop(spec));
-    this.log.info({ queues: this.specs.map((s) => s.name), concurrency: this.config.worker.concurrency }, "worker ready");
+    this.log.info(
+      { queues: this.specs.map((s) => s.name), concurrency: this.config.worker.concurrency },
+      "worker ready",
+    );
   }
 
   /**
@@ -80,11 +93,19 @@ export class Dispatcher {
    * this makes sure its record still reaches a final status.
    */
   private watchFailures(queueName: string): void {
-    const qe = new QueueEvents(queueName, { connection: this.connection.duplicate(), prefix: this.config.queue.prefix });
+    const qe = new QueueEvents(queueName, {
+      connection: this.connection.duplicate(),
+      prefix: this.config.queue.prefix,
+    });
     qe.on("failed", ({ jobId, failedReason }) => {
       const retentionMs = Math.round(this.config.queue.retention_hours * 3_600_000);
       this.store
-        .transition(jobId, "failed", { finished_at: Date.now(), error: { type: "worker_failure", message: failedReason } }, retentionMs)
+        .transition(
+          jobId,
+          "failed",
+          { finished_at: Date.now(), error: { type: "worker_failure", message: failedReason } },
+          retentionMs,
+        )
         .catch((err: Error) => this.log.error({ err, jobId }, "could not mark failed job"));
     });
     qe.on("error", (err) => this.log.error({ err, queue: queueName }, "queue events error"));
@@ -145,11 +166,17 @@ export class Dispatcher {
   async stop(graceMs: number): Promise<void> {
     this.stopping = true;
     this.gate.close();
-    this.log.info({ inFlight: this.inFlight.size, graceMs }, "stopping: no new jobs; waiting for running ones");
+    this.log.info(
+      { inFlight: this.inFlight.size, graceMs },
+      "stopping: no new jobs; waiting for running ones",
+    );
     const timer = sleep(graceMs).then(() => "timeout" as const);
     const drained = Promise.all([...this.inFlight]).then(() => "drained" as const);
     if ((await Promise.race([drained, timer])) === "timeout") {
-      this.log.warn({ inFlight: this.inFlight.size }, "grace period over; returning running jobs to the queue");
+      this.log.warn(
+        { inFlight: this.inFlight.size },
+        "grace period over; returning running jobs to the queue",
+      );
       for (const worker of this.workers.values()) worker.cancelAllJobs(SHUTDOWN_REASON);
       await Promise.race([Promise.all([...this.inFlight]), sleep(5_000)]);
     }

@@ -10,4 +10,5 @@ export const workerEnvSchema = z.object({
   METRICS_PORT: z.coerce.number().int().min(0).max(65535).optional(),
 });
 export type WorkerEnv = z.infer<typeof workerEnvSchema>;
-export const loadWorkerEnv = (env: NodeJS.ProcessEnv = process.env): WorkerEnv => parseEnv(workerEnvSchema, env);
+export const loadWorkerEnv = (env: NodeJS.ProcessEnv = process.env): WorkerEnv =>
+  parseEnv(workerEnvSchema, env);

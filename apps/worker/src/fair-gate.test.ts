@@ -1,7 +1,11 @@
 import { FairGate } from "./fair-gate";
 
 /** Grants every waiter's permit back as soon as it arrives, recording the order. */
-async function grantOrder(gate: FairGate, waiting: Record<string, number>, grants: number): Promise<string[]> {
+async function grantOrder(
+  gate: FairGate,
+  waiting: Record<string, number>,
+  grants: number,
+): Promise<string[]> {
   const order: string[] = [];
   const pending: Promise<void>[] = [];
   for (const [cls, n] of Object.entries(waiting)) {

@@ -19,7 +19,8 @@ export class FairGate {
     private readonly permits: number,
     weights: Record<string, number>,
   ) {
-    for (const [name, weight] of Object.entries(weights)) this.classes.set(name, { weight, current: 0, waiters: [] });
+    for (const [name, weight] of Object.entries(weights))
+      this.classes.set(name, { weight, current: 0, waiters: [] });
   }
 
   /** Resolves true when a permit is granted, false when the gate closes first. */

@@ -50,25 +50,47 @@ export class JobRunner {
     this.runningTtlMs = this.retentionMs + config.queue.attempts * (maxTimeout + config.queue.backoff_max_ms);
   }
 
-  async run(job: Job<JobPayload>, token: string | undefined, signal: AbortSignal | undefined): Promise<RunSummary> {
+  async run(
+    job: Job<JobPayload>,
+    token: string | undefined,
+    signal: AbortSignal | undefined,
+  ): Promise<RunSummary> {
     const parsed = jobPayloadSchema.safeParse(job.data);
     if (!parsed.success) {
-      this.log.error({ bullJobId: job.id, issues: parsed.error.issues.slice(0, 5) }, "job payload does not match the queue contract");
+      this.log.error(
+        { bullJobId: job.id, issues: parsed.error.issues.slice(0, 5) },
+        "job payload does not match the queue contract",
+      );
       const id = typeof job.data?.job_id === "string" ? job.data.job_id : undefined;
-      if (id) await this.finish(id, "failed", { error: { type: "invalid_payload", message: "the queued job is malformed" } });
+      if (id)
+        await this.finish(id, "failed", {
+          error: { type: "invalid_payload", message: "the queued job is malformed" },
+        });
       throw new UnrecoverableError("payload does not match the queue contract");
     }
     const p = parsed.data;
-    const log = this.log.child({ jobId: p.job_id, tenant: p.tenant_id, traceId: p.trace_id, attempt: job.attemptsMade + 1 });
+    const log = this.log.child({
+      jobId: p.job_id,
+      tenant: p.tenant_id,
+      traceId: p.trace_id,
+      attempt: job.attemptsMade + 1,
+    });
     const now = Date.now();
 
     if (job.attemptsMade === 0 && now > p.start_deadline) {
-      await this.finish(p.job_id, "expired", { error: { type: "expired", message: "the job was not started before its deadline" } });
+      await this.finish(p.job_id, "expired", {
+        error: { type: "expired", message: "the job was not started before its deadline" },
+      });
       this.metrics.jobs.inc({ queue: job.queueName, outcome: "expired" });
       return { status: "expired" };
     }
 
-    const started = await this.store.transition(p.job_id, "running", { started_at: now, attempts: attemptsOf(job) }, this.runningTtlMs);
+    const started = await this.store.transition(
+      p.job_id,
+      "running",
+      { started_at: now, attempts: attemptsOf(job) },
+      this.runningTtlMs,
+    );
     if (!started.exists) {
       log.warn("job record is gone (retention expired); dropping the job");
       return { status: "skipped" };
@@ -81,7 +103,10 @@ export class JobRunner {
     const providerCfg = route && this.config.providers.find((x) => x.id === route.provider);
     const provider = providerCfg && this.providers.get(providerCfg.id);
     if (!route || !providerCfg || !provider) {
-      await this.finish(p.job_id, "failed", { attempts: attemptsOf(job), error: { type: "invalid_model", message: `model '${p.model}' is no longer configured` } });
+      await this.finish(p.job_id, "failed", {
+        attempts: attemptsOf(job),
+        error: { type: "invalid_model", message: `model '${p.model}' is no longer configured` },
+      });
       throw new UnrecoverableError(`model ${p.model} is not configured`);
     }
     const upstreamModel = route.model ?? p.model;
@@ -89,17 +114,28 @@ export class JobRunner {
     const callStart = process.hrtime.bigint();
     this.metrics.inFlight.inc();
     try {
-      const result = await provider.chat({ ...p.request, model: upstreamModel }, { apiKey: reservation.apiKey, signal: signal ?? new AbortController().signal });
+      const result = await provider.chat(
+        { ...p.request, model: upstreamModel },
+        { apiKey: reservation.apiKey, signal: signal ?? new AbortController().signal },
+      );
       await reservation.settle(result.usage);
       this.metrics.observeCall(provider.id, "ok", callStart, result.usage);
       const { usage, ...view } = result;
-      await this.finish(p.job_id, "succeeded", { attempts: attemptsOf(job), result: view, usage, error: null });
+      await this.finish(p.job_id, "succeeded", {
+        attempts: attemptsOf(job),
+        result: view,
+        usage,
+        error: null,
+      });
       this.metrics.jobs.inc({ queue: job.queueName, outcome: "succeeded" });
       log.debug({ provider: provider.id, keyId: reservation.keyId }, "job succeeded");
       return { status: "succeeded", provider: view.provider, model: view.model, usage };
     } catch (err) {
       await reservation.settle(undefined);
-      const pe = err instanceof ProviderError ? err : new ProviderError("server", (err as Error).message ?? String(err), provider.id);
+      const pe =
+        err instanceof ProviderError
+          ? err
+          : new ProviderError("server", (err as Error).message ?? String(err), provider.id);
       this.metrics.observeCall(provider.id, pe.kind, callStart);
       if (signal?.aborted) return this.aborted(p, job, token, signal.reason);
       return this.failedAttempt(p, job, pe, log);
@@ -108,9 +144,19 @@ export class JobRunner {
     }
   }
 
-  private async failedAttempt(p: JobPayload, job: Job<JobPayload>, err: ProviderError, log: Logger): Promise<never> {
+  private async failedAttempt(
+    p: JobPayload,
+    job: Job<JobPayload>,
+    err: ProviderError,
+    log: Logger,
+  ): Promise<never> {
     const attempts = attemptsOf(job);
-    const error: JobError = { type: err.kind, message: err.message, provider: err.provider, ...(err.status ? { status: err.status } : {}) };
+    const error: JobError = {
+      type: err.kind,
+      message: err.message,
+      provider: err.provider,
+      ...(err.status ? { status: err.status } : {}),
+    };
     // Only attempts BullMQ charged count toward the limit (a shutdown hand-back is not charged).
     const last = job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
     if (!err.retryable || last) {
@@ -121,11 +167,19 @@ export class JobRunner {
     }
     await this.store.transition(p.job_id, "queued", { attempts, error }, this.runningTtlMs);
     this.metrics.jobs.inc({ queue: job.queueName, outcome: "retried" });
-    log.info({ kind: err.kind, status: err.status, retryAfterMs: err.retryAfterMs }, "attempt failed; retrying with backoff");
+    log.info(
+      { kind: err.kind, status: err.status, retryAfterMs: err.retryAfterMs },
+      "attempt failed; retrying with backoff",
+    );
     throw err; // BullMQ applies the "switchyard" backoff, which honours err.retryAfterMs
   }
 
-  private async aborted(p: JobPayload, job: Job<JobPayload>, token: string | undefined, reason: unknown): Promise<RunSummary> {
+  private async aborted(
+    p: JobPayload,
+    job: Job<JobPayload>,
+    token: string | undefined,
+    reason: unknown,
+  ): Promise<RunSummary> {
     if (reason === SHUTDOWN_REASON && token) {
       // Not the client's doing: give the job back untouched (no attempt spent) for another worker.
       await this.store.transition(p.job_id, "queued", {}, this.runningTtlMs);
@@ -136,12 +190,18 @@ export class JobRunner {
   }
 
   private async cancelled(p: JobPayload, job: Job<JobPayload>): Promise<RunSummary> {
-    await this.finish(p.job_id, "cancelled", { error: { type: "cancelled", message: "cancelled by the client" } });
+    await this.finish(p.job_id, "cancelled", {
+      error: { type: "cancelled", message: "cancelled by the client" },
+    });
     this.metrics.jobs.inc({ queue: job.queueName, outcome: "cancelled" });
     return { status: "cancelled" };
   }
 
-  private finish(jobId: string, status: "succeeded" | "failed" | "cancelled" | "expired", fields: Parameters<JobStore["transition"]>[2]) {
+  private finish(
+    jobId: string,
+    status: "succeeded" | "failed" | "cancelled" | "expired",
+    fields: Parameters<JobStore["transition"]>[2],
+  ) {
     return this.store.transition(jobId, status, { finished_at: Date.now(), ...fields }, this.retentionMs);
   }
 }

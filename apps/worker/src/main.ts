@@ -25,7 +25,14 @@ async function main(): Promise<void> {
   const store = new JobStore(redis, keys);
   const registry = createRegistry("worker");
   const providers = createProviders(config.providers);
-  const runner = new JobRunner(config, store, providers, new RoundRobinKeys(), new WorkerMetrics(registry), log);
+  const runner = new JobRunner(
+    config,
+    store,
+    providers,
+    new RoundRobinKeys(),
+    new WorkerMetrics(registry),
+    log,
+  );
   const dispatcher = new Dispatcher(config, bull, subscriber, keys.cancelChannel, store, runner, log);
   await dispatcher.start();
 
@@ -34,11 +41,17 @@ async function main(): Promise<void> {
       ? undefined
       : createServer((req, res) => {
           if (req.url === "/metrics") {
-            void registry.metrics().then((text) => res.writeHead(200, { "content-type": registry.contentType }).end(text));
+            void registry
+              .metrics()
+              .then((text) => res.writeHead(200, { "content-type": registry.contentType }).end(text));
           } else if (req.url === "/healthz") {
-            res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({ status: "ok", active: dispatcher.activeJobs }));
+            res
+              .writeHead(200, { "content-type": "application/json" })
+              .end(JSON.stringify({ status: "ok", active: dispatcher.activeJobs }));
           } else res.writeHead(404).end();
-        }).listen(env.METRICS_PORT, () => log.info({ address: metricsServer?.address() }, "worker metrics listening"));
+        }).listen(env.METRICS_PORT, () =>
+          log.info({ address: metricsServer?.address() }, "worker metrics listening"),
+        );
 
   let stopping = false;
   const shutdown = async (signal: string) => {

@@ -22,7 +22,11 @@ export class WorkerMetrics {
       buckets: LATENCY_BUCKETS,
       registers: [registry],
     });
-    this.inFlight = new Gauge({ name: "switchyard_worker_upstream_in_flight", help: "Upstream calls in flight in this process", registers: [registry] });
+    this.inFlight = new Gauge({
+      name: "switchyard_worker_upstream_in_flight",
+      help: "Upstream calls in flight in this process",
+      registers: [registry],
+    });
     this.upstream = new Histogram({
       name: "switchyard_upstream_request_duration_seconds",
       help: "Upstream call duration by provider and outcome (ok or the error kind)",

@@ -24,7 +24,9 @@ describe("config", () => {
   });
 
   it("names a missing environment variable", () => {
-    expect(() => parseConfig(minimal, {})).toThrow(/providers\.0\.keys\.0\.secret: environment variable OPENAI_KEY is not set/);
+    expect(() => parseConfig(minimal, {})).toThrow(
+      /providers\.0\.keys\.0\.secret: environment variable OPENAI_KEY is not set/,
+    );
   });
 
   it("names the bad field of an invalid config", () => {
@@ -34,8 +36,13 @@ describe("config", () => {
 
   it("rejects a model routed to an unknown provider, and duplicate keys without echoing them", () => {
     const bad = minimal.replace("gpt-4o-mini: { provider: openai }", "gpt-4o-mini: { provider: nobody }");
-    expect(() => parseConfig(bad, { OPENAI_KEY: "x" })).toThrow(/models\.gpt-4o-mini\.provider: unknown provider 'nobody'/);
-    const dup = minimal.replace("api_keys: [sk-acme-123456] }", "api_keys: [sk-acme-123456] }\n  - { id: other, tier: free, api_keys: [sk-acme-123456] }");
+    expect(() => parseConfig(bad, { OPENAI_KEY: "x" })).toThrow(
+      /models\.gpt-4o-mini\.provider: unknown provider 'nobody'/,
+    );
+    const dup = minimal.replace(
+      "api_keys: [sk-acme-123456] }",
+      "api_keys: [sk-acme-123456] }\n  - { id: other, tier: free, api_keys: [sk-acme-123456] }",
+    );
     let message = "";
     try {
       parseConfig(dup, { OPENAI_KEY: "x" });
@@ -55,11 +62,12 @@ describe("config", () => {
   });
 
   it("interpolates nested values and keeps non-strings", () => {
-    expect(interpolateEnv({ a: ["${X}", 3, { b: "${Y:-dflt}" }] }, { X: "x" })).toEqual({ a: ["x", 3, { b: "dflt" }] });
+    expect(interpolateEnv({ a: ["${X}", 3, { b: "${Y:-dflt}" }] }, { X: "x" })).toEqual({
+      a: ["x", 3, { b: "dflt" }],
+    });
   });
 
   it("parses the shipped demo config", () => {
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
     const { readFileSync } = require("node:fs") as typeof import("node:fs");
     const text = readFileSync(`${__dirname}/../../../config/demo.yaml`, "utf8");
     const cfg = parseConfig(text, {});

@@ -31,7 +31,11 @@ const providerSchema = z
     timeout_ms: z.number().int().min(100).max(600_000).default(60_000),
     connect_timeout_ms: z.number().int().min(50).max(60_000).default(5_000),
     /** Upstream answers larger than this are treated as malformed. */
-    max_response_bytes: z.number().int().min(1024).default(8 * 1024 * 1024),
+    max_response_bytes: z
+      .number()
+      .int()
+      .min(1024)
+      .default(8 * 1024 * 1024),
   })
   .strict();
 
@@ -46,14 +50,29 @@ const modelSchema = z
 const queueSchema = z
   .object({
     /** Prefix of every Redis key Switchyard and BullMQ write. Braces make it a Cluster hash tag. */
-    prefix: z.string().regex(/^[A-Za-z0-9:{}_-]{1,64}$/).default("{sy}"),
-    retention_hours: z.number().positive().max(24 * 30).default(24),
+    prefix: z
+      .string()
+      .regex(/^[A-Za-z0-9:{}_-]{1,64}$/)
+      .default("{sy}"),
+    retention_hours: z
+      .number()
+      .positive()
+      .max(24 * 30)
+      .default(24),
     /** Jobs that have not started within this time expire (ttl_seconds can shorten it). */
-    max_queue_age_hours: z.number().positive().max(24 * 30).default(24),
+    max_queue_age_hours: z
+      .number()
+      .positive()
+      .max(24 * 30)
+      .default(24),
     attempts: z.number().int().min(1).max(20).default(4),
     backoff_base_ms: z.number().int().min(10).max(600_000).default(1_000),
     backoff_max_ms: z.number().int().min(10).max(3_600_000).default(60_000),
-    idempotency_ttl_hours: z.number().positive().max(24 * 30).default(24),
+    idempotency_ttl_hours: z
+      .number()
+      .positive()
+      .max(24 * 30)
+      .default(24),
     /** Bull Board keeps at most this many finished jobs per queue (records live on separately). */
     keep_finished_jobs: z.number().int().min(0).max(1_000_000).default(5_000),
   })
@@ -65,7 +84,10 @@ const workerSchema = z
     concurrency: z.number().int().min(1).max(10_000).default(256),
     /** Weighted round robin between tiers when both have work waiting. */
     tier_weights: z
-      .object({ paid: z.number().int().min(1).max(1000).default(4), free: z.number().int().min(1).max(1000).default(1) })
+      .object({
+        paid: z.number().int().min(1).max(1000).default(4),
+        free: z.number().int().min(1).max(1000).default(1),
+      })
       .strict()
       .default({ paid: 4, free: 1 }),
     /** Parallel fetch loops per queue; more helps throughput when Redis round trips dominate. */
@@ -78,7 +100,12 @@ const workerSchema = z
 
 const serverSchema = z
   .object({
-    max_body_bytes: z.number().int().min(1024).max(64 * 1024 * 1024).default(1024 * 1024),
+    max_body_bytes: z
+      .number()
+      .int()
+      .min(1024)
+      .max(64 * 1024 * 1024)
+      .default(1024 * 1024),
     max_wait_seconds: z.number().int().min(1).max(300).default(60),
   })
   .strict();
@@ -96,22 +123,41 @@ export const configSchema = z
   .superRefine((cfg, ctx) => {
     const providerIds = new Set<string>();
     cfg.providers.forEach((p, i) => {
-      if (providerIds.has(p.id)) ctx.addIssue({ code: "custom", path: ["providers", i, "id"], message: `duplicate provider id '${p.id}'` });
+      if (providerIds.has(p.id))
+        ctx.addIssue({
+          code: "custom",
+          path: ["providers", i, "id"],
+          message: `duplicate provider id '${p.id}'`,
+        });
       providerIds.add(p.id);
     });
     for (const [alias, m] of Object.entries(cfg.models)) {
       if (!providerIds.has(m.provider)) {
-        ctx.addIssue({ code: "custom", path: ["models", alias, "provider"], message: `unknown provider '${m.provider}'` });
+        ctx.addIssue({
+          code: "custom",
+          path: ["models", alias, "provider"],
+          message: `unknown provider '${m.provider}'`,
+        });
       }
     }
     const tenantIds = new Set<string>();
     const keys = new Set<string>();
     cfg.tenants.forEach((t, i) => {
-      if (tenantIds.has(t.id)) ctx.addIssue({ code: "custom", path: ["tenants", i, "id"], message: `duplicate tenant id '${t.id}'` });
+      if (tenantIds.has(t.id))
+        ctx.addIssue({
+          code: "custom",
+          path: ["tenants", i, "id"],
+          message: `duplicate tenant id '${t.id}'`,
+        });
       tenantIds.add(t.id);
       t.api_keys.forEach((k, j) => {
         // Never echo the key itself: config errors end up in logs.
-        if (keys.has(k)) ctx.addIssue({ code: "custom", path: ["tenants", i, "api_keys", j], message: "API key is used twice" });
+        if (keys.has(k))
+          ctx.addIssue({
+            code: "custom",
+            path: ["tenants", i, "api_keys", j],
+            message: "API key is used twice",
+          });
         keys.add(k);
       });
     });
@@ -132,16 +178,23 @@ export class ConfigError extends Error {
 /** Replaces `${VAR}` and `${VAR:-default}` in every string of the parsed document. */
 export function interpolateEnv(value: unknown, env: NodeJS.ProcessEnv, path: string[] = []): unknown {
   if (typeof value === "string") {
-    return value.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g, (_m, name: string, fallback?: string) => {
-      const v = env[name];
-      if (v !== undefined && v !== "") return v;
-      if (fallback !== undefined) return fallback;
-      throw new ConfigError(`config ${path.join(".") || "(root)"}: environment variable ${name} is not set`);
-    });
+    return value.replace(
+      /\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g,
+      (_m, name: string, fallback?: string) => {
+        const v = env[name];
+        if (v !== undefined && v !== "") return v;
+        if (fallback !== undefined) return fallback;
+        throw new ConfigError(
+          `config ${path.join(".") || "(root)"}: environment variable ${name} is not set`,
+        );
+      },
+    );
   }
   if (Array.isArray(value)) return value.map((v, i) => interpolateEnv(v, env, [...path, String(i)]));
   if (value && typeof value === "object") {
-    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, interpolateEnv(v, env, [...path, k])]));
+    return Object.fromEntries(
+      Object.entries(value).map(([k, v]) => [k, interpolateEnv(v, env, [...path, k])]),
+    );
   }
   return value;
 }
@@ -150,7 +203,11 @@ export function formatIssues(error: z.ZodError): string {
   return error.issues.map((i) => `${i.path.map(String).join(".") || "(root)"}: ${i.message}`).join("; ");
 }
 
-export function parseConfig(text: string, env: NodeJS.ProcessEnv = process.env, source = "config"): SwitchyardConfig {
+export function parseConfig(
+  text: string,
+  env: NodeJS.ProcessEnv = process.env,
+  source = "config",
+): SwitchyardConfig {
   let doc: unknown;
   try {
     doc = parseYaml(text);
@@ -167,7 +224,9 @@ export function loadConfig(path: string, env: NodeJS.ProcessEnv = process.env): 
   try {
     text = readFileSync(path, "utf8");
   } catch (err) {
-    throw new ConfigError(`cannot read config file ${path}: ${(err as NodeJS.ErrnoException).code ?? String(err)}; set SWITCHYARD_CONFIG to a readable file`);
+    throw new ConfigError(
+      `cannot read config file ${path}: ${(err as NodeJS.ErrnoException).code ?? String(err)}; set SWITCHYARD_CONFIG to a readable file`,
+    );
   }
   return parseConfig(text, env, path);
 }

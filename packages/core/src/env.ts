@@ -2,7 +2,9 @@ import { z } from "zod";
 import { formatIssues } from "./config";
 
 /** Every app parses its environment once, at start-up, with one of these schemas. */
-export const logLevelSchema = z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info");
+export const logLevelSchema = z
+  .enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"])
+  .default("info");
 export const redisUrlSchema = z
   .string()
   .regex(/^rediss?:\/\//, "must start with redis:// or rediss://")

@@ -20,7 +20,9 @@ export class ApiError extends Error {
   }
 
   toBody(): { error: { type: string; message: string; details?: FieldIssue[] } } {
-    return { error: { type: this.type, message: this.message, ...(this.details ? { details: this.details } : {}) } };
+    return {
+      error: { type: this.type, message: this.message, ...(this.details ? { details: this.details } : {}) },
+    };
   }
 }
 

@@ -7,9 +7,22 @@ describe("createJobRequestSchema", () => {
   const base = { model: "m", messages: [{ role: "user", content: "hi" }] };
 
   it("accepts the OpenAI chat shape with Switchyard's fields and defaults priority", () => {
-    const r = createJobRequestSchema.parse({ ...base, max_tokens: 10, temperature: 0.5, top_p: 1, stop: ["\n"], metadata: { a: 1 }, ttl_seconds: 60 });
+    const r = createJobRequestSchema.parse({
+      ...base,
+      max_tokens: 10,
+      temperature: 0.5,
+      top_p: 1,
+      stop: ["\n"],
+      metadata: { a: 1 },
+      ttl_seconds: 60,
+    });
     expect(r.priority).toBe("normal");
-    expect(createJobRequestSchema.parse({ model: "m", messages: [{ role: "user", content: [{ type: "text", text: "x" }] }] }).messages[0]?.content).toEqual([{ type: "text", text: "x" }]);
+    expect(
+      createJobRequestSchema.parse({
+        model: "m",
+        messages: [{ role: "user", content: [{ type: "text", text: "x" }] }],
+      }).messages[0]?.content,
+    ).toEqual([{ type: "text", text: "x" }]);
   });
 
   it.each([
@@ -18,7 +31,10 @@ describe("createJobRequestSchema", () => {
     [{ ...base, stop: ["a", "b", "c", "d", "e"] }, "stop"],
     [{ ...base, priority: "urgent" }, "priority"],
     [{ ...base, ttl_seconds: 0 }, "ttl_seconds"],
-    [{ ...base, metadata: Object.fromEntries(Array.from({ length: 17 }, (_, i) => [`k${i}`, i])) }, "metadata"],
+    [
+      { ...base, metadata: Object.fromEntries(Array.from({ length: 17 }, (_, i) => [`k${i}`, i])) },
+      "metadata",
+    ],
     [{ ...base, stream: true }, ""],
   ])("rejects %j at %s", (body, path) => {
     const r = createJobRequestSchema.safeParse(body);
@@ -27,7 +43,17 @@ describe("createJobRequestSchema", () => {
   });
 
   it("validates the queue payload contract", () => {
-    const payload = { v: 1, job_id: "job_x", tenant_id: "t", tier: "paid", model: "m", request: { messages: base.messages }, priority: "high", start_deadline: 1, trace_id: "r" };
+    const payload = {
+      v: 1,
+      job_id: "job_x",
+      tenant_id: "t",
+      tier: "paid",
+      model: "m",
+      request: { messages: base.messages },
+      priority: "high",
+      start_deadline: 1,
+      trace_id: "r",
+    };
     expect(jobPayloadSchema.parse(payload)).toEqual(payload);
     expect(jobPayloadSchema.safeParse({ ...payload, v: 2 }).success).toBe(false);
   });

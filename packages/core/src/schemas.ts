@@ -4,7 +4,12 @@ import { z } from "zod";
 
 export const JOB_STATUSES = ["queued", "running", "succeeded", "failed", "cancelled", "expired"] as const;
 export type JobStatus = (typeof JOB_STATUSES)[number];
-export const TERMINAL_STATUSES: ReadonlySet<JobStatus> = new Set(["succeeded", "failed", "cancelled", "expired"]);
+export const TERMINAL_STATUSES: ReadonlySet<JobStatus> = new Set([
+  "succeeded",
+  "failed",
+  "cancelled",
+  "expired",
+]);
 export const isTerminal = (s: string): boolean => TERMINAL_STATUSES.has(s as JobStatus);
 
 export const PRIORITIES = ["high", "normal", "low"] as const;
@@ -37,7 +42,12 @@ export const createJobRequestSchema = z
     priority: z.enum(PRIORITIES).default("normal"),
     webhook: z.object({ url: z.url() }).strict().optional(),
     metadata: metadataSchema.optional(),
-    ttl_seconds: z.number().int().min(1).max(30 * 24 * 3600).optional(),
+    ttl_seconds: z
+      .number()
+      .int()
+      .min(1)
+      .max(30 * 24 * 3600)
+      .optional(),
   })
   .strict();
 export type CreateJobRequest = z.infer<typeof createJobRequestSchema>;
@@ -58,7 +68,10 @@ export interface Usage {
   output_tokens: number;
 }
 
-export const usageSchema = z.object({ input_tokens: z.number().int().min(0), output_tokens: z.number().int().min(0) });
+export const usageSchema = z.object({
+  input_tokens: z.number().int().min(0),
+  output_tokens: z.number().int().min(0),
+});
 
 export const jobResultSchema = z.object({
   output_text: z.string(),

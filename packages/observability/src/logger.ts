@@ -26,7 +26,11 @@ export const REDACT_PATHS = [
   "config.providers",
 ];
 
-export function createLogger(name: string, level: string = process.env.LOG_LEVEL ?? "info", options: LoggerOptions = {}): Logger {
+export function createLogger(
+  name: string,
+  level: string = process.env.LOG_LEVEL ?? "info",
+  options: LoggerOptions = {},
+): Logger {
   return pino({
     name,
     level,

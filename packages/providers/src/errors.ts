@@ -4,16 +4,15 @@
  *   client and auth errors fail the job at once with the upstream's message; cancelled ends it.
  */
 export type ProviderErrorKind =
-  | "rate_limit"
-  | "server"
-  | "timeout"
-  | "connection"
-  | "malformed"
-  | "client"
-  | "auth"
-  | "cancelled";
+  "rate_limit" | "server" | "timeout" | "connection" | "malformed" | "client" | "auth" | "cancelled";
 
-const RETRYABLE: ReadonlySet<ProviderErrorKind> = new Set(["rate_limit", "server", "timeout", "connection", "malformed"]);
+const RETRYABLE: ReadonlySet<ProviderErrorKind> = new Set([
+  "rate_limit",
+  "server",
+  "timeout",
+  "connection",
+  "malformed",
+]);
 
 export class ProviderError extends Error {
   readonly retryable: boolean;

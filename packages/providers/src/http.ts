@@ -34,7 +34,12 @@ export class HttpClient {
     });
   }
 
-  async postJson(url: string, headers: Record<string, string>, body: unknown, signal: AbortSignal): Promise<JsonResponse> {
+  async postJson(
+    url: string,
+    headers: Record<string, string>,
+    body: unknown,
+    signal: AbortSignal,
+  ): Promise<JsonResponse> {
     const timeout = AbortSignal.timeout(this.opts.timeoutMs);
     const combined = AbortSignal.any([signal, timeout]);
     const p = this.opts.provider;
@@ -53,7 +58,12 @@ export class HttpClient {
         size += buf.length;
         if (size > this.opts.maxResponseBytes) {
           res.body.destroy();
-          throw new ProviderError("malformed", `response larger than ${this.opts.maxResponseBytes} bytes`, p, res.statusCode);
+          throw new ProviderError(
+            "malformed",
+            `response larger than ${this.opts.maxResponseBytes} bytes`,
+            p,
+            res.statusCode,
+          );
         }
         chunks.push(buf);
       }
@@ -81,7 +91,8 @@ export class HttpClient {
     const p = this.opts.provider;
     if (err instanceof ProviderError) return err;
     if (caller.aborted) return new ProviderError("cancelled", "the call was cancelled", p);
-    if (timeout.aborted) return new ProviderError("timeout", `no complete answer within ${this.opts.timeoutMs} ms`, p);
+    if (timeout.aborted)
+      return new ProviderError("timeout", `no complete answer within ${this.opts.timeoutMs} ms`, p);
     if (err instanceof undiciErrors.ConnectTimeoutError) {
       return new ProviderError("timeout", `connect timed out after ${this.opts.connectTimeoutMs} ms`, p);
     }

@@ -17,13 +17,35 @@ describe("JobStore", () => {
     redis.disconnect();
     sub.disconnect();
   });
-  const create = (id: string) => store.create({ id, tenantId: "t1", queue: "jobs-paid", model: "m", priority: "high", createdAt: 1_700_000_000_000, traceId: "tr", metadata: { a: 1 } }, 60_000);
+  const create = (id: string) =>
+    store.create(
+      {
+        id,
+        tenantId: "t1",
+        queue: "jobs-paid",
+        model: "m",
+        priority: "high",
+        createdAt: 1_700_000_000_000,
+        traceId: "tr",
+        metadata: { a: 1 },
+      },
+      60_000,
+    );
 
   it("creates a queued record with a TTL and reads it back", async () => {
     await create("job_a");
     const rec = await store.get("job_a");
     expect(rec).toMatchObject({ tenantId: "t1", queue: "jobs-paid", cancelRequested: false });
-    expect(rec?.view).toEqual({ id: "job_a", object: "job", status: "queued", model: "m", priority: "high", attempts: 0, created_at: 1_700_000_000, metadata: { a: 1 } });
+    expect(rec?.view).toEqual({
+      id: "job_a",
+      object: "job",
+      status: "queued",
+      model: "m",
+      priority: "high",
+      attempts: 0,
+      created_at: 1_700_000_000,
+      metadata: { a: 1 },
+    });
     const ttl = await redis.pttl(keys.job("job_a"));
     expect(ttl).toBeGreaterThan(0);
     expect(ttl).toBeLessThanOrEqual(60_000);
@@ -34,13 +56,29 @@ describe("JobStore", () => {
     await create("job_b");
     const heard: string[] = [];
     const stop = events.listen("job_b", (_id, s) => heard.push(s));
-    expect(await store.transition("job_b", "running", { started_at: 1_700_000_001_000, attempts: 1 })).toMatchObject({ applied: true, status: "running" });
-    const done = await store.transition("job_b", "succeeded", { finished_at: 1_700_000_002_000, result: { output_text: "x", finish_reason: "stop", provider: "p", model: "m" }, usage: { input_tokens: 1, output_tokens: 2 } }, 5_000);
+    expect(
+      await store.transition("job_b", "running", { started_at: 1_700_000_001_000, attempts: 1 }),
+    ).toMatchObject({ applied: true, status: "running" });
+    const done = await store.transition(
+      "job_b",
+      "succeeded",
+      {
+        finished_at: 1_700_000_002_000,
+        result: { output_text: "x", finish_reason: "stop", provider: "p", model: "m" },
+        usage: { input_tokens: 1, output_tokens: 2 },
+      },
+      5_000,
+    );
     expect(done.applied).toBe(true);
     const late = await store.transition("job_b", "failed", { error: { type: "x", message: "late" } });
     expect(late).toEqual({ applied: false, exists: true, status: "succeeded", cancelRequested: false });
     const rec = await store.get("job_b");
-    expect(rec?.view).toMatchObject({ status: "succeeded", started_at: 1_700_000_001, finished_at: 1_700_000_002, usage: { input_tokens: 1, output_tokens: 2 } });
+    expect(rec?.view).toMatchObject({
+      status: "succeeded",
+      started_at: 1_700_000_001,
+      finished_at: 1_700_000_002,
+      usage: { input_tokens: 1, output_tokens: 2 },
+    });
     expect(rec?.view.error).toBeUndefined();
     expect(await redis.pttl(keys.job("job_b"))).toBeLessThanOrEqual(5_000);
     await redis.ping(); // let the subscriber catch up: pub/sub delivery precedes this reply on the server
@@ -53,13 +91,19 @@ describe("JobStore", () => {
     await create("job_c");
     expect(await store.requestCancel("job_c")).toEqual({ exists: true, applied: true, status: "queued" });
     expect((await store.get("job_c"))?.view.cancel_requested).toBe(true);
-    expect(await store.transition("job_c", "running", {})).toMatchObject({ applied: true, cancelRequested: true });
+    expect(await store.transition("job_c", "running", {})).toMatchObject({
+      applied: true,
+      cancelRequested: true,
+    });
     await store.transition("job_c", "cancelled", {});
     expect(await store.requestCancel("job_c")).toEqual({ exists: true, applied: false, status: "cancelled" });
   });
 
   it("does not resurrect missing records", async () => {
-    expect(await store.transition("job_missing", "running", {})).toMatchObject({ exists: false, applied: false });
+    expect(await store.transition("job_missing", "running", {})).toMatchObject({
+      exists: false,
+      applied: false,
+    });
     expect(await redis.exists(keys.job("job_missing"))).toBe(0);
     expect(await store.get("job_missing")).toBeUndefined();
   });

@@ -139,7 +139,12 @@ export class JobStore {
   }
 
   /** Moves a record to `status` unless it is final already; publishes the change. */
-  async transition(jobId: string, status: JobStatus, fields: TransitionFields, ttlMs = 0): Promise<TransitionOutcome> {
+  async transition(
+    jobId: string,
+    status: JobStatus,
+    fields: TransitionFields,
+    ttlMs = 0,
+  ): Promise<TransitionOutcome> {
     const args: (string | number)[] = [status, ttlMs, this.keys.jobEventsChannel, jobId];
     for (const [k, v] of Object.entries(fields)) {
       if (v === undefined) continue;
@@ -149,7 +154,10 @@ export class JobStore {
     return { applied: applied === 1, exists: applied !== -1, status: after, cancelRequested: cancel === "1" };
   }
 
-  async requestCancel(jobId: string, now = Date.now()): Promise<{ exists: boolean; applied: boolean; status: string }> {
+  async requestCancel(
+    jobId: string,
+    now = Date.now(),
+  ): Promise<{ exists: boolean; applied: boolean; status: string }> {
     const [applied, status] = await this.redis.syRequestCancel(this.keys.job(jobId), now);
     return { exists: applied !== -1, applied: applied === 1, status };
   }

@@ -19,7 +19,8 @@ export interface QueueSpec {
 /** Every job queue the config implies, in a stable order (tier queues first). */
 export function allJobQueues(config: Pick<SwitchyardConfig, "tenants">): QueueSpec[] {
   const specs: QueueSpec[] = TIERS.map((tier) => ({ name: tierQueueName(tier), tier }));
-  for (const t of config.tenants) if (t.dedicated_queue) specs.push({ name: tenantQueueName(t.id), tier: t.tier });
+  for (const t of config.tenants)
+    if (t.dedicated_queue) specs.push({ name: tenantQueueName(t.id), tier: t.tier });
   return specs;
 }
 

@@ -30,7 +30,10 @@ export async function checkEvictionPolicy(redis: Redis, log: Logger): Promise<vo
     const reply = (await redis.config("GET", "maxmemory-policy")) as string[];
     const policy = reply[1];
     if (policy !== "noeviction") {
-      log.warn({ policy }, "Redis maxmemory-policy is not 'noeviction': jobs can be lost under memory pressure; set maxmemory-policy noeviction");
+      log.warn(
+        { policy },
+        "Redis maxmemory-policy is not 'noeviction': jobs can be lost under memory pressure; set maxmemory-policy noeviction",
+      );
     }
   } catch {
     log.warn("could not read Redis maxmemory-policy (CONFIG disabled?); make sure it is 'noeviction'");

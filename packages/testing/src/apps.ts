@@ -47,11 +47,17 @@ export function startApp(name: AppName, env: Record<string, string>, label: stri
       };
       const timer = setTimeout(() => {
         cleanup();
-        reject(new Error(`${label}: no output matching ${pattern} within ${timeoutMs} ms. Output:\n${out.slice(-4000)}`));
+        reject(
+          new Error(
+            `${label}: no output matching ${pattern} within ${timeoutMs} ms. Output:\n${out.slice(-4000)}`,
+          ),
+        );
       }, timeoutMs);
       const onExit = (code: number | null) => {
         cleanup();
-        reject(new Error(`${label} exited (${code}) before printing ${pattern}. Output:\n${out.slice(-4000)}`));
+        reject(
+          new Error(`${label} exited (${code}) before printing ${pattern}. Output:\n${out.slice(-4000)}`),
+        );
       };
       const cleanup = () => {
         clearTimeout(timer);

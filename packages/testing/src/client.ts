@@ -22,7 +22,7 @@ export async function http<T = Record<string, unknown>>(
   }
   const res = await fetch(url, { method, headers, ...(body !== undefined ? { body } : {}) });
   const text = await res.text();
-  let parsed: unknown = text;
+  let parsed: unknown;
   try {
     parsed = text ? JSON.parse(text) : undefined;
   } catch {
@@ -32,12 +32,20 @@ export async function http<T = Record<string, unknown>>(
 }
 
 /** Re-reads `read` until `done` says yes, for states that have no event to await. Bounded. */
-export async function eventually<T>(read: () => Promise<T>, done: (v: T) => boolean, timeoutMs = 20_000, what = "condition"): Promise<T> {
+export async function eventually<T>(
+  read: () => Promise<T>,
+  done: (v: T) => boolean,
+  timeoutMs = 20_000,
+  what = "condition",
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const v = await read();
     if (done(v)) return v;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}; last value: ${JSON.stringify(v)}`);
+    if (Date.now() > deadline)
+      throw new Error(
+        `timed out after ${timeoutMs} ms waiting for ${what}; last value: ${JSON.stringify(v)}`,
+      );
     await new Promise((r) => setTimeout(r, 25));
   }
 }

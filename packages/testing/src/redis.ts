@@ -18,19 +18,42 @@ export interface RedisHandle {
 export async function startRedis(): Promise<RedisHandle> {
   const port = await freePort();
   const dir = mkdtempSync(join(tmpdir(), "switchyard-redis-"));
-  const args = ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--maxmemory-policy", "noeviction", "--dir", dir];
+  const args = [
+    "--port",
+    String(port),
+    "--bind",
+    "127.0.0.1",
+    "--save",
+    "",
+    "--appendonly",
+    "no",
+    "--maxmemory-policy",
+    "noeviction",
+    "--dir",
+    dir,
+  ];
   let child: ChildProcess;
   try {
     child = spawn("redis-server", args, { stdio: ["ignore", "pipe", "pipe"] });
   } catch (err) {
-    throw new Error(`cannot start redis-server (${(err as Error).message}); install it (apt-get install redis-server) or set REDIS_URL`);
+    throw new Error(
+      `cannot start redis-server (${(err as Error).message}); install it (apt-get install redis-server) or set REDIS_URL`,
+    );
   }
   let output = "";
   child.stdout?.on("data", (d: Buffer) => (output += d.toString()));
   child.stderr?.on("data", (d: Buffer) => (output += d.toString()));
   const exited = new Promise<never>((_, reject) => {
-    child.once("error", (err) => reject(new Error(`redis-server did not start: ${err.message}; install it (apt-get install redis-server) or set REDIS_URL`)));
-    child.once("exit", (code) => reject(new Error(`redis-server exited with ${code}: ${output.slice(-500)}`)));
+    child.once("error", (err) =>
+      reject(
+        new Error(
+          `redis-server did not start: ${err.message}; install it (apt-get install redis-server) or set REDIS_URL`,
+        ),
+      ),
+    );
+    child.once("exit", (code) =>
+      reject(new Error(`redis-server exited with ${code}: ${output.slice(-500)}`)),
+    );
   });
   const url = `redis://127.0.0.1:${port}`;
   await Promise.race([waitForPing(url), exited]);

@@ -9,7 +9,10 @@ import { freePort } from "./ports";
 /** The Redis every integration test shares: REDIS_URL when given, else the one global setup started. */
 export function testRedisUrl(): string {
   const url = process.env.SWITCHYARD_TEST_REDIS_URL ?? process.env.REDIS_URL;
-  if (!url) throw new Error("no test Redis: run tests through jest (its global setup starts redis-server) or set REDIS_URL");
+  if (!url)
+    throw new Error(
+      "no test Redis: run tests through jest (its global setup starts redis-server) or set REDIS_URL",
+    );
   return url;
 }
 
@@ -24,10 +27,27 @@ type DeepPartial<T> = { [K in keyof T]?: T[K] extends object ? DeepPartial<T[K]>
 export type ConfigDoc = Record<string, unknown>;
 
 /** A config for tests: three tenants, one OpenAI provider at the mock, short retries. */
-export function testConfig(mockUrl: string, prefix: string, overrides: DeepPartial<Record<string, Record<string, unknown>>> = {}): ConfigDoc {
+export function testConfig(
+  mockUrl: string,
+  prefix: string,
+  overrides: DeepPartial<Record<string, Record<string, unknown>>> = {},
+): ConfigDoc {
   const base: ConfigDoc = {
-    queue: { prefix, attempts: 4, backoff_base_ms: 50, backoff_max_ms: 500, retention_hours: 1, ...overrides.queue },
-    worker: { concurrency: 64, lock_duration_ms: 2000, stalled_interval_ms: 1000, shutdown_grace_ms: 5000, ...overrides.worker },
+    queue: {
+      prefix,
+      attempts: 4,
+      backoff_base_ms: 50,
+      backoff_max_ms: 500,
+      retention_hours: 1,
+      ...overrides.queue,
+    },
+    worker: {
+      concurrency: 64,
+      lock_duration_ms: 2000,
+      stalled_interval_ms: 1000,
+      shutdown_grace_ms: 5000,
+      ...overrides.worker,
+    },
     server: { max_body_bytes: 65536, max_wait_seconds: 30, ...overrides.server },
     providers: [
       {
@@ -89,7 +109,13 @@ export class Stack {
     const mock = startApp("mock-provider", { PORT: String(mockPort), ...opts.mockEnv }, "mock");
     const api = startApp(
       "api",
-      { PORT: String(apiPort), HOST: "127.0.0.1", REDIS_URL: redisUrl, SWITCHYARD_CONFIG: configPath, ...(opts.adminToken ? { SWITCHYARD_ADMIN_TOKEN: opts.adminToken } : {}) },
+      {
+        PORT: String(apiPort),
+        HOST: "127.0.0.1",
+        REDIS_URL: redisUrl,
+        SWITCHYARD_CONFIG: configPath,
+        ...(opts.adminToken ? { SWITCHYARD_ADMIN_TOKEN: opts.adminToken } : {}),
+      },
       "api",
     );
     const stack = new Stack(redisUrl, prefix, configPath, dir, mock, api, apiPort, mockPort);
@@ -99,19 +125,29 @@ export class Stack {
   }
 
   async addWorker(): Promise<AppProcess> {
-    const w = startApp("worker", { REDIS_URL: this.redisUrl, SWITCHYARD_CONFIG: this.configPath }, `worker${this.workers.length + 1}`);
+    const w = startApp(
+      "worker",
+      { REDIS_URL: this.redisUrl, SWITCHYARD_CONFIG: this.configPath },
+      `worker${this.workers.length + 1}`,
+    );
     this.workers.push(w);
     await w.waitForOutput(/worker ready/);
     return w;
   }
 
   async stop(): Promise<void> {
-    await Promise.all([...this.workers.map((w) => w.stop("SIGTERM")), this.api.stop("SIGTERM"), this.mock.stop("SIGTERM")]);
+    await Promise.all([
+      ...this.workers.map((w) => w.stop("SIGTERM")),
+      this.api.stop("SIGTERM"),
+      this.mock.stop("SIGTERM"),
+    ]);
     rmSync(this.dir, { recursive: true, force: true });
   }
 
   /** Output of every process, for a failing test's message. */
   logs(): string {
-    return [this.api, this.mock, ...this.workers].map((p) => `----- ${p.name}\n${p.output().slice(-3000)}`).join("\n");
+    return [this.api, this.mock, ...this.workers]
+      .map((p) => `----- ${p.name}\n${p.output().slice(-3000)}`)
+      .join("\n");
   }
 }

@@ -1,5 +1,11 @@
 import express, { Router, type Request, type Response } from "express";
-import { badRequest, JOB_ID_PATTERN, notFound, type SwitchyardConfig, type TenantConfig } from "@switchyard/core";
+import {
+  badRequest,
+  JOB_ID_PATTERN,
+  notFound,
+  type SwitchyardConfig,
+  type TenantConfig,
+} from "@switchyard/core";
 import type { Counter } from "@switchyard/observability";
 import { tenantAuth } from "../auth";
 import { parseCreateJob, type JobService } from "../job-service";
@@ -10,9 +16,18 @@ import type { TenantDirectory } from "../tenants";
  * metrics see the pattern. Auth runs before the body is parsed: strangers cannot make us
  * read a megabyte.
  */
-export function jobsRouter(service: JobService, config: SwitchyardConfig, directory: TenantDirectory, enqueued: Counter<"tier">): Router {
+export function jobsRouter(
+  service: JobService,
+  config: SwitchyardConfig,
+  directory: TenantDirectory,
+  enqueued: Counter<"tier">,
+): Router {
   const router = Router();
-  router.use("/v1/jobs", tenantAuth(directory), express.json({ limit: config.server.max_body_bytes, strict: true }));
+  router.use(
+    "/v1/jobs",
+    tenantAuth(directory),
+    express.json({ limit: config.server.max_body_bytes, strict: true }),
+  );
 
   const tenantOf = (res: Response): TenantConfig => res.locals.tenant as TenantConfig;
   const jobIdOf = (req: Request): string => {
@@ -46,7 +61,9 @@ export function jobsRouter(service: JobService, config: SwitchyardConfig, direct
       const raw = String(req.query.wait);
       const n = Number(raw);
       if (!/^\d+(\.\d+)?$/.test(raw) || n > config.server.max_wait_seconds) {
-        throw badRequest(`wait must be a number of seconds from 0 to ${config.server.max_wait_seconds}`, [{ path: "query.wait", message: "invalid" }]);
+        throw badRequest(`wait must be a number of seconds from 0 to ${config.server.max_wait_seconds}`, [
+          { path: "query.wait", message: "invalid" },
+        ]);
       }
       waitMs = Math.round(n * 1000);
     }

@@ -57,7 +57,8 @@ export class OpenAIChatProvider implements ChatProvider {
   buildBody(req: ChatRequest): Record<string, unknown> {
     const body: Record<string, unknown> = { model: req.model, messages: req.messages };
     // OpenAI's newer models reject max_tokens; compatible servers mostly only know max_tokens.
-    if (req.max_tokens !== undefined) body[this.type === "openai" ? "max_completion_tokens" : "max_tokens"] = req.max_tokens;
+    if (req.max_tokens !== undefined)
+      body[this.type === "openai" ? "max_completion_tokens" : "max_tokens"] = req.max_tokens;
     if (req.temperature !== undefined) body.temperature = req.temperature;
     if (req.top_p !== undefined) body.top_p = req.top_p;
     if (req.stop !== undefined) body.stop = req.stop;
@@ -66,10 +67,17 @@ export class OpenAIChatProvider implements ChatProvider {
   }
 
   async chat(req: ChatRequest, ctx: CallContext): Promise<ChatResult> {
-    const res = await this.http.postJson(this.url, { authorization: `Bearer ${ctx.apiKey}` }, this.buildBody(req), ctx.signal);
+    const res = await this.http.postJson(
+      this.url,
+      { authorization: `Bearer ${ctx.apiKey}` },
+      this.buildBody(req),
+      ctx.signal,
+    );
     if (res.status < 200 || res.status >= 300) {
       const parsed = errorBodySchema.safeParse(res.body);
-      const upstreamMessage = parsed.success ? parsed.data.error.message : res.rawText.slice(0, 300) || "(empty body)";
+      const upstreamMessage = parsed.success
+        ? parsed.data.error.message
+        : res.rawText.slice(0, 300) || "(empty body)";
       const kind = kindForStatus(res.status);
       // Auth failures must not echo anything the upstream may have said about our key.
       const message = kind === "auth" ? `upstream rejected the API key (${res.status})` : upstreamMessage;
@@ -77,7 +85,12 @@ export class OpenAIChatProvider implements ChatProvider {
     }
     const parsed = responseSchema.safeParse(res.body);
     if (!parsed.success) {
-      throw new ProviderError("malformed", "upstream answered 2xx with a body that is not a chat completion", this.id, res.status);
+      throw new ProviderError(
+        "malformed",
+        "upstream answered 2xx with a body that is not a chat completion",
+        this.id,
+        res.status,
+      );
     }
     const choice = parsed.data.choices[0];
     const usage = parsed.data.usage;
