@@ -38,6 +38,7 @@ export async function startRedis(): Promise<RedisHandle> {
   } catch (err) {
     throw new Error(
       `cannot start redis-server (${(err as Error).message}); install it (apt-get install redis-server) or set REDIS_URL`,
+      { cause: err },
     );
   }
   let output = "";
