@@ -125,6 +125,11 @@ export class Dispatcher {
           if (this.stopping) break;
           job = await worker.getNextJob(this.token(), { block: true });
           if (!job) continue;
+          if (this.stopping) {
+            // Woken by a job after shutdown began (possibly one we just handed back): return it.
+            await job.moveToWait(job.token);
+            break;
+          }
           this.gate.force();
         }
       } catch (err) {
