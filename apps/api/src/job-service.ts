@@ -153,9 +153,18 @@ export class JobService {
         { "retry-after": "1" },
       );
     }
-    const created = await this.store.get(jobId);
-    if (!created) throw new Error(`job record ${jobId} vanished right after creation`);
-    return { job: created.view, replayed: false };
+    // The answer is built from what was just written: no read-back round trip on the ingest path.
+    const job: JobView = {
+      id: jobId,
+      object: "job",
+      status: "queued",
+      model: req.model,
+      priority: req.priority,
+      attempts: 0,
+      created_at: now / 1000,
+    };
+    if (req.metadata) job.metadata = req.metadata;
+    return { job, replayed: false };
   }
 
   private payload(
