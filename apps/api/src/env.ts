@@ -1,5 +1,4 @@
 import { logLevelSchema, parseEnv, portSchema, redisUrlSchema } from "@switchyard/core";
-import { resolve } from "node:path";
 import { z } from "zod";
 
 /** The API's whole environment, parsed once at start-up. */
@@ -14,8 +13,3 @@ export const apiEnvSchema = z.object({
 export type ApiEnv = z.infer<typeof apiEnvSchema>;
 
 export const loadApiEnv = (env: NodeJS.ProcessEnv = process.env): ApiEnv => parseEnv(apiEnvSchema, env);
-
-/** Without SWITCHYARD_CONFIG the demo config beside the repository is used. */
-export function configPath(env: Pick<ApiEnv, "SWITCHYARD_CONFIG">, baseDir: string): string {
-  return env.SWITCHYARD_CONFIG ?? resolve(baseDir, "../../../config/demo.yaml");
-}

@@ -7,6 +7,8 @@ import {
   isTerminal,
   newJobId,
   notFound,
+  retentionMs,
+  startWithinMs,
   type CreateJobRequest,
   type JobPayload,
   type JobView,
@@ -94,7 +96,7 @@ export class JobService {
   ) {}
 
   private get retentionMs(): number {
-    return Math.round(this.config.queue.retention_hours * 3_600_000);
+    return retentionMs(this.config);
   }
 
   async submit(
@@ -120,8 +122,7 @@ export class JobService {
     }
 
     const now = Date.now();
-    const maxAgeMs = Math.round(this.config.queue.max_queue_age_hours * 3_600_000);
-    const startWithinMs = Math.min(maxAgeMs, (req.ttl_seconds ?? Infinity) * 1000);
+    const startWithin = startWithinMs(this.config, req.ttl_seconds);
     const queue = queueNameFor(tenant);
     try {
       await this.store.create(
@@ -135,9 +136,9 @@ export class JobService {
           traceId,
           ...(req.metadata ? { metadata: req.metadata } : {}),
         },
-        startWithinMs + this.retentionMs,
+        startWithin + this.retentionMs,
       );
-      await this.producer.enqueue(queue, this.payload(jobId, tenant, req, now + startWithinMs, traceId));
+      await this.producer.enqueue(queue, this.payload(jobId, tenant, req, now + startWithin, traceId));
     } catch (err) {
       // Leave nothing half-written: no record without a queued job, no key pointing nowhere.
       this.log.error({ err, jobId }, "enqueue failed");
@@ -212,9 +213,7 @@ export class JobService {
       );
     if (rec.view.status === "queued" && !rec.cancelRequested) {
       // Covers a crash between writing the record and queueing: BullMQ ignores a second add of the same id.
-      const deadline =
-        rec.view.created_at * 1000 +
-        Math.min(this.config.queue.max_queue_age_hours * 3_600_000, (req.ttl_seconds ?? Infinity) * 1000);
+      const deadline = rec.view.created_at * 1000 + startWithinMs(this.config, req.ttl_seconds);
       await this.producer.enqueue(
         rec.queue,
         this.payload(prior.job_id, tenant, req, Math.round(deadline), traceId),

@@ -1,14 +1,15 @@
-import { loadConfig } from "@switchyard/core";
+import { resolve } from "node:path";
+import { configPathFor, loadConfig } from "@switchyard/core";
 import { createLogger, createRegistry } from "@switchyard/observability";
 import { checkEvictionPolicy, createRedis, JobEvents, JobProducer, JobStore, Keys } from "@switchyard/queue";
 import { createApp } from "./app";
-import { configPath, loadApiEnv } from "./env";
+import { loadApiEnv } from "./env";
 import { JobService } from "./job-service";
 
 async function main(): Promise<void> {
   const env = loadApiEnv();
   const log = createLogger("api", env.LOG_LEVEL);
-  const path = configPath(env, __dirname);
+  const path = resolve(configPathFor(env.SWITCHYARD_CONFIG, __dirname));
   const config = loadConfig(path);
   log.info(
     { path, tenants: config.tenants.length, models: Object.keys(config.models).length },

@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import { QueueEvents, type Job } from "bullmq";
-import { backoffDelay, type JobPayload, type SwitchyardConfig } from "@switchyard/core";
+import { backoffDelay, retentionMs, type JobPayload, type SwitchyardConfig } from "@switchyard/core";
 import type { Logger } from "@switchyard/observability";
 import { ProviderError } from "@switchyard/providers";
 import { allJobQueues, BACKOFF_TYPE, type JobStore, type QueueSpec, type Redis } from "@switchyard/queue";
@@ -25,6 +25,7 @@ export class Dispatcher {
   private readonly loops: Promise<void>[] = [];
   private readonly inFlight = new Set<Promise<void>>();
   private stopping = false;
+  private readonly retentionMs: number;
   readonly specs: QueueSpec[];
 
   constructor(
@@ -37,6 +38,7 @@ export class Dispatcher {
     private readonly log: Logger,
   ) {
     this.specs = allJobQueues(config);
+    this.retentionMs = retentionMs(config);
     const w = config.worker.tier_weights;
     this.gate = new FairGate(
       config.worker.concurrency,
@@ -98,13 +100,12 @@ export class Dispatcher {
       prefix: this.config.queue.prefix,
     });
     qe.on("failed", ({ jobId, failedReason }) => {
-      const retentionMs = Math.round(this.config.queue.retention_hours * 3_600_000);
       this.store
         .transition(
           jobId,
           "failed",
           { finished_at: Date.now(), error: { type: "worker_failure", message: failedReason } },
-          retentionMs,
+          this.retentionMs,
         )
         .catch((err: Error) => this.log.error({ err, jobId }, "could not mark failed job"));
     });

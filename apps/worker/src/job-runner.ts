@@ -1,6 +1,7 @@
 import { DelayedError, UnrecoverableError, type Job } from "bullmq";
 import {
   jobPayloadSchema,
+  retentionMs,
   type JobError,
   type JobPayload,
   type SwitchyardConfig,
@@ -45,7 +46,7 @@ export class JobRunner {
     private readonly metrics: WorkerMetrics,
     private readonly log: Logger,
   ) {
-    this.retentionMs = Math.round(config.queue.retention_hours * 3_600_000);
+    this.retentionMs = retentionMs(config);
     const maxTimeout = Math.max(...config.providers.map((p) => p.timeout_ms));
     this.runningTtlMs = this.retentionMs + config.queue.attempts * (maxTimeout + config.queue.backoff_max_ms);
   }

@@ -1,6 +1,6 @@
 import { createServer } from "node:http";
 import { resolve } from "node:path";
-import { loadConfig } from "@switchyard/core";
+import { configPathFor, loadConfig } from "@switchyard/core";
 import { createLogger, createRegistry } from "@switchyard/observability";
 import { createProviders } from "@switchyard/providers";
 import { checkEvictionPolicy, createRedis, JobStore, Keys } from "@switchyard/queue";
@@ -13,7 +13,7 @@ import { WorkerMetrics } from "./metrics";
 async function main(): Promise<void> {
   const env = loadWorkerEnv();
   const log = createLogger("worker", env.LOG_LEVEL);
-  const path = env.SWITCHYARD_CONFIG ?? resolve(__dirname, "../../../config/demo.yaml");
+  const path = resolve(configPathFor(env.SWITCHYARD_CONFIG, __dirname));
   const config = loadConfig(path);
   log.info({ path }, "config loaded");
 

@@ -230,3 +230,15 @@ export function loadConfig(path: string, env: NodeJS.ProcessEnv = process.env): 
   }
   return parseConfig(text, env, path);
 }
+
+/** How long finished job records are kept, in ms. */
+export const retentionMs = (cfg: Pick<SwitchyardConfig, "queue">): number =>
+  Math.round(cfg.queue.retention_hours * 3_600_000);
+
+/** How long a job may wait before it must have started (ttl_seconds can only shorten it), in ms. */
+export const startWithinMs = (cfg: Pick<SwitchyardConfig, "queue">, ttlSeconds?: number): number =>
+  Math.min(Math.round(cfg.queue.max_queue_age_hours * 3_600_000), (ttlSeconds ?? Infinity) * 1000);
+
+/** SWITCHYARD_CONFIG, or the demo config of the repository an app's dist/ folder sits in. */
+export const configPathFor = (explicit: string | undefined, appDistDir: string): string =>
+  explicit ?? `${appDistDir}/../../../config/demo.yaml`;
