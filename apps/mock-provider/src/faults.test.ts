@@ -1,5 +1,5 @@
 import { complete, promptTokens } from "./completion";
-import { FaultCounter, parseFault } from "./faults";
+import { FaultCounter, parseFault, parseStandingFault } from "./faults";
 
 describe("mock faults", () => {
   it("parses markers", () => {
@@ -10,7 +10,21 @@ describe("mock faults", () => {
     });
     expect(parseFault("[[mock:hang]]")).toEqual({ hang: true });
     expect(parseFault("[[mock:status=429,retry_after=2]]")).toEqual({ status: 429, retryAfter: 2 });
+    expect(parseFault("[[mock:status=429,retry_after=3,hint=body]]")).toEqual({
+      status: 429,
+      retryAfter: 3,
+      hint: "body",
+    });
+    expect(parseFault("[[mock:truncated]]")).toEqual({ truncated: true });
     expect(parseFault("no marker")).toBeUndefined();
+  });
+  it("parses standing faults and names what is wrong", () => {
+    expect(parseStandingFault({ format: "anthropic", fault: "status=529" })).toEqual({
+      format: "anthropic",
+      fault: { status: 529 },
+    });
+    expect(parseStandingFault({ format: "bedrock", fault: "status=500" })).toMatch(/format must be one of/);
+    expect(parseStandingFault({ format: "openai" })).toMatch(/fault must be a spec string/);
   });
   it("fires a times-limited fault only that many times per id", () => {
     const c = new FaultCounter();

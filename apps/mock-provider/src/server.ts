@@ -1,14 +1,15 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { setTimeout as sleep } from "node:timers/promises";
-import { FaultCounter, parseFault, type Fault } from "./faults";
-import { openaiCompletion, openaiError, parseOpenAIRequest } from "./openai";
+import { complete, promptTokens } from "./completion";
+import { FaultCounter, parseFault, parseStandingFault, type Fault, type StandingFault } from "./faults";
+import { anthropicFormat } from "./formats/anthropic";
+import { geminiFormat } from "./formats/gemini";
+import { openaiFormat } from "./formats/openai";
+import { isParsed, type MockResponse, type ParsedRequest, type WireFormat } from "./formats/types";
+import { SlidingWindows } from "./limits";
 import { Stats } from "./stats";
 
-export interface MockResponse {
-  status: number;
-  body: unknown;
-  headers?: Record<string, string>;
-}
+export type { MockResponse } from "./formats/types";
 
 export interface MockOptions {
   /** Added to every answer, in ms. */
@@ -19,21 +20,27 @@ export interface MockOptions {
 }
 
 const MAX_FAULT_DELAY_MS = 600_000;
+const FORMATS: readonly WireFormat[] = [openaiFormat, anthropicFormat, geminiFormat];
 
-/** The fake upstream: one server, every wire format at its real path, fault injection, stats. */
+/**
+ * The fake upstream: one server, every wire format at its real path, per-key rate-limit
+ * headers, fault injection (prompt markers or standing faults set over HTTP), and stats.
+ *   GET  /_stats                 per-key and per-format counts
+ *   POST /_stats/reset           clears counts, windows, fault counters and standing faults
+ *   POST /_control/faults        {format?, model?, fault: "status=500,times=3,id=x"}
+ *   DELETE /_control/faults      clears standing faults
+ */
 export class MockProvider {
   readonly stats = new Stats();
   readonly server: Server;
   private readonly faults = new FaultCounter();
+  private readonly windows = new SlidingWindows();
+  private standing: StandingFault[] = [];
 
   constructor(private readonly opts: MockOptions) {
     this.server = createServer((req, res) => {
       this.handle(req, res).catch(() => {
-        if (!res.headersSent)
-          send(res, {
-            status: 500,
-            body: { error: { message: "mock internal error", type: "server_error" } },
-          });
+        if (!res.headersSent) send(res, openaiFormat.error(500, "mock internal error"));
       });
     });
     this.server.keepAliveTimeout = 60_000;
@@ -56,67 +63,87 @@ export class MockProvider {
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? "/", "http://mock");
-    if (req.method === "GET" && url.pathname === "/healthz")
+    const method = req.method ?? "GET";
+    for (const format of FORMATS) {
+      const m = format.match(method, url.pathname);
+      if (m) return this.serve(format, m.pathModel, req, res, url);
+    }
+    if (method === "GET" && url.pathname === "/healthz")
       return send(res, { status: 200, body: { ok: true } });
-    if (req.method === "GET" && url.pathname === "/_stats")
+    if (method === "GET" && url.pathname === "/_stats")
       return send(res, { status: 200, body: this.stats.toJSON() });
-    if (req.method === "POST" && url.pathname === "/_stats/reset") {
+    if (method === "POST" && url.pathname === "/_stats/reset") {
       this.stats.reset();
+      this.windows.reset();
+      this.faults.reset();
+      this.standing = [];
       return send(res, { status: 200, body: { ok: true } });
     }
-    if (req.method === "POST" && url.pathname === "/v1/chat/completions") return this.openai(req, res);
-    send(
-      res,
-      openaiError(
-        404,
-        `Unknown request URL: ${req.method} ${url.pathname}.`,
-        "invalid_request_error",
-        null,
-        "unknown_url",
-      ),
-    );
+    if (url.pathname === "/_control/faults") return this.control(method, req, res);
+    send(res, openaiFormat.error(404, `Unknown request URL: ${method} ${url.pathname}.`));
   }
 
-  private async openai(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const auth = req.headers.authorization ?? "";
-    const apiKey = auth.startsWith("Bearer ") ? auth.slice(7).trim() : "";
-    if (!apiKey || apiKey.includes("invalid")) {
-      return send(
-        res,
-        openaiError(
-          401,
-          "Incorrect API key provided. You can find your API key at your provider's dashboard.",
-          "invalid_request_error",
-          null,
-          "invalid_api_key",
-        ),
-      );
+  private async control(method: string, req: IncomingMessage, res: ServerResponse): Promise<void> {
+    if (method === "DELETE") {
+      this.standing = [];
+      return send(res, { status: 200, body: { ok: true } });
     }
+    if (method === "GET") return send(res, { status: 200, body: { faults: this.standing } });
+    if (method !== "POST") return send(res, { status: 405, body: { error: "use GET, POST or DELETE" } });
+    const raw = await readBody(req, 64 * 1024);
+    let body: unknown;
+    try {
+      body = JSON.parse(raw ?? "");
+    } catch {
+      return send(res, { status: 400, body: { error: "body must be JSON" } });
+    }
+    const parsed = parseStandingFault(body);
+    if (typeof parsed === "string") return send(res, { status: 400, body: { error: parsed } });
+    this.standing.push(parsed);
+    send(res, { status: 200, body: { ok: true, faults: this.standing.length } });
+  }
+
+  private standingFault(format: WireFormat, model: string): Fault | undefined {
+    return this.standing.find(
+      (s) =>
+        (s.format === undefined || s.format === format.name) && (s.model === undefined || s.model === model),
+    )?.fault;
+  }
+
+  private async serve(
+    format: WireFormat,
+    pathModel: string,
+    req: IncomingMessage,
+    res: ServerResponse,
+    url: URL,
+  ): Promise<void> {
+    const pre = format.precheck?.(req);
+    if (pre) return send(res, pre);
+    const apiKey = format.apiKey(req, url);
+    if (!apiKey || apiKey.includes("invalid")) return send(res, format.invalidKey());
     const raw = await readBody(req, this.opts.maxBodyBytes);
-    if (raw === undefined) return send(res, openaiError(413, "Request too large.", "invalid_request_error"));
+    if (raw === undefined) return send(res, format.error(413, "Request too large."));
     let body: unknown;
     try {
       body = JSON.parse(raw);
     } catch {
-      return send(
-        res,
-        openaiError(400, "We could not parse the JSON body of your request.", "invalid_request_error"),
-      );
+      return send(res, format.error(400, "We could not parse the JSON body of your request."));
     }
-    this.stats.begin(apiKey);
+    this.stats.begin(apiKey, format.name);
     let status = 500;
     let tokens: [number, number] = [0, 0];
     try {
-      const parsed = parseOpenAIRequest(body);
-      if ("status" in parsed) {
+      const parsed = format.parse(body, pathModel);
+      if (!isParsed(parsed)) {
         status = parsed.status;
         return send(res, parsed);
       }
-      const fault = parseFault(parsed.messages.map((m) => m.text).join("\n"));
+      const marker = parseFault(parsed.messages.map((m) => m.text).join("\n"));
+      const fault = marker ?? this.standingFault(format, parsed.model);
       const active = fault && this.faults.shouldFire(fault) ? fault : undefined;
       if (this.opts.latencyMs > 0) await sleep(this.opts.latencyMs);
       if (active) {
-        const handled = await this.applyFault(active, req, res);
+        const handled = await this.applyFault(format, apiKey, parsed, active, req, res);
         if (handled !== undefined) {
           status = handled;
           return;
@@ -124,26 +151,38 @@ export class MockProvider {
       }
       if (this.opts.errorRate > 0 && Math.random() < this.opts.errorRate) {
         status = 500;
-        return send(
-          res,
-          openaiError(
-            500,
-            "The server had an error while processing your request. Sorry about that!",
-            "server_error",
-          ),
-        );
+        return send(res, format.error(500));
       }
-      const done = openaiCompletion(parsed);
+      const r = this.answer(format, apiKey, parsed);
       status = 200;
-      tokens = [done.inputTokens, done.outputTokens];
-      send(res, done.response);
+      tokens = [r.inputTokens, r.outputTokens];
+      send(res, r.response);
     } finally {
       this.stats.end(apiKey, status, tokens[0], tokens[1]);
     }
   }
 
+  private answer(format: WireFormat, apiKey: string, req: ParsedRequest) {
+    const inputTokens = promptTokens(req.messages);
+    const out = complete(req.messages, req.maxTokens);
+    this.windows.record(apiKey, inputTokens + out.outputTokens);
+    const response = format.success(
+      req,
+      { text: out.text, finished: out.finishReason, inputTokens, outputTokens: out.outputTokens },
+      this.windows.state(apiKey),
+    );
+    return { response, inputTokens, outputTokens: out.outputTokens };
+  }
+
   /** Returns the status it answered with, or undefined when the request should go on normally. */
-  private async applyFault(f: Fault, req: IncomingMessage, res: ServerResponse): Promise<number | undefined> {
+  private async applyFault(
+    format: WireFormat,
+    apiKey: string,
+    parsed: ParsedRequest,
+    f: Fault,
+    req: IncomingMessage,
+    res: ServerResponse,
+  ): Promise<number | undefined> {
     if (f.delayMs) await sleep(Math.min(f.delayMs, MAX_FAULT_DELAY_MS));
     if (f.hang) {
       await new Promise<void>((resolve) => req.socket.once("close", () => resolve()));
@@ -155,21 +194,24 @@ export class MockProvider {
     }
     if (f.malformed) {
       res.writeHead(200, { "content-type": "application/json" });
-      res.end('{"id": "chatcmpl-broken", "choices": [');
+      res.end('{"id": "broken", "choices": [');
       return 200;
     }
+    if (f.truncated) {
+      const text = JSON.stringify(this.answer(format, apiKey, parsed).response.body);
+      res.writeHead(200, { "content-type": "application/json", "content-length": Buffer.byteLength(text) });
+      await new Promise<void>((resolve) =>
+        res.write(text.slice(0, Math.floor(text.length / 2)), () => resolve()),
+      );
+      req.socket.destroy();
+      return 200;
+    }
+    if (f.status === 429) {
+      send(res, format.rateLimited(f.retryAfter ?? 1, f.hint ?? "all", this.windows.state(apiKey)));
+      return 429;
+    }
     if (f.status && f.status >= 400) {
-      const headers: Record<string, string> = {};
-      if (f.retryAfter !== undefined) headers["retry-after"] = String(f.retryAfter);
-      const type =
-        f.status === 429 ? "rate_limit_exceeded" : f.status >= 500 ? "server_error" : "invalid_request_error";
-      const message =
-        f.status === 429
-          ? "Rate limit reached for requests."
-          : f.status >= 500
-            ? "The server had an error while processing your request. Sorry about that!"
-            : "Injected client error.";
-      send(res, { ...openaiError(f.status, message, type), headers });
+      send(res, format.error(f.status));
       return f.status;
     }
     return undefined;

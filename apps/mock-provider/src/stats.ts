@@ -11,6 +11,8 @@ export interface KeyStats {
 
 export class Stats {
   readonly keys = new Map<string, KeyStats>();
+  /** Requests per wire format (openai, anthropic, gemini). */
+  readonly formats = new Map<string, number>();
   requests = 0;
 
   private key(k: string): KeyStats {
@@ -30,9 +32,10 @@ export class Stats {
     return s;
   }
 
-  begin(apiKey: string): void {
+  begin(apiKey: string, format: string): void {
     const s = this.key(apiKey);
     this.requests += 1;
+    this.formats.set(format, (this.formats.get(format) ?? 0) + 1);
     s.requests += 1;
     s.in_flight += 1;
     s.max_in_flight = Math.max(s.max_in_flight, s.in_flight);
@@ -47,12 +50,17 @@ export class Stats {
     s.output_tokens += outputTokens;
   }
 
-  toJSON(): { requests: number; keys: Record<string, KeyStats> } {
-    return { requests: this.requests, keys: Object.fromEntries(this.keys) };
+  toJSON(): { requests: number; formats: Record<string, number>; keys: Record<string, KeyStats> } {
+    return {
+      requests: this.requests,
+      formats: Object.fromEntries(this.formats),
+      keys: Object.fromEntries(this.keys),
+    };
   }
 
   reset(): void {
     this.keys.clear();
+    this.formats.clear();
     this.requests = 0;
   }
 }

@@ -43,6 +43,7 @@ export class HttpClient {
     const timeout = AbortSignal.timeout(this.opts.timeoutMs);
     const combined = AbortSignal.any([signal, timeout]);
     const p = this.opts.provider;
+    let status: number | undefined;
     try {
       const res = await request(url, {
         method: "POST",
@@ -51,6 +52,7 @@ export class HttpClient {
         body: JSON.stringify(body),
         signal: combined,
       });
+      status = res.statusCode;
       const chunks: Buffer[] = [];
       let size = 0;
       for await (const chunk of res.body) {
@@ -62,7 +64,9 @@ export class HttpClient {
             "malformed",
             `response larger than ${this.opts.maxResponseBytes} bytes`,
             p,
-            res.statusCode,
+            {
+              status: res.statusCode,
+            },
           );
         }
         chunks.push(buf);
@@ -83,11 +87,17 @@ export class HttpClient {
       };
       return { status: res.statusCode, headers: get, body: parsed, rawText };
     } catch (err) {
-      throw this.classifyTransportError(err, signal, timeout);
+      throw this.classifyTransportError(err, signal, timeout, status);
     }
   }
 
-  private classifyTransportError(err: unknown, caller: AbortSignal, timeout: AbortSignal): ProviderError {
+  /** `status` is set when the answer's head arrived and the failure came while reading its body. */
+  private classifyTransportError(
+    err: unknown,
+    caller: AbortSignal,
+    timeout: AbortSignal,
+    status: number | undefined,
+  ): ProviderError {
     const p = this.opts.provider;
     if (err instanceof ProviderError) return err;
     if (caller.aborted) return new ProviderError("cancelled", "the call was cancelled", p);
@@ -101,6 +111,14 @@ export class HttpClient {
     }
     const code = (err as NodeJS.ErrnoException).code;
     const message = err instanceof Error ? err.message : String(err);
+    if (status !== undefined) {
+      return new ProviderError(
+        "connection",
+        `the upstream closed the connection before the body was complete (${code ?? message})`,
+        p,
+        { status },
+      );
+    }
     return new ProviderError("connection", `connection failed${code ? ` (${code})` : ""}: ${message}`, p);
   }
 

@@ -1,20 +1,32 @@
 import type { ProviderConfig } from "@switchyard/core";
+import type { AdapterOptions } from "./adapter";
+import { AnthropicMessagesProvider } from "./anthropic/messages";
+import { GeminiProvider } from "./gemini/generate-content";
 import { OpenAIChatProvider } from "./openai/chat";
 import type { ChatProvider } from "./types";
 
-/** Builds the adapter for each configured provider; one HTTP pool per provider. */
+/** Builds the adapter for each configured provider; one keep-alive HTTP pool per provider. */
 export function createProvider(cfg: ProviderConfig): ChatProvider {
+  const base: AdapterOptions = {
+    id: cfg.id,
+    baseUrl: cfg.base_url,
+    timeoutMs: cfg.timeout_ms,
+    connectTimeoutMs: cfg.connect_timeout_ms,
+    maxResponseBytes: cfg.max_response_bytes,
+    ...(cfg.headers ? { headers: cfg.headers } : {}),
+  };
   switch (cfg.type) {
     case "openai":
     case "openai-compatible":
-      return new OpenAIChatProvider({
-        id: cfg.id,
-        type: cfg.type,
-        baseUrl: cfg.base_url,
-        timeoutMs: cfg.timeout_ms,
-        connectTimeoutMs: cfg.connect_timeout_ms,
-        maxResponseBytes: cfg.max_response_bytes,
+      return new OpenAIChatProvider({ ...base, type: cfg.type });
+    case "anthropic":
+      return new AnthropicMessagesProvider({
+        ...base,
+        version: cfg.anthropic_version,
+        defaultMaxTokens: cfg.default_max_tokens,
       });
+    case "gemini":
+      return new GeminiProvider({ ...base, apiVersion: cfg.api_version });
   }
 }
 

@@ -1,11 +1,21 @@
-import type { ChatRequest, Usage } from "@switchyard/core";
+import type { ChatMessage, ChatRequest, Usage } from "@switchyard/core";
+import type { RateLimitInfo } from "./rate-limits";
 
 export interface ChatResult {
   output_text: string;
+  /** In OpenAI's vocabulary for every provider: stop, length, content_filter, tool_calls, unknown. */
   finish_reason: string;
   provider: string;
   model: string;
   usage: Usage;
+  /** The upstream's rate-limit headers, parsed (the limiter uses them to correct its view). */
+  rateLimit?: RateLimitInfo;
+}
+
+/** The request as one route link sends it: the upstream model name and the link's extra body fields. */
+export interface ProviderRequest extends ChatRequest {
+  /** Fields merged into the upstream body as they are (e.g. Ollama `options`, Anthropic `thinking`). */
+  extraBody?: Record<string, unknown>;
 }
 
 /** What one upstream call needs besides the request: which key, and when to give up. */
@@ -18,6 +28,13 @@ export interface CallContext {
 export interface ChatProvider {
   readonly id: string;
   readonly type: string;
-  chat(request: ChatRequest, ctx: CallContext): Promise<ChatResult>;
+  chat(request: ProviderRequest, ctx: CallContext): Promise<ChatResult>;
   close(): Promise<void>;
 }
+
+/** The text of a message, whether sent as a string or as text parts. */
+export const messageText = (m: ChatMessage): string =>
+  typeof m.content === "string" ? m.content : m.content.map((p) => p.text).join("");
+
+/** System and developer messages become the system prompt where a provider takes it apart. */
+export const isSystemRole = (role: ChatMessage["role"]): boolean => role === "system" || role === "developer";

@@ -1,0 +1,105 @@
+import { HttpClient, type JsonResponse } from "./http";
+import { kindForStatus, ProviderError, type ProviderErrorKind } from "./errors";
+import type { RateLimitInfo } from "./rate-limits";
+import { retryHintMs } from "./retry-hints";
+import type { CallContext, ChatProvider, ChatResult, ProviderRequest } from "./types";
+
+/** What every adapter is built from: where the provider is and how long to wait for it. */
+export interface AdapterOptions {
+  id: string;
+  baseUrl: string;
+  timeoutMs: number;
+  connectTimeoutMs: number;
+  maxResponseBytes: number;
+  /** Extra headers sent on every call (e.g. anthropic-beta, OpenRouter's HTTP-Referer). */
+  headers?: Record<string, string>;
+}
+
+/** An upstream error body, reduced to what classification needs. */
+export interface UpstreamError {
+  message: string;
+  code?: string;
+  /** The provider said so in the body, overriding the status-based kind (e.g. Gemini's bad key is a 400). */
+  kind?: ProviderErrorKind;
+  /** A retry delay carried in the body (Gemini's RetryInfo). */
+  retryDelayMs?: number;
+}
+
+/**
+ * The shared part of every adapter: one keep-alive pool, JSON in and out, and the turning of
+ * a non-2xx answer into a classified ProviderError. Each provider supplies its URL, headers,
+ * body mapping, result mapping and error-body reader.
+ */
+export abstract class HttpAdapter implements ChatProvider {
+  readonly id: string;
+  abstract readonly type: string;
+  protected readonly baseUrl: string;
+  private readonly http: HttpClient;
+  private readonly extraHeaders: Record<string, string>;
+
+  constructor(opts: AdapterOptions) {
+    this.id = opts.id;
+    this.baseUrl = opts.baseUrl.replace(/\/+$/, "");
+    this.extraHeaders = opts.headers ?? {};
+    this.http = new HttpClient({
+      provider: opts.id,
+      timeoutMs: opts.timeoutMs,
+      connectTimeoutMs: opts.connectTimeoutMs,
+      maxResponseBytes: opts.maxResponseBytes,
+    });
+  }
+
+  protected abstract url(req: ProviderRequest): string;
+  protected abstract authHeaders(apiKey: string): Record<string, string>;
+  abstract buildBody(req: ProviderRequest): Record<string, unknown>;
+  /** Maps a 2xx body to a result, or returns undefined when it is not the shape promised. */
+  protected abstract toResult(body: unknown, req: ProviderRequest): Omit<ChatResult, "provider"> | undefined;
+  protected abstract readError(body: unknown): UpstreamError | undefined;
+  protected abstract rateLimits(res: JsonResponse): RateLimitInfo | undefined;
+
+  async chat(req: ProviderRequest, ctx: CallContext): Promise<ChatResult> {
+    const body = { ...this.buildBody(req), ...req.extraBody };
+    const res = await this.http.postJson(
+      this.url(req),
+      { ...this.extraHeaders, ...this.authHeaders(ctx.apiKey) },
+      body,
+      ctx.signal,
+    );
+    const rateLimit = this.rateLimits(res);
+    if (res.status < 200 || res.status >= 300) throw this.failure(res, rateLimit);
+    const result = res.body === undefined ? undefined : this.toResult(res.body, req);
+    if (!result) {
+      throw new ProviderError(
+        "malformed",
+        `upstream answered ${res.status} with a body that is not a ${this.type} response`,
+        this.id,
+        { status: res.status },
+      );
+    }
+    return { ...result, provider: this.id, ...(rateLimit ? { rateLimit } : {}) };
+  }
+
+  private failure(res: JsonResponse, rateLimit: RateLimitInfo | undefined): ProviderError {
+    const upstream = this.readError(res.body);
+    const kind = upstream?.kind ?? kindForStatus(res.status);
+    // Auth failures must not echo anything the upstream may have said about our key.
+    const message =
+      kind === "auth"
+        ? `upstream rejected the API key (${res.status}); check the key in the provider config`
+        : (upstream?.message ?? (res.rawText.slice(0, 300) || `(empty ${res.status} answer)`));
+    const retryAfterMs = retryHintMs(res.headers, {
+      ...(upstream?.retryDelayMs !== undefined ? { bodyDelayMs: upstream.retryDelayMs } : {}),
+      ...(kind === "rate_limit" && rateLimit ? { rateLimit } : {}),
+    });
+    return new ProviderError(kind, message, this.id, {
+      status: res.status,
+      ...(retryAfterMs !== undefined ? { retryAfterMs } : {}),
+      ...(rateLimit ? { rateLimit } : {}),
+      ...(upstream?.code ? { code: upstream.code } : {}),
+    });
+  }
+
+  close(): Promise<void> {
+    return this.http.close();
+  }
+}
