@@ -64,7 +64,9 @@ describe("bad input", () => {
   it("400 for an unknown model, naming the configured ones", async () => {
     const res = await post({ key: PAID_KEY, json: { ...chat("x"), model: "gpt-9" } });
     expect(res.status).toBe(400);
-    expect(res.body.error.message).toMatch(/unknown model 'gpt-9'.*fast, gpt-4o-mini/);
+    expect(res.body.error.message).toMatch(
+      /unknown model 'gpt-9'.*claude-sonnet-4-5, fast, gemini-2.5-flash, gpt-4o-mini, smart/,
+    );
     expect(res.body.error.details?.[0]?.path).toBe("model");
   });
 

@@ -63,6 +63,18 @@ describe("upstream failures", () => {
       message: "Injected client error.",
       status: 400,
       provider: "openai",
+      model: "gpt-4o-mini",
+      attempts: [
+        {
+          provider: "openai",
+          model: "gpt-4o-mini",
+          outcome: "failed",
+          error_type: "client",
+          status: 400,
+          duration_ms: expect.any(Number) as number,
+          started_at: expect.any(Number) as number,
+        },
+      ],
     });
     const after = await http<MockStats>("GET", `${stack.mockUrl}/_stats`);
     const count400 = (s: MockStats) => s.keys["sk-upstream-1"]?.by_status["400"] ?? 0;

@@ -32,6 +32,15 @@ describe("job lifecycle", () => {
       finish_reason: "stop",
       provider: "openai",
       model: "gpt-4o-mini",
+      attempts: [
+        {
+          provider: "openai",
+          model: "gpt-4o-mini",
+          outcome: "succeeded",
+          duration_ms: expect.any(Number) as number,
+          started_at: expect.any(Number) as number,
+        },
+      ],
     });
     expect(done.usage).toEqual({ input_tokens: 8, output_tokens: 3 });
     expect(done.metadata).toEqual({ order: 42 });

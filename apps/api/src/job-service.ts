@@ -183,6 +183,7 @@ export class JobService {
       tier: tenant.tier,
       model: req.model,
       request: { messages, max_tokens, temperature, top_p, stop, user },
+      ...(req.task !== undefined ? { task: req.task } : {}),
       priority: req.priority,
       start_deadline: deadline,
       trace_id: traceId,

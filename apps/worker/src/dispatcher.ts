@@ -3,11 +3,11 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { QueueEvents, type Job } from "bullmq";
 import { backoffDelay, retentionMs, type JobPayload, type SwitchyardConfig } from "@switchyard/core";
 import type { Logger } from "@switchyard/observability";
-import { ProviderError } from "@switchyard/providers";
 import { allJobQueues, BACKOFF_TYPE, type JobStore, type QueueSpec, type Redis } from "@switchyard/queue";
 import { FairGate } from "./fair-gate";
 import { CANCEL_REASON, SHUTDOWN_REASON, type JobRunner } from "./job-runner";
 import { ManagedWorker } from "./managed-worker";
+import { RetryLater } from "./retry";
 
 /**
  * Consumes every job queue in one process. A slot is taken from the FairGate before a job is
@@ -61,10 +61,11 @@ export class Dispatcher {
           maxStalledCount: 2,
           drainDelay: 2,
           settings: {
+            // The runner decides every retry's timing and says so in RetryLater.
             backoffStrategy: (attemptsMade: number, type?: string, err?: Error) => {
               if (type !== BACKOFF_TYPE) return 0;
-              const hint = err instanceof ProviderError ? err.retryAfterMs : undefined;
-              return backoffDelay(attemptsMade, { baseMs: q.backoff_base_ms, maxMs: q.backoff_max_ms }, hint);
+              if (err instanceof RetryLater) return err.delayMs;
+              return backoffDelay(attemptsMade, { baseMs: q.backoff_base_ms, maxMs: q.backoff_max_ms });
             },
           },
         },

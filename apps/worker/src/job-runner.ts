@@ -1,17 +1,20 @@
 import { DelayedError, UnrecoverableError, type Job } from "bullmq";
 import {
   jobPayloadSchema,
+  queueAttemptCap,
+  resolveRoute,
   retentionMs,
+  type Attempt,
   type JobError,
   type JobPayload,
   type SwitchyardConfig,
   type Usage,
 } from "@switchyard/core";
 import type { Logger } from "@switchyard/observability";
-import { ProviderError, type ChatProvider } from "@switchyard/providers";
-import type { JobStore } from "@switchyard/queue";
-import type { CapacityReserver } from "./capacity";
+import type { JobStore, TransitionFields } from "@switchyard/queue";
+import { RouteExecutor, type RouteOutcome } from "./route-executor";
 import type { WorkerMetrics } from "./metrics";
+import { RetryLater } from "./retry";
 
 /** Abort reasons the runner tells apart: a client's cancel ends the job, a shutdown requeues it. */
 export const CANCEL_REASON = "cancelled";
@@ -19,19 +22,19 @@ export const SHUTDOWN_REASON = "shutdown";
 
 /** What BullMQ keeps as the job's return value (Bull Board shows it); the result lives in the record. */
 export interface RunSummary {
-  status: "succeeded" | "cancelled" | "expired" | "skipped";
+  status: "succeeded" | "cancelled" | "expired" | "skipped" | "handed_back";
   provider?: string;
   model?: string;
   usage?: Usage;
 }
 
-/** Upstream attempts started so far, this one included (stall recoveries and hand-backs count). */
-const attemptsOf = (job: Job<JobPayload>): number => Math.max(job.attemptsStarted ?? 0, job.attemptsMade + 1);
+/** Upstream attempts in the history: skipped links are not attempts. */
+const attemptCount = (log: Attempt[]): number => log.filter((a) => a.outcome !== "skipped").length;
 
 /**
- * The per-job path: validate the payload, honour cancel and start deadline, mark running,
- * reserve capacity, call the provider, store the result; on failure classify and let BullMQ
- * retry with backoff, or fail for good.
+ * The per-job lifecycle: validate the payload, honour cancel and start deadline, mark running,
+ * resolve the route, let the RouteExecutor try its links, and store what came of it: a result,
+ * a retry later (BullMQ's delayed set, no slot held), a hand-back, or a final failure.
  */
 export class JobRunner {
   private readonly retentionMs: number;
@@ -41,14 +44,14 @@ export class JobRunner {
   constructor(
     private readonly config: SwitchyardConfig,
     private readonly store: JobStore,
-    private readonly providers: Map<string, ChatProvider>,
-    private readonly capacity: CapacityReserver,
+    private readonly executor: RouteExecutor,
     private readonly metrics: WorkerMetrics,
     private readonly log: Logger,
   ) {
     this.retentionMs = retentionMs(config);
     const maxTimeout = Math.max(...config.providers.map((p) => p.timeout_ms));
-    this.runningTtlMs = this.retentionMs + config.queue.attempts * (maxTimeout + config.queue.backoff_max_ms);
+    this.runningTtlMs =
+      this.retentionMs + queueAttemptCap(config) * (maxTimeout + config.queue.backoff_max_ms);
   }
 
   async run(
@@ -86,12 +89,7 @@ export class JobRunner {
       return { status: "expired" };
     }
 
-    const started = await this.store.transition(
-      p.job_id,
-      "running",
-      { started_at: now, attempts: attemptsOf(job) },
-      this.runningTtlMs,
-    );
+    const started = await this.store.transition(p.job_id, "running", { started_at: now }, this.runningTtlMs);
     if (!started.exists) {
       log.warn("job record is gone (retention expired); dropping the job");
       return { status: "skipped" };
@@ -100,99 +98,103 @@ export class JobRunner {
     if (started.cancelRequested) return this.cancelled(p, job);
     this.metrics.queueWait.observe({ queue: job.queueName }, Math.max(0, now - job.timestamp) / 1000);
 
-    const route = this.config.models[p.model];
-    const providerCfg = route && this.config.providers.find((x) => x.id === route.provider);
-    const provider = providerCfg && this.providers.get(providerCfg.id);
-    if (!route || !providerCfg || !provider) {
+    const route = resolveRoute(this.config, p.model, { messages: p.request.messages, task: p.task });
+    if (!route) {
       await this.finish(p.job_id, "failed", {
-        attempts: attemptsOf(job),
         error: { type: "invalid_model", message: `model '${p.model}' is no longer configured` },
       });
       throw new UnrecoverableError(`model ${p.model} is not configured`);
     }
-    const upstreamModel = route.model ?? p.model;
-    const reservation = await this.capacity.reserve({ provider: providerCfg, model: upstreamModel, job: p });
-    const callStart = process.hrtime.bigint();
-    this.metrics.inFlight.inc();
-    try {
-      const result = await provider.chat(
-        { ...p.request, model: upstreamModel },
-        { apiKey: reservation.apiKey, signal: signal ?? new AbortController().signal },
-      );
-      await reservation.settle(result.usage);
-      this.metrics.observeCall(provider.id, "ok", callStart, result.usage);
-      const { usage, ...view } = result;
-      await this.finish(p.job_id, "succeeded", {
-        attempts: attemptsOf(job),
-        result: view,
-        usage,
-        error: null,
-      });
-      this.metrics.jobs.inc({ queue: job.queueName, outcome: "succeeded" });
-      log.debug({ provider: provider.id, keyId: reservation.keyId }, "job succeeded");
-      return { status: "succeeded", provider: view.provider, model: view.model, usage };
-    } catch (err) {
-      await reservation.settle(undefined);
-      const pe =
-        err instanceof ProviderError
-          ? err
-          : new ProviderError("server", (err as Error).message ?? String(err), provider.id);
-      this.metrics.observeCall(provider.id, pe.kind, callStart);
-      if (signal?.aborted) return this.aborted(p, job, token, signal.reason);
-      return this.failedAttempt(p, job, pe, log);
-    } finally {
-      this.metrics.inFlight.dec();
-    }
+    const history = started.attemptLog;
+    const outcome = await this.executor.execute(p, route, history, signal, log);
+    return this.conclude(p, job, token, signal, route.name, outcome, history, log);
   }
 
-  private async failedAttempt(
-    p: JobPayload,
-    job: Job<JobPayload>,
-    err: ProviderError,
-    log: Logger,
-  ): Promise<never> {
-    const attempts = attemptsOf(job);
-    const error: JobError = {
-      type: err.kind,
-      message: err.message,
-      provider: err.provider,
-      ...(err.status ? { status: err.status } : {}),
-    };
-    // Only attempts BullMQ charged count toward the limit (a shutdown hand-back is not charged).
-    const last = job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
-    if (!err.retryable || last) {
-      await this.finish(p.job_id, "failed", { attempts, error });
-      this.metrics.jobs.inc({ queue: job.queueName, outcome: "failed" });
-      log.info({ kind: err.kind, status: err.status, attempts }, "job failed");
-      throw err.retryable ? err : new UnrecoverableError(err.message);
-    }
-    await this.store.transition(p.job_id, "queued", { attempts, error }, this.runningTtlMs);
-    this.metrics.jobs.inc({ queue: job.queueName, outcome: "retried" });
-    log.info(
-      { kind: err.kind, status: err.status, retryAfterMs: err.retryAfterMs },
-      "attempt failed; retrying with backoff",
-    );
-    throw err; // BullMQ applies the "switchyard" backoff, which honours err.retryAfterMs
-  }
-
-  private async aborted(
+  private async conclude(
     p: JobPayload,
     job: Job<JobPayload>,
     token: string | undefined,
-    reason: unknown,
+    signal: AbortSignal | undefined,
+    routeName: string,
+    outcome: RouteOutcome,
+    history: Attempt[],
+    log: Logger,
   ): Promise<RunSummary> {
-    if (reason === SHUTDOWN_REASON && token) {
-      // Not the client's doing: give the job back untouched (no attempt spent) for another worker.
-      await this.store.transition(p.job_id, "queued", {}, this.runningTtlMs);
-      await job.moveToDelayed(Date.now(), token);
-      throw new DelayedError("worker shutting down; job returned to the queue");
+    const attempts = attemptCount(history);
+    switch (outcome.kind) {
+      case "succeeded": {
+        const { usage, rateLimit: _hint, ...view } = outcome.result;
+        await this.finish(p.job_id, "succeeded", {
+          attempts,
+          attempt_log: history,
+          result: routeName === p.model ? view : { ...view, route: routeName },
+          usage,
+          error: null,
+        });
+        this.metrics.jobs.inc({ queue: job.queueName, outcome: "succeeded" });
+        log.debug({ provider: view.provider, attempts }, "job succeeded");
+        return { status: "succeeded", provider: view.provider, model: view.model, usage };
+      }
+      case "aborted":
+        if (signal?.reason === SHUTDOWN_REASON && token) return this.handBack(p, job, token, history, 0);
+        return this.cancelled(p, job, history);
+      case "busy":
+        // The provider's bulkhead is full in this process: free the slot, come back shortly.
+        if (token) return this.handBack(p, job, token, history, outcome.retryInMs);
+        throw new RetryLater("bulkhead full", outcome.retryInMs);
+      case "retry": {
+        const error = errorOf(outcome.error);
+        // Only attempts BullMQ charged count toward its cap (a hand-back is not charged).
+        if (job.attemptsMade + 1 >= (job.opts.attempts ?? 1)) return this.fail(p, job, error, history, log);
+        await this.store.transition(
+          p.job_id,
+          "queued",
+          { attempts, error, attempt_log: history },
+          this.runningTtlMs,
+        );
+        this.metrics.jobs.inc({ queue: job.queueName, outcome: "retried" });
+        log.info(
+          { kind: error.type, status: error.status, provider: error.provider, delayMs: outcome.delayMs },
+          "attempt failed; retrying later",
+        );
+        throw new RetryLater(error.message, outcome.delayMs);
+      }
+      case "failed":
+        return this.fail(p, job, errorOf(outcome.error), history, log);
     }
-    return this.cancelled(p, job);
   }
 
-  private async cancelled(p: JobPayload, job: Job<JobPayload>): Promise<RunSummary> {
+  private async fail(
+    p: JobPayload,
+    job: Job<JobPayload>,
+    error: JobError,
+    history: Attempt[],
+    log: Logger,
+  ): Promise<never> {
+    const attempts = attemptCount(history);
+    await this.finish(p.job_id, "failed", { attempts, error, attempt_log: history });
+    this.metrics.jobs.inc({ queue: job.queueName, outcome: "failed" });
+    log.info({ kind: error.type, status: error.status, attempts }, "job failed");
+    throw new UnrecoverableError(error.message);
+  }
+
+  /** Gives the job back untouched (no attempt charged) for this or another worker to run later. */
+  private async handBack(
+    p: JobPayload,
+    job: Job<JobPayload>,
+    token: string,
+    history: Attempt[],
+    delayMs: number,
+  ): Promise<never> {
+    await this.store.transition(p.job_id, "queued", { attempt_log: history }, this.runningTtlMs);
+    await job.moveToDelayed(Date.now() + delayMs, token);
+    throw new DelayedError("job returned to the queue");
+  }
+
+  private async cancelled(p: JobPayload, job: Job<JobPayload>, history?: Attempt[]): Promise<RunSummary> {
     await this.finish(p.job_id, "cancelled", {
       error: { type: "cancelled", message: "cancelled by the client" },
+      ...(history ? { attempts: attemptCount(history), attempt_log: history } : {}),
     });
     this.metrics.jobs.inc({ queue: job.queueName, outcome: "cancelled" });
     return { status: "cancelled" };
@@ -201,8 +203,24 @@ export class JobRunner {
   private finish(
     jobId: string,
     status: "succeeded" | "failed" | "cancelled" | "expired",
-    fields: Parameters<JobStore["transition"]>[2],
+    fields: TransitionFields,
   ) {
     return this.store.transition(jobId, status, { finished_at: Date.now(), ...fields }, this.retentionMs);
   }
+}
+
+function errorOf(e: {
+  kind: string;
+  message: string;
+  provider: string;
+  model: string;
+  status?: number;
+}): JobError {
+  return {
+    type: e.kind,
+    message: e.message,
+    provider: e.provider,
+    model: e.model,
+    ...(e.status !== undefined ? { status: e.status } : {}),
+  };
 }

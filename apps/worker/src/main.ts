@@ -2,13 +2,16 @@ import { createServer } from "node:http";
 import { resolve } from "node:path";
 import { configPathFor, loadConfig } from "@switchyard/core";
 import { createLogger, createRegistry } from "@switchyard/observability";
+import { CircuitBreakers } from "@switchyard/limiter";
 import { createProviders } from "@switchyard/providers";
 import { checkEvictionPolicy, createRedis, JobStore, Keys } from "@switchyard/queue";
+import { Bulkheads } from "./bulkhead";
 import { RoundRobinKeys } from "./capacity";
 import { Dispatcher } from "./dispatcher";
 import { loadWorkerEnv } from "./env";
 import { JobRunner } from "./job-runner";
 import { WorkerMetrics } from "./metrics";
+import { RouteExecutor } from "./route-executor";
 
 async function main(): Promise<void> {
   const env = loadWorkerEnv();
@@ -25,14 +28,20 @@ async function main(): Promise<void> {
   const store = new JobStore(redis, keys);
   const registry = createRegistry("worker");
   const providers = createProviders(config.providers);
-  const runner = new JobRunner(
-    config,
-    store,
-    providers,
-    new RoundRobinKeys(),
-    new WorkerMetrics(registry),
-    log,
+  const metrics = new WorkerMetrics(registry);
+  const breakers = new CircuitBreakers(
+    redis,
+    keys,
+    new Map(
+      // A half-open probe not reported within the provider's timeout (plus slack) is given up.
+      config.providers.map((p) => [p.id, { ...p.breaker, probeTtlMs: p.timeout_ms + 5_000 }]),
+    ),
+    (provider, scope, state) => metrics.setCircuit(provider, scope, state),
   );
+  const bulkheads = new Bulkheads(config.providers);
+  metrics.watchBulkheads(bulkheads);
+  const executor = new RouteExecutor(config, providers, new RoundRobinKeys(), breakers, bulkheads, metrics);
+  const runner = new JobRunner(config, store, executor, metrics, log);
   const dispatcher = new Dispatcher(config, bull, subscriber, keys.cancelChannel, store, runner, log);
   await dispatcher.start();
 

@@ -1,4 +1,5 @@
 import type { Usage } from "@switchyard/core";
+import type { Bulkheads } from "./bulkhead";
 import { Counter, Gauge, Histogram, LATENCY_BUCKETS, type Registry } from "@switchyard/observability";
 
 export class WorkerMetrics {
@@ -7,8 +8,11 @@ export class WorkerMetrics {
   readonly inFlight: Gauge;
   private readonly upstream: Histogram<"provider" | "outcome">;
   private readonly tokens: Counter<"provider" | "direction">;
+  readonly fallbacks: Counter<"route" | "from" | "reason">;
+  readonly circuit: Gauge<"provider" | "scope">;
+  readonly bulkheadRejected: Counter<"provider">;
 
-  constructor(registry: Registry) {
+  constructor(private readonly registry: Registry) {
     this.jobs = new Counter({
       name: "switchyard_worker_jobs_total",
       help: "Job attempts by queue and outcome (succeeded, failed, retried, cancelled, expired)",
@@ -40,6 +44,45 @@ export class WorkerMetrics {
       labelNames: ["provider", "direction"],
       registers: [registry],
     });
+    this.fallbacks = new Counter({
+      name: "switchyard_route_fallbacks_total",
+      help: "Times a job left a route link for the next one, by route, the provider left and why",
+      labelNames: ["route", "from", "reason"],
+      registers: [registry],
+    });
+    this.circuit = new Gauge({
+      name: "switchyard_circuit_state",
+      help: "Circuit breaker state as this worker last saw it (0 closed, 1 half-open, 2 open)",
+      labelNames: ["provider", "scope"],
+      registers: [registry],
+    });
+    this.bulkheadRejected = new Counter({
+      name: "switchyard_bulkhead_rejected_total",
+      help: "Jobs handed back to the queue because the provider's bulkhead and its line were full",
+      labelNames: ["provider"],
+      registers: [registry],
+    });
+  }
+
+  /** Reports each bulkhead's calls in flight and waiting at every scrape. */
+  watchBulkheads(bulkheads: Bulkheads): void {
+    new Gauge({
+      name: "switchyard_bulkhead_in_use",
+      help: "Calls in flight (state=active) and jobs waiting in line (state=waiting) per provider bulkhead",
+      labelNames: ["provider", "state"],
+      registers: [this.registry],
+      collect() {
+        for (const [provider, b] of bulkheads.entries()) {
+          this.set({ provider, state: "active" }, b.inUse);
+          this.set({ provider, state: "waiting" }, b.queued);
+        }
+      },
+    });
+  }
+
+  /** Circuit state as this process last saw it: 0 closed, 1 half-open, 2 open. */
+  setCircuit(provider: string, scope: string, state: "closed" | "half_open" | "open"): void {
+    this.circuit.set({ provider, scope }, state === "closed" ? 0 : state === "half_open" ? 1 : 2);
   }
 
   observeCall(provider: string, outcome: string, start: bigint, usage?: Usage): void {

@@ -21,12 +21,71 @@ const providerKeySchema = z
   })
   .strict();
 
+export const PROVIDER_TYPES = ["openai", "openai-compatible", "anthropic", "gemini"] as const;
+export type ProviderType = (typeof PROVIDER_TYPES)[number];
+
+/** Where each provider lives unless base_url says otherwise (openai-compatible servers must say). */
+export const DEFAULT_BASE_URLS: Record<Exclude<ProviderType, "openai-compatible">, string> = {
+  openai: "https://api.openai.com/v1",
+  anthropic: "https://api.anthropic.com",
+  gemini: "https://generativelanguage.googleapis.com",
+};
+
+/**
+ * The circuit breaker shared by all workers through Redis: it opens when the share of failed
+ * calls in the rolling window reaches failure_rate (once at least min_calls were made), stays
+ * open for open_ms (doubling on each re-open up to max_open_ms), then lets half_open_probes
+ * calls through; a successful probe closes it, a failed one opens it again.
+ */
+const breakerSchema = z
+  .object({
+    enabled: z.boolean().default(true),
+    /** One breaker per provider, or one per provider and model (a single overloaded model trips alone). */
+    per_model: z.boolean().default(false),
+    window_ms: z.number().int().min(1_000).max(3_600_000).default(30_000),
+    min_calls: z.number().int().min(1).max(100_000).default(10),
+    failure_rate: z.number().gt(0).max(1).default(0.5),
+    open_ms: z.number().int().min(100).max(3_600_000).default(30_000),
+    max_open_ms: z
+      .number()
+      .int()
+      .min(100)
+      .max(24 * 3_600_000)
+      .default(300_000),
+    half_open_probes: z.number().int().min(1).max(100).default(1),
+  })
+  .strict();
+
+/**
+ * The bulkhead: at most max_concurrent calls to this provider in flight in each worker process,
+ * so a slow provider cannot take every slot; up to max_waiting more jobs wait in the process for
+ * a turn, and jobs beyond that go back to the queue (no attempt spent) to free their slot.
+ */
+const bulkheadSchema = z
+  .object({
+    max_concurrent: z.number().int().min(1).max(100_000),
+    max_waiting: z.number().int().min(0).max(100_000).default(0),
+  })
+  .strict();
+
 const providerSchema = z
   .object({
     id: z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/),
-    type: z.enum(["openai", "openai-compatible"]),
-    base_url: z.url(),
+    type: z.enum(PROVIDER_TYPES),
+    /** Defaults per type (see DEFAULT_BASE_URLS); required for openai-compatible. */
+    base_url: z.url().optional(),
     keys: z.array(providerKeySchema).min(1),
+    /** Extra headers on every call (e.g. anthropic-beta, HTTP-Referer for OpenRouter). */
+    headers: z.record(z.string().regex(/^[A-Za-z0-9-]{1,64}$/), z.string()).optional(),
+    /** Anthropic's anthropic-version header. */
+    anthropic_version: z.string().default("2023-06-01"),
+    /** Gemini's API version path segment. */
+    api_version: z
+      .string()
+      .regex(/^v[0-9a-z]+$/)
+      .default("v1beta"),
+    /** max_tokens sent when neither the request nor the route sets one (Anthropic requires it). */
+    default_max_tokens: z.number().int().min(1).max(1_000_000).default(4096),
     /** Total time allowed for one upstream call, connect included. */
     timeout_ms: z.number().int().min(100).max(600_000).default(60_000),
     connect_timeout_ms: z.number().int().min(50).max(60_000).default(5_000),
@@ -36,16 +95,89 @@ const providerSchema = z
       .int()
       .min(1024)
       .default(8 * 1024 * 1024),
+    breaker: breakerSchema.default(breakerSchema.parse({})),
+    bulkhead: bulkheadSchema.optional(),
+  })
+  .strict()
+  .transform((p, ctx) => {
+    if (p.base_url) return { ...p, base_url: p.base_url };
+    if (p.type === "openai-compatible") {
+      ctx.addIssue({
+        code: "custom",
+        path: ["base_url"],
+        message: "openai-compatible providers need a base_url",
+      });
+      return z.NEVER;
+    }
+    return { ...p, base_url: DEFAULT_BASE_URLS[p.type] };
+  });
+
+/** Per-link settings a route applies to the request before sending it upstream. */
+const linkOptionsSchema = z
+  .object({
+    /** max_tokens when the request gives none. */
+    max_tokens: z.number().int().min(1).max(1_000_000).optional(),
+    /** An upper bound on the request's max_tokens (e.g. to keep free work cheap). */
+    max_tokens_cap: z.number().int().min(1).max(1_000_000).optional(),
+    /** Replaces the request's temperature. */
+    temperature: z.number().min(0).max(2).optional(),
+    /** Fields merged into the upstream body as they are (e.g. Ollama `options`). */
+    extra_body: z.record(z.string(), z.unknown()).optional(),
   })
   .strict();
 
-const modelSchema = z
+const linkSchema = z
   .object({
     provider: z.string(),
     /** The model name sent upstream; defaults to the alias itself. */
-    model: z.string().optional(),
+    model: z.string().min(1).optional(),
+    options: linkOptionsSchema.optional(),
   })
   .strict();
+
+const ruleSchema = z
+  .object({
+    /** Matches when the request's `task` hint is one of these. */
+    task: z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]).optional(),
+    /** Matches when the estimated prompt is at most / at least this many tokens. */
+    max_prompt_tokens: z.number().int().min(0).optional(),
+    min_prompt_tokens: z.number().int().min(0).optional(),
+    /** The route (an alias with a chain) to use when every condition of the rule matches. */
+    use: z.string(),
+  })
+  .strict()
+  .refine(
+    (r) => r.task !== undefined || r.max_prompt_tokens !== undefined || r.min_prompt_tokens !== undefined,
+    "a rule needs at least one condition: task, max_prompt_tokens or min_prompt_tokens",
+  );
+
+/**
+ * A model alias is one of three forms:
+ *   {provider, model?, options?}   one upstream (shorthand for a chain of one link)
+ *   {chain: [link, ...]}           an ordered fallback chain
+ *   {rules: [...], default}        picks another alias by task hint or estimated prompt size
+ */
+const modelSchema = z
+  .object({
+    provider: z.string().optional(),
+    model: z.string().min(1).optional(),
+    options: linkOptionsSchema.optional(),
+    chain: z.array(linkSchema).min(1).max(8).optional(),
+    rules: z.array(ruleSchema).min(1).max(32).optional(),
+    default: z.string().optional(),
+  })
+  .strict()
+  .superRefine((m, ctx) => {
+    const forms = [m.provider !== undefined, m.chain !== undefined, m.rules !== undefined].filter(Boolean);
+    if (forms.length !== 1)
+      ctx.addIssue({ code: "custom", message: "give exactly one of: provider, chain, rules" });
+    if (m.rules && m.default === undefined)
+      ctx.addIssue({ code: "custom", path: ["default"], message: "a rules alias needs a default route" });
+    if (!m.rules && m.default !== undefined)
+      ctx.addIssue({ code: "custom", path: ["default"], message: "default is only for rules aliases" });
+    if (m.chain && (m.model !== undefined || m.options !== undefined))
+      ctx.addIssue({ code: "custom", message: "with a chain, model and options go on each link" });
+  });
 
 const queueSchema = z
   .object({
@@ -65,6 +197,7 @@ const queueSchema = z
       .positive()
       .max(24 * 30)
       .default(24),
+    /** Attempts on each link of a route (first try included) before falling back to the next link. */
     attempts: z.number().int().min(1).max(20).default(4),
     backoff_base_ms: z.number().int().min(10).max(600_000).default(1_000),
     backoff_max_ms: z.number().int().min(10).max(3_600_000).default(60_000),
@@ -90,8 +223,6 @@ const workerSchema = z
       })
       .strict()
       .default({ paid: 4, free: 1 }),
-    /** Parallel fetch loops per queue; more helps throughput when Redis round trips dominate. */
-    fetchers_per_queue: z.number().int().min(1).max(16).default(2),
     lock_duration_ms: z.number().int().min(1_000).max(600_000).default(30_000),
     stalled_interval_ms: z.number().int().min(1_000).max(600_000).default(30_000),
     shutdown_grace_ms: z.number().int().min(0).max(600_000).default(30_000),
@@ -132,13 +263,34 @@ export const configSchema = z
       providerIds.add(p.id);
     });
     for (const [alias, m] of Object.entries(cfg.models)) {
-      if (!providerIds.has(m.provider)) {
-        ctx.addIssue({
-          code: "custom",
-          path: ["models", alias, "provider"],
-          message: `unknown provider '${m.provider}'`,
-        });
-      }
+      const unknownProvider = (provider: string, path: (string | number)[]) => {
+        if (!providerIds.has(provider))
+          ctx.addIssue({
+            code: "custom",
+            path: ["models", alias, ...path],
+            message: `unknown provider '${provider}'`,
+          });
+      };
+      if (m.provider !== undefined) unknownProvider(m.provider, ["provider"]);
+      m.chain?.forEach((link, i) => unknownProvider(link.provider, ["chain", i, "provider"]));
+      // Rules point at direct routes only, so resolution is one step and can never loop.
+      const direct = (target: string, path: (string | number)[]) => {
+        const t = cfg.models[target];
+        if (!t)
+          ctx.addIssue({
+            code: "custom",
+            path: ["models", alias, ...path],
+            message: `unknown model '${target}'`,
+          });
+        else if (t.rules)
+          ctx.addIssue({
+            code: "custom",
+            path: ["models", alias, ...path],
+            message: `'${target}' has rules itself; point at a model with a provider or a chain`,
+          });
+      };
+      m.rules?.forEach((r, i) => direct(r.use, ["rules", i, "use"]));
+      if (m.default !== undefined) direct(m.default, ["default"]);
     }
     const tenantIds = new Set<string>();
     const keys = new Set<string>();
@@ -167,6 +319,8 @@ export type SwitchyardConfig = z.infer<typeof configSchema>;
 export type TenantConfig = SwitchyardConfig["tenants"][number];
 export type ProviderConfig = SwitchyardConfig["providers"][number];
 export type ModelConfig = SwitchyardConfig["models"][string];
+export type LinkOptions = z.infer<typeof linkOptionsSchema>;
+export type BreakerConfig = ProviderConfig["breaker"];
 
 export class ConfigError extends Error {
   constructor(message: string) {

@@ -5,3 +5,4 @@ export * from "./errors";
 export * from "./ids";
 export * from "./env";
 export * from "./backoff";
+export * from "./routes";

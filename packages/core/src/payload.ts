@@ -21,6 +21,8 @@ export const jobPayloadSchema = z
       stop: z.union([z.string(), z.array(z.string())]).optional(),
       user: z.string().optional(),
     }),
+    /** The client's route hint (rules aliases use it). */
+    task: z.string().optional(),
     priority: z.enum(PRIORITIES),
     /** Epoch ms after which a job that has not started is expired instead of run. */
     start_deadline: z.number().int(),

@@ -39,6 +39,11 @@ export const createJobRequestSchema = z
     top_p: z.number().min(0).max(1).optional(),
     stop: z.union([z.string().min(1), z.array(z.string().min(1)).min(1).max(4)]).optional(),
     user: z.string().max(256).optional(),
+    /** A hint for route rules (e.g. "classify", "summarize"); never sent upstream. */
+    task: z
+      .string()
+      .regex(/^[A-Za-z0-9_.:-]{1,64}$/, "letters, digits and _ . : -, at most 64")
+      .optional(),
     priority: z.enum(PRIORITIES).default("normal"),
     webhook: z.object({ url: z.url() }).strict().optional(),
     metadata: metadataSchema.optional(),
@@ -73,11 +78,34 @@ export const usageSchema = z.object({
   output_tokens: z.number().int().min(0),
 });
 
+/**
+ * One upstream attempt of a job, in order: which provider and model, how it ended, how long it
+ * took. "skipped" means the link was passed over without a call (its circuit was open).
+ */
+export const attemptSchema = z.object({
+  provider: z.string(),
+  model: z.string(),
+  outcome: z.enum(["succeeded", "failed", "skipped"]),
+  /** The error kind (server, timeout, rate_limit, circuit_open, ...) when it did not succeed. */
+  error_type: z.string().optional(),
+  /** The upstream's HTTP status, when it answered. */
+  status: z.number().int().optional(),
+  duration_ms: z.number().int().min(0),
+  /** Unix seconds with millisecond fractions. */
+  started_at: z.number(),
+});
+export type Attempt = z.infer<typeof attemptSchema>;
+/** A job keeps at most this many attempts in its history (the newest). */
+export const MAX_ATTEMPT_HISTORY = 64;
+
 export const jobResultSchema = z.object({
   output_text: z.string(),
   finish_reason: z.string(),
   provider: z.string(),
   model: z.string(),
+  /** The route alias that served the job (differs from `model` when a rule picked it). */
+  route: z.string().optional(),
+  attempts: z.array(attemptSchema).optional(),
 });
 export type JobResult = z.infer<typeof jobResultSchema>;
 
@@ -86,6 +114,8 @@ export const jobErrorSchema = z.object({
   message: z.string(),
   status: z.number().int().optional(),
   provider: z.string().optional(),
+  model: z.string().optional(),
+  attempts: z.array(attemptSchema).optional(),
 });
 export type JobError = z.infer<typeof jobErrorSchema>;
 

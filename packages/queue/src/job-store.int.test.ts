@@ -71,7 +71,13 @@ describe("JobStore", () => {
     );
     expect(done.applied).toBe(true);
     const late = await store.transition("job_b", "failed", { error: { type: "x", message: "late" } });
-    expect(late).toEqual({ applied: false, exists: true, status: "succeeded", cancelRequested: false });
+    expect(late).toEqual({
+      applied: false,
+      exists: true,
+      status: "succeeded",
+      cancelRequested: false,
+      attemptLog: [],
+    });
     const rec = await store.get("job_b");
     expect(rec?.view).toMatchObject({
       status: "succeeded",
@@ -85,6 +91,39 @@ describe("JobStore", () => {
     await new Promise((r) => setImmediate(r));
     stop();
     expect(heard).toEqual(["running", "succeeded"]);
+  });
+
+  it("keeps the attempt history: hands it to the next run and shows it under error, then result", async () => {
+    await create("job_h");
+    const failed = {
+      provider: "openai",
+      model: "gpt-4o",
+      outcome: "failed" as const,
+      error_type: "server",
+      status: 503,
+      duration_ms: 12,
+      started_at: 1_700_000_001.5,
+    };
+    await store.transition("job_h", "running", {});
+    await store.transition("job_h", "queued", {
+      attempts: 1,
+      error: { type: "server", message: "down", provider: "openai" },
+      attempt_log: [failed],
+    });
+    expect((await store.get("job_h"))?.view.error?.attempts).toEqual([failed]);
+    const again = await store.transition("job_h", "running", {});
+    expect(again.attemptLog).toEqual([failed]);
+    const ok = { ...failed, provider: "anthropic", model: "claude", outcome: "succeeded" as const };
+    delete (ok as Partial<typeof ok>).error_type;
+    delete (ok as Partial<typeof ok>).status;
+    await store.transition("job_h", "succeeded", {
+      result: { output_text: "x", finish_reason: "stop", provider: "anthropic", model: "claude" },
+      error: null,
+      attempt_log: [failed, ok],
+    });
+    const view = (await store.get("job_h"))?.view;
+    expect(view?.result?.attempts).toEqual([failed, ok]);
+    expect(view?.error).toBeUndefined();
   });
 
   it("records a cancel request and reports it on the next transition", async () => {

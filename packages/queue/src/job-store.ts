@@ -1,8 +1,10 @@
 import {
+  attemptSchema,
   isTerminal,
   jobErrorSchema,
   jobResultSchema,
   usageSchema,
+  type Attempt,
   type JobError,
   type JobResult,
   type JobStatus,
@@ -44,6 +46,8 @@ export interface TransitionOutcome {
   exists: boolean;
   status: string;
   cancelRequested: boolean;
+  /** The attempt history as it was before this transition (the runner appends to it). */
+  attemptLog: Attempt[];
 }
 
 export interface TransitionFields {
@@ -54,9 +58,11 @@ export interface TransitionFields {
   /** null removes an error left by an earlier attempt. */
   error?: JobError | null;
   usage?: Usage;
+  /** The attempt history; GET shows it as result.attempts or error.attempts. */
+  attempt_log?: Attempt[];
 }
 
-type LuaReply = [number, string, string?];
+type LuaReply = [number, string, string?, string?];
 
 interface StoreCommands {
   syTransition(key: string, ...args: (string | number)[]): Promise<LuaReply>;
@@ -71,6 +77,8 @@ const parseJson = <T>(raw: string | undefined, parse: (v: unknown) => T): T | un
     return undefined;
   }
 };
+
+const attemptLogSchema = attemptSchema.array();
 
 const seconds = (ms: string | undefined): number | undefined => (ms ? Number(ms) / 1000 : undefined);
 
@@ -129,8 +137,9 @@ export class JobStore {
     const error = parseJson(h.error, (v) => jobErrorSchema.parse(v));
     const usage = parseJson(h.usage, (v) => usageSchema.parse(v));
     const metadata = parseJson(h.metadata, (v) => v as JobView["metadata"]);
-    if (result) view.result = result;
-    if (error) view.error = error;
+    const attempts = parseJson(h.attempt_log, (v) => attemptLogSchema.parse(v));
+    if (result) view.result = attempts ? { ...result, attempts } : result;
+    if (error) view.error = attempts && !result ? { ...error, attempts } : error;
     if (usage) view.usage = usage;
     if (metadata) view.metadata = metadata;
     const cancelRequested = h.cancel_requested === "1";
@@ -150,8 +159,14 @@ export class JobStore {
       if (v === undefined) continue;
       args.push(k, v === null ? "" : typeof v === "object" ? JSON.stringify(v) : String(v));
     }
-    const [applied, after, cancel] = await this.redis.syTransition(this.keys.job(jobId), ...args);
-    return { applied: applied === 1, exists: applied !== -1, status: after, cancelRequested: cancel === "1" };
+    const [applied, after, cancel, log] = await this.redis.syTransition(this.keys.job(jobId), ...args);
+    return {
+      applied: applied === 1,
+      exists: applied !== -1,
+      status: after,
+      cancelRequested: cancel === "1",
+      attemptLog: parseJson(log, (v) => attemptLogSchema.parse(v)) ?? [],
+    };
   }
 
   async requestCancel(

@@ -14,6 +14,11 @@ export class Keys {
     return `${this.prefix}:idem:${tenantId}:${key}`;
   }
 
+  /** A circuit breaker's shared state: per provider, or per provider and model. */
+  breaker(provider: string, model?: string): string {
+    return model === undefined ? `${this.prefix}:cb:${provider}` : `${this.prefix}:cb:${provider}:${model}`;
+  }
+
   /** Pub/sub: "jobId status" on every status change (long-poll, SSE). */
   get jobEventsChannel(): string {
     return `${this.prefix}:events:job`;

@@ -1,5 +1,5 @@
 import { Queue } from "bullmq";
-import { jobPayloadSchema, type JobPayload, type SwitchyardConfig } from "@switchyard/core";
+import { jobPayloadSchema, queueAttemptCap, type JobPayload, type SwitchyardConfig } from "@switchyard/core";
 import type { Redis } from "ioredis";
 import { BULLMQ_PRIORITY, allJobQueues, type QueueSpec } from "./queues";
 
@@ -37,7 +37,7 @@ export class JobProducer {
     await this.queue(queueName).add(CHAT_JOB, data, {
       jobId: data.job_id,
       priority: BULLMQ_PRIORITY[data.priority],
-      attempts: this.config.queue.attempts,
+      attempts: queueAttemptCap(this.config),
       backoff: { type: BACKOFF_TYPE },
       removeOnComplete: { age: retentionSec, count: keep },
       removeOnFail: { age: retentionSec, count: keep },

@@ -49,6 +49,7 @@ export function testConfig(
       ...overrides.worker,
     },
     server: { max_body_bytes: 65536, max_wait_seconds: 30, ...overrides.server },
+    // Breakers are off here so failure tests stay independent; routing tests turn them on.
     providers: [
       {
         id: "openai",
@@ -57,9 +58,40 @@ export function testConfig(
         timeout_ms: 3000,
         connect_timeout_ms: 1000,
         keys: [{ id: "k1", secret: "sk-upstream-1" }],
+        breaker: { enabled: false },
+      },
+      {
+        id: "anthropic",
+        type: "anthropic",
+        base_url: mockUrl,
+        timeout_ms: 3000,
+        connect_timeout_ms: 1000,
+        keys: [{ id: "a1", secret: "sk-ant-upstream-1" }],
+        breaker: { enabled: false },
+      },
+      {
+        id: "gemini",
+        type: "gemini",
+        base_url: mockUrl,
+        timeout_ms: 3000,
+        connect_timeout_ms: 1000,
+        keys: [{ id: "g1", secret: "gm-upstream-1" }],
+        breaker: { enabled: false },
       },
     ],
-    models: { "gpt-4o-mini": { provider: "openai" }, fast: { provider: "openai", model: "gpt-4o-mini" } },
+    models: {
+      "gpt-4o-mini": { provider: "openai" },
+      fast: { provider: "openai", model: "gpt-4o-mini" },
+      "claude-sonnet-4-5": { provider: "anthropic" },
+      "gemini-2.5-flash": { provider: "gemini" },
+      smart: {
+        chain: [
+          { provider: "openai", model: "gpt-4o" },
+          { provider: "anthropic", model: "claude-sonnet-4-5" },
+          { provider: "gemini", model: "gemini-2.5-flash" },
+        ],
+      },
+    },
     tenants: [
       { id: "paid-co", tier: "paid", api_keys: [PAID_KEY] },
       { id: "free-co", tier: "free", api_keys: [FREE_KEY] },

@@ -8,17 +8,20 @@
   ARGV[4]  job id (for the message)
   ARGV[5..] field, value pairs to HSET with the status; an empty value deletes the field
 
-  Returns { applied (1|0|-1), status after the call, cancel_requested ("1" or "") }
+  Returns { applied (1|0|-1), status after the call, cancel_requested ("1" or ""), attempt_log }
+    (attempt_log: the job's attempt history as stored before this call, "" when none)
     -1: no such record (expired or never written); 0: already final, nothing changed.
   Final statuses never change again, so a late worker can never overwrite a cancel.
 ]]
-local status = redis.call("HGET", KEYS[1], "status")
+local current = redis.call("HMGET", KEYS[1], "status", "cancel_requested", "attempt_log")
+local status = current[1]
 if not status then
-  return { -1, "", "" }
+  return { -1, "", "", "" }
 end
-local cancel = redis.call("HGET", KEYS[1], "cancel_requested") or ""
+local cancel = current[2] or ""
+local log = current[3] or ""
 if status == "succeeded" or status == "failed" or status == "cancelled" or status == "expired" then
-  return { 0, status, cancel }
+  return { 0, status, cancel, log }
 end
 local fields = { "status", ARGV[1] }
 for i = 5, #ARGV, 2 do
@@ -37,4 +40,4 @@ end
 if ARGV[1] ~= status then
   redis.call("PUBLISH", ARGV[3], ARGV[4] .. " " .. ARGV[1])
 end
-return { 1, ARGV[1], cancel }
+return { 1, ARGV[1], cancel, log }

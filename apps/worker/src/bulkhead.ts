@@ -1,0 +1,80 @@
+/**
+ * A per-provider cap on calls in flight in this process, so a slow provider cannot take every
+ * worker slot. Up to `maxWaiting` callers wait in line (FIFO); past that, enter() answers
+ * "full" at once and the caller hands its job back to the queue to free the slot.
+ */
+export type Release = () => void;
+
+export class Bulkhead {
+  private active = 0;
+  private readonly waiting: { resolve: (r: Release | "full") => void; signal?: AbortSignal }[] = [];
+
+  constructor(
+    readonly maxConcurrent: number,
+    readonly maxWaiting: number,
+  ) {}
+
+  get inUse(): number {
+    return this.active;
+  }
+
+  get queued(): number {
+    return this.waiting.length;
+  }
+
+  /** A release function once a place is free, or "full" when the line is full or the wait is aborted. */
+  enter(signal?: AbortSignal): Promise<Release | "full"> {
+    if (this.active < this.maxConcurrent) {
+      this.active += 1;
+      return Promise.resolve(this.releaser());
+    }
+    if (this.waiting.length >= this.maxWaiting || signal?.aborted) return Promise.resolve("full");
+    return new Promise((resolve) => {
+      const entry = { resolve, ...(signal ? { signal } : {}) };
+      this.waiting.push(entry);
+      signal?.addEventListener(
+        "abort",
+        () => {
+          const i = this.waiting.indexOf(entry);
+          if (i >= 0) {
+            this.waiting.splice(i, 1);
+            resolve("full");
+          }
+        },
+        { once: true },
+      );
+    });
+  }
+
+  private releaser(): Release {
+    let done = false;
+    return () => {
+      if (done) return;
+      done = true;
+      const next = this.waiting.shift();
+      if (next) next.resolve(this.releaser());
+      else this.active -= 1;
+    };
+  }
+}
+
+/** One bulkhead per provider that configures one; providers without a bulkhead are not limited. */
+export class Bulkheads {
+  private readonly byProvider = new Map<string, Bulkhead>();
+
+  constructor(
+    providers: { id: string; bulkhead?: { max_concurrent: number; max_waiting: number } | undefined }[],
+  ) {
+    for (const p of providers)
+      if (p.bulkhead)
+        this.byProvider.set(p.id, new Bulkhead(p.bulkhead.max_concurrent, p.bulkhead.max_waiting));
+  }
+
+  get(provider: string): Bulkhead | undefined {
+    return this.byProvider.get(provider);
+  }
+
+  entries(): [string, Bulkhead][] {
+    return [...this.byProvider.entries()];
+  }
+}

@@ -1,0 +1,99 @@
+import type { LinkOptions, SwitchyardConfig } from "./config";
+import type { ChatMessage, ChatRequest } from "./schemas";
+
+/**
+ * Route resolution: a requested model (an alias in config `models`) becomes an ordered chain
+ * of {provider, model, options} links. Rules aliases pick another alias first, by the
+ * request's `task` hint or its estimated prompt size, so cheap requests go to cheaper models.
+ */
+export interface RouteLink {
+  provider: string;
+  /** The model name sent upstream. */
+  model: string;
+  options: LinkOptions;
+}
+
+export interface ResolvedRoute {
+  /** The alias whose chain is used (differs from the requested one when a rule picked it). */
+  name: string;
+  links: RouteLink[];
+}
+
+/**
+ * A documented estimate until the limiter brings a tokenizer: 4 characters per token plus
+ * 4 tokens of framing per message (the ratio OpenAI gives for English text).
+ */
+export const CHARS_PER_TOKEN = 4;
+export function estimatePromptTokens(messages: ChatMessage[]): number {
+  let n = 0;
+  for (const m of messages) {
+    const chars =
+      typeof m.content === "string" ? m.content.length : m.content.reduce((c, p) => c + p.text.length, 0);
+    n += 4 + Math.ceil(chars / CHARS_PER_TOKEN);
+  }
+  return n;
+}
+
+function chainOf(cfg: SwitchyardConfig, alias: string): RouteLink[] | undefined {
+  const m = cfg.models[alias];
+  if (!m) return undefined;
+  if (m.chain)
+    return m.chain.map((l) => ({ provider: l.provider, model: l.model ?? alias, options: l.options ?? {} }));
+  if (m.provider !== undefined)
+    return [{ provider: m.provider, model: m.model ?? alias, options: m.options ?? {} }];
+  return undefined;
+}
+
+export function resolveRoute(
+  cfg: SwitchyardConfig,
+  requested: string,
+  req: { messages: ChatMessage[]; task?: string | undefined },
+): ResolvedRoute | undefined {
+  const m = cfg.models[requested];
+  if (!m) return undefined;
+  if (!m.rules) {
+    const links = chainOf(cfg, requested);
+    return links && { name: requested, links };
+  }
+  let estimate: number | undefined;
+  const promptTokens = () => (estimate ??= estimatePromptTokens(req.messages));
+  for (const rule of m.rules) {
+    const tasks = rule.task === undefined ? undefined : Array.isArray(rule.task) ? rule.task : [rule.task];
+    if (tasks && (req.task === undefined || !tasks.includes(req.task))) continue;
+    if (rule.max_prompt_tokens !== undefined && promptTokens() > rule.max_prompt_tokens) continue;
+    if (rule.min_prompt_tokens !== undefined && promptTokens() < rule.min_prompt_tokens) continue;
+    const links = chainOf(cfg, rule.use);
+    if (links) return { name: rule.use, links };
+  }
+  const fallback = m.default === undefined ? undefined : chainOf(cfg, m.default);
+  return fallback && m.default !== undefined ? { name: m.default, links: fallback } : undefined;
+}
+
+/** The request as one link sends it: its model, and its defaults, caps and overrides applied. */
+export function applyLink(
+  req: Omit<ChatRequest, "model">,
+  link: RouteLink,
+): ChatRequest & { extraBody?: Record<string, unknown> } {
+  const o = link.options;
+  const out: ChatRequest & { extraBody?: Record<string, unknown> } = { ...req, model: link.model };
+  const maxTokens = req.max_tokens ?? o.max_tokens;
+  if (maxTokens !== undefined)
+    out.max_tokens = o.max_tokens_cap === undefined ? maxTokens : Math.min(maxTokens, o.max_tokens_cap);
+  else if (o.max_tokens_cap !== undefined) out.max_tokens = o.max_tokens_cap;
+  if (o.temperature !== undefined) out.temperature = o.temperature;
+  if (o.extra_body) out.extraBody = o.extra_body;
+  return out;
+}
+
+/** The longest chain any alias can resolve to; BullMQ's attempt cap is sized from it. */
+export function longestChain(cfg: SwitchyardConfig): number {
+  let n = 1;
+  for (const alias of Object.keys(cfg.models)) n = Math.max(n, chainOf(cfg, alias)?.length ?? 1);
+  return n;
+}
+
+/**
+ * BullMQ's attempt cap for a job: every link's tries plus one. The runner ends jobs itself
+ * (it knows the links); the cap only stops a job if something else went wrong.
+ */
+export const queueAttemptCap = (cfg: SwitchyardConfig): number => cfg.queue.attempts * longestChain(cfg) + 1;
