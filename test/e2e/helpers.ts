@@ -24,3 +24,23 @@ export async function waitFinal(apiUrl: string, key: string, id: string, seconds
 
 export const getJob = (apiUrl: string, key: string, id: string) =>
   http<JobView>("GET", `${apiUrl}/v1/jobs/${id}`, { key });
+
+export interface MockStats {
+  requests: number;
+  formats: Record<string, number>;
+  keys: Record<string, { requests: number; by_status: Record<string, number>; max_in_flight: number }>;
+}
+
+export const mockStats = async (mockUrl: string): Promise<MockStats> =>
+  (await http<MockStats>("GET", `${mockUrl}/_stats`)).body;
+
+/** Sets a fault on every request of one wire format (and model) at the mock until cleared. */
+export async function standingFault(
+  mockUrl: string,
+  fault: { format?: string; model?: string; fault: string },
+) {
+  const res = await http("POST", `${mockUrl}/_control/faults`, { json: fault });
+  if (res.status !== 200) throw new Error(`mock refused the fault: ${JSON.stringify(res.body)}`);
+}
+
+export const clearFaults = (mockUrl: string) => http("DELETE", `${mockUrl}/_control/faults`);

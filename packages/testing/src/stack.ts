@@ -156,10 +156,10 @@ export class Stack {
     return stack;
   }
 
-  async addWorker(): Promise<AppProcess> {
+  async addWorker(env: Record<string, string> = {}): Promise<AppProcess> {
     const w = startApp(
       "worker",
-      { REDIS_URL: this.redisUrl, SWITCHYARD_CONFIG: this.configPath },
+      { REDIS_URL: this.redisUrl, SWITCHYARD_CONFIG: this.configPath, ...env },
       `worker${this.workers.length + 1}`,
     );
     this.workers.push(w);
