@@ -119,6 +119,9 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
     bar.start(opts.jobs, 0, { succeeded, failed });
     const latencies: number[] = [];
     const priorities = ["high", "normal", "low"] as const;
+    // One provider model of each wire format, a three-provider fallback chain and a rules alias.
+    const models = ["gpt-4o-mini", "claude-sonnet-4-5", "gemini-2.5-flash", "smart", "auto"];
+    const servedBy = new Map<string, number>();
     await Promise.all(
       Array.from({ length: opts.jobs }, async (_, i) => {
         const tenant = TENANTS[i % TENANTS.length] ?? TENANTS[0]!;
@@ -127,7 +130,7 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
           method: "POST",
           headers: { authorization: `Bearer ${tenant.key}`, "content-type": "application/json" },
           body: JSON.stringify({
-            model: i % 3 === 0 ? "fast" : "gpt-4o-mini",
+            model: models[i % models.length],
             priority: priorities[i % 3],
             messages: [{ role: "user", content: `Demo job ${i + 1} from ${tenant.name}` }],
             metadata: { demo: true },
@@ -144,6 +147,8 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
         latencies.push(Date.now() - started);
         if (view.status === "succeeded") succeeded += 1;
         else failed += 1;
+        const provider = view.result?.provider ?? "none";
+        servedBy.set(provider, (servedBy.get(provider) ?? 0) + 1);
         bar.increment(1, { succeeded, failed });
       }),
     );
@@ -152,14 +157,18 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
     console.log(
       `\nsummary: ${succeeded} succeeded, ${failed} failed; latency from submit to result p50 ${percentile(latencies, 50)} ms, p95 ${percentile(latencies, 95)} ms (mock upstream latency ${process.env.MOCK_LATENCY_MS ?? "200"} ms)`,
     );
+    console.log(
+      `served by: ${[...servedBy.entries()]
+        .sort()
+        .map(([p, n]) => `${p} ${n}`)
+        .join(", ")}`,
+    );
     console.log(`\n  Bull Board  ${apiUrl}/admin/queues   (user: admin, password: ${adminToken})`);
     console.log(`  metrics     ${apiUrl}/metrics`);
     console.log(
       `  try it      curl -s -X POST ${apiUrl}/v1/jobs -H 'authorization: Bearer sk-demo-paid' -H 'content-type: application/json' \\`,
     );
-    console.log(
-      `                -d '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hello"}]}'`,
-    );
+    console.log(`                -d '{"model":"smart","messages":[{"role":"user","content":"hello"}]}'`);
     if (opts.once) {
       await cleanup();
       return failed === 0 ? 0 : 1;
