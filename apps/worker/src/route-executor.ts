@@ -126,8 +126,9 @@ export class RouteExecutor {
         return { kind: "succeeded", result: outcome.result };
       }
       if (!err) continue;
-      record(history, link, "failed", startedAt, durationMs, err.kind, err.status);
+      // A call cut short by a cancel or a shutdown is not a failure of the link: no entry, no charge.
       if (err.kind === "cancelled" || signal?.aborted) return { kind: "aborted" };
+      record(history, link, "failed", startedAt, durationMs, err.kind, err.status);
       lastError = {
         kind: err.kind,
         message: err.message,

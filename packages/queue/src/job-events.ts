@@ -16,6 +16,12 @@ export class JobEvents {
     readonly channel: string,
   ) {
     this.ready = subscriber.subscribe(channel);
+    // Subscribe again on every (re)connect. ioredis resubscribes by itself, but we saw a
+    // connection come up unsubscribed (long-polls then slept their full wait); a repeated
+    // SUBSCRIBE to the same channel is harmless.
+    subscriber.on("ready", () => {
+      subscriber.subscribe(channel).catch(() => undefined);
+    });
     subscriber.on("message", (ch: string, message: string) => {
       if (ch !== channel) return;
       const space = message.indexOf(" ");
