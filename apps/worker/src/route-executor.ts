@@ -81,7 +81,8 @@ export class RouteExecutor {
     log: Logger,
   ): Promise<RouteOutcome> {
     const perLink = this.config.queue.attempts;
-    const failures = (l: RouteLink) => history.filter((a) => sameLink(a, l) && a.outcome === "failed").length;
+    const failures = (l: RouteLink) =>
+      history.filter((a) => sameLink(a, l) && a.outcome === "failed" && a.error_type !== "cancelled").length;
     const spent = (l: RouteLink) =>
       failures(l) >= perLink ||
       history.some((a) => sameLink(a, l) && a.outcome === "failed" && a.error_type === "auth");
@@ -126,8 +127,11 @@ export class RouteExecutor {
         return { kind: "succeeded", result: outcome.result };
       }
       if (!err) continue;
-      // A call cut short by a cancel or a shutdown is not a failure of the link: no entry, no charge.
-      if (err.kind === "cancelled" || signal?.aborted) return { kind: "aborted" };
+      // A call cut short by a cancel or a shutdown is listed (it was started) but not charged to the link.
+      if (err.kind === "cancelled" || signal?.aborted) {
+        record(history, link, "failed", startedAt, durationMs, "cancelled");
+        return { kind: "aborted" };
+      }
       record(history, link, "failed", startedAt, durationMs, err.kind, err.status);
       lastError = {
         kind: err.kind,
