@@ -1,18 +1,15 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { Redis } from "ioredis";
-import type { Attempt, JobView } from "@switchyard/core";
+import type { JobView } from "@switchyard/core";
 import { freePort, http, PAID_KEY, Stack, testConfig } from "@switchyard/testing";
-import { chat, clearFaults, mockStats, standingFault, submit, waitFinal } from "./helpers";
+import { chat, clearFaults, mockStats, standingFault, submit, trail, waitFinal } from "./helpers";
 
 /**
  * The circuit breaker is shared by worker processes through Redis: worker A's failures open
  * it, worker B (started afterwards) skips the provider without calling it, a failed half-open
  * probe re-opens it, a good probe closes it. Jobs are sent one at a time so counts are exact.
  */
-const trail = (j: JobView) =>
-  ((j.result ?? j.error)?.attempts ?? []).map(
-    (a: Attempt) => `${a.provider}:${a.outcome}${a.error_type ? `:${a.error_type}` : ""}`,
-  );
+const jobTrail = (j: JobView) => trail((j.result ?? j.error)?.attempts);
 
 describe("circuit breaker across worker processes", () => {
   let stack: Stack;
@@ -64,7 +61,7 @@ describe("circuit breaker across worker processes", () => {
     await standingFault(stack.mockUrl, { format: "openai", fault: "status=500" });
     for (let i = 0; i < 3; i++) {
       const done = await run(`a${i}`);
-      expect(trail(done)).toEqual(["openai:failed:server", "anthropic:succeeded"]);
+      expect(jobTrail(done)).toEqual(["openai:failed:server", "anthropic:succeeded"]);
     }
     expect(await breaker("openai")).toMatchObject({ state: "open" });
     expect(await calls("openai")).toBe(3);
@@ -72,7 +69,7 @@ describe("circuit breaker across worker processes", () => {
     await stack.addWorker({ METRICS_PORT: String(metricsPort) });
     await a.stop("SIGTERM");
     const skipped = await run("b0");
-    expect(trail(skipped)).toEqual(["openai:skipped:circuit_open", "anthropic:succeeded"]);
+    expect(jobTrail(skipped)).toEqual(["openai:skipped:circuit_open", "anthropic:succeeded"]);
     expect(skipped.attempts).toBe(1); // a skipped link is not an attempt
     expect(await calls("openai")).toBe(3);
     const metrics = await http<string>("GET", `http://127.0.0.1:${metricsPort}/metrics`);
@@ -83,7 +80,7 @@ describe("circuit breaker across worker processes", () => {
   it("lets one probe through when the open period ends: a failure re-opens it, a success closes it", async () => {
     await standingFault(stack.mockUrl, { format: "gemini", fault: "status=500" });
     for (let i = 0; i < 3; i++)
-      expect(trail(await run(`g${i}`, "gemini-first"))).toEqual([
+      expect(jobTrail(await run(`g${i}`, "gemini-first"))).toEqual([
         "gemini:failed:server",
         "anthropic:succeeded",
       ]);
@@ -92,15 +89,15 @@ describe("circuit breaker across worker processes", () => {
 
     await untilReopen("gemini");
     const failedProbe = await run("g3", "gemini-first");
-    expect(trail(failedProbe)).toEqual(["gemini:failed:server", "anthropic:succeeded"]);
+    expect(jobTrail(failedProbe)).toEqual(["gemini:failed:server", "anthropic:succeeded"]);
     expect(await breaker("gemini")).toMatchObject({ state: "open", opens: "2" });
     expect(await calls("gemini")).toBe(before + 1);
 
     await clearFaults(stack.mockUrl);
     await untilReopen("gemini");
-    expect(trail(await run("g4", "gemini-first"))).toEqual(["gemini:succeeded"]);
+    expect(jobTrail(await run("g4", "gemini-first"))).toEqual(["gemini:succeeded"]);
     expect(await breaker("gemini")).toMatchObject({ state: "closed" });
-    expect(trail(await run("g5", "gemini-first"))).toEqual(["gemini:succeeded"]);
+    expect(jobTrail(await run("g5", "gemini-first"))).toEqual(["gemini:succeeded"]);
     expect(await calls("gemini")).toBe(before + 3);
   });
 });

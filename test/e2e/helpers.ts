@@ -1,5 +1,5 @@
 import { http, type HttpAnswer } from "@switchyard/testing";
-import type { JobView } from "@switchyard/core";
+import type { Attempt, JobView } from "@switchyard/core";
 
 export const chat = (content: string, extra: Record<string, unknown> = {}) => ({
   model: "gpt-4o-mini",
@@ -44,3 +44,7 @@ export async function standingFault(
 }
 
 export const clearFaults = (mockUrl: string) => http("DELETE", `${mockUrl}/_control/faults`);
+
+/** A job's attempts as "provider:outcome[:error_type]", for asserting the order of a route's tries. */
+export const trail = (attempts: Attempt[] | undefined): string[] =>
+  (attempts ?? []).map((a) => `${a.provider}:${a.outcome}${a.error_type ? `:${a.error_type}` : ""}`);

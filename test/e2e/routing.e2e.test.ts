@@ -1,15 +1,11 @@
-import type { Attempt } from "@switchyard/core";
 import { PAID_KEY, Stack, testConfig } from "@switchyard/testing";
-import { chat, clearFaults, mockStats, standingFault, submit, waitFinal } from "./helpers";
+import { chat, clearFaults, mockStats, standingFault, submit, trail, waitFinal } from "./helpers";
 
 /**
  * Routes end to end: fallback along a three-provider chain, a rejected key skipped at once,
  * every fault kind of every wire format retried to success or failed with a clear error, and
  * a bulkhead that keeps a slow provider from taking every slot.
  */
-const trail = (attempts: Attempt[] | undefined) =>
-  (attempts ?? []).map((a) => `${a.provider}:${a.outcome}${a.error_type ? `:${a.error_type}` : ""}`);
-
 describe("routes and providers", () => {
   let stack: Stack;
   beforeAll(async () => {

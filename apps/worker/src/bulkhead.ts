@@ -1,3 +1,5 @@
+import type { ProviderConfig } from "@switchyard/core";
+
 /**
  * A per-provider cap on calls in flight in this process, so a slow provider cannot take every
  * worker slot. Up to `maxWaiting` callers wait in line (FIFO); past that, enter() answers
@@ -62,9 +64,7 @@ export class Bulkhead {
 export class Bulkheads {
   private readonly byProvider = new Map<string, Bulkhead>();
 
-  constructor(
-    providers: { id: string; bulkhead?: { max_concurrent: number; max_waiting: number } | undefined }[],
-  ) {
+  constructor(providers: Pick<ProviderConfig, "id" | "bulkhead">[]) {
     for (const p of providers)
       if (p.bulkhead)
         this.byProvider.set(p.id, new Bulkhead(p.bulkhead.max_concurrent, p.bulkhead.max_waiting));

@@ -118,15 +118,15 @@ export class RouteExecutor {
         release?.();
       }
       const durationMs = Date.now() - startedAt;
-      const err = "error" in outcome ? outcome.error : undefined;
-      const state = await this.breakers.record(decision.permit, breakerOutcome(err));
+      const verdict = breakerOutcome("error" in outcome ? outcome.error : undefined);
+      const state = await this.breakers.record(decision.permit, verdict);
       if (decision.state !== state && state !== "closed")
         log.warn({ provider: link.provider, model: link.model, state }, "circuit breaker changed state");
-      if (!err && "result" in outcome) {
+      if ("result" in outcome) {
         record(history, link, "succeeded", startedAt, durationMs);
         return { kind: "succeeded", result: outcome.result };
       }
-      if (!err) continue;
+      const err = outcome.error;
       // A call cut short by a cancel or a shutdown is listed (it was started) but not charged to the link.
       if (err.kind === "cancelled" || signal?.aborted) {
         record(history, link, "failed", startedAt, durationMs, "cancelled");

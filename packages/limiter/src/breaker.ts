@@ -60,15 +60,16 @@ export class CircuitBreakers {
     ];
   }
 
-  /** The breaker's scope: the provider, or provider and model when per_model is set. */
-  scopeOf(provider: string, model: string): string {
-    return this.configs.get(provider)?.per_model ? `${provider}/${model}` : provider;
+  /** The breaker's scope (the provider, or provider and model when per_model is set) and its key. */
+  private target(provider: string, model: string): { scope: string; key: string } {
+    return this.configs.get(provider)?.per_model
+      ? { scope: `${provider}/${model}`, key: this.keys.breaker(provider, model) }
+      : { scope: provider, key: this.keys.breaker(provider) };
   }
 
   async acquire(provider: string, model: string, now = Date.now()): Promise<BreakerDecision> {
-    const scope = this.scopeOf(provider, model);
+    const { scope, key } = this.target(provider, model);
     const args = this.args(provider);
-    const key = this.keys.breaker(provider, this.configs.get(provider)?.per_model ? model : undefined);
     if (!args) return { allowed: true, state: "closed", permit: { key: "", provider, scope, probe: false } };
     const [allowed, state, at, probe] = await this.redis.syBreaker(key, "acquire", now, ...args);
     const s = state as BreakerState;
