@@ -14,10 +14,62 @@ const tenantSchema = z
   })
   .strict();
 
-const providerKeySchema = z
+const limit = z.number().int().min(1).max(1_000_000_000_000).optional();
+
+/**
+ * An upstream's limits on one API key, each optional (unset: not limited on that axis):
+ * requests and tokens per rolling minute (tpm counts input + output; itpm/otpm count them
+ * apart, as Anthropic does), requests per rolling day, and calls in flight at once.
+ */
+const keyLimitsSchema = z
   .object({
+    rpm: limit,
+    tpm: limit,
+    itpm: limit,
+    otpm: limit,
+    rpd: limit,
+    max_concurrency: z.number().int().min(1).max(100_000).optional(),
+  })
+  .strict();
+
+const providerKeySchema = keyLimitsSchema
+  .extend({
     id: z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/),
     secret: z.string().min(1),
+    /**
+     * Limits that apply per model on this key (OpenAI and Gemini limit each model apart), on
+     * top of the key-wide ones above. "*" applies to every model not listed by name.
+     */
+    models: z.record(z.string().min(1), keyLimitsSchema).optional(),
+  })
+  .strict();
+
+/**
+ * A share of a provider's key pool for one tier or tenant: work of that class may use at most
+ * `fraction` of the pool's rpm / tpm / itpm / otpm (summed over the pool's keys for the model
+ * called), so it can never crowd the rest out.
+ */
+const shareSchema = z
+  .object({
+    tier: z.enum(["paid", "free"]).optional(),
+    tenant: z.string().optional(),
+    fraction: z.number().gt(0).max(1),
+  })
+  .strict()
+  .refine((s) => (s.tier === undefined) !== (s.tenant === undefined), "give exactly one of: tier, tenant");
+
+/** How the fleet-wide limiter treats this provider's keys (the limits themselves are on each key). */
+const limiterSchema = z
+  .object({
+    /** Prompt size estimate for models without a known tokenizer (OpenAI models use o200k/cl100k). */
+    chars_per_token: z.number().min(0.5).max(20).default(4),
+    /** Cooldown after a 429 that came without any retry hint. */
+    cooldown_ms: z.number().int().min(10).max(3_600_000).default(2_000),
+    /** How often a key taken out of the pool (401/403) is tried again. */
+    probe_interval_ms: z.number().int().min(100).max(86_400_000).default(60_000),
+    /** Extra time before a reservation leaves the rolling window (covers clock and network skew). */
+    window_margin_ms: z.number().int().min(0).max(10_000).default(500),
+    shares: z.array(shareSchema).max(64).default([]),
   })
   .strict();
 
@@ -97,6 +149,7 @@ const providerSchema = z
       .default(8 * 1024 * 1024),
     breaker: breakerSchema.default(breakerSchema.parse({})),
     bulkhead: bulkheadSchema.optional(),
+    limiter: limiterSchema.default(limiterSchema.parse({})),
   })
   .strict()
   .transform((p, ctx) => {
@@ -261,6 +314,24 @@ export const configSchema = z
           message: `duplicate provider id '${p.id}'`,
         });
       providerIds.add(p.id);
+      const keyIds = new Set<string>();
+      p.keys.forEach((k, j) => {
+        if (keyIds.has(k.id))
+          ctx.addIssue({
+            code: "custom",
+            path: ["providers", i, "keys", j, "id"],
+            message: `duplicate key id '${k.id}'`,
+          });
+        keyIds.add(k.id);
+      });
+      p.limiter.shares.forEach((sh, j) => {
+        if (sh.tenant !== undefined && !cfg.tenants.some((t) => t.id === sh.tenant))
+          ctx.addIssue({
+            code: "custom",
+            path: ["providers", i, "limiter", "shares", j, "tenant"],
+            message: `unknown tenant '${sh.tenant}'`,
+          });
+      });
     });
     for (const [alias, m] of Object.entries(cfg.models)) {
       const unknownProvider = (provider: string, path: (string | number)[]) => {
@@ -321,6 +392,9 @@ export type ProviderConfig = SwitchyardConfig["providers"][number];
 export type ModelConfig = SwitchyardConfig["models"][string];
 export type LinkOptions = z.infer<typeof linkOptionsSchema>;
 export type BreakerConfig = ProviderConfig["breaker"];
+export type ProviderKeyConfig = ProviderConfig["keys"][number];
+export type KeyLimits = z.infer<typeof keyLimitsSchema>;
+export type LimiterConfig = ProviderConfig["limiter"];
 
 export class ConfigError extends Error {
   constructor(message: string) {

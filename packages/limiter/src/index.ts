@@ -1,1 +1,3 @@
 export * from "./breaker";
+export * from "./key-pool";
+export * from "./estimate";

@@ -19,6 +19,35 @@ export class Keys {
     return model === undefined ? `${this.prefix}:cb:${provider}` : `${this.prefix}:cb:${provider}:${model}`;
   }
 
+  /** A provider key's health and pool membership (disabled reason, probe time, counters). */
+  keyState(provider: string, keyId: string): string {
+    return `${this.prefix}:kp:${provider}:${keyId}`;
+  }
+
+  /** A provider key's rolling usage windows: key-wide, or for one model on that key. */
+  keyWindow(provider: string, keyId: string, model?: string): string {
+    return model === undefined
+      ? `${this.prefix}:kp:${provider}:${keyId}:w`
+      : `${this.prefix}:kp:${provider}:${keyId}:w:${model}`;
+  }
+
+  /** A provider key's calls in flight (slots): key-wide, or for one model on that key. */
+  keySlots(provider: string, keyId: string, model?: string): string {
+    return model === undefined
+      ? `${this.prefix}:kp:${provider}:${keyId}:s`
+      : `${this.prefix}:kp:${provider}:${keyId}:s:${model}`;
+  }
+
+  /** When the next job waiting for a provider's model may come back (the appointment book). */
+  poolBook(provider: string, model: string): string {
+    return `${this.prefix}:kp:${provider}:book:${model}`;
+  }
+
+  /** A tier's or tenant's share of a provider's pool for one model (its own rolling window). */
+  poolShare(provider: string, shareClass: string, model: string): string {
+    return `${this.prefix}:kp:${provider}:share:${shareClass}:${model}`;
+  }
+
   /** Pub/sub: "jobId status" on every status change (long-poll, SSE). */
   get jobEventsChannel(): string {
     return `${this.prefix}:events:job`;

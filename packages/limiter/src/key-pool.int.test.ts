@@ -1,0 +1,263 @@
+import { Redis } from "ioredis";
+import { configSchema, type ProviderConfig } from "@switchyard/core";
+import { Keys } from "@switchyard/queue";
+import { testRedisUrl, uniquePrefix } from "@switchyard/testing";
+import { KeyPool, type Reservation, type ReserveResult } from "./key-pool";
+
+/**
+ * The key-pool script on a real Redis with explicit clock values, so every window edge is
+ * exact: limits across keys, the choice of key, sliding windows, reconciliation, slots and
+ * their expiry, cooldowns, disabling and probes, header corrections, shares, appointments.
+ */
+const T0 = 1_800_000_000_000; // a round second, so bucket edges are easy to reason about
+
+function provider(keys: Record<string, unknown>[], limiter: Record<string, unknown> = {}): ProviderConfig {
+  const cfg = configSchema.parse({
+    providers: [
+      { id: "up", type: "openai", base_url: "http://127.0.0.1:1/v1", keys, timeout_ms: 1000, limiter },
+    ],
+    models: { m: { provider: "up" } },
+    tenants: [
+      { id: "paid-co", tier: "paid", api_keys: ["sk-paid-0001"] },
+      { id: "free-co", tier: "free", api_keys: ["sk-free-0001"] },
+    ],
+  });
+  const p = cfg.providers[0];
+  if (!p) throw new Error("no provider");
+  return p;
+}
+
+type Tenant = { id: string; tier: "paid" | "free" };
+const PAID: Tenant = { id: "paid-co", tier: "paid" };
+const FREE: Tenant = { id: "free-co", tier: "free" };
+
+describe("KeyPool", () => {
+  const redis = new Redis(testRedisUrl());
+  let pool: KeyPool;
+  beforeEach(() => {
+    pool = new KeyPool(redis, new Keys(uniquePrefix()));
+  });
+  afterAll(() => redis.disconnect());
+
+  const reserve = (
+    p: ProviderConfig,
+    now: number,
+    o: Partial<{ tin: number; tout: number; tenant: Tenant; returning: boolean; model: string }> = {},
+  ) =>
+    pool.reserve({
+      provider: p,
+      model: o.model ?? "m",
+      tenant: o.tenant ?? PAID,
+      tokensIn: o.tin ?? 10,
+      tokensOut: o.tout ?? 10,
+      returning: o.returning ?? false,
+      now,
+    });
+  const granted = (r: ReserveResult): Reservation => {
+    if (!r.granted) throw new Error(`expected a grant, got ${r.reason} until ${r.retryAt}`);
+    return r.reservation;
+  };
+  const denied = (r: ReserveResult) => {
+    if (r.granted) throw new Error(`expected a denial, got key ${r.reservation.key.id}`);
+    return r;
+  };
+
+  it("keeps three keys within their rpm together and picks the key with the most room", async () => {
+    const p = provider([
+      { id: "a", secret: "sk-a", rpm: 2 },
+      { id: "b", secret: "sk-b", rpm: 3 },
+      { id: "c", secret: "sk-c", rpm: 5 },
+    ]);
+    const used: Record<string, number> = {};
+    for (let i = 0; i < 10; i++) {
+      const r = granted(await reserve(p, T0 + i));
+      used[r.key.id] = (used[r.key.id] ?? 0) + 1;
+    }
+    expect(used).toEqual({ a: 2, b: 3, c: 5 });
+    const d = denied(await reserve(p, T0 + 20));
+    expect(d.reason).toBe("limited");
+    // The oldest request leaves the window once its whole 1 s bucket is 60 s (+0.5 s margin) old.
+    expect(d.retryAt).toBe(T0 + 1_000 + 60_000 + 500);
+    denied(await reserve(p, T0 + 61_499, { returning: true }));
+    granted(await reserve(p, T0 + 61_500));
+  });
+
+  it("counts a rolling window: no double burst at a minute boundary", async () => {
+    const p = provider([{ id: "a", secret: "sk-a", rpm: 4 }]);
+    granted(await reserve(p, T0 + 59_000));
+    granted(await reserve(p, T0 + 59_000));
+    granted(await reserve(p, T0 + 59_900));
+    granted(await reserve(p, T0 + 59_900));
+    // A fixed-window counter would allow four more at T0 + 60 s; a rolling window must not.
+    denied(await reserve(p, T0 + 60_000));
+    denied(await reserve(p, T0 + 100_000, { returning: true }));
+    granted(await reserve(p, T0 + 120_500));
+  });
+
+  it("spreads over unlimited keys by fewest calls in flight", async () => {
+    const p = provider([
+      { id: "a", secret: "sk-a" },
+      { id: "b", secret: "sk-b" },
+      { id: "c", secret: "sk-c" },
+    ]);
+    const ids = new Set<string>();
+    for (let i = 0; i < 3; i++) ids.add(granted(await reserve(p, T0)).key.id);
+    expect(ids.size).toBe(3);
+  });
+
+  it("refunds unused tokens when the call settles", async () => {
+    const p = provider([{ id: "a", secret: "sk-a", tpm: 1000 }]);
+    const r = granted(await reserve(p, T0, { tin: 100, tout: 800 }));
+    denied(await reserve(p, T0 + 10, { tin: 100, tout: 800 }));
+    await pool.settle(r, { kind: "ok", usage: { input_tokens: 100, output_tokens: 50 }, now: T0 + 200 });
+    granted(await reserve(p, T0 + 300, { tin: 100, tout: 700 }));
+    const [view] = await pool.inspect(p, T0 + 400);
+    expect(view?.usage.tokens).toBe(950);
+    expect(view?.usage.input_tokens).toBe(200);
+    expect(view?.usage.output_tokens).toBe(750);
+  });
+
+  it("charges the difference when the call used more than reserved", async () => {
+    const p = provider([{ id: "a", secret: "sk-a", tpm: 1000 }]);
+    const r = granted(await reserve(p, T0, { tin: 100, tout: 100 }));
+    await pool.settle(r, { kind: "ok", usage: { input_tokens: 600, output_tokens: 300 }, now: T0 + 100 });
+    denied(await reserve(p, T0 + 200, { tin: 100, tout: 100 }));
+  });
+
+  it("holds a slot per call in flight; a slot its worker never released expires", async () => {
+    const p = provider([{ id: "a", secret: "sk-a", max_concurrency: 1 }]);
+    const r = granted(await reserve(p, T0));
+    denied(await reserve(p, T0 + 10));
+    await pool.settle(r, { kind: "ok", now: T0 + 20 });
+    granted(await reserve(p, T0 + 30)); // never settled: its worker "died"
+    denied(await reserve(p, T0 + 5_000, { returning: true }));
+    // timeout_ms (1000) + 5000 ms of slack after the reservation, the slot is free again.
+    granted(await reserve(p, T0 + 30 + 6_001));
+  });
+
+  it("cools a key down after a 429 and moves work to another key", async () => {
+    const p = provider([
+      { id: "a", secret: "sk-a" },
+      { id: "b", secret: "sk-b" },
+    ]);
+    const r = granted(await reserve(p, T0));
+    await pool.settle(r, { kind: "rate_limited", coolUntil: T0 + 5_000, now: T0 + 10 });
+    for (let i = 0; i < 3; i++) {
+      const next = granted(await reserve(p, T0 + 100 + i));
+      expect(next.key.id).not.toBe(r.key.id);
+      await pool.settle(next, { kind: "ok", now: T0 + 100 + i });
+    }
+    const [a] = (await pool.inspect(p, T0 + 200)).filter((v) => v.id === r.key.id);
+    expect(a?.health.rate_limited).toBe(1);
+    expect(a?.models.m?.cooling_until).toBe(T0 + 5_000);
+  });
+
+  it("makes a lone cooling key's jobs wait exactly for the cooldown", async () => {
+    const p = provider([{ id: "a", secret: "sk-a" }]);
+    const r = granted(await reserve(p, T0));
+    await pool.settle(r, { kind: "rate_limited", coolUntil: T0 + 3_000, now: T0 + 10 });
+    const d = denied(await reserve(p, T0 + 20));
+    expect(d.reason).toBe("cooling");
+    expect(d.retryAt).toBe(T0 + 3_000);
+    granted(await reserve(p, T0 + 3_000));
+  });
+
+  it("takes a disabled key out of the pool, probes it once per interval, and puts it back", async () => {
+    const p = provider(
+      [
+        { id: "a", secret: "sk-aaaaaaaaaaaa1234" },
+        { id: "b", secret: "sk-b" },
+      ],
+      { probe_interval_ms: 1_000 },
+    );
+    const first = granted(await reserve(p, T0));
+    await pool.settle(first, { kind: "disabled", reason: "401 from upstream", now: T0 });
+    const other = first.key.id === "a" ? "b" : "a";
+    for (let i = 0; i < 3; i++) {
+      const r = granted(await reserve(p, T0 + 10 + i));
+      expect(r.key.id).toBe(other);
+      await pool.settle(r, { kind: "ok", now: T0 + 10 + i });
+    }
+    expect(await pool.dueProbes(p, T0 + 500)).toEqual([]);
+    expect((await pool.dueProbes(p, T0 + 1_000)).map((k) => k.id)).toEqual([first.key.id]);
+    expect(await pool.dueProbes(p, T0 + 1_001)).toEqual([]); // claimed once
+    const views = await pool.inspect(p, T0 + 1_002);
+    const v = views.find((x) => x.id === first.key.id);
+    expect(v?.status).toBe("disabled");
+    expect(v?.disabled?.reason).toBe("401 from upstream");
+    expect(JSON.stringify(views)).not.toContain("sk-aaaaaaaaaaaa1234");
+    expect(views.find((x) => x.id === "a")?.secret_hint).toBe("…1234");
+    await pool.enable(p, first.key, T0 + 1_100);
+    expect((await pool.inspect(p, T0 + 1_200)).every((x) => x.status === "active")).toBe(true);
+  });
+
+  it("answers disabled when every key is out, with the next probe time", async () => {
+    const p = provider([{ id: "a", secret: "sk-a" }], { probe_interval_ms: 2_000 });
+    await pool.settle(granted(await reserve(p, T0)), { kind: "disabled", reason: "403", now: T0 });
+    const d = denied(await reserve(p, T0 + 1));
+    expect(d.reason).toBe("disabled");
+    expect(d.retryAt).toBe(T0 + 2_000);
+  });
+
+  it("learns a lower limit and unseen usage from the provider's headers", async () => {
+    const p = provider([{ id: "a", secret: "sk-a", rpm: 100 }]);
+    const r = granted(await reserve(p, T0));
+    // The provider says this key's model allows 3 requests a minute and 1 is left.
+    await pool.settle(r, { kind: "ok", reported: { requests: { limit: 3, remaining: 1 } }, now: T0 + 10 });
+    granted(await reserve(p, T0 + 20));
+    denied(await reserve(p, T0 + 30));
+    const [v] = await pool.inspect(p, T0 + 40);
+    expect(v?.models.m?.reported_limits.rpm).toBe(3);
+  });
+
+  it("keeps a tier within its share of the pool while other work goes on", async () => {
+    const p = provider(
+      [
+        { id: "a", secret: "sk-a", rpm: 6 },
+        { id: "b", secret: "sk-b", rpm: 4 },
+      ],
+      { shares: [{ tier: "free", fraction: 0.3 }] },
+    );
+    for (let i = 0; i < 3; i++) granted(await reserve(p, T0 + i, { tenant: FREE }));
+    const d = denied(await reserve(p, T0 + 10, { tenant: FREE }));
+    expect(d.reason).toBe("share");
+    for (let i = 0; i < 7; i++) granted(await reserve(p, T0 + 20 + i, { tenant: PAID }));
+    expect(denied(await reserve(p, T0 + 30, { tenant: PAID })).reason).toBe("limited");
+  });
+
+  it("gives waiting jobs appointments spaced by what the pool frees, not one time for all", async () => {
+    const p = provider([{ id: "a", secret: "sk-a", rpm: 6 }]);
+    for (let i = 0; i < 6; i++) granted(await reserve(p, T0));
+    const times: number[] = [];
+    for (let i = 0; i < 4; i++) times.push(denied(await reserve(p, T0 + 100)).retryAt);
+    // One request is 10 s of a 6 rpm pool: appointments 10 s apart from the first free moment.
+    expect(times).toEqual([T0 + 61_500, T0 + 71_500, T0 + 81_500, T0 + 91_500]);
+    // A job coming back from its appointment does not take a new one at the end of the line.
+    expect(denied(await reserve(p, T0 + 200, { returning: true })).retryAt).toBe(T0 + 61_500);
+  });
+
+  it("says too_large when a single call exceeds every key's limit", async () => {
+    const p = provider([{ id: "a", secret: "sk-a", tpm: 100 }]);
+    expect(denied(await reserve(p, T0, { tin: 150, tout: 10 })).reason).toBe("too_large");
+  });
+
+  it("applies per-model limits on top of key-wide ones ('*' for unlisted models)", async () => {
+    const p = provider([{ id: "a", secret: "sk-a", rpm: 10, models: { "*": { rpm: 2 }, big: { rpm: 1 } } }]);
+    granted(await reserve(p, T0, { model: "m" }));
+    granted(await reserve(p, T0, { model: "m" }));
+    denied(await reserve(p, T0, { model: "m" }));
+    granted(await reserve(p, T0, { model: "big" }));
+    denied(await reserve(p, T0, { model: "big" }));
+    granted(await reserve(p, T0, { model: "other" }));
+  });
+
+  it("limits requests per rolling day", async () => {
+    const p = provider([{ id: "a", secret: "sk-a", rpd: 2 }]);
+    granted(await reserve(p, T0));
+    granted(await reserve(p, T0 + 3_600_000));
+    const d = denied(await reserve(p, T0 + 7_200_000));
+    expect(d.retryAt).toBeGreaterThan(T0 + 86_400_000);
+    expect(d.retryAt).toBeLessThanOrEqual(T0 + 86_400_000 + 600_000 + 500);
+    granted(await reserve(p, d.retryAt, { returning: true }));
+  });
+});

@@ -1,0 +1,350 @@
+import { randomUUID } from "node:crypto";
+import type { KeyLimits, ProviderConfig, ProviderKeyConfig, TenantConfig } from "@switchyard/core";
+import type { Keys } from "@switchyard/queue";
+import type { Redis } from "ioredis";
+import poolLua from "./lua/pool.lua";
+
+/**
+ * The fleet-wide key pool: before each upstream call a worker reserves a request, its
+ * estimated tokens and a concurrency slot on the provider key with the most room (one Lua
+ * call, atomic across every worker); after the call it settles the reservation with the real
+ * usage, what the provider's headers said, and the outcome (a 429 cools the key down, a
+ * 401/403 takes it out until a probe succeeds). State lives in Redis (see pool.lua).
+ */
+export const WINDOW_MS = 60_000;
+/** A slot whose worker died is given up this long after the provider's call timeout. */
+const SLOT_SLACK_MS = 5_000;
+const LIMIT_ORDER = ["rpm", "tpm", "itpm", "otpm", "rpd", "max_concurrency"] as const;
+
+export type DenyReason = "limited" | "cooling" | "share" | "disabled" | "too_large";
+
+export interface ReserveRequest {
+  provider: ProviderConfig;
+  model: string;
+  tenant: Pick<TenantConfig, "id" | "tier">;
+  tokensIn: number;
+  tokensOut: number;
+  /** The job was sent away to wait before: it comes back at the front, without a new appointment. */
+  returning: boolean;
+  now?: number;
+}
+
+export interface Reservation {
+  readonly id: string;
+  readonly provider: ProviderConfig;
+  readonly key: ProviderKeyConfig;
+  readonly model: string;
+  readonly minute: number;
+  readonly day: number;
+  readonly tokensIn: number;
+  readonly tokensOut: number;
+  readonly shareClass?: string;
+  readonly at: number;
+}
+
+export type ReserveResult =
+  | { granted: true; reservation: Reservation }
+  | { granted: false; reason: DenyReason; retryAt: number; now: number };
+
+/** The provider's rate-limit headers, as the adapters parse them. */
+export interface ReportedWindow {
+  limit?: number;
+  remaining?: number;
+}
+export interface ReportedLimits {
+  requests?: ReportedWindow;
+  tokens?: ReportedWindow;
+  inputTokens?: ReportedWindow;
+  outputTokens?: ReportedWindow;
+}
+
+export type SettleKind = "ok" | "error" | "rate_limited" | "disabled";
+
+export interface SettleOutcome {
+  kind: SettleKind;
+  usage?: { input_tokens: number; output_tokens: number };
+  reported?: ReportedLimits;
+  /** rate_limited: cool the key (for this model) down until then, ms since epoch. */
+  coolUntil?: number;
+  /** disabled: why the key leaves the pool (shown to operators; never the provider's text). */
+  reason?: string;
+  durationMs?: number;
+  now?: number;
+}
+
+export interface WindowUsage {
+  requests: number;
+  tokens: number;
+  input_tokens: number;
+  output_tokens: number;
+  requests_today: number;
+  in_flight: number;
+  cooling_until: number | null;
+  reported_limits: { rpm?: number; tpm?: number; itpm?: number; otpm?: number };
+}
+
+export interface KeyView {
+  id: string;
+  /** The secret's last four characters, for telling keys apart; never more. */
+  secret_hint: string;
+  limits: KeyLimits;
+  model_limits: Record<string, KeyLimits>;
+  status: "active" | "cooling" | "disabled";
+  disabled: { reason: string; since: number; next_probe_at: number } | null;
+  usage: WindowUsage;
+  models: Record<string, WindowUsage & { limits: KeyLimits }>;
+  health: {
+    ok: number;
+    errors: number;
+    rate_limited: number;
+    last_outcome: string | null;
+    last_at: number | null;
+    avg_call_ms: number | null;
+  };
+}
+
+type LuaReply = (number | string)[];
+interface PoolCommands {
+  syPool(numKeys: number, ...args: (string | number)[]): Promise<LuaReply>;
+}
+
+const mask = (secret: string): string => (secret.length >= 12 ? `…${secret.slice(-4)}` : "…");
+
+/** Limits that apply per model on a key: the model's own entry, else "*". */
+export function modelLimits(key: ProviderKeyConfig, model: string): KeyLimits {
+  return key.models?.[model] ?? key.models?.["*"] ?? {};
+}
+
+const limitArgs = (l: KeyLimits): number[] => LIMIT_ORDER.map((name) => l[name] ?? 0);
+
+export class KeyPool {
+  private readonly redis: Redis & PoolCommands;
+  private readonly noShare: string;
+
+  constructor(
+    redis: Redis,
+    private readonly keys: Keys,
+  ) {
+    if (!("syPool" in redis)) redis.defineCommand("syPool", { lua: poolLua });
+    this.redis = redis as Redis & PoolCommands;
+    this.noShare = `${keys.prefix}:kp:-:noshare`;
+  }
+
+  /** The share that applies to a tenant's work on a provider: its own, else its tier's. */
+  shareOf(provider: ProviderConfig, tenant: Pick<TenantConfig, "id" | "tier">) {
+    const shares = provider.limiter.shares;
+    const s = shares.find((x) => x.tenant === tenant.id) ?? shares.find((x) => x.tier === tenant.tier);
+    if (!s) return undefined;
+    return { cls: s.tenant !== undefined ? `tenant:${s.tenant}` : `tier:${s.tier}`, fraction: s.fraction };
+  }
+
+  /** A share's limits: its fraction of the pool's summed limit, per axis every key limits. */
+  shareLimits(provider: ProviderConfig, model: string, fraction: number): number[] {
+    return (["rpm", "tpm", "itpm", "otpm"] as const).map((axis) => {
+      let sum = 0;
+      for (const key of provider.keys) {
+        const both = [key[axis], modelLimits(key, model)[axis]].filter((v): v is number => v !== undefined);
+        if (both.length === 0) return 0; // one key unlimited on this axis: the pool is too
+        sum += Math.min(...both);
+      }
+      return Math.floor(sum * fraction);
+    });
+  }
+
+  async reserve(req: ReserveRequest): Promise<ReserveResult> {
+    const { provider, model } = req;
+    const share = this.shareOf(provider, req.tenant);
+    const keys = [
+      this.keys.poolBook(provider.id, model),
+      share ? this.keys.poolShare(provider.id, share.cls, model) : this.noShare,
+    ];
+    const limits: number[] = [];
+    for (const key of provider.keys) {
+      keys.push(
+        this.keys.keyState(provider.id, key.id),
+        this.keys.keyWindow(provider.id, key.id),
+        this.keys.keySlots(provider.id, key.id),
+        this.keys.keyWindow(provider.id, key.id, model),
+        this.keys.keySlots(provider.id, key.id, model),
+      );
+      limits.push(...limitArgs(key), ...limitArgs(modelLimits(key, model)));
+    }
+    const id = randomUUID();
+    const reply = await this.redis.syPool(
+      keys.length,
+      ...keys,
+      "reserve",
+      req.now ?? "",
+      id,
+      model,
+      req.tokensIn,
+      req.tokensOut,
+      provider.timeout_ms + SLOT_SLACK_MS,
+      WINDOW_MS,
+      provider.limiter.window_margin_ms,
+      req.returning ? 1 : 0,
+      ...(share ? this.shareLimits(provider, model, share.fraction) : [0, 0, 0, 0]),
+      provider.keys.length,
+      ...limits,
+    );
+    const [granted, a, b, c, d] = reply;
+    if (granted === 1) {
+      const key = provider.keys[Number(a) - 1];
+      if (!key) throw new Error(`key pool answered an unknown key index ${String(a)}`);
+      return {
+        granted: true,
+        reservation: {
+          id,
+          provider,
+          key,
+          model,
+          minute: Number(b),
+          day: Number(c),
+          tokensIn: req.tokensIn,
+          tokensOut: req.tokensOut,
+          at: Number(d),
+          ...(share ? { shareClass: share.cls } : {}),
+        },
+      };
+    }
+    return { granted: false, retryAt: Number(a), reason: String(b) as DenyReason, now: Number(c) };
+  }
+
+  /** Releases the slot, corrects the tokens with the real usage, and records what happened. */
+  async settle(r: Reservation, o: SettleOutcome): Promise<{ coolingUntil: number; disabled: boolean }> {
+    const p = r.provider;
+    const rep = o.reported ?? {};
+    const ml = modelLimits(r.key, r.model);
+    const headerArgs = (
+      [
+        [ml.rpm ?? r.key.rpm, rep.requests],
+        [ml.tpm ?? r.key.tpm, rep.tokens],
+        [ml.itpm ?? r.key.itpm, rep.inputTokens],
+        [ml.otpm ?? r.key.otpm, rep.outputTokens],
+      ] as const
+    ).flatMap(([configured, w]) => [configured ?? 0, w?.limit ?? -1, w?.remaining ?? -1]);
+    const reply = await this.redis.syPool(
+      6,
+      this.keys.keyState(p.id, r.key.id),
+      this.keys.keyWindow(p.id, r.key.id),
+      this.keys.keySlots(p.id, r.key.id),
+      this.keys.keyWindow(p.id, r.key.id, r.model),
+      this.keys.keySlots(p.id, r.key.id, r.model),
+      r.shareClass ? this.keys.poolShare(p.id, r.shareClass, r.model) : this.noShare,
+      "settle",
+      o.now ?? "",
+      r.id,
+      r.minute,
+      r.day,
+      r.tokensIn,
+      r.tokensOut,
+      o.usage?.input_tokens ?? -1,
+      o.usage?.output_tokens ?? -1,
+      o.kind,
+      o.coolUntil ?? 0,
+      "model",
+      o.durationMs ?? -1,
+      o.reason ?? "",
+      p.limiter.probe_interval_ms,
+      WINDOW_MS,
+      p.limiter.window_margin_ms,
+      "model",
+      ...headerArgs,
+    );
+    return { coolingUntil: Number(reply[0]), disabled: reply[1] === 1 };
+  }
+
+  /** Claims the provider's disabled keys whose probe is due (each is claimed by one worker only). */
+  async dueProbes(provider: ProviderConfig, now?: number): Promise<ProviderKeyConfig[]> {
+    const reply = await this.redis.syPool(
+      provider.keys.length,
+      ...provider.keys.map((k) => this.keys.keyState(provider.id, k.id)),
+      "probe",
+      now ?? "",
+      provider.limiter.probe_interval_ms,
+    );
+    return reply.map((i) => provider.keys[Number(i) - 1]).filter((k): k is ProviderKeyConfig => !!k);
+  }
+
+  /** Puts a key back in the pool (its probe worked). */
+  async enable(provider: ProviderConfig, key: ProviderKeyConfig, now?: number): Promise<void> {
+    await this.redis.syPool(1, this.keys.keyState(provider.id, key.id), "enable", now ?? "");
+  }
+
+  private async usage(
+    provider: ProviderConfig,
+    key: ProviderKeyConfig,
+    model: string | undefined,
+    now: number | undefined,
+  ): Promise<WindowUsage> {
+    const v = (
+      await this.redis.syPool(
+        2,
+        this.keys.keyWindow(provider.id, key.id, model),
+        this.keys.keySlots(provider.id, key.id, model),
+        "inspect",
+        now ?? "",
+        WINDOW_MS,
+        provider.limiter.window_margin_ms,
+      )
+    ).map(Number);
+    const at = (i: number) => v[i] ?? 0;
+    const reported: WindowUsage["reported_limits"] = {};
+    (["rpm", "tpm", "itpm", "otpm"] as const).forEach((name, i) => {
+      if (at(7 + i) > 0) reported[name] = at(7 + i);
+    });
+    return {
+      requests: at(0),
+      tokens: at(1),
+      input_tokens: at(2),
+      output_tokens: at(3),
+      requests_today: at(4),
+      in_flight: at(5),
+      cooling_until: at(6) > Date.now() ? at(6) : null,
+      reported_limits: reported,
+    };
+  }
+
+  /** Every key of a provider as operators see it: limits, usage, in flight, cooldown, health. */
+  async inspect(provider: ProviderConfig, now?: number): Promise<KeyView[]> {
+    const views: KeyView[] = [];
+    for (const key of provider.keys) {
+      const state = await this.redis.hgetall(this.keys.keyState(provider.id, key.id));
+      const models: KeyView["models"] = {};
+      for (const field of Object.keys(state)
+        .filter((f) => f.startsWith("m:"))
+        .sort()) {
+        const model = field.slice(2);
+        models[model] = { ...(await this.usage(provider, key, model, now)), limits: modelLimits(key, model) };
+      }
+      const usage = await this.usage(provider, key, undefined, now);
+      const n = (f: string): number | null => (state[f] === undefined ? null : Number(state[f]));
+      const disabled =
+        state.disabled !== undefined
+          ? { reason: state.disabled, since: n("disabled_at") ?? 0, next_probe_at: n("probe_at") ?? 0 }
+          : null;
+      const cooling =
+        usage.cooling_until !== null || Object.values(models).some((m) => m.cooling_until !== null);
+      const { id, secret: _secret, models: modelCfg, ...limits } = key;
+      views.push({
+        id,
+        secret_hint: mask(key.secret),
+        limits,
+        model_limits: modelCfg ?? {},
+        status: disabled ? "disabled" : cooling ? "cooling" : "active",
+        disabled,
+        usage,
+        models,
+        health: {
+          ok: n("ok") ?? 0,
+          errors: n("err") ?? 0,
+          rate_limited: n("n429") ?? 0,
+          last_outcome: state.last_status ?? null,
+          last_at: n("last_at"),
+          avg_call_ms: n("ema"),
+        },
+      });
+    }
+    return views;
+  }
+}

@@ -1,0 +1,415 @@
+--[[
+  The key pool: every provider key's usage in rolling windows, its calls in flight, its
+  cooldown and health, shared by every worker. One call per question, atomic.
+
+  Windows. Usage is counted in sub-buckets: 60 per minute window (fields "r:<n>", "t:<n>",
+  "i:<n>", "o:<n>" for requests, total tokens, input tokens, output tokens; "mlo" is the
+  oldest live bucket) and 144 per day window ("d:<n>" requests; "dlo"). Running sums sit in
+  "r", "t", "i", "o", "d". A bucket leaves the window only when all of it is older than the
+  window (plus window_margin_ms), so the sum over any true rolling window never exceeds what
+  was counted: the limiter may under-use a key by part of one bucket, never over-use it.
+
+  A scope is one window hash plus one zset of slots (calls in flight: member = reservation
+  id, score = the time the slot expires if its worker dies without releasing it). Every key
+  has a key-wide scope and one per model; both must have room. Window hash fields besides
+  the buckets: "cool" (cooling down until, ms), "hl:<dim>" (a limit the provider reported).
+
+  Key state hash (one per key, kept 7 days after its last change): "disabled" (reason),
+  "disabled_at", "probe_at", "ema" (call duration, ms), counters "ok", "err", "n429",
+  "last_status", "last_at", "m:<model>" (last use of a model on this key).
+
+  Ops and their KEYS/ARGV:
+
+  reserve   KEYS: book hash, share window hash, then per candidate key 5 keys:
+                  state, key window, key slots, model window, model slots
+            ARGV: op, now ("" = Redis TIME), reservation id, model, tokens_in, tokens_out,
+                  slot_ttl_ms, window_ms, margin_ms, returning (0|1),
+                  share rpm, tpm, itpm, otpm (0 = no share), n_keys,
+                  then per key 12 limits: key-wide rpm tpm itpm otpm rpd max_concurrency,
+                  per-model rpm tpm itpm otpm rpd max_concurrency (0 = unlimited)
+            Returns {1, key index (1-based), minute bucket, day bucket, now}
+                 or {0, come back at (ms), reason, now}
+                    reason: limited | cooling | share | disabled | too_large
+
+  settle    KEYS: state, key window, key slots, model window, model slots, share window
+            ARGV: op, now, reservation id, minute bucket, day bucket, reserved in, reserved out,
+                  used in (-1 unknown), used out (-1 unknown), outcome, cool until (ms, 0 none),
+                  cool scope (key|model), duration ms (-1 unknown), reason, probe_interval_ms,
+                  window_ms, margin_ms, header scope (key|model), then for r t i o:
+                  configured limit, reported limit (-1), reported remaining (-1)
+            outcome: ok | error | rate_limited (refund tokens, cool down) |
+                     disabled (refund tokens, take the key out with the reason)
+            Returns {cooling until, disabled (0|1)}
+
+  probe     KEYS: state hash of each key; ARGV: op, now, probe_interval_ms
+            Claims the disabled keys whose probe is due. Returns their 1-based indexes.
+
+  enable    KEYS: state hash; ARGV: op, now. Puts a key back in the pool.
+
+  inspect   KEYS: window hash, slots zset; ARGV: op, now, window_ms, margin_ms
+            Returns {r, t, i, o, d, in flight, cool, hl:r, hl:t, hl:i, hl:o}
+]]
+local op = ARGV[1]
+local now = tonumber(ARGV[2])
+if not now then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+local DAY = 86400000
+local DB = DAY / 144
+local MIN_DIMS = { 'r', 't', 'i', 'o' }
+local STATE_TTL = 7 * DAY
+
+local W, MB, MARGIN, cur_m, cur_d
+local function set_window(window_ms, margin_ms)
+  W = tonumber(window_ms)
+  MB = W / 60
+  MARGIN = tonumber(margin_ms)
+  cur_m = math.floor(now / MB)
+  cur_d = math.floor(now / DB)
+end
+
+local function num(v, default)
+  return tonumber(v) or default
+end
+
+-- Drops the buckets that have left the window and takes them off the running sums.
+local function trim_one(h, dims, lof, bucket, span, reach)
+  local cutoff = math.floor((now - span - MARGIN) / bucket)
+  local lo = tonumber(redis.call('HGET', h, lof))
+  if not lo or lo >= cutoff then return end
+  for idx = lo, math.min(cutoff - 1, lo + reach) do
+    for _, d in ipairs(dims) do
+      local f = d .. ':' .. idx
+      local v = tonumber(redis.call('HGET', h, f))
+      if v then
+        redis.call('HINCRBY', h, d, -v)
+        redis.call('HDEL', h, f)
+      end
+    end
+  end
+  redis.call('HSET', h, lof, cutoff)
+end
+
+local function trim(h)
+  trim_one(h, MIN_DIMS, 'mlo', MB, W, 70)
+  trim_one(h, { 'd' }, 'dlo', DB, DAY, 150)
+end
+
+-- When will `need` of dim d have left the window? (oldest buckets first)
+local function free_at(h, d, need)
+  local day = d == 'd'
+  local lo = num(redis.call('HGET', h, day and 'dlo' or 'mlo'), day and cur_d or cur_m)
+  local last = day and cur_d or cur_m
+  local acc = 0
+  for idx = lo, last do
+    acc = acc + num(redis.call('HGET', h, d .. ':' .. idx), 0)
+    if acc >= need then
+      if day then return (idx + 1) * DB + DAY + MARGIN end
+      return (idx + 1) * MB + W + MARGIN
+    end
+  end
+  return now + (day and DAY or W) + MARGIN
+end
+
+-- The limit in force: the configured one, or the provider's reported one when that is lower.
+local function effective(h, d, configured)
+  local hl = tonumber(redis.call('HGET', h, 'hl:' .. d))
+  if hl and hl > 0 and (configured == 0 or hl < configured) then return hl end
+  return configured
+end
+
+local function add(h, d, idx, amount)
+  if amount == 0 then return end
+  local f = d .. ':' .. idx
+  local day = d == 'd'
+  local lof = day and 'dlo' or 'mlo'
+  local lo = tonumber(redis.call('HGET', h, lof))
+  if not lo then
+    lo = math.floor((now - (day and DAY or W) - MARGIN) / (day and DB or MB))
+    redis.call('HSET', h, lof, lo)
+  end
+  if idx < lo then return end -- that bucket has left the window: nothing to correct
+  if amount < 0 then
+    local v = num(redis.call('HGET', h, f), 0)
+    if -amount > v then amount = -v end
+    if amount == 0 then return end
+  end
+  redis.call('HINCRBY', h, f, amount)
+  redis.call('HINCRBY', h, d, amount)
+end
+
+local function touch(h)
+  redis.call('PEXPIRE', h, DAY + DB + W + MARGIN)
+end
+
+if op == 'reserve' then
+  local res_id, model = ARGV[3], ARGV[4]
+  local tin, tout = tonumber(ARGV[5]), tonumber(ARGV[6])
+  local slot_ttl = tonumber(ARGV[7])
+  set_window(ARGV[8], ARGV[9])
+  local returning = ARGV[10] == '1'
+  local share = { tonumber(ARGV[11]), tonumber(ARGV[12]), tonumber(ARGV[13]), tonumber(ARGV[14]) }
+  local n = tonumber(ARGV[15])
+  local costs = { 1, tin + tout, tin, tout, 1 }
+  local names = { 'r', 't', 'i', 'o', 'd' }
+  local book, share_h = KEYS[1], KEYS[2]
+
+  -- The tier's or tenant's share of the pool, when it has one.
+  local share_on = share[1] + share[2] + share[3] + share[4] > 0
+  if share_on then
+    trim(share_h)
+    local free, spacing, blocked = 0, 2, false
+    for j = 1, 4 do
+      local L = share[j]
+      if L > 0 then
+        local used = num(redis.call('HGET', share_h, names[j]), 0)
+        if costs[j] > L then return { 0, 0, 'too_large', now } end
+        if used + costs[j] > L then
+          blocked = true
+          free = math.max(free, free_at(share_h, names[j], used + costs[j] - L))
+        end
+        spacing = math.max(spacing, costs[j] * W / L)
+      end
+    end
+    if blocked then
+      local at = math.max(free, now)
+      if not returning then
+        at = math.max(at, num(redis.call('HGET', share_h, 'book'), 0))
+        redis.call('HSET', share_h, 'book', math.floor(at + spacing))
+        touch(share_h)
+      end
+      return { 0, math.floor(at), 'share', now }
+    end
+  end
+
+  local best, best_head, best_busy = nil, -1, 0
+  local pool_free, usable, cooling_only, impossible_all = nil, 0, true, true
+  local ema_sum, conc_sum, conc_keys, conc_open = 0, 0, 0, false
+  local sums = { 0, 0, 0, 0 }
+  local open = { false, false, false, false }
+  local probe_at = nil
+  for k = 1, n do
+    local base = 2 + (k - 1) * 5
+    local state = KEYS[base + 1]
+    local scopes = { { KEYS[base + 2], KEYS[base + 3], 0 }, { KEYS[base + 4], KEYS[base + 5], 6 } }
+    local lbase = 15 + (k - 1) * 12
+    local disabled = redis.call('HGET', state, 'disabled')
+    if disabled then
+      local p = num(redis.call('HGET', state, 'probe_at'), now)
+      if not probe_at or p < probe_at then probe_at = p end
+    else
+      usable = usable + 1
+      local ema = num(redis.call('HGET', state, 'ema'), 1000)
+      local fit, head, free, impossible, cooling = true, 1, 0, false, false
+      local eff = { 0, 0, 0, 0 }
+      local conc_k = 0
+      for _, sc in ipairs(scopes) do
+        local h, z, off = sc[1], sc[2], sc[3]
+        trim(h)
+        local cool = num(redis.call('HGET', h, 'cool'), 0)
+        if cool > now then
+          fit, cooling = false, true
+          free = math.max(free, cool)
+        end
+        for j = 1, 5 do
+          local L = tonumber(ARGV[lbase + off + j])
+          if j <= 4 then L = effective(h, names[j], L) end
+          if L > 0 then
+            if j <= 4 and (eff[j] == 0 or L < eff[j]) then eff[j] = L end
+            if costs[j] > L then
+              impossible = true
+            else
+              local used = num(redis.call('HGET', h, names[j]), 0)
+              if used + costs[j] > L then
+                fit = false
+                free = math.max(free, free_at(h, names[j], used + costs[j] - L))
+              elseif (L - used - costs[j]) / L < head then
+                head = (L - used - costs[j]) / L
+              end
+            end
+          end
+        end
+        local conc = tonumber(ARGV[lbase + off + 6])
+        redis.call('ZREMRANGEBYSCORE', z, '-inf', now)
+        if conc > 0 then
+          if conc_k == 0 or conc < conc_k then conc_k = conc end
+          local busy = redis.call('ZCARD', z)
+          if busy >= conc then
+            fit = false
+            free = math.max(free, now + math.max(20, math.floor(ema / conc)))
+          elseif (conc - busy - 1) / conc < head then
+            head = (conc - busy - 1) / conc
+          end
+        end
+      end
+      if not impossible then
+        impossible_all = false
+        for j = 1, 4 do
+          if eff[j] == 0 then open[j] = true else sums[j] = sums[j] + eff[j] end
+        end
+        if conc_k == 0 then
+          conc_open = true
+        else
+          conc_sum, ema_sum, conc_keys = conc_sum + conc_k, ema_sum + ema, conc_keys + 1
+        end
+        if fit then
+          local busy = redis.call('ZCARD', KEYS[base + 3])
+          if head > best_head or (head == best_head and busy < best_busy) then
+            best, best_head, best_busy = k, head, busy
+          end
+        else
+          if not cooling then cooling_only = false end
+          if not pool_free or free < pool_free then pool_free = free end
+        end
+      end
+    end
+  end
+
+  if best then
+    local base = 2 + (best - 1) * 5
+    local amounts = { 1, tin + tout, tin, tout }
+    local targets = { KEYS[base + 2], KEYS[base + 4] }
+    if share_on then table.insert(targets, share_h) end
+    for _, h in ipairs(targets) do
+      for j = 1, 4 do add(h, names[j], cur_m, amounts[j]) end
+      if h ~= share_h then add(h, 'd', cur_d, 1) end
+      touch(h)
+    end
+    for _, z in ipairs({ KEYS[base + 3], KEYS[base + 5] }) do
+      redis.call('ZADD', z, now + slot_ttl, res_id)
+      redis.call('PEXPIRE', z, slot_ttl + W)
+    end
+    local state = KEYS[base + 1]
+    redis.call('HSET', state, 'm:' .. model, now)
+    redis.call('PEXPIRE', state, STATE_TTL)
+    return { 1, best, cur_m, cur_d, now }
+  end
+
+  if usable == 0 then return { 0, probe_at or now, 'disabled', now } end
+  if impossible_all then return { 0, 0, 'too_large', now } end
+
+  -- No key has room: give the job an appointment. Appointments are spaced by what one job
+  -- costs the pool, so waiting jobs come back one by one as capacity frees, not all at once.
+  local spacing = 2
+  for j = 1, 4 do
+    if not open[j] and sums[j] > 0 then spacing = math.max(spacing, costs[j] * W / sums[j]) end
+  end
+  if not conc_open and conc_sum > 0 then spacing = math.max(spacing, ema_sum / conc_keys / conc_sum) end
+  local at = math.max(pool_free or now, now)
+  if not returning then
+    at = math.max(at, num(redis.call('HGET', book, 'at'), 0))
+    redis.call('HSET', book, 'at', math.floor(at + spacing))
+    redis.call('PEXPIRE', book, math.floor(at + spacing - now) + W)
+  end
+  return { 0, math.floor(at), cooling_only and 'cooling' or 'limited', now }
+end
+
+if op == 'settle' then
+  local state, kw, ks, mw, ms, share_h = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+  local res_id = ARGV[3]
+  local idx_m, idx_d = tonumber(ARGV[4]), tonumber(ARGV[5])
+  local rin, rout = tonumber(ARGV[6]), tonumber(ARGV[7])
+  local uin, uout = tonumber(ARGV[8]), tonumber(ARGV[9])
+  local outcome = ARGV[10]
+  local cool_until, cool_scope = tonumber(ARGV[11]), ARGV[12]
+  local duration, reason, probe_interval = tonumber(ARGV[13]), ARGV[14], tonumber(ARGV[15])
+  set_window(ARGV[16], ARGV[17])
+  local hdr_scope = ARGV[18]
+
+  redis.call('ZREM', ks, res_id)
+  redis.call('ZREM', ms, res_id)
+  for _, h in ipairs({ kw, mw, share_h }) do trim(h) end -- a missing hash stays missing
+
+  local din, dout = 0, 0
+  if uin >= 0 and uout >= 0 then
+    din, dout = uin - rin, uout - rout
+  elseif outcome == 'rate_limited' or outcome == 'disabled' then
+    din, dout = -rin, -rout -- refused upstream: no tokens were spent (the request still counts)
+  end
+  for _, h in ipairs({ kw, mw, share_h }) do
+    if redis.call('EXISTS', h) == 1 then
+      add(h, 't', idx_m, din + dout)
+      add(h, 'i', idx_m, din)
+      add(h, 'o', idx_m, dout)
+    end
+  end
+
+  if outcome == 'ok' then
+    redis.call('HINCRBY', state, 'ok', 1)
+    if duration >= 0 then
+      local ema = num(redis.call('HGET', state, 'ema'), duration)
+      redis.call('HSET', state, 'ema', math.floor(ema * 0.8 + duration * 0.2))
+    end
+  else
+    redis.call('HINCRBY', state, 'err', 1)
+  end
+  redis.call('HSET', state, 'last_status', outcome, 'last_at', now)
+
+  local cooling = 0
+  if outcome == 'rate_limited' then
+    redis.call('HINCRBY', state, 'n429', 1)
+    local h = cool_scope == 'model' and mw or kw
+    cooling = math.max(num(redis.call('HGET', h, 'cool'), 0), cool_until)
+    redis.call('HSET', h, 'cool', cooling)
+    touch(h)
+  end
+  local disabled = 0
+  if outcome == 'disabled' then
+    disabled = 1
+    redis.call('HSET', state, 'disabled', reason, 'disabled_at', now, 'probe_at', now + probe_interval)
+  end
+
+  -- What the provider reports corrects our view: a lower limit is learned, and usage we did
+  -- not see (another client on the same key) is charged to the current bucket.
+  local hh = hdr_scope == 'model' and mw or kw
+  for j, d in ipairs(MIN_DIMS) do
+    local configured = tonumber(ARGV[18 + (j - 1) * 3 + 1])
+    local rlimit = tonumber(ARGV[18 + (j - 1) * 3 + 2])
+    local rremaining = tonumber(ARGV[18 + (j - 1) * 3 + 3])
+    if rlimit > 0 then redis.call('HSET', hh, 'hl:' .. d, rlimit) end
+    local L = effective(hh, d, configured)
+    if L > 0 and rremaining >= 0 then
+      local ours = L - num(redis.call('HGET', hh, d), 0)
+      if rremaining < ours then add(hh, d, cur_m, ours - rremaining) end
+    end
+  end
+  touch(hh)
+  redis.call('PEXPIRE', state, STATE_TTL)
+  return { cooling, disabled }
+end
+
+if op == 'probe' then
+  local interval = tonumber(ARGV[3])
+  local due = {}
+  for k, state in ipairs(KEYS) do
+    if redis.call('HEXISTS', state, 'disabled') == 1 and num(redis.call('HGET', state, 'probe_at'), 0) <= now then
+      redis.call('HSET', state, 'probe_at', now + interval)
+      table.insert(due, k)
+    end
+  end
+  return due
+end
+
+if op == 'enable' then
+  redis.call('HDEL', KEYS[1], 'disabled', 'disabled_at', 'probe_at')
+  redis.call('HSET', KEYS[1], 'enabled_at', now)
+  redis.call('PEXPIRE', KEYS[1], STATE_TTL)
+  return 1
+end
+
+if op == 'inspect' then
+  set_window(ARGV[3], ARGV[4])
+  local h, z = KEYS[1], KEYS[2]
+  trim(h)
+  redis.call('ZREMRANGEBYSCORE', z, '-inf', now)
+  local out = {}
+  for _, d in ipairs({ 'r', 't', 'i', 'o', 'd' }) do table.insert(out, num(redis.call('HGET', h, d), 0)) end
+  table.insert(out, redis.call('ZCARD', z))
+  table.insert(out, num(redis.call('HGET', h, 'cool'), 0))
+  for _, d in ipairs(MIN_DIMS) do table.insert(out, num(redis.call('HGET', h, 'hl:' .. d), 0)) end
+  return out
+end
+
+return redis.error_reply('unknown op ' .. tostring(op))
