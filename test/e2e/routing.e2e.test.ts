@@ -95,7 +95,12 @@ describe("routes and providers", () => {
     const res = await submit(stack.apiUrl, PAID_KEY, { ...chat("key trouble"), model: "keyed" });
     const done = await waitFinal(stack.apiUrl, PAID_KEY, res.body.id);
     expect(done.status).toBe("succeeded");
-    expect(trail(done.result?.attempts)).toEqual(["bad-key:failed:auth", "anthropic:succeeded"]);
+    // The rejected key leaves the pool; with no key left, the link is skipped for the next one.
+    expect(trail(done.result?.attempts)).toEqual([
+      "bad-key:failed:auth",
+      "bad-key:skipped:no_keys",
+      "anthropic:succeeded",
+    ]);
     expect(done.result?.attempts?.[0]?.status).toBe(401);
     expect(done.result?.model).toBe("claude-haiku");
     const after = await mockStats(stack.mockUrl);

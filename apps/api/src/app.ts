@@ -6,11 +6,13 @@ import { BullMQAdapter } from "@bull-board/api/bullMQAdapter";
 import { ExpressAdapter } from "@bull-board/express";
 import { notFound, type SwitchyardConfig } from "@switchyard/core";
 import { Counter, type Logger, type Registry } from "@switchyard/observability";
+import type { KeyPool } from "@switchyard/limiter";
 import type { JobProducer, Redis } from "@switchyard/queue";
 import { adminAuth } from "./auth";
 import { errorHandler } from "./errors";
 import { httpMetrics } from "./http-metrics";
 import type { JobService } from "./job-service";
+import { adminRouter, keyPoolMetrics } from "./routes/admin";
 import { jobsRouter } from "./routes/jobs";
 import { TenantDirectory } from "./tenants";
 
@@ -19,6 +21,7 @@ export interface AppDeps {
   redis: Redis;
   producer: JobProducer;
   service: JobService;
+  pool: KeyPool;
   registry: Registry;
   log: Logger;
   adminToken?: string;
@@ -70,6 +73,9 @@ export function createApp(deps: AppDeps): Express {
   });
   const directory = new TenantDirectory(config.tenants);
   app.use(jobsRouter(deps.service, config, directory, enqueued));
+
+  app.use(adminRouter(config, deps.pool, deps.adminToken));
+  keyPoolMetrics(config, deps.pool, registry);
 
   const board = new ExpressAdapter();
   board.setBasePath("/admin/queues");

@@ -1,5 +1,6 @@
 import { resolve } from "node:path";
 import { configPathFor, loadConfig } from "@switchyard/core";
+import { KeyPool } from "@switchyard/limiter";
 import { createLogger, createRegistry } from "@switchyard/observability";
 import { checkEvictionPolicy, createRedis, JobEvents, JobProducer, JobStore, Keys } from "@switchyard/queue";
 import { createApp } from "./app";
@@ -33,6 +34,7 @@ async function main(): Promise<void> {
     redis,
     producer,
     service,
+    pool: new KeyPool(redis, keys),
     registry,
     log,
     adminToken: env.SWITCHYARD_ADMIN_TOKEN,

@@ -1,6 +1,7 @@
 import { parseEnv, portSchema, logLevelSchema } from "@switchyard/core";
 import { createLogger } from "@switchyard/observability";
 import { z } from "zod";
+import { parseMockLimits } from "./limits";
 import { MockProvider } from "./server";
 
 const env = parseEnv(
@@ -10,10 +11,19 @@ const env = parseEnv(
     LOG_LEVEL: logLevelSchema,
     MOCK_LATENCY_MS: z.coerce.number().int().min(0).max(600_000).default(0),
     MOCK_ERROR_RATE: z.coerce.number().min(0).max(1).default(0),
+    MOCK_LIMITS: z.string().optional(),
   }),
 );
 const log = createLogger("mock-provider", env.LOG_LEVEL);
+let limits;
+try {
+  limits = parseMockLimits(env.MOCK_LIMITS);
+} catch (err) {
+  log.fatal((err as Error).message);
+  process.exit(1);
+}
 const mock = new MockProvider({
+  limits,
   latencyMs: env.MOCK_LATENCY_MS,
   errorRate: env.MOCK_ERROR_RATE,
   maxBodyBytes: 16 * 1024 * 1024,
@@ -23,7 +33,7 @@ mock
   .listen(env.PORT, env.HOST)
   .then((port) =>
     log.info(
-      { port, latencyMs: env.MOCK_LATENCY_MS, errorRate: env.MOCK_ERROR_RATE },
+      { port, latencyMs: env.MOCK_LATENCY_MS, errorRate: env.MOCK_ERROR_RATE, limitedKeys: limits.size },
       "mock provider listening",
     ),
   )

@@ -6,7 +6,7 @@ import { anthropicFormat } from "./formats/anthropic";
 import { geminiFormat } from "./formats/gemini";
 import { openaiFormat } from "./formats/openai";
 import { isParsed, type MockResponse, type ParsedRequest, type WireFormat } from "./formats/types";
-import { SlidingWindows } from "./limits";
+import { SlidingWindows, type KeyLimits } from "./limits";
 import { Stats } from "./stats";
 
 export type { MockResponse } from "./formats/types";
@@ -17,6 +17,8 @@ export interface MockOptions {
   /** Share of requests (0..1) answered 500 at random. */
   errorRate: number;
   maxBodyBytes: number;
+  /** Per-key rpm/tpm (MOCK_LIMITS); keys not listed get large defaults. */
+  limits?: Map<string, KeyLimits>;
 }
 
 const MAX_FAULT_DELAY_MS = 600_000;
@@ -29,15 +31,19 @@ const FORMATS: readonly WireFormat[] = [openaiFormat, anthropicFormat, geminiFor
  *   POST /_stats/reset           clears counts, windows, fault counters and standing faults
  *   POST /_control/faults        {format?, model?, fault: "status=500,times=3,id=x"}
  *   DELETE /_control/faults      clears standing faults
+ *   POST /_control/keys          {key, revoked: true|false}: a revoked key gets each format's 401
+ *   GET  /v1/models, /v1beta/models   model lists (what Switchyard probes a disabled key with)
  */
 export class MockProvider {
   readonly stats = new Stats();
   readonly server: Server;
   private readonly faults = new FaultCounter();
-  private readonly windows = new SlidingWindows();
+  private readonly windows: SlidingWindows;
   private standing: StandingFault[] = [];
+  private readonly revoked = new Set<string>();
 
   constructor(private readonly opts: MockOptions) {
+    this.windows = new SlidingWindows(opts.limits);
     this.server = createServer((req, res) => {
       this.handle(req, res).catch(() => {
         if (!res.headersSent) send(res, openaiFormat.error(500, "mock internal error"));
@@ -71,12 +77,16 @@ export class MockProvider {
     if (method === "GET" && url.pathname === "/healthz")
       return send(res, { status: 200, body: { ok: true } });
     if (method === "GET" && url.pathname === "/_stats")
-      return send(res, { status: 200, body: this.stats.toJSON() });
+      return send(res, { status: 200, body: this.stats.toJSON((k) => this.windows.peaks(k)) });
+    if (method === "GET" && (url.pathname === "/v1/models" || url.pathname === "/v1beta/models"))
+      return this.listModels(req, res, url);
+    if (url.pathname === "/_control/keys") return this.controlKeys(method, req, res);
     if (method === "POST" && url.pathname === "/_stats/reset") {
       this.stats.reset();
       this.windows.reset();
       this.faults.reset();
       this.standing = [];
+      this.revoked.clear();
       return send(res, { status: 200, body: { ok: true } });
     }
     if (url.pathname === "/_control/faults") return this.control(method, req, res);
@@ -103,6 +113,42 @@ export class MockProvider {
     send(res, { status: 200, body: { ok: true, faults: this.standing.length } });
   }
 
+  private keyWorks(apiKey: string): boolean {
+    return apiKey !== "" && !apiKey.includes("invalid") && !this.revoked.has(apiKey);
+  }
+
+  /** The model list every provider serves; the mock's only checks the key. */
+  private listModels(req: IncomingMessage, res: ServerResponse, url: URL): void {
+    const gemini = url.pathname.startsWith("/v1beta");
+    const anthropic = !gemini && req.headers["anthropic-version"] !== undefined;
+    const format = gemini ? geminiFormat : anthropic ? anthropicFormat : openaiFormat;
+    const key = format.apiKey(req, url);
+    if (!this.keyWorks(key)) return send(res, format.invalidKey());
+    const ids = ["gpt-4o-mini", "claude-sonnet-4-5", "gemini-2.5-flash"];
+    const body = gemini
+      ? { models: ids.map((id) => ({ name: `models/${id}` })) }
+      : anthropic
+        ? { data: ids.map((id) => ({ type: "model", id })), has_more: false }
+        : { object: "list", data: ids.map((id) => ({ object: "model", id, owned_by: "mock" })) };
+    send(res, { status: 200, body });
+  }
+
+  private async controlKeys(method: string, req: IncomingMessage, res: ServerResponse): Promise<void> {
+    if (method !== "POST") return send(res, { status: 405, body: { error: "use POST {key, revoked}" } });
+    let body: unknown;
+    try {
+      body = JSON.parse((await readBody(req, 64 * 1024)) ?? "");
+    } catch {
+      return send(res, { status: 400, body: { error: "body must be JSON" } });
+    }
+    const b = body && typeof body === "object" ? (body as Record<string, unknown>) : {};
+    if (typeof b.key !== "string" || typeof b.revoked !== "boolean")
+      return send(res, { status: 400, body: { error: "expected {key: string, revoked: boolean}" } });
+    if (b.revoked) this.revoked.add(b.key);
+    else this.revoked.delete(b.key);
+    send(res, { status: 200, body: { ok: true, revoked: this.revoked.size } });
+  }
+
   private standingFault(format: WireFormat, model: string): Fault | undefined {
     return this.standing.find(
       (s) =>
@@ -120,7 +166,7 @@ export class MockProvider {
     const pre = format.precheck?.(req);
     if (pre) return send(res, pre);
     const apiKey = format.apiKey(req, url);
-    if (!apiKey || apiKey.includes("invalid")) return send(res, format.invalidKey());
+    if (!this.keyWorks(apiKey)) return send(res, format.invalidKey());
     const raw = await readBody(req, this.opts.maxBodyBytes);
     if (raw === undefined) return send(res, format.error(413, "Request too large."));
     let body: unknown;
@@ -137,6 +183,16 @@ export class MockProvider {
       if (!isParsed(parsed)) {
         status = parsed.status;
         return send(res, parsed);
+      }
+      // Admission, as providers do it: the request counts against the key's rolling window at
+      // arrival, with its prompt and the completion it will get; past the limits it is a 429.
+      const planned =
+        promptTokens(parsed.messages) + complete(parsed.messages, parsed.maxTokens).outputTokens;
+      const admission = this.windows.admit(apiKey, planned);
+      if (!admission.ok) {
+        status = 429;
+        const seconds = Math.max(1, Math.ceil(admission.retryAfterMs / 1000));
+        return send(res, format.rateLimited(seconds, "all", this.windows.state(apiKey)));
       }
       const marker = parseFault(parsed.messages.map((m) => m.text).join("\n"));
       const fault = marker ?? this.standingFault(format, parsed.model);
@@ -165,7 +221,6 @@ export class MockProvider {
   private answer(format: WireFormat, apiKey: string, req: ParsedRequest) {
     const inputTokens = promptTokens(req.messages);
     const out = complete(req.messages, req.maxTokens);
-    this.windows.record(apiKey, inputTokens + out.outputTokens);
     const response = format.success(
       req,
       { text: out.text, finished: out.finishReason, inputTokens, outputTokens: out.outputTokens },

@@ -50,11 +50,21 @@ export class Stats {
     s.output_tokens += outputTokens;
   }
 
-  toJSON(): { requests: number; formats: Record<string, number>; keys: Record<string, KeyStats> } {
+  /** `windows` adds each key's limits and the highest 60 s window counts (accepted and offered). */
+  toJSON<W>(windows: (key: string) => W): {
+    requests: number;
+    formats: Record<string, number>;
+    keys: Record<string, KeyStats & { tokens: number; window_max: W }>;
+  } {
     return {
       requests: this.requests,
       formats: Object.fromEntries(this.formats),
-      keys: Object.fromEntries(this.keys),
+      keys: Object.fromEntries(
+        [...this.keys].map(([k, s]) => [
+          k,
+          { ...s, tokens: s.input_tokens + s.output_tokens, window_max: windows(k) },
+        ]),
+      ),
     };
   }
 

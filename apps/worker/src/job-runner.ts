@@ -106,7 +106,9 @@ export class JobRunner {
       throw new UnrecoverableError(`model ${p.model} is not configured`);
     }
     const history = started.attemptLog;
-    const outcome = await this.executor.execute(p, route, history, signal, log);
+    // Started more often than charged: it was handed back before (e.g. to wait for a key).
+    const returning = job.attemptsStarted > job.attemptsMade + 1;
+    const outcome = await this.executor.execute(p, route, history, signal, log, returning);
     return this.conclude(p, job, token, signal, route.name, outcome, history, log);
   }
 
@@ -139,7 +141,9 @@ export class JobRunner {
         if (signal?.reason === SHUTDOWN_REASON && token) return this.handBack(p, job, token, history, 0);
         return this.cancelled(p, job, history);
       case "busy":
-        // The provider's bulkhead is full in this process: free the slot, come back shortly.
+        // The provider's bulkhead is full in this process, or no key has room: free the slot and
+        // come back when the limiter says capacity will be there.
+        this.metrics.jobs.inc({ queue: job.queueName, outcome: `waiting_${outcome.reason}` });
         if (token) return this.handBack(p, job, token, history, outcome.retryInMs);
         throw new RetryLater("bulkhead full", outcome.retryInMs);
       case "retry": {

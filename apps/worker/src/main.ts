@@ -2,14 +2,15 @@ import { createServer } from "node:http";
 import { resolve } from "node:path";
 import { configPathFor, loadConfig } from "@switchyard/core";
 import { createLogger, createRegistry } from "@switchyard/observability";
-import { CircuitBreakers } from "@switchyard/limiter";
+import { CircuitBreakers, KeyPool } from "@switchyard/limiter";
 import { createProviders } from "@switchyard/providers";
 import { checkEvictionPolicy, createRedis, JobStore, Keys } from "@switchyard/queue";
 import { Bulkheads } from "./bulkhead";
-import { RoundRobinKeys } from "./capacity";
 import { Dispatcher } from "./dispatcher";
 import { loadWorkerEnv } from "./env";
 import { JobRunner } from "./job-runner";
+import { KeyProber } from "./key-prober";
+import { KeyedCaller } from "./keyed-call";
 import { WorkerMetrics } from "./metrics";
 import { RouteExecutor } from "./route-executor";
 
@@ -40,10 +41,14 @@ async function main(): Promise<void> {
   );
   const bulkheads = new Bulkheads(config.providers);
   metrics.watchBulkheads(bulkheads);
-  const executor = new RouteExecutor(config, providers, new RoundRobinKeys(), breakers, bulkheads, metrics);
+  const pool = new KeyPool(redis, keys);
+  const keyed = new KeyedCaller(pool, metrics);
+  const executor = new RouteExecutor(config, providers, keyed, breakers, bulkheads, metrics);
   const runner = new JobRunner(config, store, executor, metrics, log);
   const dispatcher = new Dispatcher(config, bull, subscriber, keys.cancelChannel, store, runner, log);
   await dispatcher.start();
+  const prober = new KeyProber(pool, config.providers, providers, metrics, log);
+  prober.start();
 
   const metricsServer =
     env.METRICS_PORT === undefined
@@ -67,6 +72,7 @@ async function main(): Promise<void> {
     if (stopping) return;
     stopping = true;
     log.info({ signal }, "shutting down");
+    prober.stop();
     await dispatcher.stop(config.worker.shutdown_grace_ms);
     metricsServer?.close();
     await Promise.allSettled([...providers.values()].map((p) => p.close()));

@@ -11,11 +11,14 @@ export class WorkerMetrics {
   readonly fallbacks: Counter<"route" | "from" | "reason">;
   readonly circuit: Gauge<"provider" | "scope">;
   readonly bulkheadRejected: Counter<"provider">;
+  readonly limiterWaits: Counter<"provider" | "reason">;
+  readonly keyCalls: Counter<"provider" | "key" | "outcome">;
+  readonly probes: Counter<"provider" | "key" | "outcome">;
 
   constructor(private readonly registry: Registry) {
     this.jobs = new Counter({
       name: "switchyard_worker_jobs_total",
-      help: "Job attempts by queue and outcome (succeeded, failed, retried, cancelled, expired)",
+      help: "Job runs by queue and outcome (succeeded, failed, retried, cancelled, expired, waiting_<why> for runs handed back to wait: limited, cooling, share, bulkhead)",
       labelNames: ["queue", "outcome"],
       registers: [registry],
     });
@@ -60,6 +63,24 @@ export class WorkerMetrics {
       name: "switchyard_bulkhead_rejected_total",
       help: "Jobs handed back to the queue because the provider's bulkhead and its line were full",
       labelNames: ["provider"],
+      registers: [registry],
+    });
+    this.limiterWaits = new Counter({
+      name: "switchyard_limiter_waits_total",
+      help: "Reservations the key pool refused, by provider and reason (limited, cooling, share, disabled, too_large)",
+      labelNames: ["provider", "reason"],
+      registers: [registry],
+    });
+    this.keyCalls = new Counter({
+      name: "switchyard_key_calls_total",
+      help: "Upstream calls by provider key id and outcome (ok, rate_limited, disabled, or the error kind)",
+      labelNames: ["provider", "key", "outcome"],
+      registers: [registry],
+    });
+    this.probes = new Counter({
+      name: "switchyard_key_probes_total",
+      help: "Probes of keys taken out of the pool, by outcome (restored, still_failing)",
+      labelNames: ["provider", "key", "outcome"],
       registers: [registry],
     });
   }

@@ -1,5 +1,4 @@
 import {
-  applyLink,
   backoffDelay,
   MAX_ATTEMPT_HISTORY,
   type Attempt,
@@ -11,9 +10,9 @@ import {
 } from "@switchyard/core";
 import type { BreakerOutcome, CircuitBreakers } from "@switchyard/limiter";
 import type { Logger } from "@switchyard/observability";
-import { ProviderError, type ChatProvider, type ChatResult } from "@switchyard/providers";
+import type { ProviderError, ChatProvider, ChatResult } from "@switchyard/providers";
 import type { Bulkheads } from "./bulkhead";
-import type { CapacityReserver } from "./capacity";
+import { FREE_RATE_LIMITS, type KeyedCaller, type KeyedOutcome } from "./keyed-call";
 import type { WorkerMetrics } from "./metrics";
 
 /** Why the last try of a route did not succeed, in the job's error vocabulary. */
@@ -31,8 +30,8 @@ export type RouteOutcome =
   | { kind: "retry"; delayMs: number; error: AttemptError }
   | { kind: "failed"; error: AttemptError }
   | { kind: "aborted" }
-  /** The provider's bulkhead is full here: hand the job back, no attempt spent. */
-  | { kind: "busy"; retryInMs: number };
+  /** The provider's bulkhead is full here, or no key has room: hand the job back, no attempt spent. */
+  | { kind: "busy"; retryInMs: number; reason: string };
 
 const sameLink = (a: Attempt, l: RouteLink) => a.provider === l.provider && a.model === l.model;
 
@@ -55,9 +54,11 @@ function breakerOutcome(err: ProviderError | undefined): BreakerOutcome {
 /**
  * Tries a route's links in order for one job. Each link gets `queue.attempts` tries: a retryable
  * failure with tries left comes back to the same link later (without holding a slot); with none
- * left, or on an auth failure, the job falls through to the next link at once, in this same run.
- * A link whose circuit is open is skipped; when every remaining link is open, the pass counts as
- * an attempt and the job waits for the earliest reopening.
+ * left, or when none of the provider's keys is usable, the job falls through to the next link
+ * at once, in this same run. A 429 or a rejected key costs no try (the key pool moves the job to
+ * another key or makes it wait), up to FREE_RATE_LIMITS 429s per link. A link whose circuit is
+ * open is skipped; when every remaining link is open, the pass counts as an attempt and the job
+ * waits for the earliest reopening.
  */
 export class RouteExecutor {
   private readonly providerCfgs: Map<string, ProviderConfig>;
@@ -65,7 +66,7 @@ export class RouteExecutor {
   constructor(
     private readonly config: SwitchyardConfig,
     private readonly providers: Map<string, ChatProvider>,
-    private readonly capacity: CapacityReserver,
+    private readonly keyed: KeyedCaller,
     private readonly breakers: CircuitBreakers,
     private readonly bulkheads: Bulkheads,
     private readonly metrics: WorkerMetrics,
@@ -79,13 +80,17 @@ export class RouteExecutor {
     history: Attempt[],
     signal: AbortSignal | undefined,
     log: Logger,
+    returning = false,
   ): Promise<RouteOutcome> {
     const perLink = this.config.queue.attempts;
-    const failures = (l: RouteLink) =>
-      history.filter((a) => sameLink(a, l) && a.outcome === "failed" && a.error_type !== "cancelled").length;
-    const spent = (l: RouteLink) =>
-      failures(l) >= perLink ||
-      history.some((a) => sameLink(a, l) && a.outcome === "failed" && a.error_type === "auth");
+    const failures = (l: RouteLink) => {
+      const failed = history.filter((a) => sameLink(a, l) && a.outcome === "failed");
+      const free = failed.filter((a) => ["cancelled", "auth", "rate_limit"].includes(a.error_type ?? ""));
+      const rateLimited = free.filter((a) => a.error_type === "rate_limit").length;
+      return failed.length - free.length + Math.max(0, rateLimited - FREE_RATE_LIMITS);
+    };
+    const unusable = new Set<RouteLink>();
+    const spent = (l: RouteLink) => unusable.has(l) || failures(l) >= perLink;
     let lastError: AttemptError | undefined;
     let skipped: { link: RouteLink; entry: Attempt; retryAt: number } | undefined;
 
@@ -108,23 +113,54 @@ export class RouteExecutor {
         await this.breakers.record(decision.permit, "release");
         if (signal?.aborted) return { kind: "aborted" };
         this.metrics.bulkheadRejected.inc({ provider: link.provider });
-        return { kind: "busy", retryInMs: 250 + Math.round(Math.random() * 500) };
+        return { kind: "busy", retryInMs: 250 + Math.round(Math.random() * 500), reason: "bulkhead" };
       }
-      const startedAt = Date.now();
-      let outcome: { result: ChatResult } | { error: ProviderError };
+      let startedAt = Date.now();
+      let outcome: KeyedOutcome;
       try {
-        outcome = await this.call(p, link, provider, providerCfg, signal);
+        outcome = await this.keyed.call(
+          p,
+          link,
+          provider,
+          providerCfg,
+          returning,
+          signal,
+          (a) => {
+            record(history, link, "failed", a.startedAt, a.durationMs, a.error?.kind, a.error?.status);
+            startedAt = a.startedAt + a.durationMs;
+          },
+          log,
+        );
       } finally {
         release?.();
       }
       const durationMs = Date.now() - startedAt;
-      const verdict = breakerOutcome("error" in outcome ? outcome.error : undefined);
+      const called = outcome.kind === "ok" || outcome.kind === "error";
+      const verdict = called
+        ? breakerOutcome(outcome.kind === "error" ? outcome.error : undefined)
+        : "release";
       const state = await this.breakers.record(decision.permit, verdict);
       if (decision.state !== state && state !== "closed")
         log.warn({ provider: link.provider, model: link.model, state }, "circuit breaker changed state");
-      if ("result" in outcome) {
+      if (outcome.kind === "ok") {
         record(history, link, "succeeded", startedAt, durationMs);
         return { kind: "succeeded", result: outcome.result };
+      }
+      if (outcome.kind === "wait") {
+        if (signal?.aborted) return { kind: "aborted" };
+        return { kind: "busy", retryInMs: outcome.delayMs, reason: outcome.reason };
+      }
+      if (outcome.kind === "unusable") {
+        record(history, link, "skipped", Date.now(), 0, outcome.reason);
+        unusable.add(link);
+        lastError = {
+          kind: outcome.reason === "no_keys" ? "auth" : "too_large",
+          message: outcome.message,
+          provider: link.provider,
+          model: link.model,
+        };
+        this.metrics.fallbacks.inc({ route: route.name, from: link.provider, reason: outcome.reason });
+        continue;
       }
       const err = outcome.error;
       // A call cut short by a cancel or a shutdown is listed (it was started) but not charged to the link.
@@ -141,7 +177,7 @@ export class RouteExecutor {
         ...(err.status !== undefined ? { status: err.status } : {}),
       };
       if (err.kind === "client") return { kind: "failed", error: lastError };
-      if (err.kind !== "auth" && !spent(link)) {
+      if (!spent(link)) {
         const delayMs = backoffDelay(
           failures(link),
           { baseMs: this.config.queue.backoff_base_ms, maxMs: this.config.queue.backoff_max_ms },
@@ -149,11 +185,7 @@ export class RouteExecutor {
         );
         return { kind: "retry", delayMs, error: lastError };
       }
-      this.metrics.fallbacks.inc({
-        route: route.name,
-        from: link.provider,
-        reason: err.kind === "auth" ? "auth" : "retries_exhausted",
-      });
+      this.metrics.fallbacks.inc({ route: route.name, from: link.provider, reason: "retries_exhausted" });
       log.info(
         { provider: link.provider, model: link.model, kind: err.kind },
         "falling back to the next link",
@@ -183,37 +215,6 @@ export class RouteExecutor {
         model: route.links[0]?.model ?? "",
       },
     };
-  }
-
-  private async call(
-    p: JobPayload,
-    link: RouteLink,
-    provider: ChatProvider,
-    providerCfg: ProviderConfig,
-    signal: AbortSignal | undefined,
-  ): Promise<{ result: ChatResult } | { error: ProviderError }> {
-    const reservation = await this.capacity.reserve({ provider: providerCfg, model: link.model, job: p });
-    const start = process.hrtime.bigint();
-    this.metrics.inFlight.inc();
-    try {
-      const result = await provider.chat(applyLink(p.request, link), {
-        apiKey: reservation.apiKey,
-        signal: signal ?? new AbortController().signal,
-      });
-      await reservation.settle(result.usage);
-      this.metrics.observeCall(provider.id, "ok", start, result.usage);
-      return { result };
-    } catch (err) {
-      await reservation.settle(undefined);
-      const error =
-        err instanceof ProviderError
-          ? err
-          : new ProviderError("server", err instanceof Error ? err.message : String(err), provider.id);
-      this.metrics.observeCall(provider.id, error.kind, start);
-      return { error };
-    } finally {
-      this.metrics.inFlight.dec();
-    }
   }
 }
 

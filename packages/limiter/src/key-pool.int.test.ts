@@ -202,12 +202,22 @@ describe("KeyPool", () => {
   it("learns a lower limit and unseen usage from the provider's headers", async () => {
     const p = provider([{ id: "a", secret: "sk-a", rpm: 100 }]);
     const r = granted(await reserve(p, T0));
-    // The provider says this key's model allows 3 requests a minute and 1 is left.
-    await pool.settle(r, { kind: "ok", reported: { requests: { limit: 3, remaining: 1 } }, now: T0 + 10 });
+    // The provider says this key's model allows 3 requests a minute and 1 is left (another
+    // client used one): the extra use counts until the provider's reset, 5 s from now.
+    await pool.settle(r, {
+      kind: "ok",
+      reported: { requests: { limit: 3, remaining: 1, resetMs: 5_000 } },
+      now: T0 + 10,
+    });
     granted(await reserve(p, T0 + 20));
-    denied(await reserve(p, T0 + 30));
+    const d = denied(await reserve(p, T0 + 30));
+    expect(d.retryAt).toBe(T0 + 10 + 5_000);
     const [v] = await pool.inspect(p, T0 + 40);
     expect(v?.models.m?.reported_limits.rpm).toBe(3);
+    expect(v?.models.m?.requests).toBe(3);
+    // After the reset only our own two requests count: one more fits under the learned 3.
+    granted(await reserve(p, T0 + 5_010, { returning: true }));
+    denied(await reserve(p, T0 + 5_020, { returning: true }));
   });
 
   it("keeps a tier within its share of the pool while other work goes on", async () => {

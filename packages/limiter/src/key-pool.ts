@@ -50,6 +50,8 @@ export type ReserveResult =
 export interface ReportedWindow {
   limit?: number;
   remaining?: number;
+  /** Time until the provider's window is full again, in ms. */
+  resetMs?: number;
 }
 export interface ReportedLimits {
   requests?: ReportedWindow;
@@ -222,7 +224,7 @@ export class KeyPool {
         [ml.itpm ?? r.key.itpm, rep.inputTokens],
         [ml.otpm ?? r.key.otpm, rep.outputTokens],
       ] as const
-    ).flatMap(([configured, w]) => [configured ?? 0, w?.limit ?? -1, w?.remaining ?? -1]);
+    ).flatMap(([configured, w]) => [configured ?? 0, w?.limit ?? -1, w?.remaining ?? -1, w?.resetMs ?? -1]);
     const reply = await this.redis.syPool(
       6,
       this.keys.keyState(p.id, r.key.id),
@@ -249,6 +251,7 @@ export class KeyPool {
       WINDOW_MS,
       p.limiter.window_margin_ms,
       "model",
+      p.limiter.cooldown_ms,
       ...headerArgs,
     );
     return { coolingUntil: Number(reply[0]), disabled: reply[1] === 1 };

@@ -79,6 +79,21 @@ export abstract class HttpAdapter implements ChatProvider {
     return { ...result, provider: this.id, ...(rateLimit ? { rateLimit } : {}) };
   }
 
+  /**
+   * Checks that a key works without spending tokens: lists the provider's models. Throws the
+   * classified ProviderError when the provider refuses (auth for a key still bad).
+   */
+  async probe(ctx: CallContext): Promise<void> {
+    const res = await this.http.getJson(
+      this.probeUrl(),
+      { ...this.extraHeaders, ...this.authHeaders(ctx.apiKey) },
+      ctx.signal,
+    );
+    if (res.status < 200 || res.status >= 300) throw this.failure(res, undefined);
+  }
+
+  protected abstract probeUrl(): string;
+
   private failure(res: JsonResponse, rateLimit: RateLimitInfo | undefined): ProviderError {
     const upstream = this.readError(res.body);
     const kind = upstream?.kind ?? kindForStatus(res.status);

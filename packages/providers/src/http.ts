@@ -34,7 +34,21 @@ export class HttpClient {
     });
   }
 
-  async postJson(
+  postJson(
+    url: string,
+    headers: Record<string, string>,
+    body: unknown,
+    signal: AbortSignal,
+  ): Promise<JsonResponse> {
+    return this.send("POST", url, headers, body, signal);
+  }
+
+  getJson(url: string, headers: Record<string, string>, signal: AbortSignal): Promise<JsonResponse> {
+    return this.send("GET", url, headers, undefined, signal);
+  }
+
+  private async send(
+    method: "GET" | "POST",
     url: string,
     headers: Record<string, string>,
     body: unknown,
@@ -46,10 +60,14 @@ export class HttpClient {
     let status: number | undefined;
     try {
       const res = await request(url, {
-        method: "POST",
+        method,
         dispatcher: this.agent,
-        headers: { "content-type": "application/json", accept: "application/json", ...headers },
-        body: JSON.stringify(body),
+        headers: {
+          accept: "application/json",
+          ...(body === undefined ? {} : { "content-type": "application/json" }),
+          ...headers,
+        },
+        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
         signal: combined,
       });
       status = res.statusCode;

@@ -29,6 +29,8 @@ export interface ChatProvider {
   readonly id: string;
   readonly type: string;
   chat(request: ProviderRequest, ctx: CallContext): Promise<ChatResult>;
+  /** Whether a key works, without spending tokens (used to bring a disabled key back). */
+  probe(ctx: CallContext): Promise<void>;
   close(): Promise<void>;
 }
 

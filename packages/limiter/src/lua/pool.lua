@@ -12,7 +12,9 @@
   A scope is one window hash plus one zset of slots (calls in flight: member = reservation
   id, score = the time the slot expires if its worker dies without releasing it). Every key
   has a key-wide scope and one per model; both must have room. Window hash fields besides
-  the buckets: "cool" (cooling down until, ms), "hl:<dim>" (a limit the provider reported).
+  the buckets: "cool" (cooling down until, ms), "hl:<dim>" (a limit the provider reported),
+  "adj:<dim>" / "adj_until:<dim>" (usage the provider reported that we had not counted,
+  charged until the provider's own reset time).
 
   Key state hash (one per key, kept 7 days after its last change): "disabled" (reason),
   "disabled_at", "probe_at", "ema" (call duration, ms), counters "ok", "err", "n429",
@@ -35,8 +37,9 @@
             ARGV: op, now, reservation id, minute bucket, day bucket, reserved in, reserved out,
                   used in (-1 unknown), used out (-1 unknown), outcome, cool until (ms, 0 none),
                   cool scope (key|model), duration ms (-1 unknown), reason, probe_interval_ms,
-                  window_ms, margin_ms, header scope (key|model), then for r t i o:
-                  configured limit, reported limit (-1), reported remaining (-1)
+                  window_ms, margin_ms, header scope (key|model), default reset ms, then for
+                  r t i o: configured limit, reported limit (-1), reported remaining (-1),
+                  reported reset ms (-1)
             outcome: ok | error | rate_limited (refund tokens, cool down) |
                      disabled (refund tokens, take the key out with the reason)
             Returns {cooling until, disabled (0|1)}
@@ -47,7 +50,8 @@
   enable    KEYS: state hash; ARGV: op, now. Puts a key back in the pool.
 
   inspect   KEYS: window hash, slots zset; ARGV: op, now, window_ms, margin_ms
-            Returns {r, t, i, o, d, in flight, cool, hl:r, hl:t, hl:i, hl:o}
+            Returns {r, t, i, o, d, in flight, cool, hl:r, hl:t, hl:i, hl:o} (r..o include
+            live adjustments)
 ]]
 local op = ARGV[1]
 local now = tonumber(ARGV[2])
@@ -118,6 +122,17 @@ local function effective(h, d, configured)
   local hl = tonumber(redis.call('HGET', h, 'hl:' .. d))
   if hl and hl > 0 and (configured == 0 or hl < configured) then return hl end
   return configured
+end
+
+-- Usage the provider reported beyond ours, while its reset time has not passed.
+local function adj(h, d)
+  local a = tonumber(redis.call('HGET', h, 'adj:' .. d))
+  if not a then return 0 end
+  if num(redis.call('HGET', h, 'adj_until:' .. d), 0) <= now then
+    redis.call('HDEL', h, 'adj:' .. d, 'adj_until:' .. d)
+    return 0
+  end
+  return a
 end
 
 local function add(h, d, idx, amount)
@@ -221,10 +236,16 @@ if op == 'reserve' then
             if costs[j] > L then
               impossible = true
             else
-              local used = num(redis.call('HGET', h, names[j]), 0)
+              local counted = num(redis.call('HGET', h, names[j]), 0)
+              local extra = j <= 4 and adj(h, names[j]) or 0
+              local used = counted + extra
               if used + costs[j] > L then
                 fit = false
-                free = math.max(free, free_at(h, names[j], used + costs[j] - L))
+                if counted + costs[j] > L then
+                  free = math.max(free, free_at(h, names[j], counted + costs[j] - L))
+                else
+                  free = math.max(free, num(redis.call('HGET', h, 'adj_until:' .. names[j]), now))
+                end
               elseif (L - used - costs[j]) / L < head then
                 head = (L - used - costs[j]) / L
               end
@@ -317,6 +338,7 @@ if op == 'settle' then
   local duration, reason, probe_interval = tonumber(ARGV[13]), ARGV[14], tonumber(ARGV[15])
   set_window(ARGV[16], ARGV[17])
   local hdr_scope = ARGV[18]
+  local default_reset = tonumber(ARGV[19])
 
   redis.call('ZREM', ks, res_id)
   redis.call('ZREM', ms, res_id)
@@ -363,16 +385,23 @@ if op == 'settle' then
 
   -- What the provider reports corrects our view: a lower limit is learned, and usage we did
   -- not see (another client on the same key) is charged to the current bucket.
+  -- The extra usage is kept apart and dropped at the provider's reset time, not a window later.
   local hh = hdr_scope == 'model' and mw or kw
   for j, d in ipairs(MIN_DIMS) do
-    local configured = tonumber(ARGV[18 + (j - 1) * 3 + 1])
-    local rlimit = tonumber(ARGV[18 + (j - 1) * 3 + 2])
-    local rremaining = tonumber(ARGV[18 + (j - 1) * 3 + 3])
+    local at = 19 + (j - 1) * 4
+    local configured = tonumber(ARGV[at + 1])
+    local rlimit = tonumber(ARGV[at + 2])
+    local rremaining = tonumber(ARGV[at + 3])
+    local rreset = tonumber(ARGV[at + 4])
     if rlimit > 0 then redis.call('HSET', hh, 'hl:' .. d, rlimit) end
     local L = effective(hh, d, configured)
     if L > 0 and rremaining >= 0 then
-      local ours = L - num(redis.call('HGET', hh, d), 0)
-      if rremaining < ours then add(hh, d, cur_m, ours - rremaining) end
+      local extra = adj(hh, d)
+      local ours = L - num(redis.call('HGET', hh, d), 0) - extra
+      if rremaining < ours then
+        local until_ms = now + (rreset >= 0 and rreset or default_reset)
+        redis.call('HSET', hh, 'adj:' .. d, extra + ours - rremaining, 'adj_until:' .. d, until_ms)
+      end
     end
   end
   touch(hh)
@@ -405,7 +434,8 @@ if op == 'inspect' then
   trim(h)
   redis.call('ZREMRANGEBYSCORE', z, '-inf', now)
   local out = {}
-  for _, d in ipairs({ 'r', 't', 'i', 'o', 'd' }) do table.insert(out, num(redis.call('HGET', h, d), 0)) end
+  for _, d in ipairs({ 'r', 't', 'i', 'o' }) do table.insert(out, num(redis.call('HGET', h, d), 0) + adj(h, d)) end
+  table.insert(out, num(redis.call('HGET', h, 'd'), 0))
   table.insert(out, redis.call('ZCARD', z))
   table.insert(out, num(redis.call('HGET', h, 'cool'), 0))
   for _, d in ipairs(MIN_DIMS) do table.insert(out, num(redis.call('HGET', h, 'hl:' .. d), 0)) end

@@ -61,6 +61,10 @@ export class AnthropicMessagesProvider extends HttpAdapter {
     return `${this.baseUrl}/v1/messages`;
   }
 
+  protected probeUrl(): string {
+    return `${this.baseUrl}/v1/models?limit=1`;
+  }
+
   protected authHeaders(apiKey: string): Record<string, string> {
     return { "x-api-key": apiKey, "anthropic-version": this.version };
   }

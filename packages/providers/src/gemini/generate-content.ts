@@ -75,6 +75,10 @@ export class GeminiProvider extends HttpAdapter {
     this.apiVersion = opts.apiVersion ?? "v1beta";
   }
 
+  protected probeUrl(): string {
+    return `${this.baseUrl}/${this.apiVersion}/models?pageSize=1`;
+  }
+
   protected url(req: ProviderRequest): string {
     const model = req.model.replace(/^models\//, "");
     return `${this.baseUrl}/${this.apiVersion}/models/${encodeURIComponent(model)}:generateContent`;

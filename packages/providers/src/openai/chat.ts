@@ -44,6 +44,10 @@ export class OpenAIChatProvider extends HttpAdapter {
     return `${this.baseUrl}/chat/completions`;
   }
 
+  protected probeUrl(): string {
+    return `${this.baseUrl}/models`;
+  }
+
   protected authHeaders(apiKey: string): Record<string, string> {
     return { authorization: `Bearer ${apiKey}` };
   }

@@ -1,0 +1,89 @@
+import { Router } from "express";
+import type { SwitchyardConfig } from "@switchyard/core";
+import type { KeyPool, KeyView } from "@switchyard/limiter";
+import { Gauge, type Registry } from "@switchyard/observability";
+import { adminAuth } from "../auth";
+
+/**
+ * GET /admin/keys: every provider key's state as the whole fleet sees it (limits, use in the
+ * rolling windows, calls in flight, cooldowns, why a key is out of the pool, health). Keys are
+ * named by id and the last four characters of the secret, never more.
+ */
+export function adminRouter(config: SwitchyardConfig, pool: KeyPool, adminToken: string | undefined): Router {
+  const router = Router();
+  router.get("/admin/keys", adminAuth(adminToken), async (_req, res) => {
+    const providers = await Promise.all(
+      config.providers.map(async (p) => ({
+        id: p.id,
+        type: p.type,
+        shares: p.limiter.shares,
+        keys: await pool.inspect(p),
+      })),
+    );
+    res.json({ object: "list", window_seconds: 60, generated_at: Date.now(), providers });
+  });
+  return router;
+}
+
+const STATUS_CODE: Record<KeyView["status"], number> = { active: 0, cooling: 1, disabled: 2 };
+
+/** Key-pool gauges read from Redis at each scrape, labelled by provider and key id. */
+export function keyPoolMetrics(config: SwitchyardConfig, pool: KeyPool, registry: Registry): void {
+  let views: Promise<{ provider: string; keys: KeyView[] }[]> | undefined;
+  // One Redis read per scrape, shared by every gauge below.
+  const read = () =>
+    (views ??= Promise.all(
+      config.providers.map(async (p) => ({ provider: p.id, keys: await pool.inspect(p) })),
+    ).finally(() => setTimeout(() => (views = undefined), 100)));
+  const gauge = (
+    name: string,
+    help: string,
+    labelNames: readonly ("provider" | "key" | "window")[],
+    fill: (g: Gauge<"provider" | "key" | "window">, provider: string, key: KeyView) => void,
+  ) =>
+    new Gauge({
+      name,
+      help,
+      labelNames,
+      registers: [registry],
+      async collect() {
+        this.reset();
+        for (const { provider, keys } of await read()) for (const k of keys) fill(this, provider, k);
+      },
+    });
+  gauge(
+    "switchyard_key_status",
+    "Key state: 0 active, 1 cooling down after a 429, 2 out of the pool",
+    ["provider", "key"],
+    (g, provider, k) => g.set({ provider, key: k.id }, STATUS_CODE[k.status]),
+  );
+  gauge(
+    "switchyard_key_in_flight",
+    "Calls in flight on the key across the fleet",
+    ["provider", "key"],
+    (g, provider, k) => g.set({ provider, key: k.id }, k.usage.in_flight),
+  );
+  gauge(
+    "switchyard_key_window_usage",
+    "Use of the key in its rolling windows (requests and tokens per minute, requests per day)",
+    ["provider", "key", "window"],
+    (g, provider, k) => {
+      g.set({ provider, key: k.id, window: "rpm" }, k.usage.requests);
+      g.set({ provider, key: k.id, window: "tpm" }, k.usage.tokens);
+      g.set({ provider, key: k.id, window: "rpd" }, k.usage.requests_today);
+    },
+  );
+  gauge(
+    "switchyard_key_remaining",
+    "Room left on the key's configured key-wide limits (rpm, tpm, rpd)",
+    ["provider", "key", "window"],
+    (g, provider, k) => {
+      if (k.limits.rpm)
+        g.set({ provider, key: k.id, window: "rpm" }, Math.max(0, k.limits.rpm - k.usage.requests));
+      if (k.limits.tpm)
+        g.set({ provider, key: k.id, window: "tpm" }, Math.max(0, k.limits.tpm - k.usage.tokens));
+      if (k.limits.rpd)
+        g.set({ provider, key: k.id, window: "rpd" }, Math.max(0, k.limits.rpd - k.usage.requests_today));
+    },
+  );
+}

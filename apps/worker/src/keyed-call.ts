@@ -1,0 +1,169 @@
+import { applyLink, type JobPayload, type ProviderConfig, type RouteLink } from "@switchyard/core";
+import { estimateCost, type KeyPool, type Reservation, type SettleOutcome } from "@switchyard/limiter";
+import type { Logger } from "@switchyard/observability";
+import { ProviderError, type ChatProvider, type ChatResult } from "@switchyard/providers";
+import type { WorkerMetrics } from "./metrics";
+
+/** One upstream call that was made on a key, for the job's attempt list. */
+export interface KeyAttempt {
+  startedAt: number;
+  durationMs: number;
+  error?: ProviderError;
+}
+
+export type KeyedOutcome =
+  | { kind: "ok"; result: ChatResult }
+  /** A failure the route decides on (retry, fall back, fail). */
+  | { kind: "error"; error: ProviderError }
+  /** No key has room now: come back after delayMs; no attempt spent. */
+  | { kind: "wait"; delayMs: number; reason: string }
+  /** The link cannot serve this job now: every key is out of the pool, or the call is too big for any key. */
+  | { kind: "unusable"; reason: "no_keys" | "too_large"; message: string };
+
+/** 429s from a provider that cost no attempt, per link, before each further one counts. */
+export const FREE_RATE_LIMITS = 10;
+
+/**
+ * Makes a link's upstream call on the provider's key pool: reserve a key (one Redis call),
+ * call, settle with the real usage and what the provider said. A 429 cools that key down
+ * fleet-wide and a 401/403 takes it out of the pool; either way the job moves straight on to
+ * another key, or waits for one, without spending an attempt.
+ */
+export class KeyedCaller {
+  constructor(
+    private readonly pool: KeyPool,
+    private readonly metrics: WorkerMetrics,
+  ) {}
+
+  async call(
+    p: JobPayload,
+    link: RouteLink,
+    provider: ChatProvider,
+    cfg: ProviderConfig,
+    returning: boolean,
+    signal: AbortSignal | undefined,
+    onAttempt: (a: KeyAttempt) => void,
+    log: Logger,
+  ): Promise<KeyedOutcome> {
+    const request = applyLink(p.request, link);
+    const cost = estimateCost(cfg, link.model, request);
+    // Each key gets at most one try per run; the pool itself skips cooling and disabled keys.
+    for (let turn = 0; turn <= cfg.keys.length; turn++) {
+      const r = await this.pool.reserve({
+        provider: cfg,
+        model: link.model,
+        tenant: { id: p.tenant_id, tier: p.tier },
+        tokensIn: cost.tokensIn,
+        tokensOut: cost.tokensOut,
+        returning: returning || turn > 0,
+      });
+      if (!r.granted) {
+        this.metrics.limiterWaits.inc({ provider: cfg.id, reason: r.reason });
+        if (r.reason === "disabled")
+          return {
+            kind: "unusable",
+            reason: "no_keys",
+            message: `every API key of provider '${cfg.id}' is out of the pool after auth failures; see GET /admin/keys`,
+          };
+        if (r.reason === "too_large")
+          return {
+            kind: "unusable",
+            reason: "too_large",
+            message: `the request needs about ${cost.tokensIn + cost.tokensOut} tokens, more than any key of provider '${cfg.id}' allows (lower max_tokens or raise the key's limits)`,
+          };
+        return {
+          kind: "wait",
+          delayMs: Math.max(0, r.retryAt - r.now) + Math.round(Math.random() * 20),
+          reason: r.reason,
+        };
+      }
+      const res = r.reservation;
+      const startedAt = Date.now();
+      const start = process.hrtime.bigint();
+      this.metrics.inFlight.inc();
+      let outcome: { result: ChatResult } | { error: ProviderError };
+      try {
+        outcome = {
+          result: await provider.chat(request, {
+            apiKey: res.key.secret,
+            signal: signal ?? new AbortController().signal,
+          }),
+        };
+      } catch (err) {
+        outcome = {
+          error:
+            err instanceof ProviderError
+              ? err
+              : new ProviderError("server", err instanceof Error ? err.message : String(err), provider.id),
+        };
+      } finally {
+        this.metrics.inFlight.dec();
+      }
+      const durationMs = Date.now() - startedAt;
+      if ("result" in outcome) {
+        this.metrics.observeCall(cfg.id, "ok", start, outcome.result.usage);
+        await this.settle(
+          res,
+          { kind: "ok", usage: outcome.result.usage, reported: outcome.result.rateLimit, durationMs },
+          log,
+        );
+        this.metrics.keyCalls.inc({ provider: cfg.id, key: res.key.id, outcome: "ok" });
+        return { kind: "ok", result: outcome.result };
+      }
+      const err = outcome.error;
+      this.metrics.observeCall(cfg.id, err.kind, start);
+      const settle = this.verdict(cfg, err);
+      await this.settle(
+        res,
+        { ...settle, ...(err.rateLimit ? { reported: err.rateLimit } : {}), durationMs },
+        log,
+      );
+      this.metrics.keyCalls.inc({
+        provider: cfg.id,
+        key: res.key.id,
+        outcome: settle.kind === "error" ? err.kind : settle.kind,
+      });
+      if (settle.kind === "error") return { kind: "error", error: err };
+      onAttempt({ startedAt, durationMs, error: err });
+      if (settle.kind === "disabled")
+        log.warn(
+          { provider: cfg.id, key: res.key.id, reason: settle.reason },
+          "API key taken out of the pool",
+        );
+      else
+        log.info(
+          { provider: cfg.id, key: res.key.id, model: link.model, coolUntil: settle.coolUntil },
+          "key cooling down after a 429",
+        );
+      if (signal?.aborted)
+        return { kind: "error", error: new ProviderError("cancelled", "the call was cancelled", cfg.id) };
+    }
+    return { kind: "wait", delayMs: 100, reason: "rotating" };
+  }
+
+  /** How a failed call settles its key: 429 cools it, 401/403 and exhausted quota take it out. */
+  private verdict(cfg: ProviderConfig, err: ProviderError): SettleOutcome {
+    if (err.kind === "auth")
+      return {
+        kind: "disabled",
+        reason: `upstream answered ${err.status ?? "an auth error"}: the key was rejected`,
+      };
+    if (err.kind === "rate_limit" && err.code === "insufficient_quota")
+      return {
+        kind: "disabled",
+        reason: "upstream answered 429 insufficient_quota: the account is out of credit",
+      };
+    if (err.kind === "rate_limit")
+      return { kind: "rate_limited", coolUntil: Date.now() + (err.retryAfterMs ?? cfg.limiter.cooldown_ms) };
+    return { kind: "error" };
+  }
+
+  private async settle(r: Reservation, o: SettleOutcome, log: Logger): Promise<void> {
+    try {
+      await this.pool.settle(r, o);
+    } catch (err) {
+      // The slot expires on its own; the call's result must not be lost over bookkeeping.
+      log.error({ err, provider: r.provider.id, key: r.key.id }, "could not settle a key reservation");
+    }
+  }
+}
