@@ -25,10 +25,26 @@ export async function waitFinal(apiUrl: string, key: string, id: string, seconds
 export const getJob = (apiUrl: string, key: string, id: string) =>
   http<JobView>("GET", `${apiUrl}/v1/jobs/${id}`, { key });
 
+interface Peak {
+  requests: number;
+  tokens: number;
+}
+
 export interface MockStats {
   requests: number;
   formats: Record<string, number>;
-  keys: Record<string, { requests: number; by_status: Record<string, number>; max_in_flight: number }>;
+  keys: Record<
+    string,
+    {
+      requests: number;
+      tokens: number;
+      rate_limited: number;
+      by_status: Record<string, number>;
+      in_flight: number;
+      max_in_flight: number;
+      window_max: { accepted: Peak; offered: Peak; limits: { rpm: number; tpm: number } };
+    }
+  >;
 }
 
 export const mockStats = async (mockUrl: string): Promise<MockStats> =>
