@@ -242,8 +242,24 @@ describe("KeyPool", () => {
     for (let i = 0; i < 4; i++) times.push(denied(await reserve(p, T0 + 100)).retryAt);
     // One request is 10 s of a 6 rpm pool: appointments 10 s apart from the first free moment.
     expect(times).toEqual([T0 + 61_500, T0 + 71_500, T0 + 81_500, T0 + 91_500]);
-    // A job coming back from its appointment does not take a new one at the end of the line.
+    // Jobs back from their appointment that still do not fit go ahead of the line, spaced too.
     expect(denied(await reserve(p, T0 + 200, { returning: true })).retryAt).toBe(T0 + 61_500);
+    expect(denied(await reserve(p, T0 + 200, { returning: true })).retryAt).toBe(T0 + 71_500);
+  });
+
+  it("spaces appointments by what calls really use, not by their reservations", async () => {
+    const p = provider([{ id: "a", secret: "sk-a", tpm: 700 }]);
+    // Calls reserve 100 tokens and use 50: after a dozen, the pool paces waiting jobs by less.
+    for (let i = 0; i < 12; i++) {
+      const r = granted(await reserve(p, T0 + i, { tin: 50, tout: 50 }));
+      await pool.settle(r, { kind: "ok", usage: { input_tokens: 25, output_tokens: 25 }, now: T0 + i });
+    }
+    granted(await reserve(p, T0 + 100, { tin: 50, tout: 50 }));
+    const a = denied(await reserve(p, T0 + 100, { tin: 50, tout: 50 })).retryAt;
+    const b = denied(await reserve(p, T0 + 100, { tin: 50, tout: 50 })).retryAt;
+    // 100 tokens of a 700 tpm pool are 8.6 s; scaled by the fill (0.5 + 0.5 * 0.9^12 = 0.64): 5.5 s.
+    expect(b - a).toBeGreaterThan(5_000);
+    expect(b - a).toBeLessThan(6_000);
   });
 
   it("says too_large when a single call exceeds every key's limit", async () => {

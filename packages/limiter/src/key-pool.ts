@@ -226,13 +226,14 @@ export class KeyPool {
       ] as const
     ).flatMap(([configured, w]) => [configured ?? 0, w?.limit ?? -1, w?.remaining ?? -1, w?.resetMs ?? -1]);
     const reply = await this.redis.syPool(
-      6,
+      7,
       this.keys.keyState(p.id, r.key.id),
       this.keys.keyWindow(p.id, r.key.id),
       this.keys.keySlots(p.id, r.key.id),
       this.keys.keyWindow(p.id, r.key.id, r.model),
       this.keys.keySlots(p.id, r.key.id, r.model),
       r.shareClass ? this.keys.poolShare(p.id, r.shareClass, r.model) : this.noShare,
+      this.keys.poolBook(p.id, r.model),
       "settle",
       o.now ?? "",
       r.id,

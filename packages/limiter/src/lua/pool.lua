@@ -33,7 +33,7 @@
                  or {0, come back at (ms), reason, now}
                     reason: limited | cooling | share | disabled | too_large
 
-  settle    KEYS: state, key window, key slots, model window, model slots, share window
+  settle    KEYS: state, key window, key slots, model window, model slots, share window, book
             ARGV: op, now, reservation id, minute bucket, day bucket, reserved in, reserved out,
                   used in (-1 unknown), used out (-1 unknown), outcome, cool until (ms, 0 none),
                   cool scope (key|model), duration ms (-1 unknown), reason, probe_interval_ms,
@@ -313,22 +313,28 @@ if op == 'reserve' then
 
   -- No key has room: give the job an appointment. Appointments are spaced by what one job
   -- costs the pool, so waiting jobs come back one by one as capacity frees, not all at once.
+  -- Token costs are estimates (max_tokens is an upper bound): scale them by how much of its
+  -- reservation a call has really used lately ("fill"), so appointments follow real use.
+  local fill = num(redis.call('HGET', book, 'fill'), 1)
   local spacing = 2
   for j = 1, 4 do
-    if not open[j] and sums[j] > 0 then spacing = math.max(spacing, costs[j] * W / sums[j]) end
+    local c = j == 1 and costs[j] or costs[j] * fill
+    if not open[j] and sums[j] > 0 then spacing = math.max(spacing, c * W / sums[j]) end
   end
   if not conc_open and conc_sum > 0 then spacing = math.max(spacing, ema_sum / conc_keys / conc_sum) end
+  -- Jobs back from an appointment that still do not fit queue on their own, shorter line
+  -- ("front"), ahead of the main one ("at"); both are spaced, so no two share a moment.
   local at = math.max(pool_free or now, now)
-  if not returning then
-    at = math.max(at, num(redis.call('HGET', book, 'at'), 0))
-    redis.call('HSET', book, 'at', math.floor(at + spacing))
-    redis.call('PEXPIRE', book, math.floor(at + spacing - now) + W)
-  end
+  local line = returning and 'front' or 'at'
+  at = math.max(at, num(redis.call('HGET', book, line), 0))
+  redis.call('HSET', book, line, math.floor(at + spacing))
+  local ttl = math.floor(at + spacing - now) + W
+  if redis.call('PTTL', book) < ttl then redis.call('PEXPIRE', book, ttl) end
   return { 0, math.floor(at), cooling_only and 'cooling' or 'limited', now }
 end
 
 if op == 'settle' then
-  local state, kw, ks, mw, ms, share_h = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+  local state, kw, ks, mw, ms, share_h, book = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
   local res_id = ARGV[3]
   local idx_m, idx_d = tonumber(ARGV[4]), tonumber(ARGV[5])
   local rin, rout = tonumber(ARGV[6]), tonumber(ARGV[7])
@@ -347,6 +353,12 @@ if op == 'settle' then
   local din, dout = 0, 0
   if uin >= 0 and uout >= 0 then
     din, dout = uin - rin, uout - rout
+    if rin + rout > 0 then
+      local fill = num(redis.call('HGET', book, 'fill'), 1)
+      fill = fill * 0.9 + 0.1 * math.min(2, (uin + uout) / (rin + rout))
+      redis.call('HSET', book, 'fill', tostring(math.max(0.05, fill)))
+      if redis.call('PTTL', book) < 10 * W then redis.call('PEXPIRE', book, 10 * W) end
+    end
   elseif outcome == 'rate_limited' or outcome == 'disabled' then
     din, dout = -rin, -rout -- refused upstream: no tokens were spent (the request still counts)
   end
