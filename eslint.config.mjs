@@ -13,7 +13,16 @@ export default tseslint.config(
     },
   },
   {
-    files: ["scripts/**", "apps/cli/**", "apps/bench/**", "**/*.test.ts", "test/**", "packages/testing/**", "*.js", "*.mjs"],
+    files: [
+      "scripts/**",
+      "apps/cli/**",
+      "apps/bench/**",
+      "**/*.test.ts",
+      "test/**",
+      "packages/testing/**",
+      "*.js",
+      "*.mjs",
+    ],
     rules: { "no-console": "off", "@typescript-eslint/no-require-imports": "off" },
     languageOptions: {
       globals: {
