@@ -26,6 +26,10 @@ export const chatMessageSchema = z
   .strict();
 export type ChatMessage = z.infer<typeof chatMessageSchema>;
 
+/** The text of a message, whether sent as a string or as text parts. */
+export const messageText = (m: ChatMessage): string =>
+  typeof m.content === "string" ? m.content : m.content.map((p) => p.text).join("");
+
 const metadataSchema = z
   .record(z.string().max(64), z.union([z.string().max(512), z.number(), z.boolean(), z.null()]))
   .refine((m) => Object.keys(m).length <= 16, "at most 16 metadata keys");

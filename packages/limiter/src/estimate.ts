@@ -1,4 +1,4 @@
-import type { ChatMessage, ProviderConfig } from "@switchyard/core";
+import { messageText, type ChatMessage, type ProviderConfig } from "@switchyard/core";
 
 /**
  * What a call will cost before it is made. Prompt tokens come from OpenAI's own tokenizer
@@ -36,14 +36,11 @@ function encodingFor(model: string): Encoding | undefined {
   return undefined;
 }
 
-const textOf = (m: ChatMessage): string =>
-  typeof m.content === "string" ? m.content : m.content.map((p) => p.text).join("");
-
 export function estimatePromptTokens(messages: ChatMessage[], model: string, charsPerToken: number): number {
   const enc = encodingFor(model);
   let total = 3;
   for (const m of messages) {
-    const text = textOf(m);
+    const text = messageText(m);
     total += 4;
     if (enc) {
       const head = text.slice(0, TOKENIZE_MAX_CHARS);

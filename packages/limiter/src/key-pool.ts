@@ -304,7 +304,7 @@ export class KeyPool {
       output_tokens: at(3),
       requests_today: at(4),
       in_flight: at(5),
-      cooling_until: at(6) > Date.now() ? at(6) : null,
+      cooling_until: at(6) > (now ?? Date.now()) ? at(6) : null,
       reported_limits: reported,
     };
   }
@@ -314,14 +314,20 @@ export class KeyPool {
     const views: KeyView[] = [];
     for (const key of provider.keys) {
       const state = await this.redis.hgetall(this.keys.keyState(provider.id, key.id));
-      const models: KeyView["models"] = {};
-      for (const field of Object.keys(state)
+      const names = Object.keys(state)
         .filter((f) => f.startsWith("m:"))
-        .sort()) {
-        const model = field.slice(2);
-        models[model] = { ...(await this.usage(provider, key, model, now)), limits: modelLimits(key, model) };
-      }
-      const usage = await this.usage(provider, key, undefined, now);
+        .map((f) => f.slice(2))
+        .sort();
+      const [usage, ...perModel] = await Promise.all([
+        this.usage(provider, key, undefined, now),
+        ...names.map((model) => this.usage(provider, key, model, now)),
+      ]);
+      if (!usage) throw new Error("key pool inspect answered nothing");
+      const models: KeyView["models"] = {};
+      names.forEach((model, i) => {
+        const u = perModel[i];
+        if (u) models[model] = { ...u, limits: modelLimits(key, model) };
+      });
       const n = (f: string): number | null => (state[f] === undefined ? null : Number(state[f]));
       const disabled =
         state.disabled !== undefined

@@ -34,9 +34,5 @@ export interface ChatProvider {
   close(): Promise<void>;
 }
 
-/** The text of a message, whether sent as a string or as text parts. */
-export const messageText = (m: ChatMessage): string =>
-  typeof m.content === "string" ? m.content : m.content.map((p) => p.text).join("");
-
 /** System and developer messages become the system prompt where a provider takes it apart. */
 export const isSystemRole = (role: ChatMessage["role"]): boolean => role === "system" || role === "developer";

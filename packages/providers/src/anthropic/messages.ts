@@ -2,7 +2,8 @@ import { z } from "zod";
 import { HttpAdapter, type AdapterOptions, type UpstreamError } from "../adapter";
 import type { JsonResponse } from "../http";
 import { anthropicRateLimits, type RateLimitInfo } from "../rate-limits";
-import { isSystemRole, messageText, type ChatResult, type ProviderRequest } from "../types";
+import { messageText } from "@switchyard/core";
+import { isSystemRole, type ChatResult, type ProviderRequest } from "../types";
 
 /**
  * Anthropic Messages API (POST {base_url}/v1/messages, base_url as the SDK takes it:

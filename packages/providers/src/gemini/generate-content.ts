@@ -3,7 +3,8 @@ import { HttpAdapter, type AdapterOptions, type UpstreamError } from "../adapter
 import type { ProviderErrorKind } from "../errors";
 import { parseProtoDuration } from "../retry-hints";
 import type { RateLimitInfo } from "../rate-limits";
-import { isSystemRole, messageText, type ChatResult, type ProviderRequest } from "../types";
+import { messageText } from "@switchyard/core";
+import { isSystemRole, type ChatResult, type ProviderRequest } from "../types";
 
 /**
  * Gemini generateContent (POST {base_url}/{api_version}/models/{model}:generateContent, key in
