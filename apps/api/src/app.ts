@@ -12,6 +12,9 @@ import { adminAuth } from "./auth";
 import { errorHandler } from "./errors";
 import { httpMetrics } from "./http-metrics";
 import type { JobService } from "./job-service";
+import type { WebhookService } from "./webhook-service";
+import type { DeliveryQueue } from "@switchyard/webhooks";
+import { webhooksRouter } from "./routes/webhooks";
 import { adminRouter, keyPoolMetrics } from "./routes/admin";
 import { jobsRouter } from "./routes/jobs";
 import { TenantDirectory } from "./tenants";
@@ -21,6 +24,8 @@ export interface AppDeps {
   redis: Redis;
   producer: JobProducer;
   service: JobService;
+  webhooks: WebhookService;
+  deliveryQueue: DeliveryQueue;
   pool: KeyPool;
   registry: Registry;
   log: Logger;
@@ -72,7 +77,8 @@ export function createApp(deps: AppDeps): Express {
     registers: [registry],
   });
   const directory = new TenantDirectory(config.tenants);
-  app.use(jobsRouter(deps.service, config, directory, enqueued));
+  app.use(jobsRouter(deps.service, config, directory, enqueued, deps.webhooks));
+  app.use(webhooksRouter(deps.webhooks, config, directory));
 
   app.use(adminRouter(config, deps.pool, deps.adminToken));
   keyPoolMetrics(config, deps.pool, registry);
@@ -80,7 +86,7 @@ export function createApp(deps: AppDeps): Express {
   const board = new ExpressAdapter();
   board.setBasePath("/admin/queues");
   createBullBoard({
-    queues: [...deps.producer.queues.values()].map((q) => new BullMQAdapter(q)),
+    queues: [...deps.producer.queues.values(), deps.deliveryQueue.queue].map((q) => new BullMQAdapter(q)),
     serverAdapter: board,
   });
   app.use("/admin/queues", adminAuth(deps.adminToken), board.getRouter());

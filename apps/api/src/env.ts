@@ -9,6 +9,8 @@ export const apiEnvSchema = z.object({
   SWITCHYARD_CONFIG: z.string().min(1).optional(),
   SWITCHYARD_ADMIN_TOKEN: z.string().min(8, "use at least 8 characters").optional(),
   LOG_LEVEL: logLevelSchema,
+  /** Hosts or CIDRs, comma-separated, that webhooks may reach although they are internal. */
+  SWITCHYARD_WEBHOOK_ALLOWLIST: z.string().optional(),
 });
 export type ApiEnv = z.infer<typeof apiEnvSchema>;
 

@@ -24,6 +24,7 @@ import {
   type Redis,
 } from "@switchyard/queue";
 import type { Logger } from "@switchyard/observability";
+import { parseBody } from "./validate";
 
 /** Submission, lookup, long-poll and cancel: the API's job logic, free of HTTP details. */
 export interface SubmitOutcome {
@@ -52,34 +53,13 @@ function canonical(value: unknown): string {
 }
 
 export function parseCreateJob(body: unknown, config: SwitchyardConfig): CreateJobRequest {
-  if (body === undefined || body === null || typeof body !== "object" || Array.isArray(body)) {
-    throw badRequest("send a JSON object with Content-Type: application/json");
-  }
-  const parsed = createJobRequestSchema.safeParse(body);
-  if (!parsed.success) {
-    const details = parsed.error.issues.flatMap((i) => {
-      const base = i.path.map(String);
-      // Unknown fields are reported at their own path, like every other problem.
-      if (i.code === "unrecognized_keys")
-        return i.keys.map((k) => ({ path: [...base, k].join("."), message: "unknown field" }));
-      return [{ path: base.join(".") || "(body)", message: i.message }];
-    });
-    throw badRequest(`invalid request: ${details.map((d) => `${d.path}: ${d.message}`).join("; ")}`, details);
-  }
-  const req = parsed.data;
+  const req = parseBody(createJobRequestSchema, body);
   if (!config.models[req.model]) {
     const known = Object.keys(config.models).sort();
     const list = known.slice(0, 20).join(", ") + (known.length > 20 ? ", ..." : "");
     throw badRequest(`unknown model '${req.model}'; configured models: ${list}`, [
       { path: "model", message: "unknown model or route" },
     ]);
-  }
-  if (req.webhook) {
-    // Webhook delivery lands with its own issue; accepting the field and never calling would lose results silently.
-    throw badRequest(
-      "webhook delivery is not available in this version; poll GET /v1/jobs/:id?wait=N instead",
-      [{ path: "webhook", message: "not supported yet" }],
-    );
   }
   return req;
 }
@@ -135,6 +115,7 @@ export class JobService {
           createdAt: now,
           traceId,
           ...(req.metadata ? { metadata: req.metadata } : {}),
+          ...(req.webhook ? { webhookUrl: req.webhook.url } : {}),
         },
         startWithin + this.retentionMs,
       );
@@ -256,6 +237,48 @@ export class JobService {
       this.store.get(jobId).then((r) => r && isTerminal(r.view.status) && done(), done);
     });
     return this.get(tenant, jobId);
+  }
+
+  /**
+   * Calls `onView` with the job now and after every status change, until a final status, the
+   * record's end, or `aborted`. Changes are heard over pub/sub; views go out in order, and a
+   * repeated status (a message that raced the first read) is not sent twice.
+   */
+  async watch(
+    tenant: TenantConfig,
+    jobId: string,
+    aborted: AbortSignal,
+    onView: (job: JobView) => void,
+  ): Promise<void> {
+    await this.get(tenant, jobId);
+    await new Promise<void>((resolve) => {
+      let last = "";
+      let chain: Promise<void> = Promise.resolve();
+      let finished = false;
+      const done = () => {
+        if (finished) return;
+        finished = true;
+        stop();
+        aborted.removeEventListener("abort", done);
+        resolve();
+      };
+      const refresh = () => {
+        chain = chain.then(async () => {
+          if (finished) return;
+          const rec = await this.store.get(jobId).catch(() => undefined);
+          if (!rec || rec.tenantId !== tenant.id) return done();
+          if (rec.view.status !== last) {
+            last = rec.view.status;
+            onView(rec.view);
+          }
+          if (isTerminal(rec.view.status)) done();
+        });
+      };
+      const stop = this.events.listen(jobId, () => refresh());
+      aborted.addEventListener("abort", done);
+      if (aborted.aborted) done();
+      refresh();
+    });
   }
 
   /** Cancels a queued job at once; asks the worker holding a running job to abort it. */

@@ -6,6 +6,8 @@ import { checkEvictionPolicy, createRedis, JobEvents, JobProducer, JobStore, Key
 import { createApp } from "./app";
 import { loadApiEnv } from "./env";
 import { JobService } from "./job-service";
+import { AddressPolicy, DeliveryQueue, WebhookStore } from "@switchyard/webhooks";
+import { WebhookService } from "./webhook-service";
 
 async function main(): Promise<void> {
   const env = loadApiEnv();
@@ -29,11 +31,20 @@ async function main(): Promise<void> {
   await events.whenReady();
   const registry = createRegistry("api");
   const service = new JobService(config, redis, keys, store, producer, events, log);
+  const deliveryQueue = new DeliveryQueue(bullConnection, config);
+  const webhooks = new WebhookService(
+    config,
+    new WebhookStore(redis, keys, config.webhooks),
+    deliveryQueue,
+    AddressPolicy.fromEnv(env.SWITCHYARD_WEBHOOK_ALLOWLIST),
+  );
   const app = createApp({
     config,
     redis,
     producer,
     service,
+    webhooks,
+    deliveryQueue,
     pool: new KeyPool(redis, keys),
     registry,
     log,
@@ -71,6 +82,7 @@ async function main(): Promise<void> {
       server.closeIdleConnections();
     });
     await producer.close();
+    await deliveryQueue.close();
     await Promise.allSettled([redis.quit(), bullConnection.quit(), subscriber.quit()]);
     log.info("stopped");
     process.exit(0);

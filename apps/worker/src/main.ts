@@ -1,4 +1,5 @@
 import { createServer } from "node:http";
+import { hostname } from "node:os";
 import { resolve } from "node:path";
 import { configPathFor, loadConfig } from "@switchyard/core";
 import { createLogger, createRegistry } from "@switchyard/observability";
@@ -13,6 +14,11 @@ import { KeyProber } from "./key-prober";
 import { KeyedCaller } from "./keyed-call";
 import { WorkerMetrics } from "./metrics";
 import { RouteExecutor } from "./route-executor";
+import { AddressPolicy, DeliveryQueue, guardedAgent, WebhookStore } from "@switchyard/webhooks";
+import { DeliveryWorker } from "./webhooks/delivery-worker";
+import { WebhookMetrics } from "./webhooks/metrics";
+import { OutboxFanout } from "./webhooks/outbox-fanout";
+import { WebhookSender } from "./webhooks/sender";
 
 async function main(): Promise<void> {
   const env = loadWorkerEnv();
@@ -53,6 +59,35 @@ async function main(): Promise<void> {
   const prober = new KeyProber(pool, config.providers, providers, metrics, log);
   prober.start();
 
+  // Webhooks: fan-out of final job events, then signed deliveries on their own queue.
+  const wh = config.webhooks;
+  const policy = AddressPolicy.fromEnv(env.SWITCHYARD_WEBHOOK_ALLOWLIST);
+  const agent = guardedAgent(policy, { connectTimeoutMs: wh.connect_timeout_ms });
+  const whStore = new WebhookStore(redis, keys, wh);
+  const whMetrics = new WebhookMetrics(registry);
+  const deliveryQueue = new DeliveryQueue(bull, config);
+  const outboxReader = createRedis(env.REDIS_URL, "worker");
+  const fanout = new OutboxFanout(
+    outboxReader,
+    keys,
+    store,
+    whStore,
+    deliveryQueue,
+    whMetrics,
+    log,
+    `${hostname()}-${process.pid}`,
+  );
+  const deliveries = new DeliveryWorker(
+    config,
+    bull,
+    whStore,
+    new WebhookSender(agent, wh.timeout_ms),
+    whMetrics,
+    log,
+  );
+  await deliveries.start();
+  await fanout.start();
+
   const metricsServer =
     env.METRICS_PORT === undefined
       ? undefined
@@ -77,9 +112,13 @@ async function main(): Promise<void> {
     log.info({ signal }, "shutting down");
     prober.stop();
     await dispatcher.stop(config.worker.shutdown_grace_ms);
+    await fanout.stop();
+    await deliveries.stop();
+    await deliveryQueue.close();
+    await agent.close();
     metricsServer?.close();
     await Promise.allSettled([...providers.values()].map((p) => p.close()));
-    await Promise.allSettled([redis.quit(), bull.quit(), subscriber.quit()]);
+    await Promise.allSettled([redis.quit(), bull.quit(), subscriber.quit(), outboxReader.quit()]);
     log.info("stopped");
     process.exit(0);
   };

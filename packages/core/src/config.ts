@@ -294,9 +294,58 @@ const serverSchema = z
   })
   .strict();
 
+/** Default retry schedule of a webhook delivery, in seconds after each failed attempt (~3 days). */
+export const DEFAULT_WEBHOOK_SCHEDULE = [5, 300, 1_800, 7_200, 18_000, 36_000, 50_400, 72_000, 86_400];
+
+/**
+ * Result delivery by signed webhooks. Retry delays are seconds after each failed attempt
+ * (fractions allowed, so tests can use short schedules); each gets +/- `jitter` of itself.
+ */
+const webhooksSchema = z
+  .object({
+    retry_schedule_seconds: z
+      .array(
+        z
+          .number()
+          .min(0.01)
+          .max(7 * 86_400),
+      )
+      .max(30)
+      .default(DEFAULT_WEBHOOK_SCHEDULE),
+    jitter: z.number().min(0).max(0.5).default(0.2),
+    /** Total time for one delivery attempt, connect included. */
+    timeout_ms: z.number().int().min(100).max(120_000).default(15_000),
+    connect_timeout_ms: z.number().int().min(50).max(60_000).default(5_000),
+    /** Deliveries in flight per worker process (a slow receiver only ever holds one of these). */
+    concurrency: z.number().int().min(1).max(10_000).default(50),
+    /** An endpoint whose deliveries have failed without a success for this long is disabled. */
+    disable_after_hours: z
+      .number()
+      .positive()
+      .max(24 * 90)
+      .default(120),
+    /** How long the old secret stays valid after a rotation unless the request says otherwise. */
+    secret_grace_hours: z
+      .number()
+      .min(0)
+      .max(24 * 7)
+      .default(24),
+    max_endpoints_per_tenant: z.number().int().min(1).max(1_000).default(20),
+    /** Delivery records (and their bodies, for replay) are kept this long after their last change. */
+    delivery_retention_hours: z
+      .number()
+      .positive()
+      .max(24 * 90)
+      .default(168),
+    /** Deliveries listed per endpoint (the newest are kept). */
+    max_deliveries_per_endpoint: z.number().int().min(10).max(100_000).default(1_000),
+  })
+  .strict();
+
 export const configSchema = z
   .object({
     server: serverSchema.default(serverSchema.parse({})),
+    webhooks: webhooksSchema.default(webhooksSchema.parse({})),
     queue: queueSchema.default(queueSchema.parse({})),
     worker: workerSchema.default(workerSchema.parse({})),
     providers: z.array(providerSchema).min(1),
@@ -395,6 +444,7 @@ export type BreakerConfig = ProviderConfig["breaker"];
 export type ProviderKeyConfig = ProviderConfig["keys"][number];
 export type KeyLimits = z.infer<typeof keyLimitsSchema>;
 export type LimiterConfig = ProviderConfig["limiter"];
+export type WebhooksConfig = SwitchyardConfig["webhooks"];
 
 export class ConfigError extends Error {
   constructor(message: string) {

@@ -31,6 +31,8 @@ export interface NewJobRecord {
   createdAt: number;
   metadata?: Record<string, string | number | boolean | null>;
   traceId: string;
+  /** The job's own webhook target (signed with the tenant's secret). */
+  webhookUrl?: string;
 }
 
 export interface JobRecord {
@@ -38,6 +40,7 @@ export interface JobRecord {
   tenantId: string;
   queue: string;
   cancelRequested: boolean;
+  webhookUrl?: string;
 }
 
 export interface TransitionOutcome {
@@ -64,8 +67,11 @@ export interface TransitionFields {
 
 type LuaReply = [number, string, string?, string?];
 
+/** Terminal events waiting for fan-out; a safety cap, far above any healthy backlog. */
+const OUTBOX_CAP = 1_000_000;
+
 interface StoreCommands {
-  syTransition(key: string, ...args: (string | number)[]): Promise<LuaReply>;
+  syTransition(key: string, outbox: string, tenants: string, ...args: (string | number)[]): Promise<LuaReply>;
   syRequestCancel(key: string, now: number): Promise<LuaReply>;
 }
 
@@ -90,7 +96,7 @@ export class JobStore {
     readonly keys: Keys,
   ) {
     if (!("syTransition" in redis)) {
-      redis.defineCommand("syTransition", { numberOfKeys: 1, lua: transitionLua });
+      redis.defineCommand("syTransition", { numberOfKeys: 3, lua: transitionLua });
       redis.defineCommand("syRequestCancel", { numberOfKeys: 1, lua: requestCancelLua });
     }
     this.redis = redis as Redis & StoreCommands;
@@ -110,6 +116,7 @@ export class JobStore {
       trace_id: rec.traceId,
     };
     if (rec.metadata) fields.metadata = JSON.stringify(rec.metadata);
+    if (rec.webhookUrl) fields.webhook_url = rec.webhookUrl;
     await this.redis.multi().hset(key, fields).pexpire(key, ttlMs).exec();
   }
 
@@ -144,7 +151,13 @@ export class JobStore {
     if (metadata) view.metadata = metadata;
     const cancelRequested = h.cancel_requested === "1";
     if (cancelRequested && !isTerminal(view.status)) view.cancel_requested = true;
-    return { view, tenantId: h.tenant, queue: h.queue ?? "", cancelRequested };
+    return {
+      view,
+      tenantId: h.tenant,
+      queue: h.queue ?? "",
+      cancelRequested,
+      ...(h.webhook_url ? { webhookUrl: h.webhook_url } : {}),
+    };
   }
 
   /** Moves a record to `status` unless it is final already; publishes the change. */
@@ -154,12 +167,17 @@ export class JobStore {
     fields: TransitionFields,
     ttlMs = 0,
   ): Promise<TransitionOutcome> {
-    const args: (string | number)[] = [status, ttlMs, this.keys.jobEventsChannel, jobId];
+    const args: (string | number)[] = [status, ttlMs, this.keys.jobEventsChannel, jobId, OUTBOX_CAP];
     for (const [k, v] of Object.entries(fields)) {
       if (v === undefined) continue;
       args.push(k, v === null ? "" : typeof v === "object" ? JSON.stringify(v) : String(v));
     }
-    const [applied, after, cancel, log] = await this.redis.syTransition(this.keys.job(jobId), ...args);
+    const [applied, after, cancel, log] = await this.redis.syTransition(
+      this.keys.job(jobId),
+      this.keys.webhookOutbox,
+      this.keys.tenantsWithEndpoints,
+      ...args,
+    );
     return {
       applied: applied === 1,
       exists: applied !== -1,

@@ -48,6 +48,46 @@ export class Keys {
     return `${this.prefix}:kp:${provider}:share:${shareClass}:${model}`;
   }
 
+  /** A tenant's webhook endpoint: url, events, secrets, status. */
+  webhookEndpoint(endpointId: string): string {
+    return `${this.prefix}:wh:ep:${endpointId}`;
+  }
+
+  /** The ids of a tenant's webhook endpoints. */
+  tenantEndpoints(tenantId: string): string {
+    return `${this.prefix}:wh:tenant:${tenantId}:eps`;
+  }
+
+  /** Ids of tenants that have at least one endpoint: terminal events of their jobs go to the outbox. */
+  get tenantsWithEndpoints(): string {
+    return `${this.prefix}:wh:tenants`;
+  }
+
+  /** A tenant's own signing secret, used for jobs that carry their own webhook.url. */
+  tenantSigningSecret(tenantId: string): string {
+    return `${this.prefix}:wh:tenant:${tenantId}:secret`;
+  }
+
+  /** Stream of terminal job events waiting to be turned into deliveries (written by transition.lua). */
+  get webhookOutbox(): string {
+    return `${this.prefix}:wh:outbox`;
+  }
+
+  /** One delivery of one event to one target: status, attempts, body. */
+  webhookDelivery(deliveryId: string): string {
+    return `${this.prefix}:wh:dlv:${deliveryId}`;
+  }
+
+  /** An endpoint's deliveries by creation time (or, for "job", a tenant's per-job URL deliveries). */
+  endpointDeliveries(endpointId: string): string {
+    return `${this.prefix}:wh:ep:${endpointId}:dlv`;
+  }
+
+  /** The deliveries made for one job's events. */
+  jobDeliveries(jobId: string): string {
+    return `${this.prefix}:wh:job:${jobId}:dlv`;
+  }
+
   /** Pub/sub: "jobId status" on every status change (long-poll, SSE). */
   get jobEventsChannel(): string {
     return `${this.prefix}:events:job`;

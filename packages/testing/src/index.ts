@@ -3,3 +3,4 @@ export * from "./redis";
 export * from "./apps";
 export * from "./stack";
 export * from "./client";
+export * from "./receiver";

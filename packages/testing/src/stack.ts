@@ -106,6 +106,9 @@ export interface StackOptions {
   mockEnv?: Record<string, string>;
   config?: (mockUrl: string, prefix: string) => ConfigDoc;
   adminToken?: string;
+  /** Extra environment for the API process and for every worker process. */
+  apiEnv?: Record<string, string>;
+  workerEnv?: Record<string, string>;
 }
 
 /**
@@ -125,6 +128,7 @@ export class Stack {
     readonly api: AppProcess,
     apiPort: number,
     mockPort: number,
+    private readonly workerEnv: Record<string, string> = {},
   ) {
     this.apiUrl = `http://127.0.0.1:${apiPort}`;
     this.mockUrl = `http://127.0.0.1:${mockPort}`;
@@ -147,10 +151,11 @@ export class Stack {
         REDIS_URL: redisUrl,
         SWITCHYARD_CONFIG: configPath,
         ...(opts.adminToken ? { SWITCHYARD_ADMIN_TOKEN: opts.adminToken } : {}),
+        ...opts.apiEnv,
       },
       "api",
     );
-    const stack = new Stack(redisUrl, prefix, configPath, dir, mock, api, apiPort, mockPort);
+    const stack = new Stack(redisUrl, prefix, configPath, dir, mock, api, apiPort, mockPort, opts.workerEnv);
     await Promise.all([mock.waitForOutput(/mock provider listening/), api.waitForOutput(/api listening/)]);
     for (let i = 0; i < (opts.workers ?? 1); i++) await stack.addWorker();
     return stack;
@@ -159,7 +164,7 @@ export class Stack {
   async addWorker(env: Record<string, string> = {}): Promise<AppProcess> {
     const w = startApp(
       "worker",
-      { REDIS_URL: this.redisUrl, SWITCHYARD_CONFIG: this.configPath, ...env },
+      { REDIS_URL: this.redisUrl, SWITCHYARD_CONFIG: this.configPath, ...this.workerEnv, ...env },
       `worker${this.workers.length + 1}`,
     );
     this.workers.push(w);

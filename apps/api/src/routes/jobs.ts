@@ -10,6 +10,10 @@ import type { Counter } from "@switchyard/observability";
 import { tenantAuth } from "../auth";
 import { parseCreateJob, type JobService } from "../job-service";
 import type { TenantDirectory } from "../tenants";
+import type { WebhookService } from "../webhook-service";
+
+/** An SSE comment keeps proxies from closing a quiet stream. */
+const SSE_HEARTBEAT_MS = 15_000;
 
 /**
  * /v1/jobs: submit, read (with ?wait= long-poll), cancel. Routes carry their full paths so
@@ -21,6 +25,7 @@ export function jobsRouter(
   config: SwitchyardConfig,
   directory: TenantDirectory,
   enqueued: Counter<"tier">,
+  webhooks: WebhookService,
 ): Router {
   const router = Router();
   router.use(
@@ -45,6 +50,7 @@ export function jobsRouter(
   router.post("/v1/jobs", async (req, res) => {
     const tenant = tenantOf(res);
     const body = parseCreateJob(req.body, config);
+    if (body.webhook) await webhooks.checkJobWebhook(tenant, body.webhook.url);
     const key = req.get("idempotency-key");
     const { job, replayed } = await service.submit(tenant, body, String(req.id), key);
     if (!replayed) enqueued.inc({ tier: tenant.tier });
@@ -69,6 +75,37 @@ export function jobsRouter(
     }
     const job = await service.waitForTerminal(tenant, id, waitMs, abortSignalOf(req, res));
     res.json(job);
+  });
+
+  /** Server-sent events: the job as GET shows it, now and at every status change, until it ends. */
+  router.get("/v1/jobs/:id/events", async (req, res) => {
+    const tenant = tenantOf(res);
+    const id = jobIdOf(req);
+    await service.get(tenant, id); // 404 as JSON, before the stream starts
+    res.status(200).set({
+      "content-type": "text/event-stream; charset=utf-8",
+      "cache-control": "no-cache, no-transform",
+      "x-accel-buffering": "no",
+    });
+    res.flushHeaders();
+    const heartbeat = setInterval(() => res.write(": keep-alive\n\n"), SSE_HEARTBEAT_MS);
+    let seq = 0;
+    try {
+      await service.watch(tenant, id, abortSignalOf(req, res), (job) => {
+        seq += 1;
+        res.write(`id: ${seq}\nevent: status\ndata: ${JSON.stringify(job)}\n\n`);
+      });
+    } finally {
+      clearInterval(heartbeat);
+      res.end();
+    }
+  });
+
+  router.get("/v1/jobs/:id/deliveries", async (req, res) => {
+    const tenant = tenantOf(res);
+    const id = jobIdOf(req);
+    await service.get(tenant, id);
+    res.json({ object: "list", data: await webhooks.jobDeliveries(tenant, id) });
   });
 
   router.delete("/v1/jobs/:id", async (req, res) => {

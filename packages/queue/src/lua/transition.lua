@@ -2,18 +2,23 @@
   Moves a job record to a new status, unless it is already final.
 
   KEYS[1]  job record hash
+  KEYS[2]  webhook outbox stream (terminal events to deliver)
+  KEYS[3]  set of tenant ids that have webhook endpoints
   ARGV[1]  new status (queued | running | succeeded | failed | cancelled | expired)
   ARGV[2]  TTL in ms to set on the record (0 leaves the TTL alone)
   ARGV[3]  pub/sub channel that hears "<jobId> <status>"
   ARGV[4]  job id (for the message)
-  ARGV[5..] field, value pairs to HSET with the status; an empty value deletes the field
+  ARGV[5]  outbox cap (MAXLEN ~): a safety bound; entries are deleted once fanned out
+  ARGV[6..] field, value pairs to HSET with the status; an empty value deletes the field
 
   Returns { applied (1|0|-1), status after the call, cancel_requested ("1" or ""), attempt_log }
     (attempt_log: the job's attempt history as stored before this call, "" when none)
     -1: no such record (expired or never written); 0: already final, nothing changed.
   Final statuses never change again, so a late worker can never overwrite a cancel.
+  The move to a final status and its webhook event are written together: an event is never
+  lost between the two, whichever process (API or worker) ends the job.
 ]]
-local current = redis.call("HMGET", KEYS[1], "status", "cancel_requested", "attempt_log")
+local current = redis.call("HMGET", KEYS[1], "status", "cancel_requested", "attempt_log", "tenant", "webhook_url")
 local status = current[1]
 if not status then
   return { -1, "", "", "" }
@@ -24,7 +29,7 @@ if status == "succeeded" or status == "failed" or status == "cancelled" or statu
   return { 0, status, cancel, log }
 end
 local fields = { "status", ARGV[1] }
-for i = 5, #ARGV, 2 do
+for i = 6, #ARGV, 2 do
   if ARGV[i + 1] == "" then
     redis.call("HDEL", KEYS[1], ARGV[i])
   else
@@ -39,5 +44,9 @@ if ttl and ttl > 0 then
 end
 if ARGV[1] ~= status then
   redis.call("PUBLISH", ARGV[3], ARGV[4] .. " " .. ARGV[1])
+end
+local final = ARGV[1] == "succeeded" or ARGV[1] == "failed" or ARGV[1] == "cancelled" or ARGV[1] == "expired"
+if final and (current[5] or redis.call("SISMEMBER", KEYS[3], current[4] or "") == 1) then
+  redis.call("XADD", KEYS[2], "MAXLEN", "~", ARGV[5], "*", "job", ARGV[4], "status", ARGV[1])
 end
 return { 1, ARGV[1], cancel, log }

@@ -1,0 +1,152 @@
+import { UnrecoverableError, Worker, type Job } from "bullmq";
+import type { SwitchyardConfig } from "@switchyard/core";
+import type { Logger } from "@switchyard/observability";
+import type { Redis } from "@switchyard/queue";
+import {
+  WEBHOOK_BACKOFF,
+  WEBHOOK_QUEUE,
+  deliveryJobSchema,
+  type Delivery,
+  type DeliveryJob,
+  type WebhookStore,
+} from "@switchyard/webhooks";
+import { RetryLater } from "../retry";
+import type { DeliveryOutcome, WebhookMetrics } from "./metrics";
+import type { WebhookSender } from "./sender";
+
+/**
+ * Consumes the webhooks queue: one signed POST per attempt, then success, a retry on the
+ * configured schedule (or the receiver's Retry-After on 429/503), or a dead letter after the
+ * last attempt. A 410 Gone, or an endpoint failing without a success for disable_after_hours,
+ * disables the endpoint with a reason. Deliveries never share slots with LLM jobs.
+ */
+export class DeliveryWorker {
+  private worker?: Worker<DeliveryJob>;
+
+  constructor(
+    private readonly config: SwitchyardConfig,
+    private readonly connection: Redis,
+    private readonly store: WebhookStore,
+    private readonly sender: WebhookSender,
+    private readonly metrics: WebhookMetrics,
+    private readonly log: Logger,
+    private readonly random: () => number = Math.random,
+  ) {}
+
+  async start(): Promise<void> {
+    const wh = this.config.webhooks;
+    this.worker = new Worker<DeliveryJob>(WEBHOOK_QUEUE, (job) => this.process(job), {
+      connection: this.connection,
+      prefix: this.config.queue.prefix,
+      concurrency: wh.concurrency,
+      lockDuration: Math.max(30_000, wh.timeout_ms * 2),
+      settings: {
+        backoffStrategy: (_attemptsMade: number, type?: string, err?: Error) =>
+          type === WEBHOOK_BACKOFF && err instanceof RetryLater ? err.delayMs : 0,
+      },
+    });
+    this.worker.on("error", (err) => this.log.error({ err }, "webhook worker error"));
+    await this.worker.waitUntilReady();
+  }
+
+  async stop(): Promise<void> {
+    await this.worker?.close();
+  }
+
+  /** Delay before the retry after failed attempt number `attempt` (1-based), jittered. */
+  scheduledDelayMs(attempt: number): number {
+    const wh = this.config.webhooks;
+    const step = wh.retry_schedule_seconds[Math.min(attempt, wh.retry_schedule_seconds.length) - 1] ?? 5;
+    return Math.round(step * 1000 * (1 + wh.jitter * (2 * this.random() - 1)));
+  }
+
+  private async process(job: Job<DeliveryJob>): Promise<string> {
+    const { delivery_id } = deliveryJobSchema.parse(job.data);
+    const d = await this.store.delivery(delivery_id);
+    if (!d) return "record expired";
+    // A second run of a job that already succeeded (a stalled lock, a duplicate replay) sends nothing.
+    if (d.status === "succeeded") return "already delivered";
+    const target = await this.target(d);
+    if ("skip" in target) {
+      await this.finish(d, "failed", { last_error: target.skip });
+      this.count(d, "skipped");
+      return target.skip;
+    }
+
+    const now = Date.now();
+    const attempt = job.attemptsMade + 1;
+    const isLast = attempt >= (job.opts.attempts ?? 1);
+    const r = await this.sender.send(target.url, target.secrets, d.webhook_id, d.body);
+    const base = {
+      attempts: d.attempts + 1,
+      last_attempt_at: now,
+      response_status: r.status ?? null,
+      last_error: r.error ?? null,
+    };
+    if (r.ok) {
+      await this.store.updateDelivery(d.id, { ...base, status: "succeeded", next_attempt_at: null });
+      if (d.endpoint_id) await this.store.noteSuccess(d.endpoint_id, now);
+      return this.done(d, "succeeded", r.durationMs);
+    }
+    if (r.blocked) {
+      await this.store.updateDelivery(d.id, { ...base, status: "failed", next_attempt_at: null });
+      this.done(d, "blocked", r.durationMs);
+      throw new UnrecoverableError(r.error ?? "target blocked");
+    }
+    if (r.status === 410) {
+      const reason = `the receiver answered 410 Gone on ${new Date(now).toISOString()}`;
+      if (d.endpoint_id) await this.store.setEndpointStatus(d.endpoint_id, "disabled", reason, now);
+      await this.store.updateDelivery(d.id, { ...base, status: "failed", next_attempt_at: null });
+      this.done(d, "endpoint_disabled", r.durationMs);
+      throw new UnrecoverableError(reason);
+    }
+    if (d.endpoint_id) {
+      const since = await this.store.noteFailure(d.endpoint_id, now);
+      const limitMs = this.config.webhooks.disable_after_hours * 3_600_000;
+      if (now - since >= limitMs) {
+        const reason = `deliveries have failed since ${new Date(since).toISOString()} without a success`;
+        await this.store.setEndpointStatus(d.endpoint_id, "disabled", reason, now);
+        await this.store.updateDelivery(d.id, { ...base, status: "failed", next_attempt_at: null });
+        this.log.warn({ endpoint: d.endpoint_id, since }, "webhook endpoint disabled: failing for too long");
+        this.done(d, "endpoint_disabled", r.durationMs);
+        throw new UnrecoverableError(reason);
+      }
+    }
+    if (isLast) {
+      await this.store.updateDelivery(d.id, { ...base, status: "failed", next_attempt_at: null });
+      this.done(d, "failed", r.durationMs);
+      throw new UnrecoverableError(`${r.error ?? "failed"}; no attempts left (dead-lettered)`);
+    }
+    const delay = r.retryAfterMs ?? this.scheduledDelayMs(attempt);
+    await this.store.updateDelivery(d.id, { ...base, status: "pending", next_attempt_at: now + delay });
+    this.done(d, "retry", r.durationMs);
+    throw new RetryLater(r.error ?? "failed", delay);
+  }
+
+  private async target(d: Delivery): Promise<{ url: string; secrets: string[] } | { skip: string }> {
+    if (d.endpoint_id) {
+      const ep = await this.store.endpoint(d.endpoint_id, d.tenantId);
+      if (!ep) return { skip: "the endpoint was deleted" };
+      if (ep.status === "disabled") return { skip: `the endpoint is disabled: ${ep.disabled_reason ?? ""}` };
+      return { url: ep.url, secrets: ep.secrets };
+    }
+    const secrets = await this.store.tenantSecrets(d.tenantId);
+    if (!d.url) return { skip: "the delivery has no URL" };
+    if (secrets.length === 0) return { skip: "the tenant has no signing secret (POST /v1/webhook-secret)" };
+    return { url: d.url, secrets };
+  }
+
+  private async finish(d: Delivery, status: "failed", fields: { last_error: string }): Promise<void> {
+    await this.store.updateDelivery(d.id, { status, next_attempt_at: null, ...fields });
+  }
+
+  private count(d: Delivery, outcome: DeliveryOutcome): void {
+    this.metrics.attempts.inc({ event: d.event_type, outcome });
+  }
+
+  private done(d: Delivery, outcome: DeliveryOutcome, durationMs: number): string {
+    this.count(d, outcome);
+    this.metrics.duration.observe({ outcome }, durationMs / 1000);
+    return outcome;
+  }
+}
