@@ -10,12 +10,8 @@ describe("bad input", () => {
   afterAll(async () => {
     await stack?.stop();
   });
-  const post = (opts: Parameters<typeof http>[2]) =>
-    http<{ error: { type: string; message: string; details?: { path: string }[] } }>(
-      "POST",
-      `${stack.apiUrl}/v1/jobs`,
-      opts,
-    );
+  type ErrorBody = { error: { type: string; message: string; details?: { path: string }[] } };
+  const post = (opts: Parameters<typeof http>[2]) => http<ErrorBody>("POST", `${stack.apiUrl}/v1/jobs`, opts);
 
   it("401 without a key, with an unknown key, with a malformed header", async () => {
     expect((await post({ json: chat("x") })).status).toBe(401);
@@ -70,13 +66,27 @@ describe("bad input", () => {
     expect(res.body.error.details?.[0]?.path).toBe("model");
   });
 
-  it("400 for a webhook until webhook delivery exists, rather than silently never calling it", async () => {
-    const res = await post({
+  it("400 with field paths for bad webhook fields on a job and on an endpoint", async () => {
+    const notUrl = await post({ key: PAID_KEY, json: chat("x", { webhook: { url: "not a url" } }) });
+    expect(notUrl.status).toBe(400);
+    expect(notUrl.body.error.details?.map((d) => d.path)).toEqual(["webhook.url"]);
+    const extra = await post({
       key: PAID_KEY,
-      json: chat("x", { webhook: { url: "https://example.com/hook" } }),
+      json: chat("x", { webhook: { url: "https://example.com/h", secret: "s" } }),
     });
-    expect(res.status).toBe(400);
-    expect(res.body.error.details?.[0]?.path).toBe("webhook");
+    expect(extra.body.error.details?.map((d) => d.path)).toEqual(["webhook.secret"]);
+    const ep = await http<ErrorBody>("POST", `${stack.apiUrl}/v1/webhook-endpoints`, {
+      key: PAID_KEY,
+      json: { events: ["job.done"], colour: "red" },
+    });
+    expect(ep.status).toBe(400);
+    expect(ep.body.error.details?.map((d) => d.path).sort()).toEqual(["colour", "events.0", "url"]);
+    const rotate = await http<ErrorBody>("POST", `${stack.apiUrl}/v1/webhook-secret`, {
+      key: PAID_KEY,
+      json: { grace_seconds: -1 },
+    });
+    expect(rotate.body.error.details?.map((d) => d.path)).toEqual(["grace_seconds"]);
+    expect((await http("GET", `${stack.apiUrl}/v1/webhook-endpoints`)).status).toBe(401);
   });
 
   it("413 for a body over the configured limit", async () => {

@@ -149,6 +149,7 @@ describe("job lifecycle", () => {
         "jobs-free",
         "jobs-paid",
         "jobs-tenant-other-co",
+        "webhooks",
       ]);
     });
 

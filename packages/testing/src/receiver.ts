@@ -34,7 +34,7 @@ export class Receiver {
   ) {}
 
   static async start(host = "127.0.0.1"): Promise<Receiver> {
-    let self: Receiver | undefined;
+    const holder: { self?: Receiver } = {};
     const server = createServer((req, res) => {
       const chunks: Buffer[] = [];
       req.on("data", (c: Buffer) => chunks.push(c));
@@ -45,13 +45,14 @@ export class Receiver {
           body: Buffer.concat(chunks).toString("utf8"),
           at: Date.now(),
         };
-        const reply = self?.record(rec) ?? { status: 200 };
+        const reply = holder.self?.record(rec) ?? { status: 200 };
         res.writeHead(reply.status, reply.headers).end(reply.body ?? "");
       });
     });
     await new Promise<void>((resolve) => server.listen(0, host, resolve));
     const { port } = server.address() as AddressInfo;
-    self = new Receiver(server, `http://${host.includes(":") ? `[${host}]` : host}:${port}`);
+    const self = new Receiver(server, `http://${host.includes(":") ? `[${host}]` : host}:${port}`);
+    holder.self = self;
     return self;
   }
 

@@ -24,11 +24,11 @@ export function signature(secret: string, msgId: string, timestamp: number, body
 export const signatureHeader = (secrets: readonly string[], msgId: string, timestamp: number, body: string) =>
   secrets.map((s) => `v1,${signature(s, msgId, timestamp, body)}`).join(" ");
 
-export interface WebhookHeaders {
+export type WebhookHeaders = {
   "webhook-id": string;
   "webhook-timestamp": string;
   "webhook-signature": string;
-}
+};
 
 /** The three headers of one delivery attempt (the timestamp is the attempt's, the id the event's). */
 export function signedHeaders(
