@@ -173,6 +173,28 @@ describe("webhooks", () => {
     expect(d).toMatchObject({ status: "succeeded", attempts: 3, response_status: 204 });
   });
 
+  it("retries after a timeout and after a refused connection", async () => {
+    const closed = await Receiver.start();
+    const closedUrl = `${closed.url}/hooks/nobody`;
+    await closed.close();
+    const nobody = await http<Created>("POST", `${stack.apiUrl}/v1/webhook-endpoints`, {
+      key: PAID_KEY,
+      json: { url: closedUrl },
+    });
+    cleanup.push(nobody.body.id);
+    const slow = await createEndpoint("/hooks/slow");
+    // The first attempt outlives timeout_ms (2 s here); the retry is answered at once.
+    receiver.on("/hooks/slow", (n) => (n === 0 ? { status: 200, delayMs: 4_000 } : { status: 200 }));
+    const job = await runJob("timeouts");
+    const got = await waitForJob("/hooks/slow", job.id, 2);
+    expect(got[0]?.headers["webhook-id"]).toBe(got[1]?.headers["webhook-id"]);
+    const list = await settled(job.id, 2);
+    expect(list.find((d) => d.endpoint_id === slow.id)).toMatchObject({ status: "succeeded", attempts: 2 });
+    const dead = list.find((d) => d.endpoint_id === nobody.body.id);
+    expect(dead).toMatchObject({ status: "failed", attempts: 4 });
+    expect(dead?.last_error).toMatch(/connection failed: ECONNREFUSED/);
+  });
+
   it("disables an endpoint that answers 410 Gone; it gets nothing more until enabled again", async () => {
     const gone = await createEndpoint("/hooks/gone");
     const marker = await createEndpoint("/hooks/marker");

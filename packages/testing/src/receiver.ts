@@ -13,6 +13,8 @@ export interface Reply {
   status: number;
   headers?: Record<string, string>;
   body?: string;
+  /** Answer only after this long (to make a sender time out). */
+  delayMs?: number;
 }
 
 /** Decides the answer to the n-th (0-based) request on a path. */
@@ -46,7 +48,11 @@ export class Receiver {
           at: Date.now(),
         };
         const reply = holder.self?.record(rec) ?? { status: 200 };
-        res.writeHead(reply.status, reply.headers).end(reply.body ?? "");
+        const answer = () => {
+          if (!res.destroyed) res.writeHead(reply.status, reply.headers).end(reply.body ?? "");
+        };
+        if (reply.delayMs) setTimeout(answer, reply.delayMs).unref();
+        else answer();
       });
     });
     await new Promise<void>((resolve) => server.listen(0, host, resolve));
