@@ -3,15 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { stringify } from "yaml";
-import {
-  freePort,
-  PAID_KEY,
-  startApp,
-  startRedis,
-  testConfig,
-  uniquePrefix,
-  type AppProcess,
-} from "@switchyard/testing";
+import { freePort, PAID_KEY, startApp, testConfig, uniquePrefix, type AppProcess } from "@switchyard/testing";
 import type { ScenarioResult } from "./results";
 
 /**
@@ -74,12 +66,12 @@ async function scrapeRuns(
 }
 
 export async function limiterScenario(opts: {
+  redisUrl: string;
   durationS: number;
   latencyMs: number;
   log: (s: string) => void;
 }): Promise<ScenarioResult> {
   const { log } = opts;
-  const redis = await startRedis();
   const dir = mkdtempSync(join(tmpdir(), "switchyard-bench-"));
   const procs: AppProcess[] = [];
   try {
@@ -97,7 +89,7 @@ export async function limiterScenario(opts: {
     const configPath = join(dir, "config.yaml");
     writeFileSync(configPath, stringify(cfg));
     const mockLimits = Object.fromEntries(KEYS.map((k) => [k.secret, { rpm: k.rpm, tpm: k.tpm }]));
-    const common = { REDIS_URL: redis.url, SWITCHYARD_CONFIG: configPath, LOG_LEVEL: "warn" };
+    const common = { REDIS_URL: opts.redisUrl, SWITCHYARD_CONFIG: configPath, LOG_LEVEL: "warn" };
     const mock = startApp(
       "mock-provider",
       {
@@ -260,7 +252,6 @@ export async function limiterScenario(opts: {
     };
   } finally {
     await Promise.allSettled(procs.map((p) => p.stop("SIGTERM", 10_000)));
-    await redis.stop();
     rmSync(dir, { recursive: true, force: true });
   }
 }

@@ -1,11 +1,20 @@
+import { startRedis } from "@switchyard/testing";
+import { Redis } from "ioredis";
+import { baselineScenario } from "./baseline";
+import { e2eScenario } from "./e2e";
+import { ingestScenario } from "./ingest";
 import { limiterScenario } from "./limiter";
+import { overheadScenario } from "./overhead";
 import { machineFacts, writeResults, type ScenarioResult } from "./results";
+import { soakScenario } from "./soak";
 
 /**
  * `pnpm bench [--quick] [--scenario name] [--duration seconds]`: runs the benchmark scenarios on
  * this machine, starting everything they need, and writes bench/results/<time>-<name>.json/.md.
+ * Raw BullMQ (baseline) runs first in every run, on the same Redis, so each figure has a ratio.
  */
-const SCENARIOS = ["limiter"] as const;
+const SCENARIOS = ["baseline", "ingest", "e2e", "overhead", "limiter", "soak"] as const;
+type Scenario = (typeof SCENARIOS)[number];
 
 function arg(name: string): string | undefined {
   const i = process.argv.indexOf(`--${name}`);
@@ -19,15 +28,81 @@ async function main(): Promise<void> {
     console.error(`unknown scenario '${wanted}'; choose one of: ${SCENARIOS.join(", ")}, all`);
     process.exit(2);
   }
-  const duration = Number(arg("duration") ?? (quick ? 150 : 240));
+  const run = (s: Scenario) => wanted === "all" || wanted === s;
+  const given = arg("duration");
+  const seconds = (quickS: number, fullS: number) => Number(given ?? (quick ? quickS : fullS));
   const log = (s: string) => console.log(s);
   const facts = machineFacts();
   log(
     `bench on ${String(facts.cores)} cores, Node ${String(facts.node)}, commit ${String(facts.commit)}${quick ? " (quick)" : ""}`,
   );
+  const redis = await startRedis();
+  const flush = async () => {
+    const c = new Redis(redis.url);
+    await c.flushall();
+    await c.quit();
+  };
   const results: ScenarioResult[] = [];
-  if (wanted === "all" || wanted === "limiter")
-    results.push(await limiterScenario({ durationS: duration, latencyMs: 200, log }));
+  try {
+    const base = await baselineScenario({ redisUrl: redis.url, durationS: quick ? 5 : 10, log });
+    results.push(base.result);
+    await flush();
+    if (run("ingest")) {
+      log("\n== ingest");
+      results.push(
+        await ingestScenario({
+          redisUrl: redis.url,
+          durationS: seconds(10, 30),
+          inFlight: 200,
+          rawAddPerSec: base.addPerSec,
+          log,
+        }),
+      );
+      await flush();
+    }
+    if (run("e2e")) {
+      log("\n== e2e");
+      results.push(
+        await e2eScenario({
+          redisUrl: redis.url,
+          durationS: seconds(10, 30),
+          workers: 2,
+          rawProcessPerSec: base.processPerSec,
+          log,
+        }),
+      );
+      await flush();
+    }
+    if (run("overhead")) {
+      log("\n== overhead");
+      results.push(
+        await overheadScenario({
+          redisUrl: redis.url,
+          durationS: seconds(15, 60),
+          ratePerSec: Number(arg("rate") ?? 1000),
+          latencyMs: 1000,
+          workers: 2,
+          log,
+        }),
+      );
+      await flush();
+    }
+    if (run("limiter")) {
+      log("\n== limiter");
+      results.push(
+        await limiterScenario({ redisUrl: redis.url, durationS: seconds(150, 240), latencyMs: 200, log }),
+      );
+      await flush();
+    }
+    if (run("soak")) {
+      log("\n== soak");
+      results.push(
+        await soakScenario({ redisUrl: redis.url, durationS: seconds(60, 600), ratePerSec: 100, log }),
+      );
+    }
+  } finally {
+    await redis.stop();
+  }
   const md = writeResults(wanted === "all" ? "all" : wanted, results, facts);
   log(`\n${md}`);
 }

@@ -18,10 +18,15 @@ export interface AppProcess {
 }
 
 /** Starts a built app (apps/<name>/dist/main.js) as a real process. */
-export function startApp(name: AppName, env: Record<string, string>, label: string = name): AppProcess {
+export function startApp(
+  name: AppName,
+  env: Record<string, string>,
+  label: string = name,
+  nodeArgs: string[] = [],
+): AppProcess {
   const main = resolve(REPO_ROOT, "apps", name, "dist/main.js");
   if (!existsSync(main)) throw new Error(`${main} is missing: build first (pnpm build)`);
-  const child = spawn(process.execPath, ["--enable-source-maps", main], {
+  const child = spawn(process.execPath, ["--enable-source-maps", ...nodeArgs, main], {
     env: { PATH: process.env.PATH ?? "", LOG_LEVEL: "info", ...env },
     stdio: ["ignore", "pipe", "pipe"],
   });

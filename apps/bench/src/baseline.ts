@@ -1,0 +1,88 @@
+import { Queue, Worker } from "bullmq";
+import { Redis } from "ioredis";
+import type { ScenarioResult } from "./results";
+
+/**
+ * Raw BullMQ on the run's Redis, the yardstick every other figure is divided by: Queue.add with
+ * 200 adds in flight (a payload the size of a small chat job), then a raw Worker (concurrency
+ * 256, like one Switchyard worker) processing those jobs with a no-op.
+ */
+export interface Baseline {
+  addPerSec: number;
+  processPerSec: number;
+  result: ScenarioResult;
+}
+
+const PAYLOAD = {
+  v: 1,
+  tenant_id: "bench",
+  tier: "paid",
+  model: "gpt-4o-mini",
+  request: { messages: [{ role: "user", content: "say hello to the benchmark in five words" }] },
+  priority: "normal",
+};
+
+export async function baselineScenario(opts: {
+  redisUrl: string;
+  durationS: number;
+  log: (s: string) => void;
+}): Promise<Baseline> {
+  const connection = new Redis(opts.redisUrl, { maxRetriesPerRequest: null });
+  const prefix = `{bench-raw-${Date.now()}}`;
+  const queue = new Queue("raw", { connection, prefix });
+  try {
+    let added = 0;
+    const end = Date.now() + opts.durationS * 1000;
+    const t0 = performance.now();
+    await Promise.all(
+      Array.from({ length: 200 }, async () => {
+        while (Date.now() < end) {
+          await queue.add("chat", PAYLOAD, {
+            removeOnComplete: { count: 5_000 },
+            removeOnFail: { count: 5_000 },
+          });
+          added += 1;
+        }
+      }),
+    );
+    const addPerSec = added / ((performance.now() - t0) / 1000);
+    opts.log(`baseline: raw Queue.add ${Math.round(addPerSec)}/s (${added} jobs)`);
+
+    let processed = 0;
+    let finish = () => {};
+    const done = new Promise<void>((resolve) => (finish = resolve));
+    const workerConnection = new Redis(opts.redisUrl, { maxRetriesPerRequest: null });
+    const t1 = performance.now();
+    const worker = new Worker(
+      "raw",
+      async () => {
+        processed += 1;
+        if (processed === added) finish();
+      },
+      { connection: workerConnection, prefix, concurrency: 256 },
+    );
+    await done;
+    await worker.close();
+    await workerConnection.quit();
+    const processPerSec = processed / ((performance.now() - t1) / 1000);
+    opts.log(`baseline: raw Worker ${Math.round(processPerSec)} jobs/s`);
+    return {
+      addPerSec,
+      processPerSec,
+      result: {
+        scenario: "baseline",
+        description:
+          "Raw BullMQ on the same Redis, measured in the same run: Queue.add with 200 adds in flight, then one raw Worker (concurrency 256) completing those jobs with a no-op processor.",
+        params: { duration_s: opts.durationS, in_flight: 200, worker_concurrency: 256 },
+        figures: [
+          { name: "raw Queue.add", value: addPerSec, unit: "jobs/s", note: `${added} jobs` },
+          { name: "raw Worker, no-op", value: processPerSec, unit: "jobs/s" },
+        ],
+      },
+    };
+  } finally {
+    await queue.obliterate({ force: true }).catch(() => undefined);
+    await queue.close();
+    await connection.quit();
+  }
+}

@@ -1,0 +1,73 @@
+import { setTimeout as sleep } from "node:timers/promises";
+import { cpuPerJob, cpuSnapshot, ratio, startBenchStack, succeededRuns } from "./harness";
+import { closedLoop } from "./load";
+import { submitRequest } from "./ingest";
+import type { ScenarioResult } from "./results";
+
+/**
+ * End to end: jobs per second from POST to succeeded with the mock answering at once. Clients
+ * keep submitting for the duration while the workers run; the rate is the succeeded jobs over
+ * the time from the first submission to the last success.
+ */
+export async function e2eScenario(opts: {
+  redisUrl: string;
+  durationS: number;
+  workers: number;
+  rawProcessPerSec: number;
+  log: (s: string) => void;
+}): Promise<ScenarioResult> {
+  const stack = await startBenchStack({ redisUrl: opts.redisUrl, workers: opts.workers, mockLatencyMs: 0 });
+  try {
+    const cpu0 = await cpuSnapshot(stack, opts.redisUrl);
+    const t0 = performance.now();
+    const load = await closedLoop(stack.apiUrl, submitRequest, {
+      inFlight: 100,
+      durationMs: opts.durationS * 1000,
+    });
+    const accepted = load.statuses[202] ?? 0;
+    opts.log(
+      `e2e: ${accepted} submitted in ${(load.elapsedMs / 1000).toFixed(1)} s; waiting for the workers`,
+    );
+    let done = 0;
+    const deadline = Date.now() + 120_000;
+    while (Date.now() < deadline) {
+      done = await succeededRuns(stack.workerPorts);
+      if (done >= accepted) break;
+      await sleep(100);
+    }
+    const elapsed = (performance.now() - t0) / 1000;
+    const cpu = cpuPerJob(cpu0, await cpuSnapshot(stack, opts.redisUrl), done);
+    const perSec = done / elapsed;
+    opts.log(`e2e: ${done} of ${accepted} succeeded, ${Math.round(perSec)} jobs/s`);
+    return {
+      scenario: "e2e",
+      description: `POST to succeeded with the mock at 0 ms latency, ${opts.workers} worker processes (concurrency 256 each) and the API on one machine; 100 submissions in flight for ${opts.durationS} s, then until the last job succeeds.`,
+      params: { duration_s: opts.durationS, workers: opts.workers, submit_in_flight: 100 },
+      figures: [
+        {
+          name: "jobs succeeded end to end",
+          value: perSec,
+          unit: "jobs/s",
+          goal: ">= 3000/s",
+          note: `${done} of ${accepted} in ${elapsed.toFixed(1)} s`,
+        },
+        { name: "ratio to raw Worker", value: ratio(perSec, opts.rawProcessPerSec), unit: "x" },
+        {
+          name: "CPU per job: API",
+          value: cpu.api,
+          unit: "ms",
+          note: "user + system time over the run / jobs",
+        },
+        { name: "CPU per job: workers", value: cpu.workers, unit: "ms" },
+        { name: "CPU per job: Redis", value: cpu.redis, unit: "ms" },
+        {
+          name: "submissions accepted while workers ran",
+          value: accepted / (load.elapsedMs / 1000),
+          unit: "jobs/s",
+        },
+      ],
+    };
+  } finally {
+    await stack.stop();
+  }
+}

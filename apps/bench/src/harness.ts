@@ -1,0 +1,198 @@
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Redis } from "ioredis";
+import { stringify } from "yaml";
+import {
+  freePort,
+  startApp,
+  testConfig,
+  uniquePrefix,
+  type AppProcess,
+  type ConfigDoc,
+} from "@switchyard/testing";
+
+/**
+ * A Switchyard stack for one scenario, as real processes on the run's Redis: mock provider,
+ * API and N workers (each serving /metrics). Logs at warn so logging does not dominate.
+ */
+export interface BenchStack {
+  apiUrl: string;
+  mockUrl: string;
+  workerPorts: number[];
+  api: AppProcess;
+  workers: AppProcess[];
+  prefix: string;
+  stop(): Promise<void>;
+}
+
+export async function startBenchStack(opts: {
+  redisUrl: string;
+  workers: number;
+  mockLatencyMs: number;
+  mockEnv?: Record<string, string>;
+  config?: (cfg: ConfigDoc) => void;
+  workerConcurrency?: number;
+}): Promise<BenchStack> {
+  const dir = mkdtempSync(join(tmpdir(), "switchyard-bench-"));
+  const procs: AppProcess[] = [];
+  const stop = async () => {
+    await Promise.allSettled(procs.map((p) => p.stop("SIGTERM", 10_000)));
+    rmSync(dir, { recursive: true, force: true });
+  };
+  try {
+    const [mockPort, apiPort] = [await freePort(), await freePort()];
+    const workerPorts: number[] = [];
+    for (let i = 0; i < opts.workers; i++) workerPorts.push(await freePort());
+    const mockUrl = `http://127.0.0.1:${mockPort}`;
+    const prefix = uniquePrefix();
+    const cfg = testConfig(mockUrl, prefix, {
+      worker: { concurrency: opts.workerConcurrency ?? 256 },
+      server: { max_wait_seconds: 60 },
+    });
+    // The whole run goes through one provider; no upstream limits unless a scenario sets them.
+    for (const p of cfg.providers as Record<string, unknown>[]) p.timeout_ms = 30_000;
+    opts.config?.(cfg);
+    const configPath = join(dir, "config.yaml");
+    writeFileSync(configPath, stringify(cfg));
+    // BENCH_PROFILE_DIR=/some/dir writes a V8 CPU profile of the API and each worker there.
+    const profile = process.env.BENCH_PROFILE_DIR
+      ? ["--cpu-prof", `--cpu-prof-dir=${process.env.BENCH_PROFILE_DIR}`]
+      : [];
+    // BENCH_LOG_LEVEL (default info, as shipped): the API writes one access-log line per request.
+    const level = process.env.BENCH_LOG_LEVEL ?? "info";
+    const common = { REDIS_URL: opts.redisUrl, SWITCHYARD_CONFIG: configPath, LOG_LEVEL: level };
+    const mock = startApp(
+      "mock-provider",
+      {
+        PORT: String(mockPort),
+        MOCK_LATENCY_MS: String(opts.mockLatencyMs),
+        LOG_LEVEL: "info",
+        ...opts.mockEnv,
+      },
+      "mock",
+    );
+    const api = startApp("api", { ...common, PORT: String(apiPort), HOST: "127.0.0.1" }, "api", profile);
+    procs.push(mock, api);
+    await Promise.all([
+      mock.waitForOutput(/mock provider listening/),
+      waitHttp(`http://127.0.0.1:${apiPort}/healthz`),
+    ]);
+    const workers: AppProcess[] = [];
+    for (const [i, port] of workerPorts.entries()) {
+      const w = startApp("worker", { ...common, METRICS_PORT: String(port) }, `worker${i + 1}`, profile);
+      procs.push(w);
+      workers.push(w);
+      await waitHttp(`http://127.0.0.1:${port}/healthz`);
+    }
+    return { apiUrl: `http://127.0.0.1:${apiPort}`, mockUrl, workerPorts, api, workers, prefix, stop };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}
+
+/** Waits until a URL answers 200 (start-up logs may be off at the chosen log level). */
+async function waitHttp(url: string, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      if ((await fetch(url)).status === 200) return;
+    } catch {
+      // not listening yet
+    }
+    if (Date.now() > deadline) throw new Error(`${url} did not answer within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/** Succeeded job runs counted by the workers' own metrics. */
+export async function succeededRuns(ports: number[]): Promise<number> {
+  let n = 0;
+  for (const port of ports) {
+    const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    for (const m of text.matchAll(/^switchyard_worker_jobs_total\{[^}]*outcome="succeeded"[^}]*\} (\d+)/gm))
+      n += Number(m[1]);
+  }
+  return n;
+}
+
+/** Resident memory of a process in MiB (Linux /proc). */
+export function rssMiB(pid: number | undefined): number | null {
+  if (pid === undefined) return null;
+  try {
+    const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+    return m ? Number(m[1]) / 1024 : null;
+  } catch {
+    return null;
+  }
+}
+
+/** CPU seconds (user + system) a process has used so far (Linux /proc). */
+export function cpuSeconds(pid: number | undefined): number {
+  if (pid === undefined) return 0;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return (Number(fields[11]) + Number(fields[12])) / 100;
+  } catch {
+    return 0;
+  }
+}
+
+/** CPU seconds Redis has used so far (INFO cpu). */
+export async function redisCpuSeconds(url: string): Promise<number> {
+  const c = new Redis(url);
+  try {
+    const info = await c.info("cpu");
+    const user = Number(/used_cpu_user:([\d.]+)/.exec(info)?.[1] ?? 0);
+    const sys = Number(/used_cpu_sys:([\d.]+)/.exec(info)?.[1] ?? 0);
+    return user + sys;
+  } finally {
+    c.disconnect();
+  }
+}
+
+/** CPU used by each part of a stack, read before and after a measured stretch. */
+export async function cpuSnapshot(stack: BenchStack, redisUrl: string) {
+  return {
+    api: cpuSeconds(stack.api.child.pid),
+    workers: stack.workers.reduce((n, w) => n + cpuSeconds(w.child.pid), 0),
+    redis: await redisCpuSeconds(redisUrl),
+  };
+}
+
+/** CPU milliseconds per job of each part between two snapshots. */
+export function cpuPerJob(
+  before: Awaited<ReturnType<typeof cpuSnapshot>>,
+  after: Awaited<ReturnType<typeof cpuSnapshot>>,
+  jobs: number,
+) {
+  const per = (a: number, b: number) => (jobs > 0 ? ((b - a) * 1000) / jobs : null);
+  return {
+    api: per(before.api, after.api),
+    workers: per(before.workers, after.workers),
+    redis: per(before.redis, after.redis),
+  };
+}
+
+/** p-th percentile (0..100) of unsorted values; null when there are none. */
+export function percentile(values: number[], p: number): number | null {
+  if (values.length === 0) return null;
+  const sorted = [...values].sort((a, b) => a - b);
+  const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
+  return sorted[i] ?? null;
+}
+
+/** Least-squares slope of y over x. */
+export function slope(points: { x: number; y: number }[]): number | null {
+  if (points.length < 2) return null;
+  const n = points.length;
+  const mx = points.reduce((a, p) => a + p.x, 0) / n;
+  const my = points.reduce((a, p) => a + p.y, 0) / n;
+  const den = points.reduce((a, p) => a + (p.x - mx) ** 2, 0);
+  return den === 0 ? null : points.reduce((a, p) => a + (p.x - mx) * (p.y - my), 0) / den;
+}
+
+export const ratio = (a: number | null, b: number | null): number | null =>
+  a === null || b === null || b === 0 ? null : a / b;

@@ -1,0 +1,98 @@
+import { setTimeout as sleep } from "node:timers/promises";
+import { PAID_KEY } from "@switchyard/testing";
+import { percentile, startBenchStack, succeededRuns } from "./harness";
+import { openLoop } from "./load";
+import { submitRequest } from "./ingest";
+import type { ScenarioResult } from "./results";
+
+interface JobTimes {
+  status: string;
+  created_at: number;
+  started_at?: number;
+  finished_at?: number;
+}
+
+/**
+ * Overhead: jobs offered at a fixed rate (open loop) while the mock takes `latencyMs` to answer;
+ * per job, the time from accepted to succeeded minus that latency is what Switchyard added
+ * (queue wait, scheduling, limiter and result write, the HTTP call's own cost included).
+ */
+export async function overheadScenario(opts: {
+  redisUrl: string;
+  durationS: number;
+  ratePerSec: number;
+  latencyMs: number;
+  workers: number;
+  log: (s: string) => void;
+}): Promise<ScenarioResult> {
+  // Enough slots for rate x latency calls in flight, with room to spare.
+  const concurrency = Math.ceil((opts.ratePerSec * (opts.latencyMs / 1000) * 1.5) / opts.workers);
+  const stack = await startBenchStack({
+    redisUrl: opts.redisUrl,
+    workers: opts.workers,
+    mockLatencyMs: opts.latencyMs,
+    workerConcurrency: Math.max(64, concurrency),
+  });
+  try {
+    const load = await openLoop(stack.apiUrl, submitRequest, {
+      ratePerSec: opts.ratePerSec,
+      durationMs: opts.durationS * 1000,
+      connections: 256,
+      keepBodies: true,
+    });
+    const ids = load.bodies.map((b) => (JSON.parse(b) as { id: string }).id);
+    const offered = load.sent / (load.elapsedMs / 1000);
+    opts.log(
+      `overhead: offered ${Math.round(offered)}/s, ${ids.length} accepted; waiting for them to finish`,
+    );
+    const deadline = Date.now() + 180_000;
+    while (Date.now() < deadline && (await succeededRuns(stack.workerPorts)) < ids.length) await sleep(250);
+    const jobs: JobTimes[] = [];
+    for (let i = 0; i < ids.length; i += 500) {
+      const batch = ids.slice(i, i + 500);
+      const got = await Promise.all(
+        batch.map(async (id) => {
+          const res = await fetch(`${stack.apiUrl}/v1/jobs/${id}`, {
+            headers: { authorization: `Bearer ${PAID_KEY}` },
+          });
+          return (await res.json()) as JobTimes;
+        }),
+      );
+      jobs.push(...got);
+    }
+    const ok = jobs.filter((j) => j.status === "succeeded" && j.finished_at !== undefined);
+    const overhead = ok.map((j) => ((j.finished_at ?? 0) - j.created_at) * 1000 - opts.latencyMs);
+    const wait = ok.map((j) => ((j.started_at ?? j.created_at) - j.created_at) * 1000);
+    opts.log(
+      `overhead: ${ok.length} of ${ids.length} succeeded; p50 ${percentile(overhead, 50)?.toFixed(1)} ms`,
+    );
+    return {
+      scenario: "overhead",
+      description: `Jobs offered at ${opts.ratePerSec}/s (open loop) for ${opts.durationS} s; the mock answers after ${opts.latencyMs} ms; ${opts.workers} worker processes. Overhead = finished_at - created_at - ${opts.latencyMs} ms, per succeeded job.`,
+      params: {
+        duration_s: opts.durationS,
+        rate_per_s: opts.ratePerSec,
+        mock_latency_ms: opts.latencyMs,
+        workers: opts.workers,
+        worker_concurrency: Math.max(64, concurrency),
+      },
+      figures: [
+        {
+          name: "offered rate achieved",
+          value: offered,
+          unit: "jobs/s",
+          note: `${ids.length} accepted, statuses ${JSON.stringify(load.statuses)}`,
+        },
+        { name: "submit latency p99", value: percentile(load.latencies, 99), unit: "ms" },
+        { name: "overhead p50", value: percentile(overhead, 50), unit: "ms", goal: "<= 5 ms" },
+        { name: "overhead p95", value: percentile(overhead, 95), unit: "ms" },
+        { name: "overhead p99", value: percentile(overhead, 99), unit: "ms", goal: "<= 25 ms" },
+        { name: "queue wait p50 (created to started)", value: percentile(wait, 50), unit: "ms" },
+        { name: "queue wait p99", value: percentile(wait, 99), unit: "ms" },
+        { name: "jobs succeeded", value: ok.length, unit: "", note: `of ${ids.length}` },
+      ],
+    };
+  } finally {
+    await stack.stop();
+  }
+}
