@@ -87,8 +87,9 @@ export class JobService {
   ): Promise<SubmitOutcome> {
     const jobId = newJobId();
     let idemKey: string | undefined;
-    const fp = createHash("sha256").update(canonical(req)).digest("hex");
     if (idempotencyKey !== undefined) {
+      // The body's fingerprint matters only to tell a retry from a different request under one key.
+      const fp = createHash("sha256").update(canonical(req)).digest("hex");
       if (!IDEMPOTENCY_KEY.test(idempotencyKey)) {
         throw badRequest("Idempotency-Key must be 1-255 printable ASCII characters", [
           { path: "header.idempotency-key", message: "invalid" },

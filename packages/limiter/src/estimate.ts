@@ -57,11 +57,36 @@ export interface CostEstimate {
   tokensOut: number;
 }
 
+type CostedProvider = Pick<ProviderConfig, "limiter" | "default_max_tokens"> & {
+  keys?: ProviderConfig["keys"];
+};
+
+const countsTokens = new WeakMap<object, boolean>();
+
+/** True when some key of the provider (key-wide or per model) limits tokens. */
+function limitsTokens(provider: CostedProvider): boolean {
+  if (!provider.keys) return true;
+  let v = countsTokens.get(provider);
+  if (v === undefined) {
+    const has = (l: { tpm?: number; itpm?: number; otpm?: number }) =>
+      l.tpm !== undefined || l.itpm !== undefined || l.otpm !== undefined;
+    v = provider.keys.some((k) => has(k) || Object.values(k.models ?? {}).some(has));
+    countsTokens.set(provider, v);
+  }
+  return v;
+}
+
+/**
+ * The estimate; zero when no key of the provider limits tokens (tokenizing cost ~5% of a worker's
+ * CPU per job in the e2e benchmark, for a figure nothing would read). Shares follow the keys'
+ * limits, so they need no tokens either then.
+ */
 export function estimateCost(
-  provider: Pick<ProviderConfig, "limiter" | "default_max_tokens">,
+  provider: CostedProvider,
   model: string,
   request: { messages: ChatMessage[]; max_tokens?: number | undefined },
 ): CostEstimate {
+  if (!limitsTokens(provider)) return { tokensIn: 0, tokensOut: 0 };
   return {
     tokensIn: estimatePromptTokens(request.messages, model, provider.limiter.chars_per_token),
     tokensOut: request.max_tokens ?? provider.default_max_tokens,
