@@ -49,6 +49,17 @@ export function createApp(deps: AppDeps): Express {
         res.setHeader("x-request-id", id);
         return id;
       },
+      // The access line names the request, not its headers: serialising and redacting every
+      // header on every request's child logger was ~12% of the API's CPU at ingest, and headers
+      // that are never logged cannot leak.
+      serializers: {
+        req: (req: { id?: unknown; method?: string; url?: string }) => ({
+          id: req.id,
+          method: req.method,
+          url: req.url,
+        }),
+        res: (res: { statusCode?: number }) => ({ statusCode: res.statusCode }),
+      },
       // Health checks and scrapes would drown everything else.
       autoLogging: { ignore: (req) => ["/healthz", "/readyz", "/metrics"].includes(req.url ?? "") },
     }),
