@@ -4,6 +4,7 @@ import type { Keys, Redis } from "@switchyard/queue";
 import { JOB_URL_TARGET, WEBHOOK_EVENTS, type WebhookEvent } from "./events";
 import createDeliveryLua from "./lua/create-delivery.lua";
 import deleteEndpointLua from "./lua/delete-endpoint.lua";
+import updateEndpointLua from "./lua/update-endpoint.lua";
 import { newSecret } from "./signing";
 
 /**
@@ -81,6 +82,7 @@ export interface SigningSecretView {
 }
 
 interface StoreCommands {
+  syUpdateEndpoint(ep: string, ...args: string[]): Promise<string | number | null>;
   syCreateDelivery(
     rec: string,
     index: string,
@@ -119,6 +121,7 @@ export class WebhookStore {
     if (!("syDeleteEndpoint" in redis)) {
       redis.defineCommand("syDeleteEndpoint", { numberOfKeys: 4, lua: deleteEndpointLua });
       redis.defineCommand("syCreateDelivery", { numberOfKeys: 3, lua: createDeliveryLua });
+      redis.defineCommand("syUpdateEndpoint", { numberOfKeys: 1, lua: updateEndpointLua });
     }
     this.redis = redis as Redis & StoreCommands;
   }
@@ -205,35 +208,28 @@ export class WebhookStore {
     reason?: string,
     now = Date.now(),
   ): Promise<void> {
-    const key = this.keys.webhookEndpoint(id);
-    if (status === "enabled") {
-      await this.redis
-        .multi()
-        .hset(key, "status", "enabled")
-        .hdel(key, "disabled_reason", "disabled_at", "failing_since")
-        .exec();
-    } else {
-      await this.redis.hset(key, { status, disabled_reason: reason ?? "disabled", disabled_at: String(now) });
-    }
+    const fields =
+      status === "enabled"
+        ? ["status", "enabled", "disabled_reason", "", "disabled_at", "", "failing_since", ""]
+        : ["status", status, "disabled_reason", reason ?? "disabled", "disabled_at", String(now)];
+    await this.redis.syUpdateEndpoint(this.keys.webhookEndpoint(id), "set", ...fields);
   }
 
   /** Notes a failed attempt; returns since when the endpoint has been failing (ms). */
   async noteFailure(id: string, now = Date.now()): Promise<number> {
-    const key = this.keys.webhookEndpoint(id);
-    const [, since] =
-      (await this.redis
-        .multi()
-        .hsetnx(key, "failing_since", String(now))
-        .hget(key, "failing_since")
-        .exec()) ?? [];
-    return Number((since?.[1] as string | null) ?? now);
+    const since = await this.redis.syUpdateEndpoint(this.keys.webhookEndpoint(id), "failing", String(now));
+    return since === null ? now : Number(since);
   }
 
   async noteSuccess(id: string, now = Date.now()): Promise<void> {
-    const key = this.keys.webhookEndpoint(id);
-    // Only an existing endpoint: a late delivery must not resurrect a deleted one as a bare hash.
-    if (await this.redis.exists(key))
-      await this.redis.multi().hdel(key, "failing_since").hset(key, "last_success_at", String(now)).exec();
+    await this.redis.syUpdateEndpoint(
+      this.keys.webhookEndpoint(id),
+      "set",
+      "failing_since",
+      "",
+      "last_success_at",
+      String(now),
+    );
   }
 
   // ---- the tenant's own signing secret (for jobs with their own webhook.url)
