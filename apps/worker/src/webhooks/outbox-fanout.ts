@@ -16,6 +16,8 @@ const GROUP = "fanout";
 /** An entry a consumer took but did not finish for this long is taken over by another. */
 const CLAIM_IDLE_MS = 30_000;
 const BATCH = 100;
+/** Consumers (one per worker process ever started) with nothing pending and idle this long are removed. */
+const FORGET_IDLE_MS = 600_000;
 
 type StreamEntry = [id: string, fields: string[]];
 
@@ -41,6 +43,7 @@ export class OutboxFanout {
     private readonly metrics: WebhookMetrics,
     private readonly log: Logger,
     private readonly consumer: string,
+    private readonly forgetIdleMs = FORGET_IDLE_MS,
   ) {}
 
   async start(): Promise<void> {
@@ -73,6 +76,7 @@ export class OutboxFanout {
             BATCH,
           )) as [string, StreamEntry[]];
           if (claimed[1].length) await this.handle(claimed[1]);
+          await this.forgetIdleConsumers();
         }
         const reply = (await this.blocking.xreadgroup(
           "GROUP",
@@ -92,6 +96,18 @@ export class OutboxFanout {
         this.log.error({ err }, "webhook fan-out failed; retrying in 1 s");
         await new Promise((r) => setTimeout(r, 1_000));
       }
+    }
+  }
+
+  /** Keeps the group's consumer list bounded: every restarted worker joins under a new name. */
+  private async forgetIdleConsumers(): Promise<void> {
+    const list = (await this.blocking.xinfo("CONSUMERS", this.keys.webhookOutbox, GROUP)) as unknown[][];
+    for (const row of list) {
+      const info: Record<string, unknown> = {};
+      for (let i = 0; i + 1 < row.length; i += 2) info[String(row[i])] = row[i + 1];
+      const name = String(info.name);
+      if (name !== this.consumer && Number(info.pending) === 0 && Number(info.idle) >= this.forgetIdleMs)
+        await this.blocking.xgroup("DELCONSUMER", this.keys.webhookOutbox, GROUP, name);
     }
   }
 

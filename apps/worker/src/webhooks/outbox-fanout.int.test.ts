@@ -1,0 +1,104 @@
+import { Queue } from "bullmq";
+import { Redis } from "ioredis";
+import { configSchema } from "@switchyard/core";
+import { createLogger, createRegistry } from "@switchyard/observability";
+import { JobStore, Keys } from "@switchyard/queue";
+import { eventually, testRedisUrl, uniquePrefix } from "@switchyard/testing";
+import { DeliveryQueue, WEBHOOK_QUEUE, WebhookStore, deliveryId } from "@switchyard/webhooks";
+import { WebhookMetrics } from "./metrics";
+import { OutboxFanout } from "./outbox-fanout";
+
+/** The outbox written by transition.lua, read back into delivery records and queue jobs (real Redis). */
+describe("OutboxFanout", () => {
+  const prefix = uniquePrefix();
+  const config = configSchema.parse({
+    queue: { prefix },
+    providers: [{ id: "openai", type: "openai", keys: [{ id: "k", secret: "s" }] }],
+    models: { m: { provider: "openai" } },
+    tenants: [{ id: "t1", tier: "paid", api_keys: ["sk-test-12345"] }],
+  });
+  const keys = new Keys(prefix);
+  let redis: Redis;
+  let reader: Redis;
+  let fanout: OutboxFanout;
+  let deliveries: DeliveryQueue;
+  let queue: Queue;
+  beforeAll(async () => {
+    redis = new Redis(testRedisUrl(), { maxRetriesPerRequest: null });
+    reader = new Redis(testRedisUrl(), { maxRetriesPerRequest: null });
+    deliveries = new DeliveryQueue(redis, config);
+    queue = new Queue(WEBHOOK_QUEUE, { connection: redis, prefix });
+  });
+  afterAll(async () => {
+    await fanout?.stop();
+    await deliveries.close();
+    await queue.close();
+    await Promise.all([redis.quit(), reader.quit()]);
+  });
+
+  it("turns final events into one delivery per target, acknowledges them, and forgets idle consumers", async () => {
+    const jobs = new JobStore(redis, keys);
+    const store = new WebhookStore(redis, keys, config.webhooks);
+    const { endpoint } = await store.createEndpoint("t1", {
+      url: "https://a.example/h",
+      events: ["job.succeeded"],
+    });
+    const base = {
+      tenantId: "t1",
+      queue: "jobs-paid",
+      model: "m",
+      priority: "normal" as const,
+      traceId: "x",
+    };
+    await jobs.create(
+      { ...base, id: "job_a", createdAt: Date.now(), webhookUrl: "https://b.example/own" },
+      60_000,
+    );
+    await jobs.create({ id: "job_b", ...base, tenantId: "t2", createdAt: Date.now() }, 60_000);
+    await jobs.transition("job_a", "succeeded", { finished_at: Date.now() }, 60_000);
+    // Another tenant's job, without endpoints or its own URL: no outbox entry at all.
+    await jobs.transition("job_b", "succeeded", { finished_at: Date.now() }, 60_000);
+    expect(await redis.xlen(keys.webhookOutbox)).toBe(1);
+
+    // A consumer a dead worker left behind, with nothing pending.
+    await redis.xgroup("CREATE", keys.webhookOutbox, "fanout", "0", "MKSTREAM").catch(() => undefined);
+    await redis.xgroup("CREATECONSUMER", keys.webhookOutbox, "fanout", "old-worker-1");
+
+    fanout = new OutboxFanout(
+      reader,
+      keys,
+      jobs,
+      store,
+      deliveries,
+      new WebhookMetrics(createRegistry("test")),
+      createLogger("test", "silent"),
+      "me",
+      0,
+    );
+    await fanout.start();
+    const ids = [deliveryId("job_a", "succeeded", endpoint.id), deliveryId("job_a", "succeeded", "url")];
+    await eventually(
+      async () => Promise.all(ids.map((id) => store.delivery(id))),
+      (ds) => ds.every((d) => d !== undefined),
+      10_000,
+      "delivery records",
+    );
+    const [toEndpoint, toUrl] = await Promise.all(ids.map((id) => store.delivery(id)));
+    expect(toEndpoint).toMatchObject({
+      endpoint_id: endpoint.id,
+      status: "pending",
+      event_type: "job.succeeded",
+    });
+    expect(toUrl).toMatchObject({ endpoint_id: null, url: "https://b.example/own" });
+    expect((JSON.parse(toUrl?.body ?? "{}") as { data: { id: string } }).data.id).toBe("job_a");
+    expect((await queue.getJobs(["waiting"])).map((j) => j.id).sort()).toEqual([...ids].sort());
+    await eventually(
+      () => redis.xlen(keys.webhookOutbox),
+      (n) => n === 0,
+      10_000,
+      "outbox emptied",
+    );
+    const consumers = (await redis.xinfo("CONSUMERS", keys.webhookOutbox, "fanout")) as unknown[][];
+    expect(consumers.map((c) => String(c[1]))).toEqual(["me"]);
+  });
+});
