@@ -106,16 +106,22 @@ async function waitHttp(url: string, timeoutMs = 30_000): Promise<void> {
   }
 }
 
-/** Succeeded job runs counted by the workers' own metrics. */
-export async function succeededRuns(ports: number[]): Promise<number> {
-  let n = 0;
+/** Job runs by outcome, summed over the workers' own metrics. */
+export async function scrapeRuns(
+  ports: number[],
+): Promise<{ runs: number; succeeded: number; byOutcome: Record<string, number> }> {
+  const byOutcome: Record<string, number> = {};
   for (const port of ports) {
     const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
-    for (const m of text.matchAll(/^switchyard_worker_jobs_total\{[^}]*outcome="succeeded"[^}]*\} (\d+)/gm))
-      n += Number(m[1]);
+    for (const m of text.matchAll(/^switchyard_worker_jobs_total\{[^}]*outcome="([^"]+)"[^}]*\} (\d+)/gm))
+      byOutcome[m[1] ?? "?"] = (byOutcome[m[1] ?? "?"] ?? 0) + Number(m[2]);
   }
-  return n;
+  const runs = Object.values(byOutcome).reduce((a, b) => a + b, 0);
+  return { runs, succeeded: byOutcome.succeeded ?? 0, byOutcome };
 }
+
+/** Succeeded job runs counted by the workers' own metrics. */
+export const succeededRuns = async (ports: number[]): Promise<number> => (await scrapeRuns(ports)).succeeded;
 
 /** Resident memory of a process in MiB (Linux /proc). */
 export function rssMiB(pid: number | undefined): number | null {

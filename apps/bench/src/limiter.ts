@@ -1,9 +1,6 @@
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { stringify } from "yaml";
-import { freePort, PAID_KEY, startApp, testConfig, uniquePrefix, type AppProcess } from "@switchyard/testing";
+import { PAID_KEY } from "@switchyard/testing";
+import { scrapeRuns, startBenchStack } from "./harness";
 import type { ScenarioResult } from "./results";
 
 /**
@@ -52,19 +49,6 @@ async function getJson<T>(url: string): Promise<T> {
   return (await res.json()) as T;
 }
 
-async function scrapeRuns(
-  ports: number[],
-): Promise<{ runs: number; succeeded: number; byOutcome: Record<string, number> }> {
-  const byOutcome: Record<string, number> = {};
-  for (const port of ports) {
-    const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
-    for (const m of text.matchAll(/^switchyard_worker_jobs_total\{[^}]*outcome="([^"]+)"[^}]*\} (\d+)/gm))
-      byOutcome[m[1] ?? "?"] = (byOutcome[m[1] ?? "?"] ?? 0) + Number(m[2]);
-  }
-  const runs = Object.values(byOutcome).reduce((a, b) => a + b, 0);
-  return { runs, succeeded: byOutcome.succeeded ?? 0, byOutcome };
-}
-
 export async function limiterScenario(opts: {
   redisUrl: string;
   durationS: number;
@@ -72,51 +56,24 @@ export async function limiterScenario(opts: {
   log: (s: string) => void;
 }): Promise<ScenarioResult> {
   const { log } = opts;
-  const dir = mkdtempSync(join(tmpdir(), "switchyard-bench-"));
-  const procs: AppProcess[] = [];
+  const mockLimits = Object.fromEntries(KEYS.map((k) => [k.secret, { rpm: k.rpm, tpm: k.tpm }]));
+  const stack = await startBenchStack({
+    redisUrl: opts.redisUrl,
+    workers: 3,
+    workerConcurrency: 128,
+    mockLatencyMs: opts.latencyMs,
+    mockEnv: { MOCK_LIMITS: JSON.stringify(mockLimits) },
+    config: (cfg) => {
+      const anthropic = (cfg.providers as Record<string, unknown>[]).find((p) => p.id === "anthropic");
+      if (!anthropic) throw new Error("test config has no anthropic provider");
+      Object.assign(anthropic, {
+        keys: KEYS.map(({ id, secret, rpm, tpm }) => ({ id, secret, rpm, tpm })),
+        timeout_ms: 10_000,
+      });
+    },
+  });
+  const { apiUrl, mockUrl, workerPorts } = stack;
   try {
-    const [mockPort, apiPort] = [await freePort(), await freePort()];
-    const workerPorts = [await freePort(), await freePort(), await freePort()];
-    const mockUrl = `http://127.0.0.1:${mockPort}`;
-    const apiUrl = `http://127.0.0.1:${apiPort}`;
-    const cfg = testConfig(mockUrl, uniquePrefix(), { worker: { concurrency: 128 } });
-    const anthropic = (cfg.providers as Record<string, unknown>[]).find((p) => p.id === "anthropic");
-    if (!anthropic) throw new Error("test config has no anthropic provider");
-    Object.assign(anthropic, {
-      keys: KEYS.map(({ id, secret, rpm, tpm }) => ({ id, secret, rpm, tpm })),
-      timeout_ms: 10_000,
-    });
-    const configPath = join(dir, "config.yaml");
-    writeFileSync(configPath, stringify(cfg));
-    const mockLimits = Object.fromEntries(KEYS.map((k) => [k.secret, { rpm: k.rpm, tpm: k.tpm }]));
-    const common = { REDIS_URL: opts.redisUrl, SWITCHYARD_CONFIG: configPath, LOG_LEVEL: "warn" };
-    const mock = startApp(
-      "mock-provider",
-      {
-        PORT: String(mockPort),
-        MOCK_LATENCY_MS: String(opts.latencyMs),
-        MOCK_LIMITS: JSON.stringify(mockLimits),
-        LOG_LEVEL: "info",
-      },
-      "mock",
-    );
-    const api = startApp(
-      "api",
-      { ...common, PORT: String(apiPort), HOST: "127.0.0.1", LOG_LEVEL: "info" },
-      "api",
-    );
-    procs.push(mock, api);
-    await Promise.all([mock.waitForOutput(/mock provider listening/), api.waitForOutput(/api listening/)]);
-    for (const [i, port] of workerPorts.entries()) {
-      const w = startApp(
-        "worker",
-        { ...common, METRICS_PORT: String(port), LOG_LEVEL: "info" },
-        `worker${i + 1}`,
-      );
-      procs.push(w);
-      await w.waitForOutput(/worker ready/);
-    }
-
     const tpm = KEYS.reduce((n, k) => n + k.tpm, 0);
     const rpm = KEYS.reduce((n, k) => n + k.rpm, 0);
     const sample = Array.from({ length: 1000 }, (_, i) => mockCost(prompt(i)));
@@ -251,7 +208,6 @@ export async function limiterScenario(opts: {
       },
     };
   } finally {
-    await Promise.allSettled(procs.map((p) => p.stop("SIGTERM", 10_000)));
-    rmSync(dir, { recursive: true, force: true });
+    await stack.stop();
   }
 }

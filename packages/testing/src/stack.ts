@@ -3,6 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { stringify } from "yaml";
+import { configSchema, type SwitchyardConfig } from "@switchyard/core";
 import { startApp, type AppProcess } from "./apps";
 import { freePort } from "./ports";
 
@@ -99,6 +100,19 @@ export function testConfig(
     ],
   };
   return base;
+}
+
+/**
+ * The smallest valid config (one provider, one model, one tenant) with `extra` sections merged
+ * in, parsed: for unit and integration tests that need a SwitchyardConfig but no stack.
+ */
+export function minimalConfig(extra: Record<string, unknown> = {}): SwitchyardConfig {
+  return configSchema.parse({
+    providers: [{ id: "openai", type: "openai", keys: [{ id: "k", secret: "s" }] }],
+    models: { m: { provider: "openai" } },
+    tenants: [{ id: "t", tier: "paid", api_keys: ["sk-test-12345"] }],
+    ...extra,
+  });
 }
 
 export interface StackOptions {

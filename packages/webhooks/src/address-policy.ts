@@ -56,7 +56,8 @@ export class AddressPolicy {
   }
 }
 
-const stripBrackets = (host: string): string => host.replace(/^\[(.*)\]$/, "$1");
+/** "[::1]" (a URL's IPv6 host) becomes "::1". */
+export const stripBrackets = (host: string): string => host.replace(/^\[(.*)\]$/, "$1");
 
 /** ::ffff:a.b.c.d becomes a.b.c.d, so an IPv4 rule or range applies to it. */
 function normalise(addr: ipaddr.IPv4 | ipaddr.IPv6): ipaddr.IPv4 | ipaddr.IPv6 {

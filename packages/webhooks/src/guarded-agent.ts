@@ -1,7 +1,7 @@
 import { lookup as dnsLookup, type LookupAddress } from "node:dns";
 import { isIP } from "node:net";
 import { Agent, buildConnector } from "undici";
-import type { AddressPolicy } from "./address-policy";
+import { stripBrackets, type AddressPolicy } from "./address-policy";
 
 /** A delivery refused because its target resolves to an address webhooks must not reach. */
 export class BlockedTargetError extends Error {
@@ -19,8 +19,6 @@ export const systemResolver: Resolver = (hostname) =>
   new Promise((resolve, reject) =>
     dnsLookup(hostname, { all: true, verbatim: true }, (err, addrs) => (err ? reject(err) : resolve(addrs))),
   );
-
-const stripBrackets = (host: string): string => host.replace(/^\[(.*)\]$/, "$1");
 
 /**
  * The addresses a host may be reached at: all of its addresses when every one is allowed,

@@ -1,13 +1,9 @@
 import { Redis } from "ioredis";
-import { configSchema } from "@switchyard/core";
 import { Keys } from "@switchyard/queue";
-import { testRedisUrl, uniquePrefix } from "@switchyard/testing";
+import { minimalConfig, testRedisUrl, uniquePrefix } from "@switchyard/testing";
 import { WebhookStore } from "./store";
 
-const webhooks = configSchema.parse({
-  providers: [{ id: "openai", type: "openai", keys: [{ id: "k", secret: "s" }] }],
-  models: { m: { provider: "openai" } },
-  tenants: [{ id: "t", tier: "paid", api_keys: ["sk-test-12345"] }],
+const webhooks = minimalConfig({
   webhooks: { max_deliveries_per_endpoint: 10, retry_schedule_seconds: [1, 2], delivery_retention_hours: 1 },
 }).webhooks;
 

@@ -68,7 +68,11 @@ export class DeliveryWorker {
     if (d.status === "succeeded") return "already delivered";
     const target = await this.target(d);
     if ("skip" in target) {
-      await this.finish(d, "failed", { last_error: target.skip });
+      await this.store.updateDelivery(d.id, {
+        status: "failed",
+        next_attempt_at: null,
+        last_error: target.skip,
+      });
       this.count(d, "skipped");
       return target.skip;
     }
@@ -134,10 +138,6 @@ export class DeliveryWorker {
     if (!d.url) return { skip: "the delivery has no URL" };
     if (secrets.length === 0) return { skip: "the tenant has no signing secret (POST /v1/webhook-secret)" };
     return { url: d.url, secrets };
-  }
-
-  private async finish(d: Delivery, status: "failed", fields: { last_error: string }): Promise<void> {
-    await this.store.updateDelivery(d.id, { status, next_attempt_at: null, ...fields });
   }
 
   private count(d: Delivery, outcome: DeliveryOutcome): void {

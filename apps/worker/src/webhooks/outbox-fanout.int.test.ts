@@ -1,9 +1,8 @@
 import { Queue } from "bullmq";
 import { Redis } from "ioredis";
-import { configSchema } from "@switchyard/core";
 import { createLogger, createRegistry } from "@switchyard/observability";
 import { JobStore, Keys } from "@switchyard/queue";
-import { eventually, testRedisUrl, uniquePrefix } from "@switchyard/testing";
+import { eventually, minimalConfig, testRedisUrl, uniquePrefix } from "@switchyard/testing";
 import { DeliveryQueue, WEBHOOK_QUEUE, WebhookStore, deliveryId } from "@switchyard/webhooks";
 import { WebhookMetrics } from "./metrics";
 import { OutboxFanout } from "./outbox-fanout";
@@ -11,12 +10,7 @@ import { OutboxFanout } from "./outbox-fanout";
 /** The outbox written by transition.lua, read back into delivery records and queue jobs (real Redis). */
 describe("OutboxFanout", () => {
   const prefix = uniquePrefix();
-  const config = configSchema.parse({
-    queue: { prefix },
-    providers: [{ id: "openai", type: "openai", keys: [{ id: "k", secret: "s" }] }],
-    models: { m: { provider: "openai" } },
-    tenants: [{ id: "t1", tier: "paid", api_keys: ["sk-test-12345"] }],
-  });
+  const config = minimalConfig({ queue: { prefix } });
   const keys = new Keys(prefix);
   let redis: Redis;
   let reader: Redis;

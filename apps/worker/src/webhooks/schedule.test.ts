@@ -1,18 +1,13 @@
-import { configSchema, DEFAULT_WEBHOOK_SCHEDULE } from "@switchyard/core";
+import { DEFAULT_WEBHOOK_SCHEDULE } from "@switchyard/core";
+import { minimalConfig } from "@switchyard/testing";
 import type { Logger } from "@switchyard/observability";
 import type { Redis } from "@switchyard/queue";
 import type { WebhookStore } from "@switchyard/webhooks";
 import { DeliveryWorker } from "./delivery-worker";
 import type { WebhookMetrics } from "./metrics";
-import { parseRetryAfter, type WebhookSender } from "./sender";
+import { webhookRetryAfter, type WebhookSender } from "./sender";
 
-const config = (webhooks: Record<string, unknown> = {}) =>
-  configSchema.parse({
-    providers: [{ id: "openai", type: "openai", keys: [{ id: "k", secret: "s" }] }],
-    models: { m: { provider: "openai" } },
-    tenants: [{ id: "t", tier: "paid", api_keys: ["sk-test-12345"] }],
-    webhooks,
-  });
+const config = (webhooks: Record<string, unknown> = {}) => minimalConfig({ webhooks });
 
 const worker = (cfg: ReturnType<typeof config>, random: () => number) =>
   new DeliveryWorker(
@@ -52,12 +47,12 @@ describe("webhook retry timing", () => {
 
   it("reads Retry-After as seconds or as an HTTP date, capped at a day", () => {
     const now = Date.parse("2026-11-22T12:00:00Z");
-    expect(parseRetryAfter("120", now)).toBe(120_000);
-    expect(parseRetryAfter("1.5", now)).toBe(1_500);
-    expect(parseRetryAfter("Sun, 22 Nov 2026 12:01:00 GMT", now)).toBe(60_000);
-    expect(parseRetryAfter("999999", now)).toBe(86_400_000);
-    expect(parseRetryAfter("soon", now)).toBeUndefined();
-    expect(parseRetryAfter(undefined, now)).toBeUndefined();
-    expect(parseRetryAfter("Sun, 22 Nov 2026 11:00:00 GMT", now)).toBeUndefined();
+    expect(webhookRetryAfter("120", now)).toBe(120_000);
+    expect(webhookRetryAfter("1.5", now)).toBe(1_500);
+    expect(webhookRetryAfter("Sun, 22 Nov 2026 12:01:00 GMT", now)).toBe(60_000);
+    expect(webhookRetryAfter("999999", now)).toBe(86_400_000);
+    expect(webhookRetryAfter("soon", now)).toBeUndefined();
+    expect(webhookRetryAfter(undefined, now)).toBeUndefined();
+    expect(webhookRetryAfter("Sun, 22 Nov 2026 11:00:00 GMT", now)).toBeUndefined();
   });
 });

@@ -1,4 +1,5 @@
 import { request, type Agent } from "undici";
+import { parseRetryAfter } from "@switchyard/providers";
 import { BlockedTargetError, signedHeaders } from "@switchyard/webhooks";
 
 /** What one delivery attempt came to. */
@@ -17,13 +18,16 @@ export interface AttemptResult {
 
 const MAX_RETRY_AFTER_MS = 86_400_000;
 
-/** Retry-After as seconds or an HTTP date; undefined when absent or unreadable. */
-export function parseRetryAfter(value: string | string[] | undefined, now = Date.now()): number | undefined {
-  const v = Array.isArray(value) ? value[0] : value;
-  if (!v) return undefined;
-  const ms = /^\d+(\.\d+)?$/.test(v.trim()) ? Number(v) * 1000 : Date.parse(v) - now;
-  if (!Number.isFinite(ms) || ms < 0) return undefined;
-  return Math.min(ms, MAX_RETRY_AFTER_MS);
+/**
+ * The receiver's Retry-After (seconds or an HTTP date, read as the providers' is), capped at a
+ * day; undefined when absent, unreadable or already past (the schedule applies then).
+ */
+export function webhookRetryAfter(
+  value: string | string[] | undefined,
+  now = Date.now(),
+): number | undefined {
+  const ms = parseRetryAfter(Array.isArray(value) ? value[0] : value, now);
+  return ms === undefined || ms <= 0 ? undefined : Math.min(ms, MAX_RETRY_AFTER_MS);
 }
 
 /**
@@ -62,7 +66,7 @@ export class WebhookSender {
       if (status >= 300 && status < 400)
         result.error = `receiver answered ${status}; redirects are not followed`;
       if (status === 429 || status === 503) {
-        const after = parseRetryAfter(res.headers["retry-after"], started);
+        const after = webhookRetryAfter(res.headers["retry-after"], started);
         if (after !== undefined) result.retryAfterMs = after;
       }
       return result;
