@@ -9,7 +9,7 @@ import { Counter, type Logger, type Registry } from "@switchyard/observability";
 import type { KeyPool } from "@switchyard/limiter";
 import type { JobProducer, Redis } from "@switchyard/queue";
 import { adminAuth } from "./auth";
-import { errorHandler } from "./errors";
+import { errorHandler, REDIS_RETRY_AFTER_SECONDS } from "./errors";
 import { httpMetrics } from "./http-metrics";
 import type { JobService } from "./job-service";
 import type { WebhookService } from "./webhook-service";
@@ -33,6 +33,25 @@ export interface AppDeps {
 }
 
 const REQUEST_ID = /^[A-Za-z0-9._-]{1,128}$/;
+const READY_TIMEOUT_MS = 800;
+
+async function pingWithin(redis: Redis, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<boolean>((resolve) => {
+    timer = setTimeout(() => resolve(false), ms);
+  });
+  try {
+    return await Promise.race([
+      redis.ping().then(
+        () => true,
+        () => false,
+      ),
+      timeout,
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
 
 export function createApp(deps: AppDeps): Express {
   const { config, registry, log } = deps;
@@ -70,12 +89,14 @@ export function createApp(deps: AppDeps): Express {
     res.json({ status: "ok" });
   });
   app.get("/readyz", async (_req, res) => {
-    try {
-      await deps.redis.ping();
-      res.json({ status: "ready" });
-    } catch {
-      res.status(503).json({ status: "unavailable", reason: "Redis is not reachable" });
-    }
+    // A probe must get its answer well within a second: no waiting on a reconnecting client.
+    const ready = deps.redis.status === "ready" && (await pingWithin(deps.redis, READY_TIMEOUT_MS));
+    if (ready) res.json({ status: "ready" });
+    else
+      res
+        .status(503)
+        .set("retry-after", String(REDIS_RETRY_AFTER_SECONDS))
+        .json({ status: "unavailable", reason: "Redis is not reachable" });
   });
   app.get("/metrics", async (_req, res) => {
     res.set("content-type", registry.contentType).send(await registry.metrics());

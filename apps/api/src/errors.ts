@@ -1,33 +1,59 @@
 import type { NextFunction, Request, Response } from "express";
 import { ApiError } from "@switchyard/core";
 import type { Logger } from "@switchyard/observability";
+import { isRedisUnavailable } from "@switchyard/queue";
 
-interface BodyParserError {
-  type?: string;
-  status?: number;
-  expose?: boolean;
+/** What body-parser, the router and other http-errors producers attach to their errors. */
+interface HttpishError {
+  type?: unknown;
+  status?: unknown;
+  statusCode?: unknown;
+  expose?: unknown;
 }
 
+/** How long a client should wait before retrying when Redis is unreachable. */
+export const REDIS_RETRY_AFTER_SECONDS = 2;
+
+export const redisUnavailable = (): ApiError =>
+  new ApiError(
+    503,
+    "service_unavailable",
+    "the job store (Redis) is unreachable; nothing was changed, retry after the Retry-After delay",
+    undefined,
+    { "retry-after": String(REDIS_RETRY_AFTER_SECONDS) },
+  );
+
 /**
- * Maps errors to answers. Client mistakes get 4xx with a message that says what to fix;
- * anything unexpected is logged with the request id and answered with a generic 500.
+ * Maps errors to answers. Client mistakes get 4xx with a message that says what to fix; Redis
+ * being unreachable is a 503 with Retry-After; anything else unexpected is logged with the
+ * request id and answered with a generic 500.
  */
 export function errorHandler(log: Logger, maxBodyBytes: number) {
   return (err: unknown, req: Request, res: Response, _next: NextFunction): void => {
     const e = toApiError(err, maxBodyBytes);
-    if (e.status >= 500) {
+    if (e.status >= 500 && e.status !== 503) {
       (req.log ?? log).error({ err }, "request failed");
+    } else if (e.status === 503) {
+      (req.log ?? log).warn(
+        { err: { message: (err as Error)?.message } },
+        "request refused: service unavailable",
+      );
     }
-    if (res.headersSent) return;
+    if (res.headersSent) {
+      // A stream already started: all we can do is end it.
+      res.end();
+      return;
+    }
     if (e.headers) res.set(e.headers);
     res.status(e.status).json(e.toBody());
   };
 }
 
-function toApiError(err: unknown, maxBodyBytes: number): ApiError {
+export function toApiError(err: unknown, maxBodyBytes: number): ApiError {
   if (err instanceof ApiError) return err;
-  const bp = err as BodyParserError;
-  switch (bp?.type) {
+  if (isRedisUnavailable(err)) return redisUnavailable();
+  const h: HttpishError = err !== null && typeof err === "object" ? (err as HttpishError) : {};
+  switch (h.type) {
     case "entity.too.large":
       return new ApiError(413, "request_too_large", `request body is larger than ${maxBodyBytes} bytes`);
     case "entity.parse.failed":
@@ -38,8 +64,14 @@ function toApiError(err: unknown, maxBodyBytes: number): ApiError {
     case "request.aborted":
       return new ApiError(400, "invalid_request_error", "request body was not received completely");
   }
-  if (bp && bp.expose && typeof bp.status === "number" && bp.status >= 400 && bp.status < 500) {
-    return new ApiError(bp.status, "invalid_request_error", (err as Error).message);
+  // The router's URIError (a malformed %-escape in the path) carries status 400 without `expose`:
+  // every client error keeps its status; only exposed ones keep their message.
+  const status = typeof h.status === "number" ? h.status : h.statusCode;
+  if (typeof status === "number" && status >= 400 && status < 500) {
+    if (err instanceof URIError)
+      return new ApiError(400, "invalid_request_error", "the URL path is not valid percent-encoding");
+    const message = h.expose === true && err instanceof Error ? err.message : "the request is not valid";
+    return new ApiError(status, "invalid_request_error", message);
   }
   return new ApiError(
     500,

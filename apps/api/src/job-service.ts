@@ -1,4 +1,5 @@
 import { createHash } from "node:crypto";
+import { z } from "zod";
 import {
   ApiError,
   badRequest,
@@ -7,6 +8,7 @@ import {
   isTerminal,
   newJobId,
   notFound,
+  ownEntry,
   retentionMs,
   startWithinMs,
   type CreateJobRequest,
@@ -17,6 +19,7 @@ import {
 } from "@switchyard/core";
 import {
   queueNameFor,
+  type IdempotencyClaim,
   type JobEvents,
   type JobProducer,
   type JobStore,
@@ -33,10 +36,8 @@ export interface SubmitOutcome {
   replayed: boolean;
 }
 
-interface IdempotencyRecord {
-  fp: string;
-  job_id: string;
-}
+const idempotencyRecordSchema = z.object({ fp: z.string(), job_id: z.string() });
+type IdempotencyRecord = z.infer<typeof idempotencyRecordSchema>;
 
 const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,255}$/;
 
@@ -54,7 +55,7 @@ function canonical(value: unknown): string {
 
 export function parseCreateJob(body: unknown, config: SwitchyardConfig): CreateJobRequest {
   const req = parseBody(createJobRequestSchema, body);
-  if (!config.models[req.model]) {
+  if (!ownEntry(config.models, req.model)) {
     const known = Object.keys(config.models).sort();
     const list = known.slice(0, 20).join(", ") + (known.length > 20 ? ", ..." : "");
     throw badRequest(`unknown model '${req.model}'; configured models: ${list}`, [
@@ -84,56 +85,70 @@ export class JobService {
     req: CreateJobRequest,
     traceId: string,
     idempotencyKey?: string,
+    takeOver = false,
   ): Promise<SubmitOutcome> {
     const jobId = newJobId();
-    let idemKey: string | undefined;
+    let claim: IdempotencyClaim | undefined;
+    let fp = "";
     if (idempotencyKey !== undefined) {
-      // The body's fingerprint matters only to tell a retry from a different request under one key.
-      const fp = createHash("sha256").update(canonical(req)).digest("hex");
       if (!IDEMPOTENCY_KEY.test(idempotencyKey)) {
         throw badRequest("Idempotency-Key must be 1-255 printable ASCII characters", [
           { path: "header.idempotency-key", message: "invalid" },
         ]);
       }
-      idemKey = this.keys.idempotency(tenant.id, createHash("sha256").update(idempotencyKey).digest("hex"));
-      const ttlMs = Math.round(this.config.queue.idempotency_ttl_hours * 3_600_000);
+      // The body's fingerprint matters only to tell a retry from a different request under one key.
+      fp = createHash("sha256").update(canonical(req)).digest("hex");
       const record: IdempotencyRecord = { fp, job_id: jobId };
-      const won = await this.redis.set(idemKey, JSON.stringify(record), "PX", ttlMs, "NX");
-      if (won !== "OK") return this.replay(tenant, idemKey, fp, req, traceId);
+      claim = {
+        key: this.keys.idempotency(tenant.id, createHash("sha256").update(idempotencyKey).digest("hex")),
+        value: JSON.stringify(record),
+        ttlMs: Math.round(this.config.queue.idempotency_ttl_hours * 3_600_000),
+      };
     }
 
     const now = Date.now();
     const startWithin = startWithinMs(this.config, req.ttl_seconds);
     const queue = queueNameFor(tenant);
+    // The record and the key's claim are one atomic step: a crash cannot leave a claimed key
+    // without a record. A crash after it but before the enqueue is healed by the retry (replay).
+    const created = await this.store.create(
+      {
+        id: jobId,
+        tenantId: tenant.id,
+        queue,
+        model: req.model,
+        priority: req.priority,
+        createdAt: now,
+        traceId,
+        ...(req.metadata ? { metadata: req.metadata } : {}),
+        ...(req.webhook ? { webhookUrl: req.webhook.url } : {}),
+      },
+      startWithin + this.retentionMs,
+      claim,
+    );
+    if (!created.created) {
+      const replayed = await this.replay(tenant, created.claimedBy, fp, req, traceId);
+      if (replayed) return replayed;
+      // The key's job record is gone: release the stale claim and take the key over, once.
+      if (claim && !takeOver && (await this.store.releaseClaim(claim.key, created.claimedBy)))
+        return this.submit(tenant, req, traceId, idempotencyKey, true);
+      throw conflict("a request with this Idempotency-Key is being processed right now; retry in a moment");
+    }
     try {
-      await this.store.create(
-        {
-          id: jobId,
-          tenantId: tenant.id,
-          queue,
-          model: req.model,
-          priority: req.priority,
-          createdAt: now,
-          traceId,
-          ...(req.metadata ? { metadata: req.metadata } : {}),
-          ...(req.webhook ? { webhookUrl: req.webhook.url } : {}),
-        },
-        startWithin + this.retentionMs,
-      );
       await this.producer.enqueue(queue, this.payload(jobId, tenant, req, now + startWithin, traceId));
     } catch (err) {
       // Leave nothing half-written: no record without a queued job, no key pointing nowhere.
-      this.log.error({ err, jobId }, "enqueue failed");
+      this.log.error({ err: { message: (err as Error).message }, jobId }, "enqueue failed");
       await Promise.allSettled([
         this.store.remove(jobId),
-        idemKey ? this.redis.del(idemKey) : Promise.resolve(),
+        claim ? this.redis.del(claim.key) : Promise.resolve(),
       ]);
       throw new ApiError(
         503,
         "service_unavailable",
-        "could not queue the job (Redis unavailable); retry later",
+        "could not queue the job (Redis unavailable); nothing was kept, retry later",
         undefined,
-        { "retry-after": "1" },
+        { "retry-after": "2" },
       );
     }
     // The answer is built from what was just written: no read-back round trip on the ingest path.
@@ -174,14 +189,17 @@ export class JobService {
 
   private async replay(
     tenant: TenantConfig,
-    idemKey: string,
+    claimedBy: string,
     fp: string,
     req: CreateJobRequest,
     traceId: string,
-  ): Promise<SubmitOutcome> {
-    const raw = await this.redis.get(idemKey);
-    if (!raw) throw conflict("a request with this Idempotency-Key just expired; send it again");
-    const prior = JSON.parse(raw) as IdempotencyRecord;
+  ): Promise<SubmitOutcome | undefined> {
+    let prior: IdempotencyRecord;
+    try {
+      prior = idempotencyRecordSchema.parse(JSON.parse(claimedBy));
+    } catch {
+      throw new ApiError(500, "internal_error", "the stored Idempotency-Key record is unreadable");
+    }
     if (prior.fp !== fp) {
       throw new ApiError(
         409,
@@ -190,10 +208,10 @@ export class JobService {
       );
     }
     const rec = await this.store.get(prior.job_id);
-    if (!rec)
-      throw conflict(
-        "the first request with this Idempotency-Key is still being processed; retry in a moment",
-      );
+    // The claim and the record are written together, so a claim without a record is stale: its
+    // job outlived its retention, or an older version crashed between the two. The caller takes
+    // the key over.
+    if (!rec) return undefined;
     if (rec.view.status === "queued" && !rec.cancelRequested) {
       // Covers a crash between writing the record and queueing: BullMQ ignores a second add of the same id.
       const deadline = rec.view.created_at * 1000 + startWithinMs(this.config, req.ttl_seconds);

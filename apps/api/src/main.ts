@@ -2,7 +2,15 @@ import { resolve } from "node:path";
 import { configPathFor, loadConfig } from "@switchyard/core";
 import { KeyPool } from "@switchyard/limiter";
 import { createLogger, createRegistry } from "@switchyard/observability";
-import { checkEvictionPolicy, createRedis, JobEvents, JobProducer, JobStore, Keys } from "@switchyard/queue";
+import {
+  checkEvictionPolicy,
+  createRedis,
+  JobEvents,
+  JobProducer,
+  JobStore,
+  Keys,
+  waitForRedis,
+} from "@switchyard/queue";
 import { createApp } from "./app";
 import { loadApiEnv } from "./env";
 import { JobService } from "./job-service";
@@ -19,9 +27,12 @@ async function main(): Promise<void> {
     "config loaded",
   );
 
+  // Both request-path clients fail fast (a Redis outage is a quick 503); BullMQ's Queue makes
+  // no blocking calls, so it can share that behaviour. Only the subscriber waits outages out.
   const redis = createRedis(env.REDIS_URL, "command");
-  const bullConnection = createRedis(env.REDIS_URL, "worker");
+  const bullConnection = createRedis(env.REDIS_URL, "command", { connectionName: "switchyard-queue" });
   const subscriber = createRedis(env.REDIS_URL, "subscriber");
+  await Promise.all([waitForRedis(redis, log), waitForRedis(bullConnection, log)]);
   await checkEvictionPolicy(redis, log);
 
   const keys = new Keys(config.queue.prefix);

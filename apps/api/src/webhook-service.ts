@@ -15,7 +15,7 @@ import {
   webhookUrlProblem,
   type AddressPolicy,
   type DeliveryQueue,
-  type DeliveryStatus,
+  DELIVERY_STATUSES,
   type DeliveryView,
   type Endpoint,
   type EndpointView,
@@ -117,7 +117,8 @@ export class WebhookService {
   ): Promise<DeliveryView[]> {
     await this.endpoint(tenant, id);
     const status = query.status === undefined ? undefined : String(query.status);
-    if (status !== undefined && !["pending", "succeeded", "failed"].includes(status))
+    const wanted = status === undefined ? undefined : DELIVERY_STATUSES.find((s) => s === status);
+    if (status !== undefined && wanted === undefined)
       throw badRequest("status must be pending, succeeded or failed", [
         { path: "query.status", message: "invalid" },
       ]);
@@ -128,7 +129,7 @@ export class WebhookService {
       ]);
     return this.store.listDeliveries(tenant.id, id, {
       limit,
-      ...(status ? { status: status as DeliveryStatus } : {}),
+      ...(wanted ? { status: wanted } : {}),
     });
   }
 

@@ -12,6 +12,8 @@ import { WIRE_NAMES, type HintPlace, type WireName } from "./formats/types";
  *   reset           destroy the connection without an answer
  *   malformed       answer 200 with a body that is not JSON
  *   truncated       answer 200 with a Content-Length longer than the body, then close
+ *   echo_key        with status=N: the error message quotes the API key the request used (some
+ *                   upstreams do; Switchyard must never pass it on)
  * The same grammar (without the brackets) sets standing faults through POST /_control/faults.
  */
 export interface Fault {
@@ -25,6 +27,7 @@ export interface Fault {
   reset?: boolean;
   malformed?: boolean;
   truncated?: boolean;
+  echoKey?: boolean;
 }
 
 const MARKER = /\[\[mock:([^\]]*)\]\]/;
@@ -60,6 +63,9 @@ export function parseFaultSpec(spec: string): Fault {
       case "malformed":
       case "truncated":
         fault[key] = true;
+        break;
+      case "echo_key":
+        fault.echoKey = true;
         break;
     }
   }

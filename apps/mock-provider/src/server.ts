@@ -266,7 +266,13 @@ export class MockProvider {
       return 429;
     }
     if (f.status && f.status >= 400) {
-      send(res, format.error(f.status));
+      send(
+        res,
+        format.error(
+          f.status,
+          f.echoKey ? `Invalid request made with key ${apiKey}; check your key` : undefined,
+        ),
+      );
       return f.status;
     }
     return undefined;

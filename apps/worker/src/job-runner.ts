@@ -4,6 +4,7 @@ import {
   queueAttemptCap,
   resolveRoute,
   retentionMs,
+  SecretRedactor,
   type Attempt,
   type JobError,
   type JobPayload,
@@ -38,6 +39,7 @@ const attemptCount = (log: Attempt[]): number => log.filter((a) => a.outcome !==
  */
 export class JobRunner {
   private readonly retentionMs: number;
+  private readonly redactor: SecretRedactor;
   /** A running record must outlive every attempt and backoff; the final transition shortens it. */
   private readonly runningTtlMs: number;
 
@@ -49,6 +51,7 @@ export class JobRunner {
     private readonly log: Logger,
   ) {
     this.retentionMs = retentionMs(config);
+    this.redactor = SecretRedactor.fromConfig(config);
     const maxTimeout = Math.max(...config.providers.map((p) => p.timeout_ms));
     this.runningTtlMs =
       this.retentionMs + queueAttemptCap(config) * (maxTimeout + config.queue.backoff_max_ms);
@@ -147,7 +150,7 @@ export class JobRunner {
         if (token) return this.handBack(p, job, token, history, outcome.retryInMs);
         throw new RetryLater("bulkhead full", outcome.retryInMs);
       case "retry": {
-        const error = errorOf(outcome.error);
+        const error = errorOf(outcome.error, this.redactor);
         // Only attempts BullMQ charged count toward its cap (a hand-back is not charged).
         if (job.attemptsMade + 1 >= (job.opts.attempts ?? 1)) return this.fail(p, job, error, history, log);
         await this.store.transition(
@@ -164,7 +167,7 @@ export class JobRunner {
         throw new RetryLater(error.message, outcome.delayMs);
       }
       case "failed":
-        return this.fail(p, job, errorOf(outcome.error), history, log);
+        return this.fail(p, job, errorOf(outcome.error, this.redactor), history, log);
     }
   }
 
@@ -213,16 +216,20 @@ export class JobRunner {
   }
 }
 
-function errorOf(e: {
-  kind: string;
-  message: string;
-  provider: string;
-  model: string;
-  status?: number;
-}): JobError {
+function errorOf(
+  e: {
+    kind: string;
+    message: string;
+    provider: string;
+    model: string;
+    status?: number;
+  },
+  redactor: SecretRedactor,
+): JobError {
   return {
     type: e.kind,
-    message: e.message,
+    // Stored, shown to the tenant and sent in webhooks: never a secret of ours.
+    message: redactor.redact(e.message),
     provider: e.provider,
     model: e.model,
     ...(e.status !== undefined ? { status: e.status } : {}),

@@ -92,7 +92,7 @@ export class RouteExecutor {
     const unusable = new Set<RouteLink>();
     const spent = (l: RouteLink) => unusable.has(l) || failures(l) >= perLink;
     let lastError: AttemptError | undefined;
-    let skipped: { link: RouteLink; entry: Attempt; retryAt: number } | undefined;
+    let skipped: { link: RouteLink; waitMs: number } | undefined;
 
     for (const link of route.links) {
       if (spent(link)) continue;
@@ -101,9 +101,9 @@ export class RouteExecutor {
       if (!provider || !providerCfg) continue; // config validation makes this unreachable
       const decision = await this.breakers.acquire(link.provider, link.model);
       if (!decision.allowed) {
-        const entry = record(history, link, "skipped", Date.now(), 0, "circuit_open");
-        if (!skipped || decision.retryAt < skipped.retryAt)
-          skipped = { link, entry, retryAt: decision.retryAt };
+        record(history, link, "skipped", Date.now(), 0, "circuit_open");
+        const waitMs = circuitWaitMs(decision.state, decision.retryAt - decision.now);
+        if (!skipped || waitMs < skipped.waitMs) skipped = { link, waitMs };
         this.metrics.fallbacks.inc({ route: route.name, from: link.provider, reason: "circuit_open" });
         continue;
       }
@@ -193,18 +193,19 @@ export class RouteExecutor {
     }
 
     if (skipped) {
-      // Every link still worth trying has its circuit open: this pass is an attempt on the first
-      // of them, and the job waits until the earliest one lets a probe through.
-      skipped.entry.outcome = "failed";
+      // Every link still worth trying has its circuit open. A queue is there to absorb outages:
+      // the job waits (no slot held, no attempt charged) until the earliest circuit lets calls
+      // through again, up to its own start deadline, past which it fails.
       const error: AttemptError = {
         kind: "circuit_open",
-        message: `every remaining provider's circuit is open (${skipped.link.provider} reopens first)`,
+        message: `every remaining provider's circuit stayed open until the job's deadline (${skipped.link.provider} reopens first)`,
         provider: skipped.link.provider,
         model: skipped.link.model,
       };
       if (!route.links.some((l) => !spent(l))) return { kind: "failed", error: lastError ?? error };
-      const delayMs = Math.max(0, skipped.retryAt - Date.now()) + Math.round(Math.random() * 250);
-      return { kind: "retry", delayMs, error };
+      const leftMs = p.start_deadline - Date.now();
+      if (leftMs <= 0) return { kind: "failed", error };
+      return { kind: "busy", retryInMs: Math.min(skipped.waitMs, leftMs), reason: "circuit_open" };
     }
     return {
       kind: "failed",
@@ -216,6 +217,17 @@ export class RouteExecutor {
       },
     };
   }
+}
+
+/**
+ * How long a job waits for a circuit that refused it. Open: until it reopens, spread over a
+ * tenth of the wait (at most 2 s) so the waiting jobs do not all come back in the same instant.
+ * Half-open (its probes are out): a second or two, since a good probe closes it at once.
+ */
+export function circuitWaitMs(state: string, untilMs: number, random = Math.random): number {
+  if (state === "half_open") return 1_000 + Math.round(random() * 1_000);
+  const wait = Math.max(0, untilMs);
+  return wait + Math.round(random() * Math.min(2_000, Math.max(250, wait / 10)));
 }
 
 /** Appends an attempt, keeping the history bounded (skipped entries go first). */

@@ -1,4 +1,5 @@
-import { ConfigError, interpolateEnv, parseConfig } from "./config";
+import { ConfigError, interpolateEnv, parseConfig, worstStallRecoveryMs } from "./config";
+import { resolveRoute } from "./routes";
 
 const minimal = `
 providers:
@@ -21,6 +22,31 @@ describe("config", () => {
     expect(cfg.worker).toMatchObject({ concurrency: 256, tier_weights: { paid: 4, free: 1 } });
     expect(cfg.server.max_body_bytes).toBe(1024 * 1024);
     expect(cfg.tenants[0]?.dedicated_queue).toBe(false);
+  });
+
+  it("recovers a SIGKILLed worker's jobs within 15 s with the default lock settings", () => {
+    const cfg = parseConfig(minimal, { OPENAI_KEY: "sk-real" });
+    expect(worstStallRecoveryMs(cfg.worker)).toBeLessThanOrEqual(15_000);
+    // The lock must still be renewable twice before it lapses.
+    expect(cfg.worker.lock_duration_ms).toBeGreaterThanOrEqual(2 * cfg.worker.stalled_interval_ms);
+  });
+
+  it("finds only the models the config defines, never a prototype property", () => {
+    const cfg = parseConfig(minimal, { OPENAI_KEY: "sk-real" });
+    const req = { messages: [{ role: "user" as const, content: "hi" }] };
+    expect(resolveRoute(cfg, "gpt-4o-mini", req)?.links).toHaveLength(1);
+    for (const name of ["constructor", "__proto__", "toString", "valueOf", "hasOwnProperty", "isPrototypeOf"])
+      expect(resolveRoute(cfg, name, req)).toBeUndefined();
+  });
+
+  it("refuses a rule that points at a prototype name", () => {
+    const text = minimal.replace(
+      "  gpt-4o-mini: { provider: openai }",
+      "  gpt-4o-mini: { provider: openai }\n  auto: { rules: [{ task: x, use: constructor }], default: toString }",
+    );
+    expect(() => parseConfig(text, { OPENAI_KEY: "sk-real" })).toThrow(
+      /models\.auto\.rules\.0\.use: unknown model 'constructor'.*models\.auto\.default: unknown model 'toString'/,
+    );
   });
 
   it("names a missing environment variable", () => {

@@ -1,6 +1,7 @@
 import { readFileSync } from "node:fs";
 import { parse as parseYaml } from "yaml";
 import { z } from "zod";
+import { ownEntry } from "./own";
 
 /** Switchyard's one config file: tenants, providers, model routes, queue and worker tuning. */
 
@@ -264,6 +265,13 @@ const queueSchema = z
   })
   .strict();
 
+export const DEFAULT_LOCK_DURATION_MS = 10_000;
+export const DEFAULT_STALLED_INTERVAL_MS = 4_000;
+
+/** The longest a SIGKILLed worker's job waits before another worker can take it. */
+export const worstStallRecoveryMs = (w: { lock_duration_ms: number; stalled_interval_ms: number }): number =>
+  w.lock_duration_ms + w.stalled_interval_ms;
+
 const workerSchema = z
   .object({
     /** Jobs in flight per worker process; LLM calls are I/O bound, so hundreds is normal. */
@@ -276,8 +284,15 @@ const workerSchema = z
       })
       .strict()
       .default({ paid: 4, free: 1 }),
-    lock_duration_ms: z.number().int().min(1_000).max(600_000).default(30_000),
-    stalled_interval_ms: z.number().int().min(1_000).max(600_000).default(30_000),
+    /**
+     * A SIGKILLed worker's jobs run again within lock_duration_ms + stalled_interval_ms at worst
+     * (the lock lapses, then the next stalled check finds it): 14 s by default. Shorter costs
+     * more Redis calls (a lock renewal per process every lock_duration_ms / 2, a stalled check
+     * per queue and process every stalled_interval_ms) and risks false stalls when an event
+     * loop stalls for longer than half the lock.
+     */
+    lock_duration_ms: z.number().int().min(1_000).max(600_000).default(DEFAULT_LOCK_DURATION_MS),
+    stalled_interval_ms: z.number().int().min(1_000).max(600_000).default(DEFAULT_STALLED_INTERVAL_MS),
     shutdown_grace_ms: z.number().int().min(0).max(600_000).default(30_000),
   })
   .strict();
@@ -395,7 +410,7 @@ export const configSchema = z
       m.chain?.forEach((link, i) => unknownProvider(link.provider, ["chain", i, "provider"]));
       // Rules point at direct routes only, so resolution is one step and can never loop.
       const direct = (target: string, path: (string | number)[]) => {
-        const t = cfg.models[target];
+        const t = ownEntry(cfg.models, target);
         if (!t)
           ctx.addIssue({
             code: "custom",

@@ -26,6 +26,14 @@ export class ApiError extends Error {
   }
 }
 
+/** A value read from Redis that we never write: reported as an error, never silently misread. */
+export class CorruptRecordError extends Error {
+  constructor(record: string, field: string) {
+    super(`stored record ${record} has an invalid '${field}' field`);
+    this.name = "CorruptRecordError";
+  }
+}
+
 export const badRequest = (message: string, details?: FieldIssue[]) =>
   new ApiError(400, "invalid_request_error", message, details);
 export const unauthorized = (message: string) => new ApiError(401, "authentication_error", message);

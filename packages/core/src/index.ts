@@ -6,3 +6,5 @@ export * from "./ids";
 export * from "./env";
 export * from "./backoff";
 export * from "./routes";
+export * from "./own";
+export * from "./redact";

@@ -1,5 +1,6 @@
 import type { LinkOptions, SwitchyardConfig } from "./config";
 import type { ChatMessage, ChatRequest } from "./schemas";
+import { ownEntry } from "./own";
 
 /**
  * Route resolution: a requested model (an alias in config `models`) becomes an ordered chain
@@ -35,7 +36,7 @@ export function estimatePromptTokens(messages: ChatMessage[]): number {
 }
 
 function chainOf(cfg: SwitchyardConfig, alias: string): RouteLink[] | undefined {
-  const m = cfg.models[alias];
+  const m = ownEntry(cfg.models, alias);
   if (!m) return undefined;
   if (m.chain)
     return m.chain.map((l) => ({ provider: l.provider, model: l.model ?? alias, options: l.options ?? {} }));
@@ -49,7 +50,7 @@ export function resolveRoute(
   requested: string,
   req: { messages: ChatMessage[]; task?: string | undefined },
 ): ResolvedRoute | undefined {
-  const m = cfg.models[requested];
+  const m = ownEntry(cfg.models, requested);
   if (!m) return undefined;
   if (!m.rules) {
     const links = chainOf(cfg, requested);

@@ -1,6 +1,6 @@
 import { backoffDelay } from "./backoff";
 import { newJobId, JOB_ID_PATTERN } from "./ids";
-import { createJobRequestSchema, isTerminal } from "./schemas";
+import { createJobRequestSchema, findProtoKey, isTerminal } from "./schemas";
 import { jobPayloadSchema } from "./payload";
 
 describe("createJobRequestSchema", () => {
@@ -40,6 +40,31 @@ describe("createJobRequestSchema", () => {
     const r = createJobRequestSchema.safeParse(body);
     expect(r.success).toBe(false);
     expect(r.error?.issues[0]?.path.join(".")).toBe(path);
+  });
+
+  it("refuses the metadata key __proto__ instead of dropping it", () => {
+    // JSON.parse makes "__proto__" an own key, as a request body would carry it.
+    const body: unknown = JSON.parse(
+      '{"model":"m","messages":[{"role":"user","content":"hi"}],"metadata":{"__proto__":"x","ok":1}}',
+    );
+    const r = createJobRequestSchema.safeParse(body);
+    expect(r.success).toBe(false);
+    expect(r.error?.issues[0]?.path.join(".")).toBe("metadata.__proto__");
+  });
+
+  it("keeps constructor and prototype as ordinary metadata keys", () => {
+    const r = createJobRequestSchema.parse(
+      JSON.parse(
+        '{"model":"m","messages":[{"role":"user","content":"hi"}],"metadata":{"constructor":"c","prototype":1}}',
+      ),
+    );
+    expect(r.metadata).toEqual({ constructor: "c", prototype: 1 });
+    expect(Object.hasOwn(r.metadata ?? {}, "constructor")).toBe(true);
+  });
+
+  it("finds a __proto__ key at any depth", () => {
+    expect(findProtoKey(JSON.parse('{"a":[{"b":1},{"__proto__":{}}]}'))).toEqual(["a", 1, "__proto__"]);
+    expect(findProtoKey({ a: { constructor: 1 } })).toBeUndefined();
   });
 
   it("validates the queue payload contract", () => {

@@ -30,8 +30,39 @@ export type ChatMessage = z.infer<typeof chatMessageSchema>;
 export const messageText = (m: ChatMessage): string =>
   typeof m.content === "string" ? m.content : m.content.map((p) => p.text).join("");
 
-const metadataSchema = z
-  .record(z.string().max(64), z.union([z.string().max(512), z.number(), z.boolean(), z.null()]))
+/**
+ * The first own "__proto__" key anywhere in a parsed JSON value, as a path. JSON.parse makes it an
+ * ordinary own key, but schema parsers and object spreads drop it (or worse, treat it as the
+ * prototype): such input is refused, never silently dropped.
+ */
+export function findProtoKey(
+  value: unknown,
+  path: (string | number)[] = [],
+  depth = 0,
+): (string | number)[] | undefined {
+  if (value === null || typeof value !== "object" || depth > 64) return undefined;
+  if (Array.isArray(value)) {
+    for (let i = 0; i < value.length; i++) {
+      const found = findProtoKey(value[i], [...path, i], depth + 1);
+      if (found) return found;
+    }
+    return undefined;
+  }
+  if (Object.hasOwn(value, "__proto__")) return [...path, "__proto__"];
+  for (const [k, v] of Object.entries(value)) {
+    const found = findProtoKey(v, [...path, k], depth + 1);
+    if (found) return found;
+  }
+  return undefined;
+}
+
+const noProtoKey = z.unknown().superRefine((v, ctx) => {
+  const at = findProtoKey(v);
+  if (at) ctx.addIssue({ code: "custom", path: at, message: "'__proto__' is not allowed as a key" });
+});
+
+const metadataSchema = noProtoKey
+  .pipe(z.record(z.string().max(64), z.union([z.string().max(512), z.number(), z.boolean(), z.null()])))
   .refine((m) => Object.keys(m).length <= 16, "at most 16 metadata keys");
 
 export const createJobRequestSchema = z

@@ -54,7 +54,7 @@ describe("CircuitBreakers", () => {
     expect((await breakers.acquire("up", "m", t + 3)).allowed).toBe(true);
     await call("up", "failure", t + 4); // 3 of 4: opens
     const d = await breakers.acquire("up", "m", t + 5);
-    expect(d).toEqual({ allowed: false, state: "open", retryAt: t + 4 + 1_000 });
+    expect(d).toEqual({ allowed: false, state: "open", retryAt: t + 4 + 1_000, now: t + 5 });
   });
 
   it("lets one probe through when the open period ends; a failed probe re-opens it for twice as long", async () => {
@@ -68,6 +68,7 @@ describe("CircuitBreakers", () => {
       allowed: false,
       state: "open",
       retryAt: t + 10 + 2_000,
+      now: t + 11,
     });
   });
 

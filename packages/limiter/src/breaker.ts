@@ -1,6 +1,7 @@
 import type { BreakerConfig } from "@switchyard/core";
 import type { Keys } from "@switchyard/queue";
 import type { Redis } from "ioredis";
+import { z } from "zod";
 import breakerLua from "./lua/breaker.lua";
 
 /**
@@ -8,7 +9,15 @@ import breakerLua from "./lua/breaker.lua";
  * atomic): a provider that fails for one worker is skipped by all of them, and only the
  * configured number of probes test it while it is half-open.
  */
-export type BreakerState = "closed" | "open" | "half_open";
+export const BREAKER_STATES = ["closed", "open", "half_open"] as const;
+export type BreakerState = (typeof BREAKER_STATES)[number];
+
+/** A state as breaker.lua stores and answers it; a foreign or corrupted value is an error. */
+export function parseBreakerState(raw: unknown): BreakerState {
+  const found = BREAKER_STATES.find((s) => s === raw);
+  if (!found) throw new Error(`circuit breaker answered an unknown state '${String(raw).slice(0, 40)}'`);
+  return found;
+}
 /** success: the upstream answered (even with a 4xx or 429); failure: it is unhealthy; release: no verdict. */
 export type BreakerOutcome = "success" | "failure" | "release";
 
@@ -21,13 +30,14 @@ export interface BreakerPermit {
 
 export type BreakerDecision =
   | { allowed: true; state: BreakerState; permit: BreakerPermit }
-  | { allowed: false; state: BreakerState; retryAt: number };
-
-type LuaReply = [number, string, number, number];
+  /** retryAt and now are on Redis's clock: wait retryAt - now. */
+  | { allowed: false; state: BreakerState; retryAt: number; now: number };
 
 interface BreakerCommands {
-  syBreaker(key: string, ...args: (string | number)[]): Promise<LuaReply>;
+  syBreaker(key: string, ...args: (string | number)[]): Promise<unknown>;
 }
+
+const replySchema = z.tuple([z.number().int(), z.string(), z.number(), z.number().int(), z.number()]);
 
 export interface BreakerListener {
   (provider: string, scope: string, state: BreakerState): void;
@@ -67,30 +77,29 @@ export class CircuitBreakers {
       : { scope: provider, key: this.keys.breaker(provider) };
   }
 
-  async acquire(provider: string, model: string, now = Date.now()): Promise<BreakerDecision> {
+  /** `now` is for tests; by default the script reads Redis TIME, the clock the fleet shares. */
+  async acquire(provider: string, model: string, now?: number): Promise<BreakerDecision> {
     const { scope, key } = this.target(provider, model);
     const args = this.args(provider);
     if (!args) return { allowed: true, state: "closed", permit: { key: "", provider, scope, probe: false } };
-    const [allowed, state, at, probe] = await this.redis.syBreaker(key, "acquire", now, ...args);
-    const s = state as BreakerState;
+    const [allowed, state, at, probe, clock] = replySchema.parse(
+      await this.redis.syBreaker(key, "acquire", now ?? "", ...args),
+    );
+    const s = parseBreakerState(state);
     this.onState(provider, scope, s);
     if (allowed === 1)
       return { allowed: true, state: s, permit: { key, provider, scope, probe: probe === 1 } };
-    return { allowed: false, state: s, retryAt: at };
+    return { allowed: false, state: s, retryAt: at, now: clock };
   }
 
-  async record(permit: BreakerPermit, outcome: BreakerOutcome, now = Date.now()): Promise<BreakerState> {
+  async record(permit: BreakerPermit, outcome: BreakerOutcome, now?: number): Promise<BreakerState> {
     const args = this.args(permit.provider);
     if (!args || !permit.key) return "closed";
-    const [, state] = await this.redis.syBreaker(
-      permit.key,
-      "record",
-      now,
-      ...args,
-      outcome,
-      permit.probe ? "1" : "0",
+    const [, raw] = replySchema.parse(
+      await this.redis.syBreaker(permit.key, "record", now ?? "", ...args, outcome, permit.probe ? "1" : "0"),
     );
-    this.onState(permit.provider, permit.scope, state as BreakerState);
-    return state as BreakerState;
+    const state = parseBreakerState(raw);
+    this.onState(permit.provider, permit.scope, state);
+    return state;
   }
 }

@@ -1,5 +1,11 @@
 import { randomUUID } from "node:crypto";
-import type { KeyLimits, ProviderConfig, ProviderKeyConfig, TenantConfig } from "@switchyard/core";
+import {
+  ownEntry,
+  type KeyLimits,
+  type ProviderConfig,
+  type ProviderKeyConfig,
+  type TenantConfig,
+} from "@switchyard/core";
 import type { Keys } from "@switchyard/queue";
 import type { Redis } from "ioredis";
 import poolLua from "./lua/pool.lua";
@@ -16,7 +22,15 @@ export const WINDOW_MS = 60_000;
 const SLOT_SLACK_MS = 5_000;
 const LIMIT_ORDER = ["rpm", "tpm", "itpm", "otpm", "rpd", "max_concurrency"] as const;
 
-export type DenyReason = "limited" | "cooling" | "share" | "disabled" | "too_large";
+export const DENY_REASONS = ["limited", "cooling", "share", "disabled", "too_large"] as const;
+export type DenyReason = (typeof DENY_REASONS)[number];
+
+/** A deny reason as pool.lua answers it; anything else is a script/contract mismatch, reported. */
+export function parseDenyReason(raw: unknown): DenyReason {
+  const found = DENY_REASONS.find((r) => r === raw);
+  if (!found) throw new Error(`key pool answered an unknown deny reason '${String(raw).slice(0, 40)}'`);
+  return found;
+}
 
 export interface ReserveRequest {
   provider: ProviderConfig;
@@ -114,7 +128,7 @@ const mask = (secret: string): string => (secret.length >= 12 ? `…${secret.sli
 
 /** Limits that apply per model on a key: the model's own entry, else "*". */
 export function modelLimits(key: ProviderKeyConfig, model: string): KeyLimits {
-  return key.models?.[model] ?? key.models?.["*"] ?? {};
+  return ownEntry(key.models, model) ?? ownEntry(key.models, "*") ?? {};
 }
 
 const limitArgs = (l: KeyLimits): number[] => LIMIT_ORDER.map((name) => l[name] ?? 0);
@@ -209,7 +223,7 @@ export class KeyPool {
         },
       };
     }
-    return { granted: false, retryAt: Number(a), reason: String(b) as DenyReason, now: Number(c) };
+    return { granted: false, retryAt: Number(a), reason: parseDenyReason(b), now: Number(c) };
   }
 
   /** Releases the slot, corrects the tokens with the real usage, and records what happened. */

@@ -1,3 +1,4 @@
+import { redactSecrets } from "@switchyard/core";
 import { HttpClient, type JsonResponse } from "./http";
 import { kindForStatus, ProviderError, type ProviderErrorKind } from "./errors";
 import type { RateLimitInfo } from "./rate-limits";
@@ -66,7 +67,7 @@ export abstract class HttpAdapter implements ChatProvider {
       ctx.signal,
     );
     const rateLimit = this.rateLimits(res);
-    if (res.status < 200 || res.status >= 300) throw this.failure(res, rateLimit);
+    if (res.status < 200 || res.status >= 300) throw this.failure(res, rateLimit, ctx.apiKey);
     const result = res.body === undefined ? undefined : this.toResult(res.body, req);
     if (!result) {
       throw new ProviderError(
@@ -89,19 +90,21 @@ export abstract class HttpAdapter implements ChatProvider {
       { ...this.extraHeaders, ...this.authHeaders(ctx.apiKey) },
       ctx.signal,
     );
-    if (res.status < 200 || res.status >= 300) throw this.failure(res, undefined);
+    if (res.status < 200 || res.status >= 300) throw this.failure(res, undefined, ctx.apiKey);
   }
 
   protected abstract probeUrl(): string;
 
-  private failure(res: JsonResponse, rateLimit: RateLimitInfo | undefined): ProviderError {
+  private failure(res: JsonResponse, rateLimit: RateLimitInfo | undefined, apiKey: string): ProviderError {
     const upstream = this.readError(res.body);
     const kind = upstream?.kind ?? kindForStatus(res.status);
     // Auth failures must not echo anything the upstream may have said about our key.
     const message =
       kind === "auth"
         ? `upstream rejected the API key (${res.status}); check the key in the provider config`
-        : (upstream?.message ?? (res.rawText.slice(0, 300) || `(empty ${res.status} answer)`));
+        : redactSecrets(upstream?.message ?? (res.rawText.slice(0, 300) || `(empty ${res.status} answer)`), [
+            apiKey,
+          ]);
     const retryAfterMs = retryHintMs(res.headers, {
       ...(upstream?.retryDelayMs !== undefined ? { bodyDelayMs: upstream.retryDelayMs } : {}),
       ...(kind === "rate_limit" && rateLimit ? { rateLimit } : {}),

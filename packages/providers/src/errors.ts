@@ -1,3 +1,4 @@
+import { redactSecrets } from "@switchyard/core";
 import type { RateLimitInfo } from "./rate-limits";
 
 /**
@@ -42,7 +43,8 @@ export class ProviderError extends Error {
     readonly provider: string,
     details: ProviderErrorDetails = {},
   ) {
-    super(message);
+    // Upstream and library text may quote keys or tokens: nothing shaped like one goes further.
+    super(redactSecrets(message));
     this.name = "ProviderError";
     this.retryable = RETRYABLE.has(kind);
     if (details.status !== undefined) this.status = details.status;

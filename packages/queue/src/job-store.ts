@@ -1,6 +1,10 @@
+import { z } from "zod";
 import {
   attemptSchema,
+  CorruptRecordError,
   isTerminal,
+  JOB_STATUSES,
+  PRIORITIES,
   jobErrorSchema,
   jobResultSchema,
   usageSchema,
@@ -14,6 +18,8 @@ import {
 } from "@switchyard/core";
 import type { Redis } from "ioredis";
 import { Keys } from "./keys";
+import createJobLua from "./lua/create-job.lua";
+import releaseClaimLua from "./lua/release-claim.lua";
 import transitionLua from "./lua/transition.lua";
 import requestCancelLua from "./lua/request-cancel.lua";
 
@@ -65,14 +71,26 @@ export interface TransitionFields {
   attempt_log?: Attempt[];
 }
 
-type LuaReply = [number, string, string?, string?];
+/** { applied (1|0|-1), status, cancel_requested, attempt_log } as the scripts return them. */
+const luaReplySchema = z.tuple([z.number().int(), z.string()], z.string());
 
 /** Terminal events waiting for fan-out; a safety cap, far above any healthy backlog. */
 const OUTBOX_CAP = 1_000_000;
 
+/** An Idempotency-Key claimed in the same step as the record is written. */
+export interface IdempotencyClaim {
+  key: string;
+  value: string;
+  ttlMs: number;
+}
+
+export type CreateOutcome = { created: true } | { created: false; claimedBy: string };
+
 interface StoreCommands {
-  syTransition(key: string, outbox: string, tenants: string, ...args: (string | number)[]): Promise<LuaReply>;
-  syRequestCancel(key: string, now: number): Promise<LuaReply>;
+  syCreateJob(record: string, idem: string, ...args: (string | number)[]): Promise<unknown>;
+  syReleaseClaim(idem: string, value: string): Promise<unknown>;
+  syTransition(key: string, outbox: string, tenants: string, ...args: (string | number)[]): Promise<unknown>;
+  syRequestCancel(key: string, now: number): Promise<unknown>;
 }
 
 const parseJson = <T>(raw: string | undefined, parse: (v: unknown) => T): T | undefined => {
@@ -85,8 +103,13 @@ const parseJson = <T>(raw: string | undefined, parse: (v: unknown) => T): T | un
 };
 
 const attemptLogSchema = attemptSchema.array();
-
-const seconds = (ms: string | undefined): number | undefined => (ms ? Number(ms) / 1000 : undefined);
+const createReplySchema = z.tuple([z.number()], z.string());
+const statusSchema = z.enum(JOB_STATUSES);
+const prioritySchema = z.enum(PRIORITIES);
+const metadataSchema = z.record(z.string(), z.union([z.string(), z.number(), z.boolean(), z.null()]));
+/** Whole numbers written by us; anything else in the field is corruption. */
+const countSchema = z.coerce.number().int().min(0);
+const msSchema = z.coerce.number().finite().min(0);
 
 export class JobStore {
   private readonly redis: Redis & StoreCommands;
@@ -96,28 +119,57 @@ export class JobStore {
     readonly keys: Keys,
   ) {
     if (!("syTransition" in redis)) {
+      redis.defineCommand("syCreateJob", { numberOfKeys: 2, lua: createJobLua });
+      redis.defineCommand("syReleaseClaim", { numberOfKeys: 1, lua: releaseClaimLua });
       redis.defineCommand("syTransition", { numberOfKeys: 3, lua: transitionLua });
       redis.defineCommand("syRequestCancel", { numberOfKeys: 1, lua: requestCancelLua });
     }
     this.redis = redis as Redis & StoreCommands;
   }
 
-  async create(rec: NewJobRecord, ttlMs: number): Promise<void> {
+  /**
+   * Writes a new record; with `idem`, claims the Idempotency-Key in the same atomic step, or
+   * writes nothing and says which record value holds the key already.
+   */
+  async create(rec: NewJobRecord, ttlMs: number, idem?: IdempotencyClaim): Promise<CreateOutcome> {
     const key = this.keys.job(rec.id);
-    const fields: Record<string, string> = {
-      id: rec.id,
-      tenant: rec.tenantId,
-      queue: rec.queue,
-      model: rec.model,
-      priority: rec.priority,
-      status: "queued",
-      attempts: "0",
-      created_at: String(rec.createdAt),
-      trace_id: rec.traceId,
-    };
-    if (rec.metadata) fields.metadata = JSON.stringify(rec.metadata);
-    if (rec.webhookUrl) fields.webhook_url = rec.webhookUrl;
-    await this.redis.multi().hset(key, fields).pexpire(key, ttlMs).exec();
+    const fields: string[] = [
+      "id",
+      rec.id,
+      "tenant",
+      rec.tenantId,
+      "queue",
+      rec.queue,
+      "model",
+      rec.model,
+      "priority",
+      rec.priority,
+      "status",
+      "queued",
+      "attempts",
+      "0",
+      "created_at",
+      String(rec.createdAt),
+      "trace_id",
+      rec.traceId,
+    ];
+    if (rec.metadata) fields.push("metadata", JSON.stringify(rec.metadata));
+    if (rec.webhookUrl) fields.push("webhook_url", rec.webhookUrl);
+    const reply = await this.redis.syCreateJob(
+      key,
+      idem?.key ?? key,
+      ttlMs,
+      idem?.ttlMs ?? 0,
+      idem?.value ?? "",
+      ...fields,
+    );
+    const parsed = createReplySchema.parse(reply);
+    return parsed[0] === 1 ? { created: true } : { created: false, claimedBy: parsed[1] ?? "" };
+  }
+
+  /** Releases an Idempotency-Key claim if it still holds `value`; true when released. */
+  async releaseClaim(key: string, value: string): Promise<boolean> {
+    return (await this.redis.syReleaseClaim(key, value)) === 1;
   }
 
   async remove(jobId: string): Promise<void> {
@@ -127,23 +179,26 @@ export class JobStore {
   async get(jobId: string): Promise<JobRecord | undefined> {
     const h = await this.redis.hgetall(this.keys.job(jobId));
     if (!h.id || !h.status || !h.tenant) return undefined;
+    const field = <T>(name: string, schema: z.ZodType<T>, raw: string | undefined): T => {
+      const r = schema.safeParse(raw);
+      if (!r.success) throw new CorruptRecordError(jobId, name);
+      return r.data;
+    };
     const view: JobView = {
       id: h.id,
       object: "job",
-      status: h.status as JobStatus,
+      status: field("status", statusSchema, h.status),
       model: h.model ?? "",
-      priority: (h.priority ?? "normal") as Priority,
-      attempts: Number(h.attempts ?? 0),
-      created_at: Number(h.created_at) / 1000,
+      priority: field("priority", prioritySchema, h.priority ?? "normal"),
+      attempts: field("attempts", countSchema, h.attempts ?? "0"),
+      created_at: field("created_at", msSchema, h.created_at) / 1000,
     };
-    const started = seconds(h.started_at);
-    const finished = seconds(h.finished_at);
-    if (started !== undefined) view.started_at = started;
-    if (finished !== undefined) view.finished_at = finished;
+    if (h.started_at) view.started_at = field("started_at", msSchema, h.started_at) / 1000;
+    if (h.finished_at) view.finished_at = field("finished_at", msSchema, h.finished_at) / 1000;
     const result = parseJson(h.result, (v) => jobResultSchema.parse(v));
     const error = parseJson(h.error, (v) => jobErrorSchema.parse(v));
     const usage = parseJson(h.usage, (v) => usageSchema.parse(v));
-    const metadata = parseJson(h.metadata, (v) => v as JobView["metadata"]);
+    const metadata = parseJson(h.metadata, (v) => metadataSchema.parse(v));
     const attempts = parseJson(h.attempt_log, (v) => attemptLogSchema.parse(v));
     if (result) view.result = attempts ? { ...result, attempts } : result;
     if (error) view.error = attempts && !result ? { ...error, attempts } : error;
@@ -172,11 +227,13 @@ export class JobStore {
       if (v === undefined) continue;
       args.push(k, v === null ? "" : typeof v === "object" ? JSON.stringify(v) : String(v));
     }
-    const [applied, after, cancel, log] = await this.redis.syTransition(
-      this.keys.job(jobId),
-      this.keys.webhookOutbox,
-      this.keys.tenantsWithEndpoints,
-      ...args,
+    const [applied, after, cancel, log] = luaReplySchema.parse(
+      await this.redis.syTransition(
+        this.keys.job(jobId),
+        this.keys.webhookOutbox,
+        this.keys.tenantsWithEndpoints,
+        ...args,
+      ),
     );
     return {
       applied: applied === 1,
@@ -191,7 +248,9 @@ export class JobStore {
     jobId: string,
     now = Date.now(),
   ): Promise<{ exists: boolean; applied: boolean; status: string }> {
-    const [applied, status] = await this.redis.syRequestCancel(this.keys.job(jobId), now);
+    const [applied, status] = luaReplySchema.parse(
+      await this.redis.syRequestCancel(this.keys.job(jobId), now),
+    );
     return { exists: applied !== -1, applied: applied === 1, status };
   }
 }

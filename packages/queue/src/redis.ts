@@ -3,22 +3,87 @@ import type { Logger } from "@switchyard/observability";
 
 export type { Redis } from "ioredis";
 
+/**
+ * command:    request paths (the API, admin reads). Fails fast: no offline queue, no retries of a
+ *             command whose connection dropped, and a command timeout, so a Redis outage is a
+ *             quick 503 instead of a request hanging on reconnect loops.
+ * worker:     BullMQ workers and queues in the worker; waits out an outage (BullMQ requires
+ *             maxRetriesPerRequest: null for its blocking calls).
+ * subscriber: pub/sub; waits out an outage and resubscribes.
+ */
 export type RedisRole = "command" | "worker" | "subscriber";
 
-/**
- * The one Redis client factory. Workers and subscribers must wait out a Redis outage instead
- * of failing commands (BullMQ requires maxRetriesPerRequest: null for its blocking calls);
- * the API's command client fails fast so a request gets a clear 503, not a hang.
- */
+/** A command on a fail-fast client that has no answer after this long is given up. */
+export const COMMAND_TIMEOUT_MS = 1_000;
+
 export function createRedis(url: string, role: RedisRole, extra: RedisOptions = {}): Redis {
+  const failFast: RedisOptions =
+    role === "command"
+      ? { maxRetriesPerRequest: 0, enableOfflineQueue: false, commandTimeout: COMMAND_TIMEOUT_MS }
+      : { maxRetriesPerRequest: null };
   return new Redis(url, {
     lazyConnect: false,
     enableReadyCheck: true,
-    maxRetriesPerRequest: role === "command" ? 2 : null,
     connectionName: `switchyard-${role}`,
-    retryStrategy: (times) => Math.min(times * 200, 5_000),
+    connectTimeout: 5_000,
+    // Reconnect quickly at first, then every second at most: an outage ends as soon as Redis is back.
+    retryStrategy: (times) => Math.min(times * 100, 1_000),
+    ...failFast,
     ...extra,
   });
+}
+
+/** Resolves once the client is connected; logs what to do while it is not. */
+export async function waitForRedis(redis: Redis, log: Logger, what = "Redis"): Promise<void> {
+  if (redis.status === "ready") return;
+  const warn = setInterval(
+    () =>
+      log.warn(
+        `waiting for ${what} (${redis.options.host}:${redis.options.port}); is redis-server running? check REDIS_URL`,
+      ),
+    5_000,
+  );
+  try {
+    await new Promise<void>((resolve) => redis.once("ready", () => resolve()));
+  } finally {
+    clearInterval(warn);
+  }
+}
+
+const UNAVAILABLE_MESSAGES = [
+  "Stream isn't writeable",
+  "Connection is closed",
+  "Command timed out",
+  "Reached the max retries per request limit",
+  "None of startup nodes is available",
+  "Failed to refresh slots cache",
+  "Connection in subscriber mode",
+];
+const UNAVAILABLE_CODES = new Set([
+  "ECONNREFUSED",
+  "ECONNRESET",
+  "EPIPE",
+  "ETIMEDOUT",
+  "ENOTCONN",
+  "EHOSTUNREACH",
+  "ENETUNREACH",
+]);
+/** Redis replies that mean "not now" rather than "you asked wrongly". */
+const UNAVAILABLE_REPLIES = /^(LOADING|MASTERDOWN|READONLY|CLUSTERDOWN|TRYAGAIN|BUSY|OOM)\b/;
+
+/**
+ * True when an error means Redis could not be reached or could not serve right now (down,
+ * reconnecting, timed out, loading, out of memory): the caller should answer 503 and retry later.
+ */
+export function isRedisUnavailable(err: unknown): boolean {
+  if (!(err instanceof Error)) return false;
+  const code = (err as NodeJS.ErrnoException).code;
+  if (typeof code === "string" && UNAVAILABLE_CODES.has(code)) return true;
+  if (err.name === "MaxRetriesPerRequestError" || err.name === "ClusterAllFailedError") return true;
+  if (UNAVAILABLE_MESSAGES.some((m) => err.message.includes(m))) return true;
+  if (err.name === "ReplyError" && UNAVAILABLE_REPLIES.test(err.message)) return true;
+  const cause = (err as { cause?: unknown }).cause;
+  return cause !== undefined && cause !== err && isRedisUnavailable(cause);
 }
 
 /**
@@ -27,8 +92,8 @@ export function createRedis(url: string, role: RedisRole, extra: RedisOptions = 
  */
 export async function checkEvictionPolicy(redis: Redis, log: Logger): Promise<void> {
   try {
-    const reply = (await redis.config("GET", "maxmemory-policy")) as string[];
-    const policy = reply[1];
+    const reply: unknown = await redis.config("GET", "maxmemory-policy");
+    const policy = Array.isArray(reply) ? reply[1] : undefined;
     if (policy !== "noeviction") {
       log.warn(
         { policy },

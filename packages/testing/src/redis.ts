@@ -8,16 +8,31 @@ import { freePort } from "./ports";
 export interface RedisHandle {
   url: string;
   port: number;
+  /** SIGTERM, then removes the data folder. */
   stop(): Promise<void>;
+  /** SIGKILL, as a crash or an OOM kill would end it; the data folder stays for a restart. */
+  kill(): Promise<void>;
+  /** SIGSTOP / SIGCONT: a server that holds its connections open but answers nothing. */
+  pause(): void;
+  resume(): void;
+}
+
+export interface RedisOptions {
+  /** A given port (e.g. to restart a killed server where its clients reconnect). */
+  port?: number;
+  /** A data folder to reuse (a restart finds what the append-only file kept). */
+  dir?: string;
+  /** Append-only file with fsync on every write, as production runs it: nothing acknowledged is lost. */
+  persist?: boolean;
 }
 
 /**
  * Starts a throwaway redis-server on a free port, configured as production should be
- * (noeviction), persisting nothing. Fails with a message saying how to get redis-server.
+ * (noeviction), persisting nothing unless asked. Fails with a message saying how to get redis-server.
  */
-export async function startRedis(): Promise<RedisHandle> {
-  const port = await freePort();
-  const dir = mkdtempSync(join(tmpdir(), "switchyard-redis-"));
+export async function startRedis(opts: RedisOptions = {}): Promise<RedisHandle> {
+  const port = opts.port ?? (await freePort());
+  const dir = opts.dir ?? mkdtempSync(join(tmpdir(), "switchyard-redis-"));
   const args = [
     "--port",
     String(port),
@@ -26,7 +41,9 @@ export async function startRedis(): Promise<RedisHandle> {
     "--save",
     "",
     "--appendonly",
-    "no",
+    opts.persist ? "yes" : "no",
+    "--appendfsync",
+    "always",
     "--maxmemory-policy",
     "noeviction",
     "--dir",
@@ -58,17 +75,23 @@ export async function startRedis(): Promise<RedisHandle> {
   });
   const url = `redis://127.0.0.1:${port}`;
   await Promise.race([waitForPing(url), exited]);
+  const end = async (signal: NodeJS.Signals) => {
+    if (child.exitCode === null && child.signalCode === null) {
+      const done = new Promise((r) => child.once("exit", r));
+      child.kill(signal);
+      await done;
+    }
+  };
   return {
     url,
     port,
     stop: async () => {
-      if (child.exitCode === null) {
-        const done = new Promise((r) => child.once("exit", r));
-        child.kill("SIGTERM");
-        await done;
-      }
+      await end("SIGTERM");
       rmSync(dir, { recursive: true, force: true });
     },
+    kill: () => end("SIGKILL"),
+    pause: () => void child.kill("SIGSTOP"),
+    resume: () => void child.kill("SIGCONT"),
   };
 }
 

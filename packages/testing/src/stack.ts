@@ -123,6 +123,8 @@ export interface StackOptions {
   /** Extra environment for the API process and for every worker process. */
   apiEnv?: Record<string, string>;
   workerEnv?: Record<string, string>;
+  /** A Redis of the test's own (e.g. one it kills); default: the shared test Redis. */
+  redisUrl?: string;
 }
 
 /**
@@ -149,7 +151,7 @@ export class Stack {
   }
 
   static async start(opts: StackOptions = {}): Promise<Stack> {
-    const redisUrl = testRedisUrl();
+    const redisUrl = opts.redisUrl ?? testRedisUrl();
     const prefix = uniquePrefix();
     const [apiPort, mockPort] = [await freePort(), await freePort()];
     const mockUrl = `http://127.0.0.1:${mockPort}`;

@@ -58,4 +58,16 @@ describe("guarded agent (connect-time address check)", () => {
     );
     expect(receiver.received("/mixed")).toHaveLength(0);
   });
+
+  it("refuses IPv4-embedding IPv6 answers and literals at connect time", async () => {
+    for (const address of ["::7f00:1", "::ffff:7f00:1", "64:ff9b::7f00:1", "2002:7f00:1::1"]) {
+      const embedding: Resolver = async () => [{ address, family: 6 }];
+      const refused = await post(`http://embed.test:${port}/embed`, new AddressPolicy(), embedding);
+      expect(refused).toBeInstanceOf(BlockedTargetError);
+    }
+    expect(await post(`http://[::127.0.0.1]:${port}/embed`, new AddressPolicy())).toBeInstanceOf(
+      BlockedTargetError,
+    );
+    expect(receiver.received("/embed")).toHaveLength(0);
+  });
 });

@@ -1,5 +1,6 @@
 import { randomBytes } from "node:crypto";
-import type { WebhooksConfig } from "@switchyard/core";
+import { z } from "zod";
+import { CorruptRecordError, type WebhooksConfig } from "@switchyard/core";
 import type { Keys, Redis } from "@switchyard/queue";
 import { JOB_URL_TARGET, WEBHOOK_EVENTS, type WebhookEvent } from "./events";
 import createDeliveryLua from "./lua/create-delivery.lua";
@@ -37,7 +38,22 @@ export interface Endpoint extends EndpointView {
   failingSinceMs?: number;
 }
 
-export type DeliveryStatus = "pending" | "succeeded" | "failed";
+export const DELIVERY_STATUSES = ["pending", "succeeded", "failed"] as const;
+export type DeliveryStatus = (typeof DELIVERY_STATUSES)[number];
+
+const eventsSchema = z.array(z.enum(WEBHOOK_EVENTS));
+const eventSchema = z.enum(WEBHOOK_EVENTS);
+const deliveryStatusSchema = z.enum(DELIVERY_STATUSES);
+const endpointStatusSchema = z.enum(["enabled", "disabled"]);
+/** HGETALL's answer inside a pipeline: a hash (empty when the key is gone), or null on error. */
+const hashSchema = z.record(z.string(), z.string()).nullable();
+
+/** Parses one stored field; a value we never write is a reported error, not a silent default. */
+function stored<T>(record: string, field: string, schema: z.ZodType<T>, raw: unknown): T {
+  const r = schema.safeParse(raw);
+  if (!r.success) throw new CorruptRecordError(record, field);
+  return r.data;
+}
 
 export interface DeliveryView {
   id: string;
@@ -179,7 +195,7 @@ export class WebhookStore {
     const rows = (await pipe.exec()) ?? [];
     const out: Endpoint[] = [];
     for (const [, h] of rows) {
-      const rec = h as Record<string, string> | null;
+      const rec = stored("endpoint", "(hash)", hashSchema, h);
       if (rec?.id && rec.tenant === tenantId) out.push(this.toEndpoint(rec, now));
     }
     return out.sort((a, b) => a.created_at - b.created_at);
@@ -278,18 +294,20 @@ export class WebhookStore {
   }
 
   private toEndpoint(h: Record<string, string>, now: number): Endpoint {
-    let events: WebhookEvent[] = [...WEBHOOK_EVENTS];
+    const name = `endpoint ${h.id ?? "?"}`;
+    let json: unknown;
     try {
-      events = JSON.parse(h.events ?? "[]") as WebhookEvent[];
+      json = JSON.parse(h.events ?? "");
     } catch {
-      /* keep every event: a damaged field must not silence an endpoint */
+      throw new CorruptRecordError(name, "events");
     }
+    const events: WebhookEvent[] = stored(name, "events", eventsSchema, json);
     const ep: Endpoint = {
       id: h.id ?? "",
       object: "webhook_endpoint",
       url: h.url ?? "",
       events,
-      status: h.status === "disabled" ? "disabled" : "enabled",
+      status: stored(name, "status", endpointStatusSchema, h.status ?? "enabled"),
       created_at: Number(h.created_at) / 1000,
       tenantId: h.tenant ?? "",
       secrets: validSecrets(h, now),
@@ -408,7 +426,7 @@ export class WebhookStore {
       const pipe = this.redis.pipeline();
       for (const id of ids.slice(i, i + 100)) pipe.hgetall(this.keys.webhookDelivery(id));
       for (const [, h] of (await pipe.exec()) ?? []) {
-        const rec = h as Record<string, string> | null;
+        const rec = stored("delivery", "(hash)", hashSchema, h);
         if (!rec?.id || rec.tenant !== tenantId) continue;
         const d = deliveryView(toDelivery(rec));
         if (opts.status && d.status !== opts.status) continue;
@@ -421,14 +439,15 @@ export class WebhookStore {
 }
 
 function toDelivery(h: Record<string, string>): Delivery {
+  const name = `delivery ${h.id ?? "?"}`;
   const d: Delivery = {
     id: h.id ?? "",
     object: "webhook_delivery",
     endpoint_id: h.target && h.target !== JOB_URL_TARGET ? h.target : null,
     job_id: h.job ?? "",
-    event_type: (h.event ?? "job.succeeded") as WebhookEvent,
+    event_type: stored(name, "event", eventSchema, h.event),
     webhook_id: h.msg_id ?? "",
-    status: (h.status ?? "pending") as DeliveryStatus,
+    status: stored(name, "status", deliveryStatusSchema, h.status),
     attempts: Number(h.attempts ?? 0),
     created_at: Number(h.created_at) / 1000,
     tenantId: h.tenant ?? "",

@@ -1,7 +1,7 @@
 import { Router } from "express";
 import type { SwitchyardConfig } from "@switchyard/core";
 import type { KeyPool, KeyView } from "@switchyard/limiter";
-import { Gauge, type Registry } from "@switchyard/observability";
+import { Counter, Gauge, type Registry } from "@switchyard/observability";
 import { adminAuth } from "../auth";
 
 /**
@@ -30,11 +30,18 @@ const STATUS_CODE: Record<KeyView["status"], number> = { active: 0, cooling: 1, 
 /** Key-pool gauges read from Redis at each scrape, labelled by provider and key id. */
 export function keyPoolMetrics(config: SwitchyardConfig, pool: KeyPool, registry: Registry): void {
   let views: Promise<{ provider: string; keys: KeyView[] }[]> | undefined;
-  // One Redis read per scrape, shared by every gauge below.
+  let skips = 0;
+  // One Redis read per scrape, shared by every gauge below. When Redis cannot be read the scrape
+  // still answers with the process's own metrics; the Redis-derived gauges are left empty.
   const read = () =>
     (views ??= Promise.all(
       config.providers.map(async (p) => ({ provider: p.id, keys: await pool.inspect(p) })),
-    ).finally(() => setTimeout(() => (views = undefined), 100)));
+    )
+      .catch(() => {
+        skips += 1;
+        return [];
+      })
+      .finally(() => setTimeout(() => (views = undefined), 100)));
   const gauge = (
     name: string,
     help: string,
@@ -86,4 +93,15 @@ export function keyPoolMetrics(config: SwitchyardConfig, pool: KeyPool, registry
         g.set({ provider, key: k.id, window: "rpd" }, Math.max(0, k.limits.rpd - k.usage.requests_today));
     },
   );
+  new Counter({
+    name: "switchyard_metrics_redis_skipped_total",
+    help: "Scrapes that left out the Redis-derived gauges because Redis could not be read",
+    registers: [registry],
+    // Collected with the gauges, after the shared read: a scrape shows its own skip.
+    async collect() {
+      await read();
+      if (skips > 0) this.inc(skips);
+      skips = 0;
+    },
+  });
 }

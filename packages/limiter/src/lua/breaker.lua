@@ -3,7 +3,7 @@
 
   KEYS[1]  breaker hash
   ARGV[1]  op: "acquire" (may a call go now?) or "record" (how did a call end?)
-  ARGV[2]  now, ms
+  ARGV[2]  now, ms ("" = Redis TIME: the fleet shares Redis's clock, not each worker's)
   ARGV[3]  window_ms       rolling window over which the failure rate is measured
   ARGV[4]  min_calls       calls in the window before the rate counts
   ARGV[5]  failure_rate    0..1; at or above it the breaker opens
@@ -17,12 +17,16 @@
   Fields: state (closed|open|half_open), open_until, opens (consecutive opens), probes (in
   flight), probe_deadline, and counters "s:<bucket>" / "f:<bucket>" in 10 buckets per window.
 
-  Returns { allowed (1|0), state, open_until or retry-at ms, probe (1|0) }.
+  Returns { allowed (1|0), state, open_until or retry-at ms, probe (1|0), now ms }.
   The hash expires when untouched for twice the longer of window and max open period.
 ]]
 local key = KEYS[1]
 local op = ARGV[1]
 local now = tonumber(ARGV[2])
+if not now then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
 local window = tonumber(ARGV[3])
 local min_calls = tonumber(ARGV[4])
 local rate = tonumber(ARGV[5])
@@ -42,14 +46,14 @@ local function open_now()
   redis.call("DEL", key)
   redis.call("HSET", key, "state", "open", "open_until", until_ms, "opens", opens, "probes", 0)
   redis.call("PEXPIRE", key, ttl)
-  return { 0, "open", until_ms, 0 }
+  return { 0, "open", until_ms, 0, now }
 end
 
 if op == "acquire" then
   if state == "open" then
     local until_ms = tonumber(redis.call("HGET", key, "open_until")) or 0
     if now < until_ms then
-      return { 0, "open", until_ms, 0 }
+      return { 0, "open", until_ms, 0, now }
     end
     state = "half_open"
     redis.call("HSET", key, "state", "half_open", "probes", 0)
@@ -63,11 +67,11 @@ if op == "acquire" then
     if probes < max_probes then
       redis.call("HSET", key, "probes", probes + 1, "probe_deadline", now + probe_ttl)
       redis.call("PEXPIRE", key, ttl)
-      return { 1, "half_open", 0, 1 }
+      return { 1, "half_open", 0, 1, now }
     end
-    return { 0, "half_open", deadline, 0 }
+    return { 0, "half_open", deadline, 0, now }
   end
-  return { 1, "closed", 0, 0 }
+  return { 1, "closed", 0, 0, now }
 end
 
 -- op == "record"
@@ -79,18 +83,18 @@ if was_probe and state == "half_open" then
     redis.call("DEL", key)
     redis.call("HSET", key, "state", "closed", "opens", 0)
     redis.call("PEXPIRE", key, ttl)
-    return { 1, "closed", 0, 0 }
+    return { 1, "closed", 0, 0, now }
   end
   if outcome == "failure" then
     return open_now()
   end
   local probes = tonumber(redis.call("HGET", key, "probes")) or 1
   redis.call("HSET", key, "probes", math.max(0, probes - 1))
-  return { 1, "half_open", 0, 0 }
+  return { 1, "half_open", 0, 0, now }
 end
 if state ~= "closed" or outcome == "release" then
   -- Late results of calls made before the breaker opened do not move it.
-  return { state == "closed" and 1 or 0, state, tonumber(redis.call("HGET", key, "open_until")) or 0, 0 }
+  return { state == "closed" and 1 or 0, state, tonumber(redis.call("HGET", key, "open_until")) or 0, 0, now }
 end
 
 local current = math.floor(now / bucket_ms)
@@ -125,4 +129,4 @@ if not redis.call("HGET", key, "state") then
   redis.call("HSET", key, "state", "closed")
 end
 redis.call("PEXPIRE", key, ttl)
-return { 1, "closed", 0, 0 }
+return { 1, "closed", 0, 0, now }

@@ -1,0 +1,74 @@
+import { readFileSync } from "node:fs";
+import { Queue, Worker } from "bullmq";
+import { Redis } from "ioredis";
+import { eventually, testRedisUrl, uniquePrefix } from "@switchyard/testing";
+import { ManagedWorker } from "./managed-worker";
+
+/**
+ * ManagedWorker relies on BullMQ internals (a protected method and a private member) that a
+ * minor release may change. BullMQ is pinned exactly; this test fails when a version bump
+ * breaks the contract, before any job is lost to it.
+ */
+const PINNED_BULLMQ = "6.7.0";
+
+describe("ManagedWorker's contract with BullMQ internals", () => {
+  const connection = new Redis(testRedisUrl(), { maxRetriesPerRequest: null });
+  const prefix = uniquePrefix();
+  afterAll(async () => {
+    const keys = await connection.keys(`${prefix}*`);
+    if (keys.length) await connection.del(...keys);
+    connection.disconnect();
+  });
+
+  it("runs on the exact BullMQ version it was written for", () => {
+    const pkgPath = require.resolve("bullmq/package.json");
+    const version: unknown = JSON.parse(readFileSync(pkgPath, "utf8")).version;
+    expect(version).toBe(PINNED_BULLMQ);
+    const own: unknown = JSON.parse(readFileSync(`${__dirname}/../package.json`, "utf8"));
+    expect(own).toMatchObject({ dependencies: { bullmq: PINNED_BULLMQ } });
+  });
+
+  it("finds the protected stalled-check starter and the lock manager where it calls them", () => {
+    const proto = Worker.prototype as unknown as Record<string, unknown>;
+    expect(typeof proto.startStalledCheckTimer).toBe("function");
+  });
+
+  it("starts without BullMQ's main loop, fetches and completes a job, renews its lock", async () => {
+    const queue = new Queue("contract", { connection, prefix });
+    const seen: string[] = [];
+    const worker = new ManagedWorker(
+      "contract",
+      async (job) => {
+        seen.push(String(job.id));
+        // The lock manager must renew the lock while the job runs: wait until its TTL goes back up.
+        const lockKey = `${prefix}:contract:${String(job.id)}:lock`;
+        const first = await connection.pttl(lockKey);
+        expect(first).toBeGreaterThan(0);
+        await eventually(
+          () => connection.pttl(lockKey),
+          (ttl) => ttl > first,
+          10_000,
+          "the lock to be renewed",
+        );
+        return "done";
+      },
+      { connection, prefix, lockDuration: 2_000, stalledInterval: 1_000 },
+    );
+    try {
+      await worker.startManaged();
+      const lockManager = (worker as unknown as { lockManager?: { start?: unknown } }).lockManager;
+      expect(typeof lockManager?.start).toBe("function");
+      expect(worker.isRunning()).toBe(false); // BullMQ's own loop never started
+      await queue.add("chat", { v: 1 }, { jobId: "j1" });
+      const job = await worker.getNextJob("token-1", { block: false });
+      expect(job?.id).toBe("j1");
+      if (!job) throw new Error("no job fetched");
+      await worker.processJob(job, "token-1", () => false);
+      expect(seen).toEqual(["j1"]);
+      expect(await queue.getJobState("j1")).toBe("completed");
+    } finally {
+      await worker.close();
+      await queue.close();
+    }
+  });
+});
