@@ -200,6 +200,11 @@ export class JobService {
     } catch {
       throw new ApiError(500, "internal_error", "the stored Idempotency-Key record is unreadable");
     }
+    const rec = await this.store.get(prior.job_id);
+    // The claim and the record are written together, so a claim without a record is stale: its
+    // job outlived its retention, or an older version crashed between the two. The caller takes
+    // the key over, whatever body the stale claim was for.
+    if (!rec || rec.tenantId !== tenant.id) return undefined;
     if (prior.fp !== fp) {
       throw new ApiError(
         409,
@@ -207,11 +212,6 @@ export class JobService {
         "this Idempotency-Key was already used with a different request body; use a new key for a new request",
       );
     }
-    const rec = await this.store.get(prior.job_id);
-    // The claim and the record are written together, so a claim without a record is stale: its
-    // job outlived its retention, or an older version crashed between the two. The caller takes
-    // the key over.
-    if (!rec) return undefined;
     if (rec.view.status === "queued" && !rec.cancelRequested) {
       // Covers a crash between writing the record and queueing: BullMQ ignores a second add of the same id.
       const deadline = rec.view.created_at * 1000 + startWithinMs(this.config, req.ttl_seconds);

@@ -146,4 +146,44 @@ describe("JobStore", () => {
     expect(await redis.exists(keys.job("job_missing"))).toBe(0);
     expect(await store.get("job_missing")).toBeUndefined();
   });
+
+  it("claims an Idempotency-Key in the same step as the record, or writes nothing", async () => {
+    const claim = {
+      key: keys.idempotency("t1", "abc"),
+      value: '{"fp":"f","job_id":"job_i1"}',
+      ttlMs: 60_000,
+    };
+    const rec = (id: string) => ({
+      id,
+      tenantId: "t1",
+      queue: "jobs-paid",
+      model: "m",
+      priority: "normal" as const,
+      createdAt: 1_700_000_000_000,
+      traceId: "tr",
+    });
+    expect(await store.create(rec("job_i1"), 60_000, claim)).toEqual({ created: true });
+    expect(await redis.get(claim.key)).toBe(claim.value);
+    expect(await redis.pttl(claim.key)).toBeGreaterThan(0);
+    const second = await store.create(rec("job_i2"), 60_000, {
+      ...claim,
+      value: '{"fp":"f","job_id":"job_i2"}',
+    });
+    expect(second).toEqual({ created: false, claimedBy: claim.value });
+    expect(await redis.exists(keys.job("job_i2"))).toBe(0);
+    // A claim is released only while it still holds what the caller saw.
+    expect(await store.releaseClaim(claim.key, "something else")).toBe(false);
+    expect(await store.releaseClaim(claim.key, claim.value)).toBe(true);
+    expect(await redis.exists(claim.key)).toBe(0);
+  });
+
+  it("reports a record field we never write instead of misreading it", async () => {
+    await create("job_corrupt");
+    await redis.hset(keys.job("job_corrupt"), "status", "exploded");
+    await expect(store.get("job_corrupt")).rejects.toThrow(/invalid 'status'/);
+    await redis.hset(keys.job("job_corrupt"), "status", "queued", "priority", "urgent");
+    await expect(store.get("job_corrupt")).rejects.toThrow(/invalid 'priority'/);
+    await redis.hset(keys.job("job_corrupt"), "priority", "low", "attempts", "many");
+    await expect(store.get("job_corrupt")).rejects.toThrow(/invalid 'attempts'/);
+  });
 });
