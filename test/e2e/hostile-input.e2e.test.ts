@@ -245,7 +245,7 @@ describe("hostile input", () => {
         default: // odd headers and content types
           return {
             json: body,
-            headers: pick([
+            headers: pick<Record<string, string>>([
               { "content-type": "text/plain" },
               { "content-type": "application/json; charset=latin1" },
               { "idempotency-key": "k".repeat(300) },
