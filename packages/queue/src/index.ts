@@ -4,3 +4,4 @@ export * from "./redis";
 export * from "./job-store";
 export * from "./producer";
 export * from "./job-events";
+export * from "./fair-queue";

@@ -97,4 +97,26 @@ export class Keys {
   get cancelChannel(): string {
     return `${this.prefix}:events:cancel`;
   }
+
+  /** The fair queue's keys: its state, backlogged tiers, listed jobs' facts, jobs not yet due. */
+  get fairQueue(): { prefix: string; state: string; tiers: string; meta: string; later: string } {
+    const fq = `${this.prefix}:fq`;
+    return {
+      prefix: fq,
+      state: `${fq}:state`,
+      tiers: `${fq}:tiers`,
+      meta: `${fq}:meta`,
+      later: `${fq}:later`,
+    };
+  }
+
+  /** A tier's backlogged tenants by pass (written by fair-queue.lua, named here for reads). */
+  fairTier(tier: string): string {
+    return `${this.prefix}:fq:tier:${tier}`;
+  }
+
+  /** A tenant's listed jobs by priority, then arrival (written by fair-queue.lua). */
+  fairLane(tenantId: string): string {
+    return `${this.prefix}:fq:lane:${tenantId}`;
+  }
 }

@@ -1,0 +1,176 @@
+import { Queue, Worker } from "bullmq";
+import { Redis } from "ioredis";
+import type { Priority } from "@switchyard/core";
+import { testRedisUrl, uniquePrefix } from "@switchyard/testing";
+import { FairQueue, type FairEntry } from "./fair-queue";
+import { Keys } from "./keys";
+
+/**
+ * The fair order on a real Redis with an explicit clock: exact start sequences for given
+ * weights, costs and priorities; no starvation; no banked credit; jobs parked in BullMQ come
+ * out in that order through a worker's getNextJob.
+ */
+describe("FairQueue", () => {
+  const redis = new Redis(testRedisUrl(), { maxRetriesPerRequest: null });
+  let keys: Keys;
+  let fq: FairQueue;
+  let queues: Map<string, Queue>;
+  const T0 = 1_800_000_000_000;
+
+  beforeEach(() => {
+    keys = new Keys(uniquePrefix());
+    fq = new FairQueue(redis, keys);
+    queues = new Map(
+      ["jobs-paid", "jobs-free"].map((n) => [n, new Queue(n, { connection: redis, prefix: keys.prefix })]),
+    );
+  });
+  afterEach(async () => {
+    await Promise.all([...queues.values()].map((q) => q.close()));
+    const found = await redis.keys(`${keys.prefix}*`);
+    if (found.length) await redis.del(...found);
+  });
+  afterAll(() => redis.disconnect());
+
+  let n = 0;
+  /** Parks a BullMQ job (as the API does) and lists it. */
+  const list = async (
+    tenantId: string,
+    opts: Partial<Omit<FairEntry, "jobId" | "tenantId">> & { id?: string } = {},
+    now = T0,
+  ): Promise<string> => {
+    const tier = opts.tier ?? "paid";
+    const queue = opts.queue ?? `jobs-${tier}`;
+    const jobId = opts.id ?? `job_${tenantId}_${++n}`;
+    await queues.get(queue)?.add("chat", { tenantId }, { jobId, delay: 3_600_000 });
+    await fq.enqueue(
+      {
+        jobId,
+        tier,
+        tenantId,
+        queue,
+        cost: opts.cost ?? 1,
+        priority: opts.priority ?? ("normal" as Priority),
+        tierWeight: opts.tierWeight ?? (tier === "paid" ? 4 : 1),
+        tenantWeight: opts.tenantWeight ?? 1,
+        ...(opts.delayMs !== undefined ? { delayMs: opts.delayMs } : {}),
+      },
+      now,
+    );
+    return jobId;
+  };
+  /** Picks `count` starts at `now`, naming each by its tenant (or job id). */
+  const starts = async (count: number, now = T0, by: "tenant" | "job" = "tenant"): Promise<string[]> => {
+    const out: string[] = [];
+    for (let i = 0; i < count; i++) {
+      const p = await fq.pick(now);
+      if (!p.picked) break;
+      out.push(by === "tenant" ? p.tenantId : p.jobId);
+    }
+    return out;
+  };
+
+  it("alternates two equal tenants, whoever listed first, and runs the rest when one is done", async () => {
+    for (let i = 0; i < 6; i++) await list("a");
+    for (let i = 0; i < 2; i++) await list("b");
+    expect(await starts(10)).toEqual(["a", "b", "a", "b", "a", "a", "a", "a"]);
+    expect(await fq.pick(T0)).toEqual({ picked: false, nextAt: 0, now: T0 });
+  });
+
+  it("gives a tenant of weight 2 two starts for each start of a tenant of weight 1", async () => {
+    for (let i = 0; i < 6; i++) await list("a", { tenantWeight: 2 });
+    for (let i = 0; i < 6; i++) await list("b", { tenantWeight: 1 });
+    // passes: a 0 -> .5 -> 1 -> 1.5 ..., b 0 -> 1 -> 2; ties go to the smaller id.
+    expect(await starts(9)).toEqual(["a", "b", "a", "a", "b", "a", "a", "b", "a"]);
+  });
+
+  it("splits starts 4:1 between the paid and the free tier, and never starves free work", async () => {
+    for (let i = 0; i < 20; i++) await list("p1", { tier: "paid" });
+    for (let i = 0; i < 20; i++) await list("f1", { tier: "free" });
+    const seq = await starts(15);
+    expect(seq).toEqual([
+      "f1",
+      "p1",
+      "p1",
+      "p1",
+      "p1",
+      "f1",
+      "p1",
+      "p1",
+      "p1",
+      "p1",
+      "f1",
+      "p1",
+      "p1",
+      "p1",
+      "p1",
+    ]);
+  });
+
+  it("shares a tier between its tenants and the tiers by their weights at once", async () => {
+    for (const t of ["pa", "pb"]) for (let i = 0; i < 40; i++) await list(t, { tier: "paid" });
+    for (const t of ["fa", "fb"]) for (let i = 0; i < 40; i++) await list(t, { tier: "free" });
+    const seq = await starts(50);
+    const count = (t: string) => seq.filter((s) => s === t).length;
+    expect([count("pa"), count("pb"), count("fa"), count("fb")]).toEqual([20, 20, 5, 5]);
+  });
+
+  it("charges by cost: a tenant of 8,000-token jobs starts one for every 80 of a 100-token tenant", async () => {
+    for (let i = 0; i < 3; i++) await list("big", { cost: 8_000 });
+    for (let i = 0; i < 200; i++) await list("small", { cost: 100 });
+    const seq = await starts(163);
+    expect(seq.filter((s) => s === "big")).toHaveLength(3);
+    const bigAt = seq.flatMap((s, i) => (s === "big" ? [i] : []));
+    expect(bigAt).toEqual([0, 81, 162]);
+  });
+
+  it("does not bank credit: a tenant back from idle starts at the current virtual time", async () => {
+    for (let i = 0; i < 10; i++) await list("a");
+    expect(await starts(6)).toEqual(["a", "a", "a", "a", "a", "a"]);
+    for (let i = 0; i < 4; i++) await list("b");
+    // b was idle while a ran six jobs: it gets its turn at once, then an equal share, no catch-up run.
+    expect(await starts(8)).toEqual(["b", "a", "b", "a", "b", "a", "b", "a"]);
+  });
+
+  it("orders a tenant's own jobs by priority then age, without taking another tenant's turns", async () => {
+    const a1 = await list("a", { priority: "normal" });
+    const a2 = await list("a", { priority: "low" });
+    const b1 = await list("b");
+    const a3 = await list("a", { priority: "high" });
+    const b2 = await list("b");
+    const a4 = await list("a", { priority: "normal" });
+    expect(await starts(6, T0, "job")).toEqual([a3, b1, a1, b2, a4, a2]);
+  });
+
+  it("lists a handed-back job only when it is due, and says when that is", async () => {
+    const later = await list("a", { delayMs: 1_000 });
+    expect(await fq.pick(T0)).toEqual({ picked: false, nextAt: T0 + 1_000, now: T0 });
+    expect(await fq.pick(T0 + 999)).toMatchObject({ picked: false });
+    expect(await fq.pick(T0 + 1_000)).toMatchObject({ picked: true, jobId: later, tenantId: "a" });
+  });
+
+  it("skips jobs removed from BullMQ meanwhile (cancelled) without charging their tenant", async () => {
+    const gone = await list("a");
+    const kept = await list("a");
+    await list("b");
+    await queues.get("jobs-paid")?.remove(gone);
+    expect(await starts(3, T0, "job")).toEqual([kept, expect.stringMatching(/^job_b_/)]);
+  });
+
+  it("moves the picked job into BullMQ's wait list, where a worker's getNextJob takes it", async () => {
+    const free = await list("f1", { tier: "free" });
+    const paid = await list("p1", { tier: "paid" });
+    const worker = new Worker("jobs-paid", null, { connection: redis, prefix: keys.prefix, autorun: false });
+    try {
+      const first = await fq.pick(T0);
+      expect(first).toMatchObject({ picked: true, queue: "jobs-free", jobId: free, tier: "free" });
+      const second = await fq.pick(T0);
+      expect(second).toMatchObject({ picked: true, queue: "jobs-paid", jobId: paid });
+      expect(await queues.get("jobs-paid")?.getJobState(paid)).toBe("waiting");
+      const job = await worker.getNextJob("tok", { block: false });
+      expect(job?.id).toBe(paid);
+      expect(await queues.get("jobs-free")?.getJobState(free)).toBe("waiting");
+    } finally {
+      await worker.close();
+    }
+  });
+});
