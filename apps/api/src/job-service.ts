@@ -7,6 +7,7 @@ import {
   createJobRequestSchema,
   isTerminal,
   newJobId,
+  jobCost,
   notFound,
   ownEntry,
   retentionMs,
@@ -19,6 +20,7 @@ import {
 } from "@switchyard/core";
 import {
   queueNameFor,
+  type FairQueue,
   type IdempotencyClaim,
   type JobEvents,
   type JobProducer,
@@ -74,6 +76,7 @@ export class JobService {
     private readonly producer: JobProducer,
     private readonly events: JobEvents,
     private readonly log: Logger,
+    private readonly fair: FairQueue,
   ) {}
 
   private get retentionMs(): number {
@@ -135,12 +138,13 @@ export class JobService {
       throw conflict("a request with this Idempotency-Key is being processed right now; retry in a moment");
     }
     try {
-      await this.producer.enqueue(queue, this.payload(jobId, tenant, req, now + startWithin, traceId));
+      await this.dispatch(tenant, req, queue, this.payload(jobId, tenant, req, now + startWithin, traceId));
     } catch (err) {
       // Leave nothing half-written: no record without a queued job, no key pointing nowhere.
       this.log.error({ err: { message: (err as Error).message }, jobId }, "enqueue failed");
       await Promise.allSettled([
         this.store.remove(jobId),
+        this.producer.removeIfIdle(queue, jobId),
         claim ? this.redis.del(claim.key) : Promise.resolve(),
       ]);
       throw new ApiError(
@@ -163,6 +167,21 @@ export class JobService {
     };
     if (req.metadata) job.metadata = req.metadata;
     return { job, replayed: false };
+  }
+
+  /** Parks the BullMQ job, then lists it in the fair queue (whose pick needs it parked). */
+  private async dispatch(tenant: TenantConfig, req: CreateJobRequest, queue: string, payload: JobPayload) {
+    await this.producer.enqueue(queue, payload);
+    await this.fair.enqueue({
+      jobId: payload.job_id,
+      tier: tenant.tier,
+      tenantId: tenant.id,
+      queue,
+      cost: jobCost(this.config, req),
+      priority: payload.priority,
+      tierWeight: this.config.worker.tier_weights[tenant.tier],
+      tenantWeight: tenant.weight,
+    });
   }
 
   private payload(
@@ -215,7 +234,9 @@ export class JobService {
     if (rec.view.status === "queued" && !rec.cancelRequested) {
       // Covers a crash between writing the record and queueing: BullMQ ignores a second add of the same id.
       const deadline = rec.view.created_at * 1000 + startWithinMs(this.config, req.ttl_seconds);
-      await this.producer.enqueue(
+      await this.dispatch(
+        tenant,
+        req,
         rec.queue,
         this.payload(prior.job_id, tenant, req, Math.round(deadline), traceId),
       );
@@ -313,6 +334,7 @@ export class JobService {
     }
     await this.store.requestCancel(jobId);
     const removed = await this.producer.removeIfIdle(rec.queue, jobId);
+    if (removed) await this.fair.forget(jobId);
     const state = removed ? "removed" : await this.producer.queues.get(rec.queue)?.getJobState(jobId);
     if (removed || state === "unknown" || state === "completed" || state === "failed") {
       await this.store.transition(

@@ -5,6 +5,7 @@ import { createLogger, createRegistry } from "@switchyard/observability";
 import {
   checkEvictionPolicy,
   createRedis,
+  FairQueue,
   JobEvents,
   JobProducer,
   JobStore,
@@ -41,7 +42,16 @@ async function main(): Promise<void> {
   const events = new JobEvents(subscriber, keys.jobEventsChannel);
   await events.whenReady();
   const registry = createRegistry("api");
-  const service = new JobService(config, redis, keys, store, producer, events, log);
+  const service = new JobService(
+    config,
+    redis,
+    keys,
+    store,
+    producer,
+    events,
+    log,
+    new FairQueue(redis, keys),
+  );
   const deliveryQueue = new DeliveryQueue(bullConnection, config);
   const webhooks = new WebhookService(
     config,

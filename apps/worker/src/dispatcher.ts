@@ -3,25 +3,36 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { QueueEvents, type Job } from "bullmq";
 import { backoffDelay, retentionMs, type JobPayload, type SwitchyardConfig } from "@switchyard/core";
 import type { Logger } from "@switchyard/observability";
-import { allJobQueues, BACKOFF_TYPE, type JobStore, type QueueSpec, type Redis } from "@switchyard/queue";
-import { FairGate } from "./fair-gate";
+import {
+  allJobQueues,
+  BACKOFF_TYPE,
+  type FairQueue,
+  type JobStore,
+  type QueueSpec,
+  type Redis,
+} from "@switchyard/queue";
+import { SlotGate } from "./slot-gate";
 import { CANCEL_REASON, SHUTDOWN_REASON, type JobRunner } from "./job-runner";
 import { ManagedWorker } from "./managed-worker";
 import { RetryLater } from "./retry";
 
 /**
- * Consumes every job queue in one process. A slot is taken from the FairGate before a job is
- * fetched, so no job sits locked in this process waiting for a slot (another worker could run
- * it), and the gate's weighted round robin decides which tier fetches next.
+ * Consumes every job queue in one process. A slot is taken before a job is fetched, so no job
+ * sits locked in this process waiting for a slot (another worker could run it). Which job takes
+ * the slot is decided fleet-wide by the fair queue: its pick moves the next job in the fair order
+ * into that job's BullMQ wait list, and this process fetches it from there.
  *
- * Each queue has one fetch loop: a non-blocking fetch while holding a slot; when the queue is
- * empty, the slot goes back and the loop blocks in Redis (BZPOPMIN, no polling) until a job
- * arrives, then runs it even if that briefly exceeds the slot count by one per queue.
+ * Each queue has one fetch loop. With a slot: pick, then fetch from the picked job's queue. When
+ * nothing listed is due, it takes what BullMQ itself made ready in its own queue (a retry whose
+ * backoff ended, a job handed back, one released at its start deadline); when there is nothing
+ * either, the slot goes back and the loop blocks in Redis on the queue's marker (BZPOPMIN, no
+ * polling; a listing wakes it) and runs what it gets even if that briefly exceeds the slot count
+ * by one per queue.
  */
 export class Dispatcher {
   private readonly workers = new Map<string, ManagedWorker>();
   private readonly events: QueueEvents[] = [];
-  private readonly gate: FairGate;
+  private readonly gate: SlotGate;
   private readonly loops: Promise<void>[] = [];
   private readonly inFlight = new Set<Promise<void>>();
   private stopping = false;
@@ -35,15 +46,12 @@ export class Dispatcher {
     private readonly cancelChannel: string,
     private readonly store: JobStore,
     private readonly runner: JobRunner,
+    private readonly fair: FairQueue,
     private readonly log: Logger,
   ) {
     this.specs = allJobQueues(config);
     this.retentionMs = retentionMs(config);
-    const w = config.worker.tier_weights;
-    this.gate = new FairGate(
-      config.worker.concurrency,
-      Object.fromEntries(this.specs.map((s) => [s.name, w[s.tier]])),
-    );
+    this.gate = new SlotGate(config.worker.concurrency);
   }
 
   async start(): Promise<void> {
@@ -115,24 +123,37 @@ export class Dispatcher {
   }
 
   private async fetchLoop(spec: QueueSpec): Promise<void> {
-    const worker = this.workers.get(spec.name);
-    if (!worker) return;
+    const own = this.workers.get(spec.name);
+    if (!own) return;
     while (!this.stopping) {
-      if (!(await this.gate.acquire(spec.name))) break;
-      let job: Job<JobPayload> | undefined;
+      if (!(await this.gate.acquire())) break;
+      let fetched: { worker: ManagedWorker; job: Job<JobPayload> } | undefined;
       try {
-        job = await worker.getNextJob(this.token(), { block: false });
-        if (!job) {
-          this.gate.release();
-          if (this.stopping) break;
-          job = await worker.getNextJob(this.token(), { block: true });
-          if (!job) continue;
-          if (this.stopping) {
-            // Woken by a job after shutdown began (possibly one we just handed back): return it.
-            await job.moveToWait(job.token);
-            break;
+        const pick = await this.fair.pick();
+        if (pick.picked) {
+          const worker = this.workers.get(pick.queue);
+          const job = await worker?.getNextJob(this.token(), { block: false });
+          // Another process may have fetched it first: pick again.
+          if (!worker || !job) {
+            this.gate.release();
+            continue;
           }
-          this.gate.force();
+          fetched = { worker, job };
+        } else {
+          let job = await own.getNextJob(this.token(), { block: false });
+          if (!job) {
+            this.gate.release();
+            if (this.stopping) break;
+            job = await own.getNextJob(this.token(), { block: true });
+            if (!job) continue;
+            if (this.stopping) {
+              // Woken by a job after shutdown began (possibly one we just handed back): return it.
+              await job.moveToWait(job.token);
+              break;
+            }
+            this.gate.force();
+          }
+          fetched = { worker: own, job };
         }
       } catch (err) {
         this.gate.release();
@@ -141,7 +162,7 @@ export class Dispatcher {
         await sleep(1_000);
         continue;
       }
-      this.track(worker, job);
+      this.track(fetched.worker, fetched.job);
     }
   }
 

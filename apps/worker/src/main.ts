@@ -5,7 +5,7 @@ import { configPathFor, loadConfig } from "@switchyard/core";
 import { createLogger, createRegistry } from "@switchyard/observability";
 import { CircuitBreakers, estimatePromptTokens, KeyPool } from "@switchyard/limiter";
 import { createProviders } from "@switchyard/providers";
-import { checkEvictionPolicy, createRedis, JobStore, Keys } from "@switchyard/queue";
+import { checkEvictionPolicy, createRedis, FairQueue, JobStore, Keys } from "@switchyard/queue";
 import { Bulkheads } from "./bulkhead";
 import { Dispatcher } from "./dispatcher";
 import { loadWorkerEnv } from "./env";
@@ -54,7 +54,16 @@ async function main(): Promise<void> {
   const keyed = new KeyedCaller(pool, metrics);
   const executor = new RouteExecutor(config, providers, keyed, breakers, bulkheads, metrics);
   const runner = new JobRunner(config, store, executor, metrics, log);
-  const dispatcher = new Dispatcher(config, bull, subscriber, keys.cancelChannel, store, runner, log);
+  const dispatcher = new Dispatcher(
+    config,
+    bull,
+    subscriber,
+    keys.cancelChannel,
+    store,
+    runner,
+    new FairQueue(redis, keys),
+    log,
+  );
   await dispatcher.start();
   const prober = new KeyProber(pool, config.providers, providers, metrics, log);
   prober.start();

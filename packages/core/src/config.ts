@@ -10,8 +10,10 @@ const tenantSchema = z
     id: z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, "lowercase letters, digits and '-', at most 63"),
     tier: z.enum(["paid", "free"]),
     api_keys: z.array(z.string().min(8, "an API key needs at least 8 characters")).min(1),
-    /** Large tenants get their own BullMQ queue so their backlog never sits in the tier queue. */
+    /** Large tenants get their own BullMQ queue (shown apart in Bull Board); same fair order. */
     dedicated_queue: z.boolean().default(false),
+    /** The tenant's share of its tier against the tier's other tenants while all have work waiting. */
+    weight: z.number().gt(0).max(1000).default(1),
   })
   .strict();
 
@@ -297,6 +299,16 @@ const workerSchema = z
   })
   .strict();
 
+/**
+ * The fair scheduler: what a job costs its tenant's share. tokens: the job's estimated tokens
+ * (prompt + max output), so heavy prompts take a share by their size; jobs: every job costs 1.
+ */
+const schedulerSchema = z
+  .object({
+    cost: z.enum(["tokens", "jobs"]).default("tokens"),
+  })
+  .strict();
+
 const serverSchema = z
   .object({
     max_body_bytes: z
@@ -363,6 +375,7 @@ export const configSchema = z
     webhooks: webhooksSchema.default(webhooksSchema.parse({})),
     queue: queueSchema.default(queueSchema.parse({})),
     worker: workerSchema.default(workerSchema.parse({})),
+    scheduler: schedulerSchema.default(schedulerSchema.parse({})),
     providers: z.array(providerSchema).min(1),
     models: z.record(z.string().min(1), modelSchema),
     tenants: z.array(tenantSchema).min(1),

@@ -86,6 +86,27 @@ export function applyLink(
   return out;
 }
 
+/**
+ * What a job costs its tenant's fair share (`scheduler.cost`): 1 per job, or its estimated tokens,
+ * the prompt (4 characters a token) plus the most output it can get on the route's first link
+ * (its max_tokens after the link's defaults and caps, else the provider's default_max_tokens).
+ */
+export function jobCost(
+  cfg: SwitchyardConfig,
+  req: { model: string; messages: ChatMessage[]; max_tokens?: number | undefined; task?: string | undefined },
+): number {
+  if (cfg.scheduler.cost === "jobs") return 1;
+  const prompt = estimatePromptTokens(req.messages);
+  const link = resolveRoute(cfg, req.model, req)?.links[0];
+  if (!link) return prompt + 1;
+  const applied = applyLink(
+    { messages: req.messages, ...(req.max_tokens ? { max_tokens: req.max_tokens } : {}) },
+    link,
+  );
+  const provider = cfg.providers.find((p) => p.id === link.provider);
+  return prompt + (applied.max_tokens ?? provider?.default_max_tokens ?? 1);
+}
+
 /** The longest chain any alias can resolve to; BullMQ's attempt cap is sized from it. */
 export function longestChain(cfg: SwitchyardConfig): number {
   let n = 1;

@@ -1,14 +1,20 @@
 import { Queue } from "bullmq";
 import { jobPayloadSchema, queueAttemptCap, type JobPayload, type SwitchyardConfig } from "@switchyard/core";
 import type { Redis } from "ioredis";
-import { BULLMQ_PRIORITY, allJobQueues, type QueueSpec } from "./queues";
+import { allJobQueues, type QueueSpec } from "./queues";
 
 /** BullMQ job name for chat jobs; the only kind this version has. */
 export const CHAT_JOB = "chat";
 /** Name of the backoff strategy the worker registers (Retry-After aware, jittered). */
 export const BACKOFF_TYPE = "switchyard";
 
-/** Builds one BullMQ Queue per job queue in the config and adds validated payloads to them. */
+/**
+ * Builds one BullMQ Queue per job queue in the config and adds validated payloads to them. A
+ * new job is parked in its queue's delayed set until its start deadline and listed in the fair
+ * queue, whose picks move it into the wait list in the fleet-wide fair order. Should a listing
+ * ever be lost, BullMQ itself releases the job at its deadline and the worker expires it: every
+ * accepted job still ends.
+ */
 export class JobProducer {
   readonly queues = new Map<string, Queue>();
   readonly specs: QueueSpec[];
@@ -29,14 +35,18 @@ export class JobProducer {
     return q;
   }
 
-  /** Adds the job; BullMQ treats a second add with the same jobId as a no-op. */
-  async enqueue(queueName: string, payload: JobPayload): Promise<void> {
+  /**
+   * Parks the job until its start deadline (the fair queue releases it earlier); BullMQ treats a
+   * second add with the same jobId as a no-op. Order comes from the fair queue, not from BullMQ
+   * priorities.
+   */
+  async enqueue(queueName: string, payload: JobPayload, now = Date.now()): Promise<void> {
     const data = jobPayloadSchema.parse(payload);
     const retentionSec = Math.round(this.config.queue.retention_hours * 3600);
     const keep = this.config.queue.keep_finished_jobs;
     await this.queue(queueName).add(CHAT_JOB, data, {
       jobId: data.job_id,
-      priority: BULLMQ_PRIORITY[data.priority],
+      delay: Math.max(1, data.start_deadline - now),
       attempts: queueAttemptCap(this.config),
       backoff: { type: BACKOFF_TYPE },
       removeOnComplete: { age: retentionSec, count: keep },

@@ -23,6 +23,3 @@ export function allJobQueues(config: Pick<SwitchyardConfig, "tenants">): QueueSp
     if (t.dedicated_queue) specs.push({ name: tenantQueueName(t.id), tier: t.tier });
   return specs;
 }
-
-/** BullMQ priorities: lower runs first; 0 would mean "no priority" and jump the line. */
-export const BULLMQ_PRIORITY = { high: 1, normal: 2, low: 3 } as const;

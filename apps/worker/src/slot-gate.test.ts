@@ -1,0 +1,40 @@
+import { SlotGate } from "./slot-gate";
+
+describe("SlotGate", () => {
+  it("grants up to its slots, then serves waiters in order as slots come back", async () => {
+    const gate = new SlotGate(2);
+    expect(await gate.acquire()).toBe(true);
+    expect(await gate.acquire()).toBe(true);
+    const order: number[] = [];
+    const third = gate.acquire().then((g) => order.push(3) && g);
+    const fourth = gate.acquire().then((g) => order.push(4) && g);
+    expect(gate.used).toBe(2);
+    gate.release();
+    expect(await third).toBe(true);
+    gate.release();
+    expect(await fourth).toBe(true);
+    expect(order).toEqual([3, 4]);
+    expect(gate.used).toBe(2);
+  });
+
+  it("lets a fetched job take a slot beyond the cap, and counts it back", async () => {
+    const gate = new SlotGate(1);
+    await gate.acquire();
+    gate.force();
+    expect(gate.used).toBe(2);
+    gate.release();
+    const next = gate.acquire();
+    gate.release();
+    expect(await next).toBe(true);
+    expect(gate.used).toBe(1);
+  });
+
+  it("answers false to every waiter when it closes, and to later callers", async () => {
+    const gate = new SlotGate(1);
+    await gate.acquire();
+    const waiting = gate.acquire();
+    gate.close();
+    expect(await waiting).toBe(false);
+    expect(await gate.acquire()).toBe(false);
+  });
+});

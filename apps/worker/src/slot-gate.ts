@@ -1,0 +1,43 @@
+/**
+ * A process's slots: a counting semaphore that caps how many jobs it runs at once. It decides
+ * nothing about shares: which job takes a free slot is the fleet-wide fair queue's choice.
+ */
+export class SlotGate {
+  private inUse = 0;
+  private closed = false;
+  private readonly waiters: Array<(granted: boolean) => void> = [];
+
+  constructor(private readonly permits: number) {}
+
+  /** Resolves true when a slot is granted, false when the gate closes first. */
+  acquire(): Promise<boolean> {
+    if (this.closed) return Promise.resolve(false);
+    if (this.inUse < this.permits && this.waiters.length === 0) {
+      this.inUse += 1;
+      return Promise.resolve(true);
+    }
+    return new Promise((resolve) => this.waiters.push(resolve));
+  }
+
+  /** Takes a slot even when none is free (a job already fetched must run); bounded by the caller. */
+  force(): void {
+    this.inUse += 1;
+  }
+
+  release(): void {
+    this.inUse = Math.max(0, this.inUse - 1);
+    while (this.inUse < this.permits && this.waiters.length > 0) {
+      this.inUse += 1;
+      this.waiters.shift()?.(true);
+    }
+  }
+
+  close(): void {
+    this.closed = true;
+    for (const w of this.waiters.splice(0)) w(false);
+  }
+
+  get used(): number {
+    return this.inUse;
+  }
+}
