@@ -42,16 +42,8 @@ async function main(): Promise<void> {
   const events = new JobEvents(subscriber, keys.jobEventsChannel);
   await events.whenReady();
   const registry = createRegistry("api");
-  const service = new JobService(
-    config,
-    redis,
-    keys,
-    store,
-    producer,
-    events,
-    log,
-    new FairQueue(redis, keys),
-  );
+  const fair = new FairQueue(redis, keys);
+  const service = new JobService(config, redis, keys, store, producer, events, log, fair);
   const deliveryQueue = new DeliveryQueue(bullConnection, config);
   const webhooks = new WebhookService(
     config,
@@ -67,6 +59,7 @@ async function main(): Promise<void> {
     webhooks,
     deliveryQueue,
     pool: new KeyPool(redis, keys),
+    fair,
     registry,
     log,
     adminToken: env.SWITCHYARD_ADMIN_TOKEN,

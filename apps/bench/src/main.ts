@@ -2,6 +2,7 @@ import { startRedis } from "@switchyard/testing";
 import { Redis } from "ioredis";
 import { baselineScenario } from "./baseline";
 import { e2eScenario } from "./e2e";
+import { fairnessScenario } from "./fairness";
 import { ingestScenario } from "./ingest";
 import { limiterScenario } from "./limiter";
 import { overheadScenario } from "./overhead";
@@ -13,7 +14,7 @@ import { soakScenario } from "./soak";
  * this machine, starting everything they need, and writes bench/results/<time>-<name>.json/.md.
  * Raw BullMQ (baseline) runs first in every run, on the same Redis, so each figure has a ratio.
  */
-const SCENARIOS = ["baseline", "ingest", "e2e", "overhead", "limiter", "soak"] as const;
+const SCENARIOS = ["baseline", "ingest", "e2e", "overhead", "limiter", "fairness", "soak"] as const;
 type Scenario = (typeof SCENARIOS)[number];
 
 function arg(name: string): string | undefined {
@@ -92,6 +93,11 @@ async function main(): Promise<void> {
       results.push(
         await limiterScenario({ redisUrl: redis.url, durationS: seconds(150, 240), latencyMs: 200, log }),
       );
+      await flush();
+    }
+    if (run("fairness")) {
+      log("\n== fairness");
+      results.push(await fairnessScenario({ redisUrl: redis.url, durationS: seconds(15, 30), log }));
       await flush();
     }
     if (run("soak")) {

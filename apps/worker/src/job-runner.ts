@@ -99,7 +99,13 @@ export class JobRunner {
     }
     if (!started.applied) return { status: "skipped" }; // already final: a crash after the final write
     if (started.cancelRequested) return this.cancelled(p, job);
-    this.metrics.queueWait.observe({ queue: job.queueName }, Math.max(0, now - job.timestamp) / 1000);
+    const waited = Math.max(0, now - job.timestamp) / 1000;
+    this.metrics.queueWait.observe({ queue: job.queueName }, waited);
+    if (job.attemptsStarted <= 1) {
+      const who = { tenant: p.tenant_id, tier: p.tier };
+      this.metrics.tenantStarts.inc(who);
+      this.metrics.tenantWait.observe(who, waited);
+    }
 
     const route = resolveRoute(this.config, p.model, { messages: p.request.messages, task: p.task });
     if (!route) {

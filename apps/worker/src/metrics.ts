@@ -5,6 +5,9 @@ import { Counter, Gauge, Histogram, LATENCY_BUCKETS, type Registry } from "@swit
 export class WorkerMetrics {
   readonly jobs: Counter<"queue" | "outcome">;
   readonly queueWait: Histogram<"queue">;
+  /** Per tenant (tenants come from the config: a bounded label set). */
+  readonly tenantStarts: Counter<"tenant" | "tier">;
+  readonly tenantWait: Histogram<"tenant" | "tier">;
   readonly inFlight: Gauge;
   private readonly upstream: Histogram<"provider" | "outcome">;
   private readonly tokens: Counter<"provider" | "direction">;
@@ -26,6 +29,19 @@ export class WorkerMetrics {
       name: "switchyard_queue_wait_seconds",
       help: "Time from submission to the start of an attempt",
       labelNames: ["queue"],
+      buckets: LATENCY_BUCKETS,
+      registers: [registry],
+    });
+    this.tenantStarts = new Counter({
+      name: "switchyard_tenant_starts_total",
+      help: "Jobs started for the first time, by tenant and tier (the fair queue's shares)",
+      labelNames: ["tenant", "tier"],
+      registers: [registry],
+    });
+    this.tenantWait = new Histogram({
+      name: "switchyard_tenant_queue_wait_seconds",
+      help: "Time from submission to a job's first start, by tenant and tier",
+      labelNames: ["tenant", "tier"],
       buckets: LATENCY_BUCKETS,
       registers: [registry],
     });

@@ -40,6 +40,21 @@ export type Pick =
   /** Nothing to start now; nextAt is when a listed job becomes due (0: none). */
   | { picked: false; nextAt: number; now: number };
 
+export interface FairTenantView {
+  tenant: string;
+  tier: string;
+  /** Jobs listed and due (not counting retries and hand-backs BullMQ holds). */
+  listed: number;
+  backlogged: boolean;
+  /** The tenant's virtual time (cost / weight served so far, from when it last came back). */
+  pass: number;
+  /** How far its pass is ahead of its tier's virtual time: larger means further back in line. */
+  lag: number;
+  oldest_listed_seconds: number | null;
+  starts_last_minute: number;
+  share_last_minute: number | null;
+}
+
 const PRIORITY_RANK: Record<Priority, number> = { high: 0, normal: 1, low: 2 };
 /** How many stale entries (jobs cancelled or expired meanwhile) one pick may skip. */
 const MAX_SKIPS = 20;
@@ -116,6 +131,57 @@ export class FairQueue {
     if (idle.success) return { picked: false, nextAt: idle.data[1], now: idle.data[2] };
     const [, queue, jobId, tenantId, tier, cost, listedAt, at] = pickedSchema.parse(reply);
     return { picked: true, queue, jobId, tenantId, tier, cost, listedAt, now: at };
+  }
+
+  /**
+   * The fair queue as operators see it, per tenant: jobs listed, pass and lag behind its tier's
+   * virtual time (how far it is ahead of its share; 0 when it is the next to start), the oldest
+   * listed job's age, and starts over the last minute. Read-only, one pipeline.
+   */
+  async inspect(tenants: { id: string; tier: string }[], clock?: number): Promise<FairTenantView[]> {
+    const k = this.keys.fairQueue;
+    // The listing times are Redis's: age them on the same clock.
+    const [sec, micro] = await this.redis.time();
+    const now = clock ?? Number(sec) * 1000 + Math.floor(Number(micro) / 1000);
+    const bucket = Math.floor(now / 10_000);
+    const pipe = this.redis.pipeline();
+    for (const t of tenants) {
+      pipe.hmget(k.state, `p:${t.id}`, `V:${t.tier}`);
+      pipe.zcard(this.keys.fairLane(t.id));
+      pipe.zscore(this.keys.fairTier(t.tier), t.id);
+      pipe.zrange(this.keys.fairLane(t.id), 0, 0);
+    }
+    for (let b = bucket - 5; b <= bucket; b++) pipe.hgetall(`${k.prefix}:starts:${b}`);
+    const rows = (await pipe.exec()) ?? [];
+    const at = (i: number): unknown => rows[i]?.[1];
+    const starts = new Map<string, number>();
+    for (let i = tenants.length * 4; i < rows.length; i++)
+      for (const [tenant, n] of Object.entries(z.record(z.string(), z.coerce.number()).parse(at(i) ?? {})))
+        starts.set(tenant, (starts.get(tenant) ?? 0) + n);
+    const heads = tenants.map((_, i) => z.array(z.string()).parse(at(i * 4 + 3))[0]);
+    const metas = heads.some((h) => h !== undefined)
+      ? await this.redis.hmget(k.meta, ...heads.map((h) => h ?? ""))
+      : [];
+    const totalStarts = [...starts.values()].reduce((a, b) => a + b, 0);
+    return tenants.map((t, i) => {
+      const [pass, vtime] = z.array(z.string().nullable()).parse(at(i * 4));
+      const listed = z.number().parse(at(i * 4 + 1));
+      const backlogged = at(i * 4 + 2) !== null;
+      const listedAt = Number(metas[i]?.split("|")[5] ?? NaN);
+      const p = Number(pass ?? 0);
+      const v = Number(vtime ?? 0);
+      return {
+        tenant: t.id,
+        tier: t.tier,
+        listed,
+        backlogged,
+        pass: p,
+        lag: backlogged ? p - v : 0,
+        oldest_listed_seconds: Number.isFinite(listedAt) ? Math.max(0, (now - listedAt) / 1000) : null,
+        starts_last_minute: starts.get(t.id) ?? 0,
+        share_last_minute: totalStarts > 0 ? (starts.get(t.id) ?? 0) / totalStarts : null,
+      };
+    });
   }
 
   /** Drops a job's listing (it was cancelled); an entry left behind is skipped at its turn anyway. */

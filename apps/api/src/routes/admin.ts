@@ -1,6 +1,8 @@
 import { Router } from "express";
 import type { SwitchyardConfig } from "@switchyard/core";
 import type { KeyPool, KeyView } from "@switchyard/limiter";
+import type { FairQueue, JobProducer } from "@switchyard/queue";
+import { z } from "zod";
 import { Counter, Gauge, type Registry } from "@switchyard/observability";
 import { adminAuth } from "../auth";
 
@@ -9,8 +11,41 @@ import { adminAuth } from "../auth";
  * rolling windows, calls in flight, cooldowns, why a key is out of the pool, health). Keys are
  * named by id and the last four characters of the secret, never more.
  */
-export function adminRouter(config: SwitchyardConfig, pool: KeyPool, adminToken: string | undefined): Router {
+export function adminRouter(
+  config: SwitchyardConfig,
+  pool: KeyPool,
+  fair: FairQueue,
+  producer: JobProducer,
+  adminToken: string | undefined,
+): Router {
   const router = Router();
+  /**
+   * GET /admin/tenants: the fair-share view. Per tenant its tier and weight, jobs listed (waiting
+   * their turn) and running, its pass and lag in the fair order, the oldest listed job's age and
+   * its starts and share of starts over the last minute.
+   */
+  router.get("/admin/tenants", adminAuth(adminToken), async (_req, res) => {
+    const views = await fair.inspect(config.tenants.map((t) => ({ id: t.id, tier: t.tier })));
+    const running = new Map<string, number>();
+    for (const queue of producer.queues.values())
+      for (const job of await queue.getActive(0, RUNNING_SCAN - 1)) {
+        const tenant = tenantOfJob(job.data);
+        if (tenant) running.set(tenant, (running.get(tenant) ?? 0) + 1);
+      }
+    const byId = new Map(config.tenants.map((t) => [t.id, t]));
+    res.json({
+      object: "list",
+      generated_at: Date.now(),
+      tier_weights: config.worker.tier_weights,
+      cost: config.scheduler.cost,
+      data: views.map((v) => ({
+        ...v,
+        weight: byId.get(v.tenant)?.weight ?? 1,
+        dedicated_queue: byId.get(v.tenant)?.dedicated_queue ?? false,
+        running: running.get(v.tenant) ?? 0,
+      })),
+    });
+  });
   router.get("/admin/keys", adminAuth(adminToken), async (_req, res) => {
     const providers = await Promise.all(
       config.providers.map(async (p) => ({
@@ -24,6 +59,13 @@ export function adminRouter(config: SwitchyardConfig, pool: KeyPool, adminToken:
   });
   return router;
 }
+
+/** Running jobs counted per queue for the tenants view (a view, not an account: bounded). */
+const RUNNING_SCAN = 5_000;
+const tenantOfJob = (data: unknown): string | undefined => {
+  const r = z.object({ tenant_id: z.string() }).safeParse(data);
+  return r.success ? r.data.tenant_id : undefined;
+};
 
 const STATUS_CODE: Record<KeyView["status"], number> = { active: 0, cooling: 1, disabled: 2 };
 

@@ -18,7 +18,8 @@
   KEYS[3]  meta hash: job id -> "tier|tenant|queue|cost|priority|enqueued_ms"
   KEYS[4]  later (zset: job id by the time it may start)
   Derived keys (same hash tag): <fq>:tier:<tier> (backlogged tenants by pass),
-  <fq>:lane:<tenant> (the tenant's listed jobs by priority, then arrival), and the BullMQ keys
+  <fq>:lane:<tenant> (the tenant's listed jobs by priority, then arrival), <fq>:starts:<10 s>
+  (starts per tenant, expiring after 70 s), and the BullMQ keys
   <bull>:<queue>:{delayed,wait,meta,marker,events} and <bull>:<queue>:<job id>.
 
   ARGV[1]  op: "enqueue" | "pick" | "forget"
@@ -183,6 +184,10 @@ for _ = 0, skips do
       rcall("ZADD", TIERS, P, tier)
     end
     if served then
+      -- Starts per tenant in 10 s buckets, for the operators' share of the last minute.
+      local bucket = FQ .. ":starts:" .. math.floor(now / 10000)
+      rcall("HINCRBY", bucket, tenant, 1)
+      rcall("PEXPIRE", bucket, 70000)
       return { 1, f[3], jobId, tenant, tier, f[4], f[6], now }
     end
   end

@@ -1,0 +1,121 @@
+import type { JobView } from "@switchyard/core";
+import { Stack, testConfig, type ConfigDoc } from "@switchyard/testing";
+import { chat, getJob, submit, waitFinal } from "./helpers";
+
+/**
+ * The fair order across real processes: a light tenant's job is not held behind another
+ * tenant's backlog in the same tier queue, not even when that backlog is marked high priority,
+ * and four backlogged tenants start jobs in proportion to their tier and tenant weights.
+ */
+const KEYS = {
+  heavy: "sk-fair-heavy-001",
+  light: "sk-fair-light-001",
+  paidA: "sk-fair-paid-a-01",
+  paidB: "sk-fair-paid-b-01",
+  freeA: "sk-fair-free-a-01",
+  freeB: "sk-fair-free-b-01",
+};
+
+function fairConfig(mockUrl: string, prefix: string, concurrency: number): ConfigDoc {
+  const cfg = testConfig(mockUrl, prefix, { worker: { concurrency, tier_weights: { paid: 4, free: 1 } } });
+  cfg.tenants = [
+    { id: "heavy", tier: "paid", api_keys: [KEYS.heavy] },
+    { id: "light", tier: "paid", api_keys: [KEYS.light] },
+    { id: "paid-a", tier: "paid", api_keys: [KEYS.paidA], weight: 2 },
+    { id: "paid-b", tier: "paid", api_keys: [KEYS.paidB] },
+    { id: "free-a", tier: "free", api_keys: [KEYS.freeA] },
+    { id: "free-b", tier: "free", api_keys: [KEYS.freeB] },
+  ];
+  return cfg;
+}
+
+const started = async (apiUrl: string, key: string, id: string): Promise<number> => {
+  const job: JobView = (await getJob(apiUrl, key, id)).body;
+  return job.started_at ?? Infinity;
+};
+
+describe("fair scheduling", () => {
+  describe("a light tenant behind another tenant's backlog (two workers, two slots each)", () => {
+    let stack: Stack;
+    beforeAll(async () => {
+      stack = await Stack.start({
+        workers: 2,
+        config: (mockUrl, prefix) => fairConfig(mockUrl, prefix, 2),
+      });
+    });
+    afterAll(async () => {
+      await stack?.stop();
+    });
+
+    it.each(["normal", "high"])(
+      "starts the light tenant's job next, whatever the backlog's priority (%s)",
+      async (priority) => {
+        const backlog = [];
+        for (let i = 0; i < 60; i++)
+          backlog.push(
+            await submit(stack.apiUrl, KEYS.heavy, chat(`[[mock:delay=150]] heavy ${i}`, { priority })),
+          );
+        const light = await submit(stack.apiUrl, KEYS.light, chat("[[mock:delay=150]] light"));
+        expect(light.status).toBe(202);
+        const lightDone = await waitFinal(stack.apiUrl, KEYS.light, light.body.id, 30);
+        expect(lightDone.status).toBe("succeeded");
+        const lightStart = lightDone.started_at ?? Infinity;
+        const submittedAt = light.body.created_at;
+        // Heavy jobs that started after the light job was submitted and before it started: with
+        // a FIFO tier queue that was the whole remaining backlog; in the fair order, at most the
+        // picks already under way.
+        const heavyStarts = await Promise.all(
+          backlog.map((b) => started(stack.apiUrl, KEYS.heavy, b.body.id)),
+        );
+        const jumped = heavyStarts.filter((t) => t > submittedAt && t < lightStart).length;
+        expect(jumped).toBeLessThanOrEqual(4);
+        const remaining = heavyStarts.filter((t) => t > lightStart).length;
+        expect(remaining).toBeGreaterThan(20); // the backlog was still long when the light job ran
+        for (const b of backlog)
+          expect((await waitFinal(stack.apiUrl, KEYS.heavy, b.body.id, 30)).status).toBe("succeeded");
+      },
+    );
+  });
+
+  it("shares starts by tier weight (4:1) and tenant weight (2:1) among four backlogged tenants", async () => {
+    // One slot, and every job queued before the worker starts: the start order is the pick order.
+    const stack = await Stack.start({
+      workers: 0,
+      config: (mockUrl, prefix) => fairConfig(mockUrl, prefix, 1),
+    });
+    try {
+      const tenants = [
+        ["paid-a", KEYS.paidA],
+        ["paid-b", KEYS.paidB],
+        ["free-a", KEYS.freeA],
+        ["free-b", KEYS.freeB],
+      ] as const;
+      const jobs: { tenant: string; key: string; id: string }[] = [];
+      for (let i = 0; i < 30; i++)
+        for (const [tenant, key] of tenants) {
+          // Same length for every prompt: equal costs, so shares follow the weights alone.
+          const res = await submit(stack.apiUrl, key, chat(`job ${String(i).padStart(2, "0")}`));
+          jobs.push({ tenant, key, id: res.body.id });
+        }
+      await stack.addWorker();
+      const done = await Promise.all(
+        jobs.map(async (j) => ({ ...j, view: await waitFinal(stack.apiUrl, j.key, j.id, 30) })),
+      );
+      const order = done
+        .sort((a, b) => (a.view.started_at ?? 0) - (b.view.started_at ?? 0))
+        .map((j) => j.tenant);
+      const first = order.slice(0, 30);
+      const count = (t: string) => first.filter((x) => x === t).length;
+      // Expected of 30 starts: paid 24 (paid-a 16, paid-b 8), free 6 (3 each).
+      expect(count("paid-a")).toBeGreaterThanOrEqual(15);
+      expect(count("paid-a")).toBeLessThanOrEqual(17);
+      expect(count("paid-b")).toBeGreaterThanOrEqual(7);
+      expect(count("paid-b")).toBeLessThanOrEqual(9);
+      expect(count("free-a")).toBeGreaterThanOrEqual(2);
+      expect(count("free-b")).toBeGreaterThanOrEqual(2);
+      expect(count("free-a") + count("free-b")).toBeLessThanOrEqual(7);
+    } finally {
+      await stack.stop();
+    }
+  });
+});
