@@ -1,6 +1,6 @@
 import type { JobView } from "@switchyard/core";
 import { Stack, testConfig, type ConfigDoc } from "@switchyard/testing";
-import { chat, getJob, submit, waitFinal } from "./helpers";
+import { chat, getJob, mockStats, submit, waitFinal } from "./helpers";
 
 /**
  * The fair order across real processes: a light tenant's job is not held behind another
@@ -114,6 +114,50 @@ describe("fair scheduling", () => {
       expect(count("free-a")).toBeGreaterThanOrEqual(2);
       expect(count("free-b")).toBeGreaterThanOrEqual(2);
       expect(count("free-a") + count("free-b")).toBeLessThanOrEqual(7);
+    } finally {
+      await stack.stop();
+    }
+  });
+
+  it("gives freed capacity of a saturated key to the light tenant next, not in arrival order", async () => {
+    // One upstream key that takes one call at a time: capacity, not slots, is the bottleneck.
+    const stack = await Stack.start({
+      workers: 2,
+      config: (mockUrl, prefix) => {
+        const cfg = fairConfig(mockUrl, prefix, 64);
+        const [openai] = cfg.providers as Record<string, unknown>[];
+        openai!.keys = [{ id: "k1", secret: "sk-upstream-1", max_concurrency: 1 }];
+        return cfg;
+      },
+    });
+    try {
+      const backlog = [];
+      for (let i = 0; i < 30; i++)
+        backlog.push(await submit(stack.apiUrl, KEYS.heavy, chat(`[[mock:delay=150]] heavy ${i}`)));
+      const light = await submit(stack.apiUrl, KEYS.light, chat("[[mock:delay=150]] light"));
+      const lightDone = await waitFinal(stack.apiUrl, KEYS.light, light.body.id, 30);
+      expect(lightDone.status).toBe("succeeded");
+      const heavyStarts = await Promise.all(
+        backlog.map(async (b) => {
+          const done = await waitFinal(stack.apiUrl, KEYS.heavy, b.body.id, 30);
+          expect(done.status).toBe("succeeded");
+          // The upstream call's start (the last attempt), not the first run that found no capacity.
+          const calls = (done.result?.attempts ?? []).filter((a) => a.outcome === "succeeded");
+          return calls[calls.length - 1]?.started_at ?? Infinity;
+        }),
+      );
+      const lightCall =
+        (lightDone.result?.attempts ?? []).find((a) => a.outcome === "succeeded")?.started_at ?? Infinity;
+      const jumped = heavyStarts.filter((t) => t > light.body.created_at && t < lightCall).length;
+      const after = heavyStarts.filter((t) => t > lightCall).length;
+      console.info(
+        `saturated key: ${jumped} heavy calls went between the light job's submission and its call; ${after} after it`,
+      );
+      expect(jumped).toBeLessThanOrEqual(3);
+      expect(after).toBeGreaterThan(15);
+      const stats = await mockStats(stack.mockUrl);
+      expect(stats.keys["sk-upstream-1"]?.rate_limited ?? 0).toBe(0);
+      expect(stats.keys["sk-upstream-1"]?.max_in_flight).toBe(1);
     } finally {
       await stack.stop();
     }

@@ -36,6 +36,8 @@ export class Dispatcher {
   private readonly loops: Promise<void>[] = [];
   private readonly inFlight = new Set<Promise<void>>();
   private stopping = false;
+  /** A timer that wakes this process's blocked loops when the next listed job or ticket is due. */
+  private alarm: { at: number; timer: NodeJS.Timeout } | undefined;
   private readonly retentionMs: number;
   readonly specs: QueueSpec[];
 
@@ -140,6 +142,7 @@ export class Dispatcher {
           }
           fetched = { worker, job };
         } else {
+          this.wakeAt(pick.nextAt, pick.now);
           let job = await own.getNextJob(this.token(), { block: false });
           if (!job) {
             this.gate.release();
@@ -164,6 +167,30 @@ export class Dispatcher {
       }
       this.track(fetched.worker, fetched.job);
     }
+  }
+
+  /**
+   * BullMQ's blocked fetch knows nothing of the fair queue's due times (a ticket, a job listed
+   * for later): at the earliest one this process has seen, it pokes each queue's marker, as
+   * BullMQ does when a job arrives, so a blocked loop wakes and picks. `nextAt` and `now` are on
+   * Redis's clock; only their difference is used here.
+   */
+  private wakeAt(nextAt: number, now: number): void {
+    if (nextAt <= 0 || this.stopping) return;
+    const delay = Math.max(0, nextAt - now);
+    const at = Date.now() + delay;
+    if (this.alarm && this.alarm.at <= at) return;
+    if (this.alarm) clearTimeout(this.alarm.timer);
+    const timer = setTimeout(() => {
+      this.alarm = undefined;
+      const prefix = this.config.queue.prefix;
+      for (const spec of this.specs)
+        this.connection
+          .zadd(`${prefix}:${spec.name}:marker`, 0, "0")
+          .catch((err: Error) => this.log.warn({ err, queue: spec.name }, "could not wake the queue"));
+    }, delay + 2);
+    timer.unref();
+    this.alarm = { at, timer };
   }
 
   private token(): string {
@@ -194,6 +221,7 @@ export class Dispatcher {
   async stop(graceMs: number): Promise<void> {
     this.stopping = true;
     this.gate.close();
+    if (this.alarm) clearTimeout(this.alarm.timer);
     this.log.info(
       { inFlight: this.inFlight.size, graceMs },
       "stopping: no new jobs; waiting for running ones",

@@ -1,5 +1,6 @@
 import { DelayedError, UnrecoverableError, type Job } from "bullmq";
 import {
+  jobCost,
   jobPayloadSchema,
   queueAttemptCap,
   resolveRoute,
@@ -9,13 +10,20 @@ import {
   type JobError,
   type JobPayload,
   type SwitchyardConfig,
+  type TenantConfig,
   type Usage,
 } from "@switchyard/core";
 import type { Logger } from "@switchyard/observability";
-import type { JobStore, TransitionFields } from "@switchyard/queue";
+import type { FairQueue, JobStore, TransitionFields } from "@switchyard/queue";
 import { RouteExecutor, type RouteOutcome } from "./route-executor";
 import type { WorkerMetrics } from "./metrics";
 import { RetryLater } from "./retry";
+
+/**
+ * How long past its appointment a job in a waiting room stays parked in BullMQ: should its
+ * ticket be lost, BullMQ releases it then and it simply asks the key pool again.
+ */
+const ROOM_PARK_MS = 10 * 60_000;
 
 /** Abort reasons the runner tells apart: a client's cancel ends the job, a shutdown requeues it. */
 export const CANCEL_REASON = "cancelled";
@@ -40,6 +48,7 @@ const attemptCount = (log: Attempt[]): number => log.filter((a) => a.outcome !==
 export class JobRunner {
   private readonly retentionMs: number;
   private readonly redactor: SecretRedactor;
+  private readonly tenants: Map<string, TenantConfig>;
   /** A running record must outlive every attempt and backoff; the final transition shortens it. */
   private readonly runningTtlMs: number;
 
@@ -49,7 +58,9 @@ export class JobRunner {
     private readonly executor: RouteExecutor,
     private readonly metrics: WorkerMetrics,
     private readonly log: Logger,
+    private readonly fair: FairQueue,
   ) {
+    this.tenants = new Map(config.tenants.map((t) => [t.id, t]));
     this.retentionMs = retentionMs(config);
     this.redactor = SecretRedactor.fromConfig(config);
     const maxTimeout = Math.max(...config.providers.map((p) => p.timeout_ms));
@@ -153,7 +164,7 @@ export class JobRunner {
         // The provider's bulkhead is full in this process, or no key has room: free the slot and
         // come back when the limiter says capacity will be there.
         this.metrics.jobs.inc({ queue: job.queueName, outcome: `waiting_${outcome.reason}` });
-        if (token) return this.handBack(p, job, token, history, outcome.retryInMs);
+        if (token) return this.handBack(p, job, token, history, outcome.retryInMs, outcome.resource);
         throw new RetryLater("bulkhead full", outcome.retryInMs);
       case "retry": {
         const error = errorOf(outcome.error, this.redactor);
@@ -191,17 +202,42 @@ export class JobRunner {
     throw new UnrecoverableError(error.message);
   }
 
-  /** Gives the job back untouched (no attempt charged) for this or another worker to run later. */
+  /**
+   * Gives the job back untouched (no attempt charged) for this or another worker to run later.
+   * A job waiting for a resource's capacity waits in that resource's fair waiting room: it stays
+   * parked in BullMQ (for at most ROOM_PARK_MS past its appointment, a safety net) and a ticket
+   * at its appointment frees the room's fairest job.
+   */
   private async handBack(
     p: JobPayload,
     job: Job<JobPayload>,
     token: string,
     history: Attempt[],
     delayMs: number,
+    resource?: string,
   ): Promise<never> {
     await this.store.transition(p.job_id, "queued", { attempt_log: history }, this.runningTtlMs);
-    await job.moveToDelayed(Date.now() + delayMs, token);
-    throw new DelayedError("job returned to the queue");
+    if (!resource) {
+      await job.moveToDelayed(Date.now() + delayMs, token);
+      throw new DelayedError("job returned to the queue");
+    }
+    await job.moveToDelayed(Date.now() + delayMs + ROOM_PARK_MS, token);
+    const tenant = this.tenants.get(p.tenant_id);
+    await this.fair.wait(
+      {
+        jobId: p.job_id,
+        tier: p.tier,
+        tenantId: p.tenant_id,
+        queue: job.queueName,
+        cost: jobCost(this.config, { model: p.model, ...p.request, task: p.task }),
+        priority: p.priority,
+        tierWeight: this.config.worker.tier_weights[p.tier],
+        tenantWeight: tenant?.weight ?? 1,
+      },
+      resource,
+      delayMs,
+    );
+    throw new DelayedError("job waits for capacity");
   }
 
   private async cancelled(p: JobPayload, job: Job<JobPayload>, history?: Attempt[]): Promise<RunSummary> {

@@ -53,17 +53,9 @@ async function main(): Promise<void> {
   const pool = new KeyPool(redis, keys);
   const keyed = new KeyedCaller(pool, metrics);
   const executor = new RouteExecutor(config, providers, keyed, breakers, bulkheads, metrics);
-  const runner = new JobRunner(config, store, executor, metrics, log);
-  const dispatcher = new Dispatcher(
-    config,
-    bull,
-    subscriber,
-    keys.cancelChannel,
-    store,
-    runner,
-    new FairQueue(redis, keys),
-    log,
-  );
+  const fair = new FairQueue(redis, keys);
+  const runner = new JobRunner(config, store, executor, metrics, log, fair);
+  const dispatcher = new Dispatcher(config, bull, subscriber, keys.cancelChannel, store, runner, fair, log);
   await dispatcher.start();
   const prober = new KeyProber(pool, config.providers, providers, metrics, log);
   prober.start();

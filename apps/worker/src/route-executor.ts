@@ -30,8 +30,15 @@ export type RouteOutcome =
   | { kind: "retry"; delayMs: number; error: AttemptError }
   | { kind: "failed"; error: AttemptError }
   | { kind: "aborted" }
-  /** The provider's bulkhead is full here, or no key has room: hand the job back, no attempt spent. */
-  | { kind: "busy"; retryInMs: number; reason: string };
+  /**
+   * The provider's bulkhead is full here, or no key has room: hand the job back, no attempt spent.
+   * `resource` ("provider/model") when it waits for that resource's capacity (the key pool said
+   * so): it then waits in the resource's fair waiting room.
+   */
+  | { kind: "busy"; retryInMs: number; reason: string; resource?: string };
+
+/** Key-pool answers that mean "this provider's model has no capacity now" (not a rotation). */
+const CAPACITY_WAITS: ReadonlySet<string> = new Set(["limited", "cooling", "share"]);
 
 const sameLink = (a: Attempt, l: RouteLink) => a.provider === l.provider && a.model === l.model;
 
@@ -148,7 +155,12 @@ export class RouteExecutor {
       }
       if (outcome.kind === "wait") {
         if (signal?.aborted) return { kind: "aborted" };
-        return { kind: "busy", retryInMs: outcome.delayMs, reason: outcome.reason };
+        return {
+          kind: "busy",
+          retryInMs: outcome.delayMs,
+          reason: outcome.reason,
+          ...(CAPACITY_WAITS.has(outcome.reason) ? { resource: `${link.provider}/${link.model}` } : {}),
+        };
       }
       if (outcome.kind === "unusable") {
         record(history, link, "skipped", Date.now(), 0, outcome.reason);

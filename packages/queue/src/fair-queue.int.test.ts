@@ -173,4 +173,65 @@ describe("FairQueue", () => {
       await worker.close();
     }
   });
+
+  describe("waiting rooms (a resource with no capacity)", () => {
+    const R = "openai/gpt-4o-mini";
+    /** A job that started, found no capacity on R and was parked: it waits in R's room with a ticket. */
+    const waitFor = async (tenantId: string, ticketInMs: number, now = T0): Promise<string> => {
+      const jobId = `job_${tenantId}_${++n}`;
+      await queues.get("jobs-paid")?.add("chat", { tenantId }, { jobId, delay: 3_600_000 });
+      const at = await fq.wait(
+        {
+          jobId,
+          tier: "paid",
+          tenantId,
+          queue: "jobs-paid",
+          cost: 1,
+          priority: "normal",
+          tierWeight: 4,
+          tenantWeight: 1,
+        },
+        R,
+        ticketInMs,
+        now,
+      );
+      expect(at).toBe(now + ticketInMs);
+      return jobId;
+    };
+
+    it("gives each ticket to the room's fairest job, not to the one the appointment was for", async () => {
+      const heavy: string[] = [];
+      for (let i = 1; i <= 5; i++) heavy.push(await waitFor("heavy", i * 100));
+      // The light tenant's appointment is the sixth, but it is second in the fair order.
+      const light = await waitFor("light", 600);
+      expect(await fq.pick(T0 + 50)).toEqual({ picked: false, nextAt: T0 + 100, now: T0 + 50 });
+      expect(await fq.pick(T0 + 100)).toMatchObject({ picked: true, jobId: heavy[0] });
+      expect(await fq.pick(T0 + 150)).toMatchObject({ picked: false, nextAt: T0 + 200 });
+      expect(await fq.pick(T0 + 200)).toMatchObject({ picked: true, jobId: light });
+      const rest: string[] = [];
+      for (const t of [300, 400, 500, 600]) {
+        const p = await fq.pick(T0 + t);
+        if (p.picked) rest.push(p.jobId);
+      }
+      expect(rest).toEqual(heavy.slice(1, 5));
+      expect(await fq.pick(T0 + 700)).toEqual({ picked: false, nextAt: 0, now: T0 + 700 });
+    });
+
+    it("starts a job freed by a ticket before any other, and charges its tenant's start order nothing", async () => {
+      const waiting = await waitFor("a", 100);
+      for (let i = 0; i < 3; i++) await list("b");
+      expect(await fq.pick(T0 + 100)).toMatchObject({ picked: true, jobId: waiting, tenantId: "a" });
+      // a's pass in the start order is untouched: its next new job is next.
+      await list("a", {}, T0 + 100);
+      expect(await starts(3, T0 + 100)).toEqual(["a", "b", "b"]);
+    });
+
+    it("passes over a room's job that BullMQ released meanwhile, and gives the ticket to the next", async () => {
+      const gone = await waitFor("a", 100);
+      const next = await waitFor("b", 200);
+      await queues.get("jobs-paid")?.remove(gone);
+      expect(await fq.pick(T0 + 100)).toMatchObject({ picked: true, jobId: next });
+      expect(await fq.pick(T0 + 200)).toMatchObject({ picked: false });
+    });
+  });
 });

@@ -77,6 +77,7 @@ interface FairCommands {
     tiers: string,
     meta: string,
     later: string,
+    express: string,
     ...args: (string | number)[]
   ): Promise<unknown>;
 }
@@ -88,7 +89,7 @@ export class FairQueue {
     redis: Redis,
     private readonly keys: Keys,
   ) {
-    if (!("syFairQueue" in redis)) redis.defineCommand("syFairQueue", { numberOfKeys: 4, lua: fairQueueLua });
+    if (!("syFairQueue" in redis)) redis.defineCommand("syFairQueue", { numberOfKeys: 5, lua: fairQueueLua });
     this.redis = redis as Redis & FairCommands;
   }
 
@@ -99,6 +100,7 @@ export class FairQueue {
       k.tiers,
       k.meta,
       k.later,
+      k.express,
       op,
       now ?? "",
       k.prefix,
@@ -107,21 +109,34 @@ export class FairQueue {
     );
   }
 
-  /** Lists a job whose BullMQ job waits parked in its queue's delayed set. */
-  async enqueue(e: FairEntry, now?: number): Promise<void> {
-    await this.call(
-      "enqueue",
-      now,
+  private entryArgs(e: FairEntry, delayMs: number): (string | number)[] {
+    return [
       e.jobId,
       e.tier,
       e.tenantId,
       e.queue,
       Math.max(e.cost, 1e-6),
       PRIORITY_RANK[e.priority],
-      Math.max(0, Math.round(e.delayMs ?? 0)),
+      Math.max(0, Math.round(delayMs)),
       e.tierWeight,
       e.tenantWeight,
-    );
+    ];
+  }
+
+  /** Lists a job whose BullMQ job waits parked in its queue's delayed set. */
+  async enqueue(e: FairEntry, now?: number): Promise<void> {
+    await this.call("enqueue", now, ...this.entryArgs(e, e.delayMs ?? 0));
+  }
+
+  /**
+   * Puts a parked job that found no capacity on `resource` ("provider/model") in that resource's
+   * waiting room, and turns the key pool's appointment (due in `ticketInMs`) into a ticket: when
+   * it is due, the room's fairest job starts, whichever job the appointment was given to.
+   * Returns when the ticket is due (Redis time, ms).
+   */
+  async wait(e: FairEntry, resource: string, ticketInMs: number, now?: number): Promise<number> {
+    const reply = await this.call("wait", now, ...this.entryArgs(e, ticketInMs), resource);
+    return z.tuple([z.literal(1), z.number()]).parse(reply)[1];
   }
 
   /** Chooses the next job in the fair order and moves it into its BullMQ queue's wait list. */

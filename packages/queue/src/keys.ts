@@ -99,7 +99,14 @@ export class Keys {
   }
 
   /** The fair queue's keys: its state, backlogged tiers, listed jobs' facts, jobs not yet due. */
-  get fairQueue(): { prefix: string; state: string; tiers: string; meta: string; later: string } {
+  get fairQueue(): {
+    prefix: string;
+    state: string;
+    tiers: string;
+    meta: string;
+    later: string;
+    express: string;
+  } {
     const fq = `${this.prefix}:fq`;
     return {
       prefix: fq,
@@ -107,6 +114,7 @@ export class Keys {
       tiers: `${fq}:tiers`,
       meta: `${fq}:meta`,
       later: `${fq}:later`,
+      express: `${fq}:express`,
     };
   }
 

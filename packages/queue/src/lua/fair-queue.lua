@@ -12,17 +12,25 @@
   pass of the one served is the system virtual time; a tier or tenant that comes back from idle
   starts at that time (no banked credit), so an idle tenant's share is never saved up.
 
-  KEYS[1]  state hash: V (virtual time across tiers), V:<tier> (within a tier), P:<tier> (tier
-           pass), p:<tenant> (tenant pass), W:<tier> / w:<tenant> (weights), seq (arrival counter)
-  KEYS[2]  backlogged tiers (zset by pass)
-  KEYS[3]  meta hash: job id -> "tier|tenant|queue|cost|priority|enqueued_ms"
-  KEYS[4]  later (zset: job id by the time it may start)
-  Derived keys (same hash tag): <fq>:tier:<tier> (backlogged tenants by pass),
-  <fq>:lane:<tenant> (the tenant's listed jobs by priority, then arrival), <fq>:starts:<10 s>
-  (starts per tenant, expiring after 70 s), and the BullMQ keys
-  <bull>:<queue>:{delayed,wait,meta,marker,events} and <bull>:<queue>:<job id>.
+  Waiting rooms: a job that found no capacity on a provider's model (the key pool said "wait")
+  waits in that resource's room, a fair order of its own, and the key pool's appointment becomes
+  a ticket: when a ticket is due, the room's fairest job (not the one that got the appointment)
+  goes to the express line, which picks serve before anything else. One ticket frees one job, so
+  nothing polls, and the freed capacity goes in the fair order instead of the arrival order.
 
-  ARGV[1]  op: "enqueue" | "pick" | "forget"
+  KEYS[1]  state hash: <space>V, <space>V:<tier>, <space>P:<tier>, <space>p:<tenant> (virtual
+           times and passes; <space> is "" for the start order, "r:<resource>|" for a room),
+           W:<tier> / w:<tenant> (weights), seq (arrival counter)
+  KEYS[2]  backlogged tiers of the start order (zset by pass)
+  KEYS[3]  meta hash: job id -> "tier|tenant|queue|cost|priority|listed_ms"
+  KEYS[4]  later (zset by due time): job ids not yet due, and tickets "t|<resource>|<id>"
+  KEYS[5]  express (list): job ids freed by a ticket, served first
+  Derived keys (same hash tag), for a space's key prefix S (<fq> for the start order,
+  <fq>:r:<resource> for a room): S:tiers (rooms only), S:tier:<tier>, S:lane:<tenant>; and
+  <fq>:starts:<10 s> (starts per tenant, expiring after 70 s); and the BullMQ keys
+  <bull>:<queue>:{delayed,wait,meta,marker,events,active} and <bull>:<queue>:<job id>.
+
+  ARGV[1]  op: "enqueue" | "wait" | "pick" | "forget"
   ARGV[2]  now in ms ("" = Redis TIME)
   ARGV[3]  <fq> key prefix
   ARGV[4]  <bull> BullMQ key prefix
@@ -30,9 +38,12 @@
            (0 high, 1 normal, 2 low), [11] may start in (ms from now; 0 = now), [12] tier weight,
            [13] tenant weight
            -> { 1 }
+  wait:    ARGV[5..10] as enqueue, [11] the ticket is due in (ms from now), [12] tier weight,
+           [13] tenant weight, [14] resource ("provider/model")
+           -> { 1, ticket due at (ms) }
   pick:    ARGV[5] how many stale entries (jobs gone) to skip at most
-           -> { 1, queue, job id, tenant, tier, cost, enqueued_ms, now } or
-              { 0, next start time in ms (0 = nothing listed), now }
+           -> { 1, queue, job id, tenant, tier, cost, listed_ms, now } or
+              { 0, next due time in ms (0 = nothing waiting), now }
   forget:  ARGV[5] job id -> { 1 } (the entry is dropped when its turn comes)
 ]]
 local rcall = redis.call
@@ -44,7 +55,7 @@ if not now then
 end
 local FQ = ARGV[3]
 local BULL = ARGV[4]
-local STATE, TIERS, META, LATER = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local STATE, TIERS, META, LATER, EXPRESS = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local PRIORITY_SPAN = 1099511627776 -- 2^40 arrivals per priority band
 
 local function num(field)
@@ -64,9 +75,19 @@ local function split(meta)
   end
 end
 
--- Lists a job in its tenant's lane; a tier or tenant that was idle starts at the current
--- virtual time of its level.
-local function activate(jobId)
+-- The start order, or a resource's waiting room.
+local function space(resource)
+  if resource then
+    local prefix = FQ .. ":r:" .. resource
+    return { keys = prefix, tiers = prefix .. ":tiers", field = "r:" .. resource .. "|" }
+  end
+  return { keys = FQ, tiers = TIERS, field = "" }
+end
+local MAIN = space(nil)
+
+-- Lists a job in its tenant's lane of a space; a tier or tenant that was idle there starts at
+-- the current virtual time of its level.
+local function activate(s, jobId)
   local meta = rcall("HGET", META, jobId)
   if not meta then
     return
@@ -74,34 +95,102 @@ local function activate(jobId)
   local f = split(meta)
   local tier, tenant, prio = f[1], f[2], tonumber(f[5]) or 1
   local seq = rcall("HINCRBY", STATE, "seq", 1)
-  rcall("ZADD", FQ .. ":lane:" .. tenant, prio * PRIORITY_SPAN + seq, jobId)
-  local tierSet = FQ .. ":tier:" .. tier
+  rcall("ZADD", s.keys .. ":lane:" .. tenant, prio * PRIORITY_SPAN + seq, jobId)
+  local tierSet = s.keys .. ":tier:" .. tier
   if not rcall("ZSCORE", tierSet, tenant) then
-    local p = math.max(num("p:" .. tenant), num("V:" .. tier))
-    rcall("HSET", STATE, "p:" .. tenant, tostring(p))
+    local p = math.max(num(s.field .. "p:" .. tenant), num(s.field .. "V:" .. tier))
+    rcall("HSET", STATE, s.field .. "p:" .. tenant, tostring(p))
     rcall("ZADD", tierSet, p, tenant)
   end
-  if not rcall("ZSCORE", TIERS, tier) then
-    local P = math.max(num("P:" .. tier), num("V"))
-    rcall("HSET", STATE, "P:" .. tier, tostring(P))
-    rcall("ZADD", TIERS, P, tier)
+  if not rcall("ZSCORE", s.tiers, tier) then
+    local P = math.max(num(s.field .. "P:" .. tier), num(s.field .. "V"))
+    rcall("HSET", STATE, s.field .. "P:" .. tier, tostring(P))
+    rcall("ZADD", s.tiers, P, tier)
   end
+end
+
+-- Takes the next job of a space in its fair order. `usable(jobId, meta)` says whether it can be
+-- served (its BullMQ job is still there); a job that cannot is dropped without a charge. Returns
+-- the job id, its fields and the tenant, or nil when the space is empty or only stale entries
+-- were found.
+local function take(s, usable, skips)
+  for _ = 0, skips do
+    local t = rcall("ZRANGE", s.tiers, 0, 0, "WITHSCORES")
+    if #t == 0 then
+      return nil
+    end
+    local tier, P = t[1], tonumber(t[2])
+    local tierSet = s.keys .. ":tier:" .. tier
+    local u = rcall("ZRANGE", tierSet, 0, 0, "WITHSCORES")
+    if #u == 0 then
+      rcall("ZREM", s.tiers, tier)
+    else
+      local tenant, p = u[1], tonumber(u[2])
+      local lane = s.keys .. ":lane:" .. tenant
+      local jobId = rcall("ZRANGE", lane, 0, 0)[1]
+      local meta = jobId and rcall("HGET", META, jobId)
+      if jobId then
+        rcall("ZREM", lane, jobId)
+      end
+      local f = meta and split(meta)
+      local served = f ~= nil and usable(jobId, f)
+      if jobId and not served then
+        rcall("HDEL", META, jobId)
+      end
+      if served then
+        -- The start tags of the one served are the virtual times of both levels.
+        rcall("HSET", STATE, s.field .. "V", tostring(P), s.field .. "V:" .. tier, tostring(p))
+        local cost = tonumber(f[4]) or 1
+        p = p + cost / math.max(num("w:" .. tenant), 0.001)
+        P = P + cost / math.max(num("W:" .. tier), 0.001)
+        rcall("HSET", STATE, s.field .. "p:" .. tenant, tostring(p), s.field .. "P:" .. tier, tostring(P))
+      end
+      if rcall("ZCARD", lane) == 0 then
+        rcall("ZREM", tierSet, tenant)
+      elseif served then
+        rcall("ZADD", tierSet, p, tenant)
+      end
+      if rcall("ZCARD", tierSet) == 0 then
+        rcall("ZREM", s.tiers, tier)
+      elseif served then
+        rcall("ZADD", s.tiers, P, tier)
+      end
+      if served then
+        return jobId, f, tenant
+      end
+    end
+  end
+  return nil
+end
+
+local function saveMeta(jobId)
+  rcall("HSET", META, jobId, table.concat({ ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10], now }, "|"))
+  rcall("HSET", STATE, "W:" .. ARGV[6], ARGV[12], "w:" .. ARGV[7], ARGV[13])
 end
 
 if op == "enqueue" then
   local jobId = ARGV[5]
-  local tier, tenant = ARGV[6], ARGV[7]
-  rcall("HSET", META, jobId, table.concat({ tier, tenant, ARGV[8], ARGV[9], ARGV[10], now }, "|"))
-  rcall("HSET", STATE, "W:" .. tier, ARGV[12], "w:" .. tenant, ARGV[13])
+  saveMeta(jobId)
   local delay = tonumber(ARGV[11]) or 0
   if delay > 0 then
     rcall("ZADD", LATER, now + delay, jobId)
   else
-    activate(jobId)
+    activate(MAIN, jobId)
     -- Wake a worker blocked on the queue's marker, as BullMQ does when a job is added.
     rcall("ZADD", BULL .. ":" .. ARGV[8] .. ":marker", 0, "0")
   end
   return { 1 }
+end
+
+if op == "wait" then
+  local jobId, resource = ARGV[5], ARGV[14]
+  saveMeta(jobId)
+  activate(space(resource), jobId)
+  local at = now + math.max(0, tonumber(ARGV[11]) or 0)
+  rcall("ZADD", LATER, at, "t|" .. resource .. "|" .. jobId)
+  -- Wake a blocked worker now: its next pick learns when the ticket is due and sets an alarm.
+  rcall("ZADD", BULL .. ":" .. ARGV[8] .. ":marker", 0, "0")
+  return { 1, at }
 end
 
 if op == "forget" then
@@ -111,15 +200,9 @@ if op == "forget" then
 end
 
 -- op == "pick"
-local due = rcall("ZRANGEBYSCORE", LATER, "-inf", now, "LIMIT", 0, 100)
-for _, jobId in ipairs(due) do
-  rcall("ZREM", LATER, jobId)
-  activate(jobId)
-end
-
 -- Moves a parked job into its BullMQ queue's wait list, as BullMQ's promote script does.
-local function promote(queue, jobId)
-  local q = BULL .. ":" .. queue
+local function promote(jobId, f)
+  local q = BULL .. ":" .. f[3]
   if rcall("ZREM", q .. ":delayed", jobId) ~= 1 then
     return false
   end
@@ -137,60 +220,52 @@ local function promote(queue, jobId)
   rcall("HSET", q .. ":" .. jobId, "delay", 0)
   return true
 end
+-- A room's job is still usable while its BullMQ job waits parked.
+local function parked(jobId, f)
+  return rcall("ZSCORE", BULL .. ":" .. f[3] .. ":delayed", jobId) ~= false
+end
 
 local skips = tonumber(ARGV[5]) or 20
+local due = rcall("ZRANGEBYSCORE", LATER, "-inf", now, "LIMIT", 0, 100)
+for _, entry in ipairs(due) do
+  rcall("ZREM", LATER, entry)
+  local resource = string.match(entry, "^t|(.*)|[^|]*$")
+  if resource then
+    local jobId = take(space(resource), parked, skips)
+    if jobId then
+      rcall("RPUSH", EXPRESS, jobId)
+    end
+  else
+    activate(MAIN, entry)
+  end
+end
+
+local function started(jobId, f, tenant)
+  -- Starts per tenant in 10 s buckets, for the operators' share of the last minute.
+  local bucket = FQ .. ":starts:" .. math.floor(now / 10000)
+  rcall("HINCRBY", bucket, tenant, 1)
+  rcall("PEXPIRE", bucket, 70000)
+  return { 1, f[3], jobId, tenant, f[1], f[4], f[6], now }
+end
+
+-- Jobs freed by a ticket hold capacity: they go first, without a second charge.
 for _ = 0, skips do
-  local t = rcall("ZRANGE", TIERS, 0, 0, "WITHSCORES")
-  if #t == 0 then
+  local jobId = rcall("LPOP", EXPRESS)
+  if not jobId then
     break
   end
-  local tier, P = t[1], tonumber(t[2])
-  local tierSet = FQ .. ":tier:" .. tier
-  local u = rcall("ZRANGE", tierSet, 0, 0, "WITHSCORES")
-  if #u == 0 then
-    rcall("ZREM", TIERS, tier)
-  else
-    local tenant, p = u[1], tonumber(u[2])
-    local lane = FQ .. ":lane:" .. tenant
-    local head = rcall("ZRANGE", lane, 0, 0)
-    local jobId = head[1]
-    local meta = jobId and rcall("HGET", META, jobId)
-    if jobId then
-      rcall("ZREM", lane, jobId)
-      rcall("HDEL", META, jobId)
-    end
-    local served = false
-    local f
-    if meta then
-      f = split(meta)
-      served = promote(f[3], jobId)
-    end
-    if served then
-      -- The start tags of the one served are the virtual times of both levels.
-      rcall("HSET", STATE, "V", tostring(P), "V:" .. tier, tostring(p))
-      local cost = tonumber(f[4]) or 1
-      p = p + cost / math.max(num("w:" .. tenant), 0.001)
-      P = P + cost / math.max(num("W:" .. tier), 0.001)
-      rcall("HSET", STATE, "p:" .. tenant, tostring(p), "P:" .. tier, tostring(P))
-    end
-    if rcall("ZCARD", lane) == 0 then
-      rcall("ZREM", tierSet, tenant)
-    elseif served then
-      rcall("ZADD", tierSet, p, tenant)
-    end
-    if rcall("ZCARD", tierSet) == 0 then
-      rcall("ZREM", TIERS, tier)
-    elseif served then
-      rcall("ZADD", TIERS, P, tier)
-    end
-    if served then
-      -- Starts per tenant in 10 s buckets, for the operators' share of the last minute.
-      local bucket = FQ .. ":starts:" .. math.floor(now / 10000)
-      rcall("HINCRBY", bucket, tenant, 1)
-      rcall("PEXPIRE", bucket, 70000)
-      return { 1, f[3], jobId, tenant, tier, f[4], f[6], now }
-    end
+  local meta = rcall("HGET", META, jobId)
+  rcall("HDEL", META, jobId)
+  local f = meta and split(meta)
+  if f and promote(jobId, f) then
+    return started(jobId, f, f[2])
   end
+end
+
+local jobId, f, tenant = take(MAIN, promote, skips)
+if jobId then
+  rcall("HDEL", META, jobId)
+  return started(jobId, f, tenant)
 end
 local nextAt = rcall("ZRANGE", LATER, 0, 0, "WITHSCORES")
 return { 0, tonumber(nextAt[2]) or 0, now }
