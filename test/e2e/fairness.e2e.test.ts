@@ -20,7 +20,7 @@ function fairConfig(mockUrl: string, prefix: string, concurrency: number): Confi
   const cfg = testConfig(mockUrl, prefix, { worker: { concurrency, tier_weights: { paid: 4, free: 1 } } });
   cfg.tenants = [
     { id: "heavy", tier: "paid", api_keys: [KEYS.heavy] },
-    { id: "light", tier: "paid", api_keys: [KEYS.light] },
+    { id: "light", tier: "paid", api_keys: [KEYS.light], dedicated_queue: true },
     { id: "paid-a", tier: "paid", api_keys: [KEYS.paidA], weight: 2 },
     { id: "paid-b", tier: "paid", api_keys: [KEYS.paidB] },
     { id: "free-a", tier: "free", api_keys: [KEYS.freeA] },
@@ -110,6 +110,12 @@ describe("fair scheduling", () => {
           const res = await submit(stack.apiUrl, key, chat(`job ${String(i).padStart(2, "0")}`));
           jobs.push({ tenant, key, id: res.body.id });
         }
+      // Before any worker runs, the API's metrics show each tenant's waiting jobs.
+      const metrics = (await http<string>("GET", `${stack.apiUrl}/metrics`)).body;
+      expect(metrics).toMatch(/switchyard_tenant_listed_jobs\{tenant="paid-a",tier="paid"[^}]*\} 30/);
+      expect(metrics).toMatch(
+        /switchyard_tenant_oldest_listed_seconds\{tenant="free-b",tier="free"[^}]*\} \d/,
+      );
       await stack.addWorker();
       const done = await Promise.all(
         jobs.map(async (j) => ({ ...j, view: await waitFinal(stack.apiUrl, j.key, j.id, 30) })),

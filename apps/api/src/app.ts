@@ -15,7 +15,7 @@ import type { JobService } from "./job-service";
 import type { WebhookService } from "./webhook-service";
 import type { DeliveryQueue } from "@switchyard/webhooks";
 import { webhooksRouter } from "./routes/webhooks";
-import { adminRouter, keyPoolMetrics } from "./routes/admin";
+import { adminRouter, fleetMetrics } from "./routes/admin";
 import { jobsRouter } from "./routes/jobs";
 import { TenantDirectory } from "./tenants";
 
@@ -114,7 +114,7 @@ export function createApp(deps: AppDeps): Express {
   app.use(webhooksRouter(deps.webhooks, config, directory));
 
   app.use(adminRouter(config, deps.pool, deps.fair, deps.producer, deps.adminToken));
-  keyPoolMetrics(config, deps.pool, registry);
+  fleetMetrics(config, deps.pool, deps.fair, registry);
 
   const board = new ExpressAdapter();
   board.setBasePath("/admin/queues");

@@ -1,7 +1,7 @@
 import { Router } from "express";
 import type { SwitchyardConfig } from "@switchyard/core";
 import type { KeyPool, KeyView } from "@switchyard/limiter";
-import type { FairQueue, JobProducer } from "@switchyard/queue";
+import type { FairQueue, FairTenantView, JobProducer } from "@switchyard/queue";
 import { z } from "zod";
 import { Counter, Gauge, type Registry } from "@switchyard/observability";
 import { adminAuth } from "../auth";
@@ -69,21 +69,65 @@ const tenantOfJob = (data: unknown): string | undefined => {
 
 const STATUS_CODE: Record<KeyView["status"], number> = { active: 0, cooling: 1, disabled: 2 };
 
-/** Key-pool gauges read from Redis at each scrape, labelled by provider and key id. */
-export function keyPoolMetrics(config: SwitchyardConfig, pool: KeyPool, registry: Registry): void {
-  let views: Promise<{ provider: string; keys: KeyView[] }[]> | undefined;
+interface FleetView {
+  providers: { provider: string; keys: KeyView[] }[];
+  tenants: FairTenantView[];
+}
+
+/**
+ * Gauges read from Redis at each scrape: the key pool by provider and key id, the fair queue by
+ * tenant (tenants come from the config: a bounded label set).
+ */
+export function fleetMetrics(
+  config: SwitchyardConfig,
+  pool: KeyPool,
+  fair: FairQueue,
+  registry: Registry,
+): void {
+  let views: Promise<FleetView> | undefined;
   let skips = 0;
   // One Redis read per scrape, shared by every gauge below. When Redis cannot be read the scrape
   // still answers with the process's own metrics; the Redis-derived gauges are left empty.
-  const read = () =>
-    (views ??= Promise.all(
-      config.providers.map(async (p) => ({ provider: p.id, keys: await pool.inspect(p) })),
-    )
+  const read = (): Promise<FleetView> =>
+    (views ??= Promise.all([
+      Promise.all(config.providers.map(async (p) => ({ provider: p.id, keys: await pool.inspect(p) }))),
+      fair.inspect(config.tenants.map((t) => ({ id: t.id, tier: t.tier }))),
+    ])
+      .then(([providers, tenants]) => ({ providers, tenants }))
       .catch(() => {
         skips += 1;
-        return [];
+        return { providers: [], tenants: [] };
       })
       .finally(() => setTimeout(() => (views = undefined), 100)));
+  const tenantGauge = (name: string, help: string, value: (t: FairTenantView) => number | null) =>
+    new Gauge({
+      name,
+      help,
+      labelNames: ["tenant", "tier"] as const,
+      registers: [registry],
+      async collect() {
+        this.reset();
+        for (const t of (await read()).tenants) {
+          const v = value(t);
+          if (v !== null) this.set({ tenant: t.tenant, tier: t.tier }, v);
+        }
+      },
+    });
+  tenantGauge(
+    "switchyard_tenant_listed_jobs",
+    "Jobs listed in the fair queue, waiting their turn",
+    (t) => t.listed,
+  );
+  tenantGauge(
+    "switchyard_tenant_oldest_listed_seconds",
+    "Age of the tenant's oldest job waiting its turn in the fair queue (absent when none waits)",
+    (t) => t.oldest_listed_seconds,
+  );
+  tenantGauge(
+    "switchyard_tenant_lag",
+    "How far the tenant's virtual time is ahead of its tier's (cost / weight; 0: it starts next)",
+    (t) => t.lag,
+  );
   const gauge = (
     name: string,
     help: string,
@@ -97,7 +141,8 @@ export function keyPoolMetrics(config: SwitchyardConfig, pool: KeyPool, registry
       registers: [registry],
       async collect() {
         this.reset();
-        for (const { provider, keys } of await read()) for (const k of keys) fill(this, provider, k);
+        for (const { provider, keys } of (await read()).providers)
+          for (const k of keys) fill(this, provider, k);
       },
     });
   gauge(
