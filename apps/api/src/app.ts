@@ -7,7 +7,7 @@ import { ExpressAdapter } from "@bull-board/express";
 import { notFound, type SwitchyardConfig } from "@switchyard/core";
 import { Counter, type Logger, type Registry } from "@switchyard/observability";
 import type { KeyPool } from "@switchyard/limiter";
-import type { FairQueue, JobProducer, Redis } from "@switchyard/queue";
+import type { AnswerCache, FairQueue, JobProducer, Redis } from "@switchyard/queue";
 import { adminAuth } from "./auth";
 import { errorHandler, REDIS_RETRY_AFTER_SECONDS } from "./errors";
 import { httpMetrics } from "./http-metrics";
@@ -28,6 +28,7 @@ export interface AppDeps {
   deliveryQueue: DeliveryQueue;
   pool: KeyPool;
   fair: FairQueue;
+  cache: AnswerCache;
   registry: Registry;
   log: Logger;
   adminToken?: string;
@@ -113,7 +114,7 @@ export function createApp(deps: AppDeps): Express {
   app.use(jobsRouter(deps.service, config, directory, enqueued, deps.webhooks));
   app.use(webhooksRouter(deps.webhooks, config, directory));
 
-  app.use(adminRouter(config, deps.pool, deps.fair, deps.producer, deps.adminToken));
+  app.use(adminRouter(config, deps.pool, deps.fair, deps.producer, deps.cache, deps.adminToken));
   fleetMetrics(config, deps.pool, deps.fair, registry);
 
   const board = new ExpressAdapter();

@@ -3,6 +3,7 @@ import { z } from "zod";
 import {
   ApiError,
   badRequest,
+  canonicalJson,
   conflict,
   createJobRequestSchema,
   isTerminal,
@@ -31,6 +32,33 @@ import {
 import type { Logger } from "@switchyard/observability";
 import { parseBody } from "./validate";
 
+/** What a request says about the answer cache (Cache-Control: no-cache, no-store). */
+export interface CacheDirectives {
+  read: boolean;
+  write: boolean;
+}
+
+/** Cache-Control as a client sends it: no-store neither reads nor writes, no-cache does not read. */
+export function cacheDirectives(header: string | undefined): CacheDirectives | undefined {
+  if (!header) return undefined;
+  const parts = new Set(
+    header
+      .toLowerCase()
+      .split(",")
+      .map((s) => s.trim()),
+  );
+  if (parts.has("no-store")) return { read: false, write: false };
+  if (parts.has("no-cache")) return { read: false, write: true };
+  return undefined;
+}
+
+export interface SubmitOptions {
+  idempotencyKey?: string | undefined;
+  cache?: CacheDirectives | undefined;
+  /** A stale Idempotency-Key claim was just released: take the key over (once). */
+  takeOver?: boolean;
+}
+
 /** Submission, lookup, long-poll and cancel: the API's job logic, free of HTTP details. */
 export interface SubmitOutcome {
   job: JobView;
@@ -42,18 +70,6 @@ const idempotencyRecordSchema = z.object({ fp: z.string(), job_id: z.string() })
 type IdempotencyRecord = z.infer<typeof idempotencyRecordSchema>;
 
 const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,255}$/;
-
-/** Stable JSON: object keys sorted, so the same request always has the same fingerprint. */
-function canonical(value: unknown): string {
-  if (Array.isArray(value)) return `[${value.map(canonical).join(",")}]`;
-  if (value && typeof value === "object") {
-    const entries = Object.entries(value as Record<string, unknown>)
-      .filter(([, v]) => v !== undefined)
-      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonical(v)}`).join(",")}}`;
-  }
-  return JSON.stringify(value);
-}
 
 export function parseCreateJob(body: unknown, config: SwitchyardConfig): CreateJobRequest {
   const req = parseBody(createJobRequestSchema, body);
@@ -87,9 +103,9 @@ export class JobService {
     tenant: TenantConfig,
     req: CreateJobRequest,
     traceId: string,
-    idempotencyKey?: string,
-    takeOver = false,
+    opts: SubmitOptions = {},
   ): Promise<SubmitOutcome> {
+    const { idempotencyKey, takeOver = false } = opts;
     const jobId = newJobId();
     let claim: IdempotencyClaim | undefined;
     let fp = "";
@@ -100,7 +116,7 @@ export class JobService {
         ]);
       }
       // The body's fingerprint matters only to tell a retry from a different request under one key.
-      fp = createHash("sha256").update(canonical(req)).digest("hex");
+      fp = createHash("sha256").update(canonicalJson(req)).digest("hex");
       const record: IdempotencyRecord = { fp, job_id: jobId };
       claim = {
         key: this.keys.idempotency(tenant.id, createHash("sha256").update(idempotencyKey).digest("hex")),
@@ -134,11 +150,16 @@ export class JobService {
       if (replayed) return replayed;
       // The key's job record is gone: release the stale claim and take the key over, once.
       if (claim && !takeOver && (await this.store.releaseClaim(claim.key, created.claimedBy)))
-        return this.submit(tenant, req, traceId, idempotencyKey, true);
+        return this.submit(tenant, req, traceId, { ...opts, takeOver: true });
       throw conflict("a request with this Idempotency-Key is being processed right now; retry in a moment");
     }
     try {
-      await this.dispatch(tenant, req, queue, this.payload(jobId, tenant, req, now + startWithin, traceId));
+      await this.dispatch(
+        tenant,
+        req,
+        queue,
+        this.payload(jobId, tenant, req, now + startWithin, traceId, opts.cache),
+      );
     } catch (err) {
       // Leave nothing half-written: no record without a queued job, no key pointing nowhere.
       this.log.error({ err: { message: (err as Error).message }, jobId }, "enqueue failed");
@@ -190,8 +211,11 @@ export class JobService {
     req: CreateJobRequest,
     deadline: number,
     traceId: string,
+    cache?: CacheDirectives,
   ): JobPayload {
     const { messages, max_tokens, temperature, top_p, stop, user } = req;
+    // "cache": false in the body turns the cache off for the job, whatever the headers say.
+    const directives = req.cache === false ? { read: false, write: false } : cache;
     return {
       v: 1,
       job_id: jobId,
@@ -203,6 +227,7 @@ export class JobService {
       priority: req.priority,
       start_deadline: deadline,
       trace_id: traceId,
+      ...(directives && (!directives.read || !directives.write) ? { cache: directives } : {}),
     };
   }
 

@@ -4,6 +4,7 @@ import { KeyPool } from "@switchyard/limiter";
 import { createLogger, createRegistry } from "@switchyard/observability";
 import {
   checkEvictionPolicy,
+  AnswerCache,
   createRedis,
   FairQueue,
   JobEvents,
@@ -60,6 +61,7 @@ async function main(): Promise<void> {
     deliveryQueue,
     pool: new KeyPool(redis, keys),
     fair,
+    cache: new AnswerCache(redis, keys, config.cache),
     registry,
     log,
     adminToken: env.SWITCHYARD_ADMIN_TOKEN,

@@ -15,6 +15,7 @@ import {
 } from "@switchyard/core";
 import type { Logger } from "@switchyard/observability";
 import type { FairQueue, JobStore, TransitionFields } from "@switchyard/queue";
+import type { CacheStep } from "./cache-step";
 import { RouteExecutor, type RouteOutcome } from "./route-executor";
 import type { WorkerMetrics } from "./metrics";
 import { RetryLater } from "./retry";
@@ -59,6 +60,7 @@ export class JobRunner {
     private readonly metrics: WorkerMetrics,
     private readonly log: Logger,
     private readonly fair: FairQueue,
+    private readonly cacheStep: CacheStep,
   ) {
     this.tenants = new Map(config.tenants.map((t) => [t.id, t]));
     this.retentionMs = retentionMs(config);
@@ -126,9 +128,34 @@ export class JobRunner {
       throw new UnrecoverableError(`model ${p.model} is not configured`);
     }
     const history = started.attemptLog;
+    const plan = this.cacheStep.plan(p, route);
+    let lead = false;
+    if (plan) {
+      const d = await this.cacheStep.before(p, plan, route, job.queueName, job.timestamp);
+      switch (d.kind) {
+        case "hit":
+          await this.finish(p.job_id, "succeeded", {
+            attempts: attemptCount(history),
+            attempt_log: history,
+            result: d.result,
+            usage: { input_tokens: 0, output_tokens: 0 },
+            error: null,
+          });
+          this.metrics.jobs.inc({ queue: job.queueName, outcome: "succeeded" });
+          return { status: "succeeded", provider: d.result.provider, model: d.result.model };
+        case "negative":
+          return this.fail(p, job, d.error, history, log);
+        case "follow":
+          if (!token) throw new RetryLater("waiting for an identical job", d.waitMs);
+          return this.handBack(p, job, token, history, d.waitMs, undefined, d.register);
+        case "proceed":
+          lead = d.lead;
+      }
+    }
     // Started more often than charged: it was handed back before (e.g. to wait for a key).
     const returning = job.attemptsStarted > job.attemptsMade + 1;
     const outcome = await this.executor.execute(p, route, history, signal, log, returning);
+    if (plan) await this.cacheStep.after(p, plan, route, lead, outcome, log);
     return this.conclude(p, job, token, signal, route.name, outcome, history, log);
   }
 
@@ -215,10 +242,12 @@ export class JobRunner {
     history: Attempt[],
     delayMs: number,
     resource?: string,
+    parked?: () => Promise<void>,
   ): Promise<never> {
     await this.store.transition(p.job_id, "queued", { attempt_log: history }, this.runningTtlMs);
     if (!resource) {
       await job.moveToDelayed(Date.now() + delayMs, token);
+      await parked?.();
       throw new DelayedError("job returned to the queue");
     }
     await job.moveToDelayed(Date.now() + delayMs + ROOM_PARK_MS, token);

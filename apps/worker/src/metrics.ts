@@ -8,6 +8,8 @@ export class WorkerMetrics {
   /** Per tenant (tenants come from the config: a bounded label set). */
   readonly tenantStarts: Counter<"tenant" | "tier">;
   readonly tenantWait: Histogram<"tenant" | "tier">;
+  readonly cacheEvents: Counter<"route" | "event">;
+  readonly cacheTokensSaved: Counter<"route">;
   readonly inFlight: Gauge;
   private readonly upstream: Histogram<"provider" | "outcome">;
   private readonly tokens: Counter<"provider" | "direction">;
@@ -43,6 +45,18 @@ export class WorkerMetrics {
       help: "Time from submission to a job's first start, by tenant and tier",
       labelNames: ["tenant", "tier"],
       buckets: LATENCY_BUCKETS,
+      registers: [registry],
+    });
+    this.cacheEvents = new Counter({
+      name: "switchyard_cache_events_total",
+      help: "Answer cache events by route: hit, miss, coalesced (waited for an identical running job), store, negative_hit, negative_store",
+      labelNames: ["route", "event"],
+      registers: [registry],
+    });
+    this.cacheTokensSaved = new Counter({
+      name: "switchyard_cache_tokens_saved_total",
+      help: "Tokens an answer served from the cache would have cost upstream, by route",
+      labelNames: ["route"],
       registers: [registry],
     });
     this.inFlight = new Gauge({

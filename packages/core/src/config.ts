@@ -5,6 +5,32 @@ import { ownEntry } from "./own";
 
 /** Switchyard's one config file: tenants, providers, model routes, queue and worker tuning. */
 
+/**
+ * Caching of answers on a model or route entry: exact (a hash of everything that changes the
+ * output) or off. scope tenant (the default) keeps each tenant's entries to itself; global shares
+ * them between tenants.
+ */
+const modelCacheSchema = z
+  .object({
+    mode: z.enum(["exact", "off"]).default("exact"),
+    ttl_seconds: z
+      .number()
+      .int()
+      .min(1)
+      .max(30 * 86_400)
+      .default(3_600),
+    scope: z.enum(["tenant", "global"]).default("tenant"),
+  })
+  .strict();
+
+/** A tenant may turn caching off for its jobs, or narrow a global cache to its own entries. */
+const tenantCacheSchema = z
+  .object({
+    mode: z.enum(["exact", "off"]).optional(),
+    scope: z.literal("tenant").optional(),
+  })
+  .strict();
+
 const tenantSchema = z
   .object({
     id: z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, "lowercase letters, digits and '-', at most 63"),
@@ -14,6 +40,7 @@ const tenantSchema = z
     dedicated_queue: z.boolean().default(false),
     /** The tenant's share of its tier against the tier's other tenants while all have work waiting. */
     weight: z.number().gt(0).max(1000).default(1),
+    cache: tenantCacheSchema.optional(),
   })
   .strict();
 
@@ -215,6 +242,7 @@ const ruleSchema = z
  */
 const modelSchema = z
   .object({
+    cache: modelCacheSchema.optional(),
     provider: z.string().optional(),
     model: z.string().min(1).optional(),
     options: linkOptionsSchema.optional(),
@@ -299,6 +327,23 @@ const workerSchema = z
   })
   .strict();
 
+/** Bounds of the answer cache, whatever the models' settings. */
+const cacheSchema = z
+  .object({
+    /** Answers larger than this are not stored. */
+    max_entry_bytes: z
+      .number()
+      .int()
+      .min(256)
+      .max(16 * 1024 * 1024)
+      .default(256 * 1024),
+    /** Entries kept at most; the oldest go first. */
+    max_entries: z.number().int().min(1).max(10_000_000).default(100_000),
+    /** How long an upstream 400 for an exact request is answered from the cache. */
+    negative_ttl_seconds: z.number().int().min(0).max(86_400).default(60),
+  })
+  .strict();
+
 /**
  * The fair scheduler: what a job costs its tenant's share. tokens: the job's estimated tokens
  * (prompt + max output), so heavy prompts take a share by their size; jobs: every job costs 1.
@@ -376,6 +421,7 @@ export const configSchema = z
     queue: queueSchema.default(queueSchema.parse({})),
     worker: workerSchema.default(workerSchema.parse({})),
     scheduler: schedulerSchema.default(schedulerSchema.parse({})),
+    cache: cacheSchema.default(cacheSchema.parse({})),
     providers: z.array(providerSchema).min(1),
     models: z.record(z.string().min(1), modelSchema),
     tenants: z.array(tenantSchema).min(1),
@@ -473,6 +519,7 @@ export type ProviderKeyConfig = ProviderConfig["keys"][number];
 export type KeyLimits = z.infer<typeof keyLimitsSchema>;
 export type LimiterConfig = ProviderConfig["limiter"];
 export type WebhooksConfig = SwitchyardConfig["webhooks"];
+export type ModelCacheConfig = z.infer<typeof modelCacheSchema>;
 
 export class ConfigError extends Error {
   constructor(message: string) {

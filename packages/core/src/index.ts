@@ -8,3 +8,4 @@ export * from "./backoff";
 export * from "./routes";
 export * from "./own";
 export * from "./redact";
+export * from "./cache-key";

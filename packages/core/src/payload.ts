@@ -27,6 +27,8 @@ export const jobPayloadSchema = z
     /** Epoch ms after which a job that has not started is expired instead of run. */
     start_deadline: z.number().int(),
     trace_id: z.string(),
+    /** The request's cache directives: read (no-cache / "cache": false turn it off), write (no-store). */
+    cache: z.object({ read: z.boolean(), write: z.boolean() }).strict().optional(),
   })
   .strict();
 export type JobPayload = z.infer<typeof jobPayloadSchema>;

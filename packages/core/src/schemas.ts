@@ -80,6 +80,8 @@ export const createJobRequestSchema = z
       .regex(/^[A-Za-z0-9_.:-]{1,64}$/, "letters, digits and _ . : -, at most 64")
       .optional(),
     priority: z.enum(PRIORITIES).default("normal"),
+    /** false: neither read nor write the answer cache for this job. */
+    cache: z.boolean().optional(),
     webhook: z.object({ url: z.url() }).strict().optional(),
     metadata: metadataSchema.optional(),
     ttl_seconds: z
@@ -140,6 +142,16 @@ export const jobResultSchema = z.object({
   model: z.string(),
   /** The route alias that served the job (differs from `model` when a rule picked it). */
   route: z.string().optional(),
+  /** Served from the answer cache: how, and how old the entry was; coalesced when this job
+   * waited for an identical one that was running. */
+  cache: z
+    .object({
+      hit: z.literal(true),
+      kind: z.enum(["exact"]),
+      key_age_seconds: z.number(),
+      coalesced: z.boolean().optional(),
+    })
+    .optional(),
   attempts: z.array(attemptSchema).optional(),
 });
 export type JobResult = z.infer<typeof jobResultSchema>;
@@ -151,6 +163,10 @@ export const jobErrorSchema = z.object({
   provider: z.string().optional(),
   model: z.string().optional(),
   attempts: z.array(attemptSchema).optional(),
+  /** Answered from the negative cache (the same exact request got this 400 a moment ago). */
+  cache: z
+    .object({ hit: z.literal(true), kind: z.literal("negative"), key_age_seconds: z.number() })
+    .optional(),
 });
 export type JobError = z.infer<typeof jobErrorSchema>;
 

@@ -5,3 +5,4 @@ export * from "./job-store";
 export * from "./producer";
 export * from "./job-events";
 export * from "./fair-queue";
+export * from "./answer-cache";

@@ -127,4 +127,32 @@ export class Keys {
   fairLane(tenantId: string): string {
     return `${this.prefix}:fq:lane:${tenantId}`;
   }
+
+  /** An answer in the cache (exact key hash); the prefix alone names every entry. */
+  cacheEntry(hash = ""): string {
+    return `${this.prefix}:cache:e:${hash}`;
+  }
+
+  /** A cached upstream 400 for an exact request. */
+  cacheNegative(hash: string): string {
+    return `${this.prefix}:cache:neg:${hash}`;
+  }
+
+  /** The job leading the single upstream call for a cache key, and the jobs waiting for it. */
+  cacheFlight(hash: string): { leader: string; followers: string } {
+    return { leader: `${this.prefix}:cache:fl:${hash}`, followers: `${this.prefix}:cache:fl:${hash}:w` };
+  }
+
+  /** Indexes of the cache's entries: all, by tenant, by route (for bounds and purges). */
+  cacheIndex(by?: { tenant: string } | { route: string }): string {
+    if (!by) return `${this.prefix}:cache:idx`;
+    return "tenant" in by
+      ? `${this.prefix}:cache:idx:t:${by.tenant}`
+      : `${this.prefix}:cache:idx:r:${by.route}`;
+  }
+
+  /** Fleet-wide cache counters. */
+  get cacheStats(): string {
+    return `${this.prefix}:cache:stats`;
+  }
 }

@@ -1,7 +1,7 @@
 import { Router } from "express";
-import type { SwitchyardConfig } from "@switchyard/core";
+import { badRequest, notFound, ownEntry, type SwitchyardConfig } from "@switchyard/core";
 import type { KeyPool, KeyView } from "@switchyard/limiter";
-import type { FairQueue, FairTenantView, JobProducer } from "@switchyard/queue";
+import type { AnswerCache, FairQueue, FairTenantView, JobProducer } from "@switchyard/queue";
 import { z } from "zod";
 import { Counter, Gauge, type Registry } from "@switchyard/observability";
 import { adminAuth } from "../auth";
@@ -16,9 +16,36 @@ export function adminRouter(
   pool: KeyPool,
   fair: FairQueue,
   producer: JobProducer,
+  cache: AnswerCache,
   adminToken: string | undefined,
 ): Router {
   const router = Router();
+  /** GET /admin/cache: the answer cache's fleet-wide counters and size. */
+  router.get("/admin/cache", adminAuth(adminToken), async (_req, res) => {
+    const stats = await cache.stats();
+    const lookups = stats.hits + stats.coalesced + stats.misses;
+    res.json({
+      object: "cache_stats",
+      ...stats,
+      hit_rate: lookups > 0 ? (stats.hits + stats.coalesced) / lookups : null,
+      limits: config.cache,
+    });
+  });
+  /** DELETE /admin/cache[?tenant=<id>|?route=<alias>]: purges entries; answers how many. */
+  router.delete("/admin/cache", adminAuth(adminToken), async (req, res) => {
+    const tenant = typeof req.query.tenant === "string" ? req.query.tenant : undefined;
+    const route = typeof req.query.route === "string" ? req.query.route : undefined;
+    if (tenant !== undefined && route !== undefined)
+      throw badRequest("purge by tenant or by route, not both", [{ path: "query", message: "one filter" }]);
+    if (tenant !== undefined && !config.tenants.some((t) => t.id === tenant))
+      throw notFound(`no tenant ${tenant.slice(0, 64)}`);
+    if (route !== undefined && !ownEntry(config.models, route))
+      throw notFound(`no route ${route.slice(0, 64)}`);
+    const purged = await cache.purge(
+      tenant !== undefined ? { tenant } : route !== undefined ? { route } : undefined,
+    );
+    res.json({ object: "cache_purge", purged, ...(tenant ? { tenant } : {}), ...(route ? { route } : {}) });
+  });
   /**
    * GET /admin/tenants: the fair-share view. Per tenant its tier and weight, jobs listed (waiting
    * their turn) and running, its pass and lag in the fair order, the oldest listed job's age and

@@ -8,7 +8,7 @@ import {
 } from "@switchyard/core";
 import type { Counter } from "@switchyard/observability";
 import { tenantAuth } from "../auth";
-import { parseCreateJob, type JobService } from "../job-service";
+import { cacheDirectives, parseCreateJob, type JobService } from "../job-service";
 import type { TenantDirectory } from "../tenants";
 import type { WebhookService } from "../webhook-service";
 
@@ -52,7 +52,10 @@ export function jobsRouter(
     const body = parseCreateJob(req.body, config);
     if (body.webhook) await webhooks.checkJobWebhook(tenant, body.webhook.url);
     const key = req.get("idempotency-key");
-    const { job, replayed } = await service.submit(tenant, body, String(req.id), key);
+    const { job, replayed } = await service.submit(tenant, body, String(req.id), {
+      idempotencyKey: key,
+      cache: cacheDirectives(req.get("cache-control")),
+    });
     if (!replayed) enqueued.inc({ tier: tenant.tier });
     res.set("location", `/v1/jobs/${job.id}`);
     if (replayed) res.set("idempotent-replayed", "true");

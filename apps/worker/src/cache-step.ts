@@ -1,0 +1,196 @@
+import {
+  cachePlan,
+  jobCost,
+  type CachePlan,
+  type JobError,
+  type JobPayload,
+  type JobResult,
+  type ResolvedRoute,
+  type SwitchyardConfig,
+  type TenantConfig,
+} from "@switchyard/core";
+import type { Logger } from "@switchyard/observability";
+import type { AnswerCache, FairEntry, FairQueue } from "@switchyard/queue";
+import { z } from "zod";
+import type { WorkerMetrics } from "./metrics";
+import type { RouteOutcome } from "./route-executor";
+
+/**
+ * The answer cache around a job's upstream call: before it, a stored answer (or a stored 400)
+ * ends the job at once, and a job identical to one already calling upstream waits for that one
+ * (single-flight, across workers); after it, a complete answer is stored, a 400 is remembered
+ * briefly, and the jobs that waited are woken: they find the answer, or one of them leads anew.
+ */
+export type CacheDecision =
+  | { kind: "proceed"; lead: boolean }
+  | { kind: "hit"; result: JobResult; tokensSaved: number }
+  | { kind: "negative"; error: JobError }
+  /**
+   * Another job is calling upstream for the same key: park (at most waitMs), then `register`,
+   * which asks the leader to wake this job when it ends.
+   */
+  | { kind: "follow"; waitMs: number; register: () => Promise<void> };
+
+/** A follower as the leader needs it to wake it: its fair-queue listing. */
+const followerSchema = z.object({
+  jobId: z.string(),
+  tier: z.string(),
+  tenantId: z.string(),
+  queue: z.string(),
+  cost: z.number(),
+  priority: z.enum(["high", "normal", "low"]),
+  tierWeight: z.number(),
+  tenantWeight: z.number(),
+});
+
+export class CacheStep {
+  private readonly tenants: Map<string, TenantConfig>;
+  private readonly timeouts: Map<string, number>;
+
+  constructor(
+    private readonly config: SwitchyardConfig,
+    private readonly cache: AnswerCache,
+    private readonly fair: FairQueue,
+    private readonly metrics: WorkerMetrics,
+  ) {
+    this.tenants = new Map(config.tenants.map((t) => [t.id, t]));
+    this.timeouts = new Map(config.providers.map((p) => [p.id, p.timeout_ms]));
+  }
+
+  plan(p: JobPayload, route: ResolvedRoute): CachePlan | undefined {
+    return cachePlan(this.config, this.tenants.get(p.tenant_id), route, p);
+  }
+
+  /** How long a leader may hold its claim: every link's timeout once, and a margin. */
+  private flightMs(route: ResolvedRoute): number {
+    return route.links.reduce((ms, l) => ms + (this.timeouts.get(l.provider) ?? 60_000), 0) + 5_000;
+  }
+
+  async before(
+    p: JobPayload,
+    plan: CachePlan,
+    route: ResolvedRoute,
+    queue: string,
+    createdAtMs: number,
+  ): Promise<CacheDecision> {
+    if (!plan.read) return { kind: "proceed", lead: false };
+    const found = await this.cache.lookup(plan.key);
+    const now = Date.now();
+    if (found.kind === "hit") {
+      const { entry } = found;
+      // Stored after this job was submitted: it waited for the identical job that made it.
+      const coalesced = entry.stored_at > createdAtMs;
+      this.metrics.cacheEvents.inc({ route: plan.route, event: coalesced ? "coalesced" : "hit" });
+      const saved = (entry.usage?.input_tokens ?? 0) + (entry.usage?.output_tokens ?? 0);
+      this.metrics.cacheTokensSaved.inc({ route: plan.route }, saved);
+      await this.cache.count(coalesced ? "coalesced" : "hits");
+      if (saved > 0) await this.cache.count("tokens_saved", saved);
+      return {
+        kind: "hit",
+        tokensSaved: saved,
+        result: {
+          ...entry.result,
+          cache: {
+            hit: true,
+            kind: plan.kind,
+            key_age_seconds: Math.max(0, (now - entry.stored_at) / 1000),
+            ...(coalesced ? { coalesced: true } : {}),
+          },
+        },
+      };
+    }
+    if (found.kind === "negative") {
+      this.metrics.cacheEvents.inc({ route: plan.route, event: "negative_hit" });
+      await this.cache.count("negative_hits");
+      return {
+        kind: "negative",
+        error: {
+          ...found.error,
+          cache: { hit: true, kind: "negative", key_age_seconds: Math.max(0, (now - found.storedAt) / 1000) },
+        },
+      };
+    }
+    const flightMs = this.flightMs(route);
+    if (await this.cache.claim(plan.key, p.job_id, flightMs)) {
+      this.metrics.cacheEvents.inc({ route: plan.route, event: "miss" });
+      await this.cache.count("misses");
+      return { kind: "proceed", lead: true };
+    }
+    // Someone leads: wait for it, woken when it ends, at most as long as its claim can last.
+    const tenant = this.tenants.get(p.tenant_id);
+    const ref: z.infer<typeof followerSchema> = {
+      jobId: p.job_id,
+      tier: p.tier,
+      tenantId: p.tenant_id,
+      queue,
+      cost: jobCost(this.config, { model: p.model, ...p.request, task: p.task }),
+      priority: p.priority,
+      tierWeight: this.config.worker.tier_weights[p.tier],
+      tenantWeight: tenant?.weight ?? 1,
+    };
+    const leftMs = (await this.cache.leaderTtl(plan.key)) || flightMs;
+    return {
+      kind: "follow",
+      waitMs: leftMs + 250 + Math.round(Math.random() * 250),
+      register: () => this.cache.follow(plan.key, JSON.stringify(ref), leftMs + 5_000),
+    };
+  }
+
+  /** After the upstream work of a job: store what can be stored, then end or keep the lead. */
+  async after(
+    p: JobPayload,
+    plan: CachePlan,
+    route: ResolvedRoute,
+    lead: boolean,
+    outcome: RouteOutcome,
+    log: Logger,
+  ): Promise<void> {
+    try {
+      if (plan.write && outcome.kind === "succeeded" && this.complete(p, outcome.result.finish_reason)) {
+        const { usage, rateLimit: _r, ...result } = outcome.result;
+        const view = route.name === p.model ? result : { ...result, route: route.name };
+        if (await this.cache.store(plan, p.tenant_id, view, usage))
+          this.metrics.cacheEvents.inc({ route: plan.route, event: "store" });
+      }
+      if (plan.write && outcome.kind === "failed" && outcome.error.kind === "client") {
+        await this.cache.storeNegative(plan, {
+          type: outcome.error.kind,
+          message: outcome.error.message,
+          provider: outcome.error.provider,
+          model: outcome.error.model,
+          ...(outcome.error.status !== undefined ? { status: outcome.error.status } : {}),
+        });
+        this.metrics.cacheEvents.inc({ route: plan.route, event: "negative_store" });
+      }
+      if (!lead) return;
+      if (outcome.kind === "retry" || outcome.kind === "busy") {
+        // The job comes back later: keep leading, so the others keep waiting for it.
+        const delay = outcome.kind === "retry" ? outcome.delayMs : outcome.retryInMs;
+        await this.cache.extend(plan.key, p.job_id, delay + this.flightMs(route));
+        return;
+      }
+      await this.wake(await this.cache.release(plan.key, p.job_id));
+    } catch (err) {
+      // The answer itself is not lost over the cache's bookkeeping; waiting jobs wake at their bound.
+      log.warn({ err: { message: (err as Error).message } }, "answer cache bookkeeping failed");
+    }
+  }
+
+  /** Lists the waiting jobs in the fair queue at once (they are parked in BullMQ). */
+  private async wake(refs: string[]): Promise<void> {
+    for (const raw of refs) {
+      let ref: FairEntry;
+      try {
+        ref = followerSchema.parse(JSON.parse(raw));
+      } catch {
+        continue; // a damaged entry: that job still wakes when its wait ends
+      }
+      await this.fair.enqueue(ref);
+    }
+  }
+
+  /** Only complete answers are stored: stop, or length when the request set max_tokens. */
+  private complete(p: JobPayload, finishReason: string): boolean {
+    return finishReason === "stop" || (finishReason === "length" && p.request.max_tokens !== undefined);
+  }
+}

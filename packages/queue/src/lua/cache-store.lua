@@ -1,0 +1,50 @@
+--[[
+  Stores an answer in the cache and keeps the cache bounded: the entry expires after its TTL,
+  and the oldest entries beyond max_entries are evicted. Indexes by tenant and by route allow
+  purges.
+
+  KEYS[1]  entry (string)
+  KEYS[2]  index of every entry (zset: entry hash by store time)
+  KEYS[3]  index of the tenant's entries (zset)
+  KEYS[4]  index of the route's entries (zset)
+  KEYS[5]  stats hash (fleet-wide counters)
+  ARGV[1]  value (JSON)
+  ARGV[2]  TTL in ms
+  ARGV[3]  entry hash (the member of the indexes)
+  ARGV[4]  max entries
+  ARGV[5]  entry key prefix (the evicted hashes' keys are <prefix><hash>)
+  ARGV[6]  now (ms)
+
+  Returns { evicted }.
+]]
+local ttl = tonumber(ARGV[2])
+local max = tonumber(ARGV[4])
+local now = tonumber(ARGV[6])
+redis.call("SET", KEYS[1], ARGV[1], "PX", ttl)
+for i = 2, 4 do
+  redis.call("ZADD", KEYS[i], now, ARGV[3])
+end
+-- Entries that expired on their own leave the main index here, oldest first.
+local evicted = 0
+local over = redis.call("ZCARD", KEYS[2]) - max
+if over > 0 then
+  local gone = redis.call("ZPOPMIN", KEYS[2], over)
+  for i = 1, #gone, 2 do
+    if redis.call("DEL", ARGV[5] .. gone[i]) == 1 then
+      evicted = evicted + 1
+    end
+  end
+end
+-- The tenant's and route's indexes are views for purges: bounded the same way, and expiring.
+for i = 3, 4 do
+  local extra = redis.call("ZCARD", KEYS[i]) - max
+  if extra > 0 then
+    redis.call("ZREMRANGEBYRANK", KEYS[i], 0, extra - 1)
+  end
+  redis.call("PEXPIRE", KEYS[i], ttl)
+end
+redis.call("HINCRBY", KEYS[5], "stores", 1)
+if evicted > 0 then
+  redis.call("HINCRBY", KEYS[5], "evictions", evicted)
+end
+return { evicted }
