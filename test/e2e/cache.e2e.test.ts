@@ -194,3 +194,101 @@ describe("answer cache", () => {
     expect((await http("DELETE", `${stack.apiUrl}/admin/cache?tenant=nobody`, admin)).status).toBe(404);
   });
 });
+
+describe("semantic cache", () => {
+  let stack: Stack;
+  beforeAll(async () => {
+    stack = await Stack.start({
+      workers: 1,
+      config: (mockUrl, prefix) => {
+        const cfg = testConfig(mockUrl, prefix);
+        Object.assign(cfg.models as Record<string, unknown>, {
+          faq: {
+            provider: "openai",
+            model: "gpt-4o-mini",
+            cache: { mode: "semantic", embedding: { provider: "openai", model: "text-embedding-3-small" } },
+          },
+          "faq-exact-only": {
+            provider: "openai",
+            model: "gpt-4o-mini",
+            cache: { mode: "exact" },
+          },
+        });
+        return cfg;
+      },
+    });
+  });
+  afterAll(async () => {
+    await stack?.stop();
+  });
+
+  const calls = async () => (await mockStats(stack.mockUrl)).formats.openai ?? 0;
+  /** The cosine similarity the mock's embeddings give two prompts (as the cache embeds them). */
+  const similarity = async (a: string, b: string): Promise<number> => {
+    const res = await http<{ data: { embedding: number[] }[] }>("POST", `${stack.mockUrl}/v1/embeddings`, {
+      key: "sk-upstream-1",
+      json: { model: "m", input: [`user: ${a}`, `user: ${b}`] },
+    });
+    const [x = [], y = []] = res.body.data.map((d) => d.embedding);
+    const dot = x.reduce((s, v, i) => s + v * (y[i] ?? 0), 0);
+    return dot / Math.sqrt(x.reduce((s, v) => s + v * v, 0) * y.reduce((s, v) => s + v * v, 0));
+  };
+  const run = async (key: string, text: string, extra: Record<string, unknown> = {}) => {
+    const res = await submit(stack.apiUrl, key, chat(text, { model: "faq", ...extra }));
+    expect(res.status).toBe(202);
+    return waitFinal(stack.apiUrl, key, res.body.id);
+  };
+
+  it("answers a paraphrase from the cache, and says how similar it was", async () => {
+    const first = await run(PAID_KEY, "What is the capital of France?");
+    expect(first.result?.cache).toBeUndefined();
+    const before = await calls();
+    const para = await run(PAID_KEY, "capital of france, please");
+    expect(para.status).toBe("succeeded");
+    expect(para.result?.output_text).toBe(first.result?.output_text);
+    expect(para.result?.cache).toMatchObject({ hit: true, kind: "semantic" });
+    expect(para.result?.cache?.similarity).toBeGreaterThanOrEqual(0.95);
+    expect(await calls()).toBe(before);
+  });
+
+  it.each([
+    ["How do I enable two-factor login?", "How do I disable two-factor login?"],
+    ["What is 2+2?", "What is 2+3?"],
+    ["Is the store open on sundays?", "Is the store not open on sundays?"],
+    ["Can I return shoes after 30 days?", "Can't I return shoes after 30 days?"],
+  ])("never answers %j with the answer to %j (guarded)", async (a, b) => {
+    // The embeddings alone would call them the same question (as real ones do, at 0.96).
+    expect(await similarity(a, b)).toBeGreaterThanOrEqual(0.95);
+    await run(PAID_KEY, a);
+    const before = await calls();
+    const other = await run(PAID_KEY, b);
+    expect(other.result?.cache).toBeUndefined();
+    expect(other.result?.output_text).toBe(`Echo: ${b}`);
+    expect(await calls()).toBe(before + 1);
+  });
+
+  it("never serves one tenant another's answer, nor across parameters", async () => {
+    await run(PAID_KEY, "Which ocean is the largest?");
+    let n = await calls();
+    expect((await run(FREE_KEY, "which is the largest ocean")).result?.cache).toBeUndefined();
+    expect(await calls()).toBe(++n);
+    expect(
+      (await run(PAID_KEY, "which is the largest ocean", { temperature: 1.5 })).result?.cache,
+    ).toBeUndefined();
+    expect(await calls()).toBe(++n);
+    expect((await run(PAID_KEY, "which is the largest ocean")).result?.cache?.kind).toBe("semantic");
+    expect(await calls()).toBe(n);
+  });
+
+  it("looks up only exact keys on a route in exact mode", async () => {
+    const exact = (text: string) =>
+      submit(stack.apiUrl, PAID_KEY, chat(text, { model: "faq-exact-only" })).then((r) =>
+        waitFinal(stack.apiUrl, PAID_KEY, r.body.id),
+      );
+    await exact("Where is the Eiffel tower?");
+    const before = await calls();
+    expect((await exact("eiffel tower, where?")).result?.cache).toBeUndefined();
+    expect((await exact("Where is the Eiffel tower?")).result?.cache?.kind).toBe("exact");
+    expect(await calls()).toBe(before + 1);
+  });
+});

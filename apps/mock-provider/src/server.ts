@@ -1,6 +1,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { setTimeout as sleep } from "node:timers/promises";
 import { complete, promptTokens } from "./completion";
+import { embed } from "./embeddings";
 import { FaultCounter, parseFault, parseStandingFault, type Fault, type StandingFault } from "./faults";
 import { anthropicFormat } from "./formats/anthropic";
 import { geminiFormat } from "./formats/gemini";
@@ -81,6 +82,7 @@ export class MockProvider {
     if (method === "GET" && (url.pathname === "/v1/models" || url.pathname === "/v1beta/models"))
       return this.listModels(req, res, url);
     if (url.pathname === "/_control/keys") return this.controlKeys(method, req, res);
+    if (method === "POST" && url.pathname === "/v1/embeddings") return this.embeddings(req, res, url);
     if (method === "POST" && url.pathname === "/_stats/reset") {
       this.stats.reset();
       this.windows.reset();
@@ -115,6 +117,34 @@ export class MockProvider {
 
   private keyWorks(apiKey: string): boolean {
     return apiKey !== "" && !apiKey.includes("invalid") && !this.revoked.has(apiKey);
+  }
+
+  /** OpenAI's embeddings endpoint, deterministic (see embeddings.ts); counted per key like chat calls. */
+  private async embeddings(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
+    const key = openaiFormat.apiKey(req, url);
+    if (!this.keyWorks(key)) return send(res, openaiFormat.invalidKey());
+    let body: unknown;
+    try {
+      body = JSON.parse((await readBody(req, this.opts.maxBodyBytes)) ?? "");
+    } catch {
+      return send(res, openaiFormat.error(400, "We could not parse the JSON body of your request."));
+    }
+    const b = body && typeof body === "object" ? (body as Record<string, unknown>) : {};
+    const inputs = typeof b.input === "string" ? [b.input] : Array.isArray(b.input) ? b.input : undefined;
+    if (!inputs || inputs.length === 0 || !inputs.every((x): x is string => typeof x === "string"))
+      return send(res, openaiFormat.error(400, "'input' must be a string or an array of strings"));
+    this.stats.begin(key, "embeddings");
+    const tokens = inputs.reduce((n, s) => n + Math.ceil(s.length / 4), 0);
+    this.stats.end(key, 200, tokens, 0);
+    send(res, {
+      status: 200,
+      body: {
+        object: "list",
+        model: typeof b.model === "string" ? b.model : "mock-embedding",
+        data: inputs.map((text, index) => ({ object: "embedding", index, embedding: embed(text) })),
+        usage: { prompt_tokens: tokens, total_tokens: tokens },
+      },
+    });
   }
 
   /** The model list every provider serves; the mock's only checks the key. */

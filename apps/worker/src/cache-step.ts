@@ -10,6 +10,7 @@ import {
   type TenantConfig,
 } from "@switchyard/core";
 import type { Logger } from "@switchyard/observability";
+import { OpenAIEmbeddings } from "@switchyard/providers";
 import type { AnswerCache, FairEntry, FairQueue } from "@switchyard/queue";
 import { z } from "zod";
 import type { WorkerMetrics } from "./metrics";
@@ -22,7 +23,8 @@ import type { RouteOutcome } from "./route-executor";
  * briefly, and the jobs that waited are woken: they find the answer, or one of them leads anew.
  */
 export type CacheDecision =
-  | { kind: "proceed"; lead: boolean }
+  /** Call upstream; `vector` is the prompt's embedding (semantic routes), stored with the answer. */
+  | { kind: "proceed"; lead: boolean; vector?: Float32Array }
   | { kind: "hit"; result: JobResult; tokensSaved: number }
   | { kind: "negative"; error: JobError }
   /**
@@ -46,6 +48,7 @@ const followerSchema = z.object({
 export class CacheStep {
   private readonly tenants: Map<string, TenantConfig>;
   private readonly timeouts: Map<string, number>;
+  private readonly embedders = new Map<string, OpenAIEmbeddings>();
 
   constructor(
     private readonly config: SwitchyardConfig,
@@ -55,6 +58,27 @@ export class CacheStep {
   ) {
     this.tenants = new Map(config.tenants.map((t) => [t.id, t]));
     this.timeouts = new Map(config.providers.map((p) => [p.id, p.timeout_ms]));
+    for (const p of config.providers)
+      if (p.type === "openai" || p.type === "openai-compatible")
+        this.embedders.set(p.id, new OpenAIEmbeddings(p));
+  }
+
+  close(): Promise<void[]> {
+    return Promise.all([...this.embedders.values()].map((e) => e.close()));
+  }
+
+  /** The prompt's embedding, or undefined when the embeddings provider fails (no semantic lookup then). */
+  private async embed(plan: CachePlan, log: Logger): Promise<Float32Array | undefined> {
+    const s = plan.semantic;
+    const embedder = s && this.embedders.get(s.embedding.provider);
+    if (!s || !embedder) return undefined;
+    try {
+      return await embedder.embed(s.embedding.model, s.text);
+    } catch (err) {
+      this.metrics.cacheEvents.inc({ route: plan.route, event: "embedding_error" });
+      log.warn({ err: { message: (err as Error).message } }, "embedding the prompt failed; exact cache only");
+      return undefined;
+    }
   }
 
   plan(p: JobPayload, route: ResolvedRoute): CachePlan | undefined {
@@ -72,15 +96,34 @@ export class CacheStep {
     route: ResolvedRoute,
     queue: string,
     createdAtMs: number,
+    log: Logger,
   ): Promise<CacheDecision> {
-    if (!plan.read) return { kind: "proceed", lead: false };
-    const found = await this.cache.lookup(plan.key);
+    if (!plan.read) {
+      const vector = plan.write ? await this.embed(plan, log) : undefined;
+      return { kind: "proceed", lead: false, ...(vector ? { vector } : {}) };
+    }
+    let found = await this.cache.lookup(plan.key);
+    let kind: "exact" | "semantic" = "exact";
+    let similarity: number | undefined;
+    let vector: Float32Array | undefined;
+    if (found.kind === "miss" && plan.semantic) {
+      vector = await this.embed(plan, log);
+      const near = vector && (await this.cache.nearest(plan, vector));
+      if (near) {
+        found = { kind: "hit", entry: near.entry };
+        kind = "semantic";
+        similarity = near.similarity;
+      }
+    }
     const now = Date.now();
     if (found.kind === "hit") {
       const { entry } = found;
       // Stored after this job was submitted: it waited for the identical job that made it.
       const coalesced = entry.stored_at > createdAtMs;
-      this.metrics.cacheEvents.inc({ route: plan.route, event: coalesced ? "coalesced" : "hit" });
+      this.metrics.cacheEvents.inc({
+        route: plan.route,
+        event: coalesced ? "coalesced" : kind === "semantic" ? "semantic_hit" : "hit",
+      });
       const saved = (entry.usage?.input_tokens ?? 0) + (entry.usage?.output_tokens ?? 0);
       this.metrics.cacheTokensSaved.inc({ route: plan.route }, saved);
       await this.cache.count(coalesced ? "coalesced" : "hits");
@@ -92,8 +135,9 @@ export class CacheStep {
           ...entry.result,
           cache: {
             hit: true,
-            kind: plan.kind,
+            kind,
             key_age_seconds: Math.max(0, (now - entry.stored_at) / 1000),
+            ...(similarity !== undefined ? { similarity: Math.round(similarity * 10_000) / 10_000 } : {}),
             ...(coalesced ? { coalesced: true } : {}),
           },
         },
@@ -114,7 +158,7 @@ export class CacheStep {
     if (await this.cache.claim(plan.key, p.job_id, flightMs)) {
       this.metrics.cacheEvents.inc({ route: plan.route, event: "miss" });
       await this.cache.count("misses");
-      return { kind: "proceed", lead: true };
+      return { kind: "proceed", lead: true, ...(vector ? { vector } : {}) };
     }
     // Someone leads: wait for it, woken when it ends, at most as long as its claim can last.
     const tenant = this.tenants.get(p.tenant_id);
@@ -144,13 +188,16 @@ export class CacheStep {
     lead: boolean,
     outcome: RouteOutcome,
     log: Logger,
+    vector?: Float32Array,
   ): Promise<void> {
     try {
       if (plan.write && outcome.kind === "succeeded" && this.complete(p, outcome.result.finish_reason)) {
         const { usage, rateLimit: _r, ...result } = outcome.result;
         const view = route.name === p.model ? result : { ...result, route: route.name };
-        if (await this.cache.store(plan, p.tenant_id, view, usage))
+        if (await this.cache.store(plan, p.tenant_id, view, usage)) {
           this.metrics.cacheEvents.inc({ route: plan.route, event: "store" });
+          if (vector) await this.cache.storeVector(plan, vector);
+        }
       }
       if (plan.write && outcome.kind === "failed" && outcome.error.kind === "client") {
         await this.cache.storeNegative(plan, {

@@ -130,8 +130,9 @@ export class JobRunner {
     const history = started.attemptLog;
     const plan = this.cacheStep.plan(p, route);
     let lead = false;
+    let vector: Float32Array | undefined;
     if (plan) {
-      const d = await this.cacheStep.before(p, plan, route, job.queueName, job.timestamp);
+      const d = await this.cacheStep.before(p, plan, route, job.queueName, job.timestamp, log);
       switch (d.kind) {
         case "hit":
           await this.finish(p.job_id, "succeeded", {
@@ -150,12 +151,13 @@ export class JobRunner {
           return this.handBack(p, job, token, history, d.waitMs, undefined, d.register);
         case "proceed":
           lead = d.lead;
+          vector = d.vector;
       }
     }
     // Started more often than charged: it was handed back before (e.g. to wait for a key).
     const returning = job.attemptsStarted > job.attemptsMade + 1;
     const outcome = await this.executor.execute(p, route, history, signal, log, returning);
-    if (plan) await this.cacheStep.after(p, plan, route, lead, outcome, log);
+    if (plan) await this.cacheStep.after(p, plan, route, lead, outcome, log, vector);
     return this.conclude(p, job, token, signal, route.name, outcome, history, log);
   }
 

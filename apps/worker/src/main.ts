@@ -121,6 +121,7 @@ async function main(): Promise<void> {
     await agent.close();
     metricsServer?.close();
     await Promise.allSettled([...providers.values()].map((p) => p.close()));
+    await cacheStep.close();
     await Promise.allSettled([redis.quit(), bull.quit(), subscriber.quit(), outboxReader.quit()]);
     log.info("stopped");
     process.exit(0);

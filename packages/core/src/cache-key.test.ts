@@ -1,5 +1,5 @@
-import { cachePlan, canonicalJson } from "./cache-key";
-import { parseConfig } from "./config";
+import { cachePlan, canonicalJson, guardSignature } from "./cache-key";
+import { DEFAULT_GUARD_WORDS, parseConfig } from "./config";
 import { resolveRoute } from "./routes";
 
 const cfg = parseConfig(`
@@ -72,5 +72,15 @@ describe("cache plan and key", () => {
 
   it("writes canonical JSON: sorted keys, no undefined", () => {
     expect(canonicalJson({ b: 1, a: [{ d: undefined, c: "x" }] })).toBe('{"a":[{"c":"x"}],"b":1}');
+  });
+
+  it("guards numbers, negations and guard words, counted, whatever their order", () => {
+    const g = (t: string) => guardSignature(t, DEFAULT_GUARD_WORDS);
+    expect(g("What is 2+2?")).not.toBe(g("What is 2+3?"));
+    expect(g("enable 2fa")).not.toBe(g("disable 2fa"));
+    expect(g("is it open")).not.toBe(g("isn't it open"));
+    expect(g("is it open")).not.toBe(g("is it not open"));
+    expect(g("Capital of France?")).toBe(g("what's the capital of france"));
+    expect(g("1.5 then 2")).toBe(g("2, then 1.5"));
   });
 });

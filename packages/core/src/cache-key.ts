@@ -2,6 +2,7 @@ import { createHash } from "node:crypto";
 import type { ModelCacheConfig, SwitchyardConfig, TenantConfig } from "./config";
 import { ownEntry } from "./own";
 import type { JobPayload } from "./payload";
+import { messageText } from "./schemas";
 import type { ResolvedRoute } from "./routes";
 
 /** Stable JSON: object keys sorted, undefined left out, so equal values always hash alike. */
@@ -16,10 +17,23 @@ export function canonicalJson(value: unknown): string {
   return JSON.stringify(value);
 }
 
+/** Semantic lookups of a plan: where its prompts are kept, how close counts, what embeds them. */
+export interface SemanticPlan {
+  /** sha256 of the route, links, parameters and (scope tenant) tenant: everything but the messages. */
+  scope: string;
+  threshold: number;
+  embedding: { provider: string; model: string };
+  /** The prompt as it is embedded: each message as "role: text" on its own line. */
+  text: string;
+  /** Numbers, negations and guard words of the prompt: two prompts share an answer only if equal. */
+  guard: string;
+}
+
 export interface CachePlan {
   /** sha256 of everything that changes the output (and of the tenant, with scope tenant). */
   key: string;
-  kind: "exact";
+  kind: "exact" | "semantic";
+  semantic?: SemanticPlan;
   scope: "tenant" | "global";
   ttlSeconds: number;
   /** The route whose entry enabled it (for metrics and purges). */
@@ -48,20 +62,65 @@ export function cachePlan(
   if (!read && !write) return undefined;
   const scope = tenant?.cache?.scope === "tenant" ? "tenant" : entry.scope;
   const { messages, max_tokens, temperature, top_p, stop, user } = p.request;
-  const material = canonicalJson({
+  const context = {
     v: 1,
     route: route.name,
     links: route.links.map((l) => ({ provider: l.provider, model: l.model, options: l.options })),
-    request: { messages, max_tokens, temperature, top_p, stop, user },
+    params: { max_tokens, temperature, top_p, stop, user },
     tenant: scope === "tenant" ? (tenant?.id ?? "") : undefined,
-  });
+  };
+  const sha = (s: string) => createHash("sha256").update(s).digest("hex");
+  const semantic = entry.mode === "semantic" && tenant?.cache?.mode !== "exact" && entry.embedding;
+  const text = messages.map((m) => `${m.role}: ${messageText(m)}`).join("\n");
   return {
-    key: createHash("sha256").update(material).digest("hex"),
-    kind: "exact",
+    key: sha(canonicalJson({ ...context, messages })),
+    kind: semantic ? "semantic" : "exact",
+    ...(semantic
+      ? {
+          semantic: {
+            scope: sha(canonicalJson(context)),
+            threshold: entry.threshold,
+            embedding: semantic,
+            text,
+            guard: guardSignature(text, cfg.cache.semantic_guard_words),
+          },
+        }
+      : {}),
     scope,
     ttlSeconds: entry.ttl_seconds,
     route: route.name,
     read,
     write,
   };
+}
+
+const NEGATIONS = new Set([
+  "not",
+  "no",
+  "never",
+  "none",
+  "nothing",
+  "nobody",
+  "nowhere",
+  "neither",
+  "nor",
+  "without",
+  "cannot",
+]);
+
+/**
+ * What must be equal for two prompts to share an answer however similar they are: every number
+ * (so "2+2" never answers "2+3"), every negation ("not", "no", "...n't") and every guard word
+ * ("enable" never answers "disable"), counted, in order of appearance sorted away.
+ */
+export function guardSignature(text: string, guardWords: readonly string[]): string {
+  const guards = new Set(guardWords.map((w) => w.toLowerCase()));
+  const out: string[] = [];
+  for (const m of text.toLowerCase().matchAll(/\d+(?:[.,]\d+)*|[a-z]+(?:'[a-z]+)?/g)) {
+    const w = m[0];
+    if (/^\d/.test(w)) out.push(`#${w}`);
+    else if (NEGATIONS.has(w) || w.endsWith("n't")) out.push("!not");
+    else if (guards.has(w)) out.push(w);
+  }
+  return out.sort().join(" ");
 }

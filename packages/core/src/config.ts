@@ -7,12 +7,20 @@ import { ownEntry } from "./own";
 
 /**
  * Caching of answers on a model or route entry: exact (a hash of everything that changes the
- * output) or off. scope tenant (the default) keeps each tenant's entries to itself; global shares
- * them between tenants.
+ * output), semantic (exact first, then a close enough earlier prompt of the same scope, route and
+ * parameters, by the cosine similarity of embeddings from `embedding`), or off. scope tenant (the
+ * default) keeps each tenant's entries to itself; global shares them between tenants.
  */
 const modelCacheSchema = z
   .object({
-    mode: z.enum(["exact", "off"]).default("exact"),
+    mode: z.enum(["exact", "semantic", "off"]).default("exact"),
+    /** Semantic: the OpenAI-compatible provider (POST {base_url}/embeddings) and model. */
+    embedding: z
+      .object({ provider: z.string(), model: z.string().min(1) })
+      .strict()
+      .optional(),
+    /** Semantic: the least cosine similarity that counts as the same question. */
+    threshold: z.number().gt(0).max(1).default(0.95),
     ttl_seconds: z
       .number()
       .int()
@@ -23,7 +31,10 @@ const modelCacheSchema = z
   })
   .strict();
 
-/** A tenant may turn caching off for its jobs, or narrow a global cache to its own entries. */
+/**
+ * A tenant may turn caching off for its jobs, narrow semantic caching to exact, or narrow a
+ * global cache to its own entries.
+ */
 const tenantCacheSchema = z
   .object({
     mode: z.enum(["exact", "off"]).optional(),
@@ -327,6 +338,51 @@ const workerSchema = z
   })
   .strict();
 
+/** Pairs and words that flip a request's meaning (negations are guarded on their own). */
+export const DEFAULT_GUARD_WORDS = [
+  "enable",
+  "disable",
+  "enabled",
+  "disabled",
+  "on",
+  "off",
+  "increase",
+  "decrease",
+  "add",
+  "remove",
+  "allow",
+  "deny",
+  "before",
+  "after",
+  "above",
+  "below",
+  "more",
+  "less",
+  "max",
+  "min",
+  "maximum",
+  "minimum",
+  "true",
+  "false",
+  "yes",
+  "start",
+  "stop",
+  "open",
+  "close",
+  "buy",
+  "sell",
+  "include",
+  "exclude",
+  "first",
+  "last",
+  "win",
+  "lose",
+  "accept",
+  "reject",
+  "encrypt",
+  "decrypt",
+];
+
 /** Bounds of the answer cache, whatever the models' settings. */
 const cacheSchema = z
   .object({
@@ -341,6 +397,13 @@ const cacheSchema = z
     max_entries: z.number().int().min(1).max(10_000_000).default(100_000),
     /** How long an upstream 400 for an exact request is answered from the cache. */
     negative_ttl_seconds: z.number().int().min(0).max(86_400).default(60),
+    /** Semantic: prompts kept per scope (route, parameters and tenant); the oldest go first. */
+    semantic_max_per_scope: z.number().int().min(1).max(100_000).default(1_000),
+    /**
+     * Semantic: words that change a prompt's meaning however similar the rest is. Two prompts
+     * that differ in any of them (or in any number, or in a negation) never share an answer.
+     */
+    semantic_guard_words: z.array(z.string().min(1)).max(1_000).default(DEFAULT_GUARD_WORDS),
   })
   .strict();
 
@@ -484,6 +547,22 @@ export const configSchema = z
           });
       };
       m.rules?.forEach((r, i) => direct(r.use, ["rules", i, "use"]));
+      if (m.cache?.mode === "semantic") {
+        const emb = m.cache.embedding;
+        const p = emb && cfg.providers.find((x) => x.id === emb.provider);
+        if (!emb)
+          ctx.addIssue({
+            code: "custom",
+            path: ["models", alias, "cache", "embedding"],
+            message: "semantic caching needs an embedding: {provider, model}",
+          });
+        else if (!p || (p.type !== "openai" && p.type !== "openai-compatible"))
+          ctx.addIssue({
+            code: "custom",
+            path: ["models", alias, "cache", "embedding", "provider"],
+            message: `'${emb.provider}' is not an openai or openai-compatible provider (embeddings are read from its /embeddings)`,
+          });
+      }
       if (m.default !== undefined) direct(m.default, ["default"]);
     }
     const tenantIds = new Set<string>();

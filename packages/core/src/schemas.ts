@@ -147,8 +147,10 @@ export const jobResultSchema = z.object({
   cache: z
     .object({
       hit: z.literal(true),
-      kind: z.enum(["exact"]),
+      kind: z.enum(["exact", "semantic"]),
       key_age_seconds: z.number(),
+      /** Semantic hits: the cosine similarity of the prompt to the cached one. */
+      similarity: z.number().optional(),
       coalesced: z.boolean().optional(),
     })
     .optional(),

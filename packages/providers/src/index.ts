@@ -8,3 +8,4 @@ export * from "./openai/chat";
 export * from "./anthropic/messages";
 export * from "./gemini/generate-content";
 export * from "./registry";
+export * from "./openai/embeddings";

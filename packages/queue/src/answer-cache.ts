@@ -12,6 +12,7 @@ import {
 import type { Keys } from "./keys";
 import cacheStoreLua from "./lua/cache-store.lua";
 import flightReleaseLua from "./lua/flight-release.lua";
+import semanticStoreLua from "./lua/semantic-store.lua";
 
 /**
  * The answer cache in Redis, shared by the fleet: exact entries (bounded in size and count,
@@ -44,6 +45,7 @@ interface CacheCommands {
     ...args: (string | number)[]
   ): Promise<unknown>;
   syFlightRelease(leader: string, followers: string, jobId: string): Promise<unknown>;
+  sySemanticStore(vectors: string, order: string, ...args: (string | number)[]): Promise<unknown>;
 }
 
 export const CACHE_STAT_FIELDS = [
@@ -64,11 +66,17 @@ export class AnswerCache {
   constructor(
     redis: Redis,
     private readonly keys: Keys,
-    private readonly limits: { max_entry_bytes: number; max_entries: number; negative_ttl_seconds: number },
+    private readonly limits: {
+      max_entry_bytes: number;
+      max_entries: number;
+      negative_ttl_seconds: number;
+      semantic_max_per_scope: number;
+    },
   ) {
     if (!("syCacheStore" in redis)) {
       redis.defineCommand("syCacheStore", { numberOfKeys: 5, lua: cacheStoreLua });
       redis.defineCommand("syFlightRelease", { numberOfKeys: 2, lua: flightReleaseLua });
+      redis.defineCommand("sySemanticStore", { numberOfKeys: 2, lua: semanticStoreLua });
     }
     this.redis = redis as Redis & CacheCommands;
   }
@@ -114,6 +122,50 @@ export class AnswerCache {
       now,
     );
     return true;
+  }
+
+  /** Keeps a stored answer's prompt embedding for semantic lookups in its scope. */
+  async storeVector(plan: CachePlan, vector: Float32Array, now = Date.now()): Promise<void> {
+    if (!plan.semantic) return;
+    const k = this.keys.cacheSemantic(plan.semantic.scope);
+    const b64 = Buffer.from(vector.buffer, vector.byteOffset, vector.byteLength).toString("base64");
+    await this.redis.sySemanticStore(
+      k.vectors,
+      k.order,
+      plan.key,
+      `${plan.semantic.guard}\n${b64}`,
+      plan.ttlSeconds * 1000,
+      this.limits.semantic_max_per_scope,
+      now,
+    );
+  }
+
+  /**
+   * The stored answer whose prompt is most similar to `vector` in the plan's scope, at or above
+   * the threshold, among prompts with the same guard signature (numbers, negations, guard words).
+   * A linear scan of the scope (at most semantic_max_per_scope prompts).
+   */
+  async nearest(
+    plan: CachePlan,
+    vector: Float32Array,
+  ): Promise<{ entry: CacheEntry; similarity: number } | undefined> {
+    if (!plan.semantic) return undefined;
+    const k = this.keys.cacheSemantic(plan.semantic.scope);
+    const all = await this.redis.hgetall(k.vectors);
+    let best: { hash: string; similarity: number } | undefined;
+    for (const [hash, value] of Object.entries(all)) {
+      const nl = value.indexOf("\n");
+      if (nl < 0 || value.slice(0, nl) !== plan.semantic.guard) continue;
+      const buf = Buffer.from(value.slice(nl + 1), "base64");
+      if (buf.byteLength !== vector.byteLength) continue;
+      const other = new Float32Array(buf.buffer, buf.byteOffset, buf.byteLength / 4);
+      const similarity = cosine(vector, other);
+      if (similarity >= plan.semantic.threshold && (!best || similarity > best.similarity))
+        best = { hash, similarity };
+    }
+    if (!best) return undefined;
+    const entry = parse(await this.redis.get(this.keys.cacheEntry(best.hash)), entrySchema);
+    return entry && { entry, similarity: best.similarity };
   }
 
   /** Remembers an upstream 400 for this exact request, briefly (negative_ttl_seconds). */
@@ -193,6 +245,20 @@ export class AnswerCache {
     }
     return purged;
   }
+}
+
+function cosine(a: Float32Array, b: Float32Array): number {
+  let dot = 0;
+  let na = 0;
+  let nb = 0;
+  for (let i = 0; i < a.length; i++) {
+    const x = a[i] ?? 0;
+    const y = b[i] ?? 0;
+    dot += x * y;
+    na += x * x;
+    nb += y * y;
+  }
+  return na === 0 || nb === 0 ? 0 : dot / Math.sqrt(na * nb);
 }
 
 function parse<T>(raw: string | null, schema: z.ZodType<T>): T | undefined {

@@ -151,6 +151,11 @@ export class Keys {
       : `${this.prefix}:cache:idx:r:${by.route}`;
   }
 
+  /** A semantic scope's prompts (embeddings and guards) and their order, for bounds. */
+  cacheSemantic(scope: string): { vectors: string; order: string } {
+    return { vectors: `${this.prefix}:cache:sem:${scope}`, order: `${this.prefix}:cache:sem:${scope}:o` };
+  }
+
   /** Fleet-wide cache counters. */
   get cacheStats(): string {
     return `${this.prefix}:cache:stats`;
