@@ -1,6 +1,7 @@
 import { startRedis } from "@switchyard/testing";
 import { Redis } from "ioredis";
 import { baselineScenario } from "./baseline";
+import { cacheScenario } from "./cache";
 import { e2eScenario } from "./e2e";
 import { fairnessScenario } from "./fairness";
 import { ingestScenario } from "./ingest";
@@ -14,7 +15,7 @@ import { soakScenario } from "./soak";
  * this machine, starting everything they need, and writes bench/results/<time>-<name>.json/.md.
  * Raw BullMQ (baseline) runs first in every run, on the same Redis, so each figure has a ratio.
  */
-const SCENARIOS = ["baseline", "ingest", "e2e", "overhead", "limiter", "fairness", "soak"] as const;
+const SCENARIOS = ["baseline", "ingest", "e2e", "overhead", "limiter", "fairness", "cache", "soak"] as const;
 type Scenario = (typeof SCENARIOS)[number];
 
 function arg(name: string): string | undefined {
@@ -98,6 +99,19 @@ async function main(): Promise<void> {
     if (run("fairness")) {
       log("\n== fairness");
       results.push(await fairnessScenario({ redisUrl: redis.url, durationS: seconds(15, 30), log }));
+      await flush();
+    }
+    if (run("cache")) {
+      log("\n== cache");
+      results.push(
+        await cacheScenario({
+          redisUrl: redis.url,
+          durationS: seconds(10, 30),
+          rawProcessPerSec: base.processPerSec,
+          log,
+          flush,
+        }),
+      );
       await flush();
     }
     if (run("soak")) {

@@ -11,7 +11,7 @@ import {
 } from "@switchyard/core";
 import type { Logger } from "@switchyard/observability";
 import { OpenAIEmbeddings } from "@switchyard/providers";
-import type { AnswerCache, FairEntry, FairQueue } from "@switchyard/queue";
+import type { AnswerCache, CacheEntry, FairEntry, FairQueue } from "@switchyard/queue";
 import { z } from "zod";
 import type { WorkerMetrics } from "./metrics";
 import type { RouteOutcome } from "./route-executor";
@@ -102,62 +102,34 @@ export class CacheStep {
       const vector = plan.write ? await this.embed(plan, log) : undefined;
       return { kind: "proceed", lead: false, ...(vector ? { vector } : {}) };
     }
-    let found = await this.cache.lookup(plan.key);
-    let kind: "exact" | "semantic" = "exact";
-    let similarity: number | undefined;
-    let vector: Float32Array | undefined;
-    if (found.kind === "miss" && plan.semantic) {
-      vector = await this.embed(plan, log);
-      const near = vector && (await this.cache.nearest(plan, vector));
-      if (near) {
-        found = { kind: "hit", entry: near.entry };
-        kind = "semantic";
-        similarity = near.similarity;
-      }
-    }
+    const flightMs = this.flightMs(route);
+    const begun = await this.cache.begin(plan, p.job_id, createdAtMs, flightMs);
     const now = Date.now();
-    if (found.kind === "hit") {
-      const { entry } = found;
-      // Stored after this job was submitted: it waited for the identical job that made it.
-      const coalesced = entry.stored_at > createdAtMs;
-      this.metrics.cacheEvents.inc({
-        route: plan.route,
-        event: coalesced ? "coalesced" : kind === "semantic" ? "semantic_hit" : "hit",
-      });
-      const saved = (entry.usage?.input_tokens ?? 0) + (entry.usage?.output_tokens ?? 0);
-      this.metrics.cacheTokensSaved.inc({ route: plan.route }, saved);
-      await this.cache.count(coalesced ? "coalesced" : "hits");
-      if (saved > 0) await this.cache.count("tokens_saved", saved);
-      return {
-        kind: "hit",
-        tokensSaved: saved,
-        result: {
-          ...entry.result,
-          cache: {
-            hit: true,
-            kind,
-            key_age_seconds: Math.max(0, (now - entry.stored_at) / 1000),
-            ...(similarity !== undefined ? { similarity: Math.round(similarity * 10_000) / 10_000 } : {}),
-            ...(coalesced ? { coalesced: true } : {}),
-          },
-        },
-      };
-    }
-    if (found.kind === "negative") {
+    if (begun.kind === "hit") return this.hit(plan, begun.entry, "exact", createdAtMs, now);
+    if (begun.kind === "negative") {
       this.metrics.cacheEvents.inc({ route: plan.route, event: "negative_hit" });
-      await this.cache.count("negative_hits");
       return {
         kind: "negative",
         error: {
-          ...found.error,
-          cache: { hit: true, kind: "negative", key_age_seconds: Math.max(0, (now - found.storedAt) / 1000) },
+          ...begun.error,
+          cache: { hit: true, kind: "negative", key_age_seconds: Math.max(0, (now - begun.storedAt) / 1000) },
         },
       };
     }
-    const flightMs = this.flightMs(route);
-    if (await this.cache.claim(plan.key, p.job_id, flightMs)) {
+    const lead = begun.kind === "lead";
+    let vector: Float32Array | undefined;
+    if (plan.semantic) {
+      vector = await this.embed(plan, log);
+      const near = vector && (await this.cache.nearest(plan, vector));
+      if (near) {
+        // Answered by a similar prompt: the exact key's flight (if this job leads it) ends here.
+        if (lead) await this.wake(await this.cache.release(plan.key, p.job_id));
+        await this.cache.count("semantic_hits");
+        return this.hit(plan, near.entry, "semantic", createdAtMs, now, near.similarity);
+      }
+    }
+    if (lead) {
       this.metrics.cacheEvents.inc({ route: plan.route, event: "miss" });
-      await this.cache.count("misses");
       return { kind: "proceed", lead: true, ...(vector ? { vector } : {}) };
     }
     // Someone leads: wait for it, woken when it ends, at most as long as its claim can last.
@@ -172,11 +144,47 @@ export class CacheStep {
       tierWeight: this.config.worker.tier_weights[p.tier],
       tenantWeight: tenant?.weight ?? 1,
     };
-    const leftMs = (await this.cache.leaderTtl(plan.key)) || flightMs;
+    const leftMs = begun.leaderTtlMs || flightMs;
     return {
       kind: "follow",
       waitMs: leftMs + 250 + Math.round(Math.random() * 250),
-      register: () => this.cache.follow(plan.key, JSON.stringify(ref), leftMs + 5_000),
+      // Once parked: ask the leader to wake this job, or, if it has ended meanwhile, wake now.
+      register: async () => {
+        if (!(await this.cache.follow(plan.key, JSON.stringify(ref), leftMs + 5_000)))
+          await this.fair.enqueue(ref);
+      },
+    };
+  }
+
+  private hit(
+    plan: CachePlan,
+    entry: CacheEntry,
+    kind: "exact" | "semantic",
+    createdAtMs: number,
+    now: number,
+    similarity?: number,
+  ): CacheDecision {
+    // Stored after this job was submitted: it waited for the identical job that made it.
+    const coalesced = entry.stored_at > createdAtMs;
+    this.metrics.cacheEvents.inc({
+      route: plan.route,
+      event: coalesced ? "coalesced" : kind === "semantic" ? "semantic_hit" : "hit",
+    });
+    const saved = (entry.usage?.input_tokens ?? 0) + (entry.usage?.output_tokens ?? 0);
+    this.metrics.cacheTokensSaved.inc({ route: plan.route }, saved);
+    return {
+      kind: "hit",
+      tokensSaved: saved,
+      result: {
+        ...entry.result,
+        cache: {
+          hit: true,
+          kind,
+          key_age_seconds: Math.max(0, (now - entry.stored_at) / 1000),
+          ...(similarity !== undefined ? { similarity: Math.round(similarity * 10_000) / 10_000 } : {}),
+          ...(coalesced ? { coalesced: true } : {}),
+        },
+      },
     };
   }
 
@@ -194,10 +202,19 @@ export class CacheStep {
       if (plan.write && outcome.kind === "succeeded" && this.complete(p, outcome.result.finish_reason)) {
         const { usage, rateLimit: _r, ...result } = outcome.result;
         const view = route.name === p.model ? result : { ...result, route: route.name };
-        if (await this.cache.store(plan, p.tenant_id, view, usage)) {
+        // Storing ends the lead in the same step: the waiting jobs wake to the stored answer.
+        const { stored, followers } = await this.cache.store(
+          plan,
+          p.tenant_id,
+          view,
+          usage,
+          lead ? p.job_id : undefined,
+        );
+        if (stored) {
           this.metrics.cacheEvents.inc({ route: plan.route, event: "store" });
           if (vector) await this.cache.storeVector(plan, vector);
         }
+        if (lead) return await this.wake(followers);
       }
       if (plan.write && outcome.kind === "failed" && outcome.error.kind === "client") {
         await this.cache.storeNegative(plan, {

@@ -10,6 +10,8 @@ import {
   type Usage,
 } from "@switchyard/core";
 import type { Keys } from "./keys";
+import cacheBeginLua from "./lua/cache-begin.lua";
+import cacheFollowLua from "./lua/cache-follow.lua";
 import cacheStoreLua from "./lua/cache-store.lua";
 import flightReleaseLua from "./lua/flight-release.lua";
 import semanticStoreLua from "./lua/semantic-store.lua";
@@ -30,20 +32,30 @@ export type CacheEntry = z.infer<typeof entrySchema>;
 
 const negativeSchema = z.object({ stored_at: z.number(), error: jobErrorSchema });
 
-export type CacheLookup =
+export type CacheBegin =
   | { kind: "hit"; entry: CacheEntry }
   | { kind: "negative"; storedAt: number; error: JobError }
-  | { kind: "miss" };
+  /** This job makes the upstream call for the key; identical jobs wait for it. */
+  | { kind: "lead" }
+  /** Another job makes it; its claim lasts leaderTtlMs more at most. */
+  | { kind: "follow"; leaderTtlMs: number };
+
+const beginSchema = z.union([
+  z.tuple([z.enum(["hit", "negative"]), z.string()]),
+  z.tuple([z.literal("lead")]),
+  z.tuple([z.literal("follow"), z.number()]),
+]);
 
 interface CacheCommands {
-  syCacheStore(
+  syCacheBegin(
     e: string,
-    idx: string,
-    t: string,
-    r: string,
+    neg: string,
+    flight: string,
     stats: string,
     ...args: (string | number)[]
   ): Promise<unknown>;
+  syCacheFollow(flight: string, followers: string, ref: string, ttlMs: number): Promise<unknown>;
+  syCacheStore(...keysAndArgs: (string | number)[]): Promise<unknown>;
   syFlightRelease(leader: string, followers: string, jobId: string): Promise<unknown>;
   sySemanticStore(vectors: string, order: string, ...args: (string | number)[]): Promise<unknown>;
 }
@@ -56,6 +68,7 @@ export const CACHE_STAT_FIELDS = [
   "evictions",
   "negative_hits",
   "negative_stores",
+  "semantic_hits",
   "tokens_saved",
 ] as const;
 export type CacheStat = (typeof CACHE_STAT_FIELDS)[number];
@@ -73,32 +86,57 @@ export class AnswerCache {
       semantic_max_per_scope: number;
     },
   ) {
-    if (!("syCacheStore" in redis)) {
-      redis.defineCommand("syCacheStore", { numberOfKeys: 5, lua: cacheStoreLua });
+    if (!("syCacheBegin" in redis)) {
+      redis.defineCommand("syCacheBegin", { numberOfKeys: 4, lua: cacheBeginLua });
+      redis.defineCommand("syCacheFollow", { numberOfKeys: 2, lua: cacheFollowLua });
+      redis.defineCommand("syCacheStore", { numberOfKeys: 7, lua: cacheStoreLua });
       redis.defineCommand("syFlightRelease", { numberOfKeys: 2, lua: flightReleaseLua });
       redis.defineCommand("sySemanticStore", { numberOfKeys: 2, lua: semanticStoreLua });
     }
     this.redis = redis as Redis & CacheCommands;
   }
 
-  /** The entry, a negative entry, or nothing; a damaged entry counts as nothing. */
-  async lookup(key: string): Promise<CacheLookup> {
-    const [entry, negative] = await this.redis.mget(this.keys.cacheEntry(key), this.keys.cacheNegative(key));
-    const hit = parse(entry ?? null, entrySchema);
-    if (hit) return { kind: "hit", entry: hit };
-    const neg = parse(negative ?? null, negativeSchema);
-    if (neg) return { kind: "negative", storedAt: neg.stored_at, error: neg.error };
-    return { kind: "miss" };
+  /**
+   * Before a job's upstream call, in one round trip: the stored answer, the stored 400, or the
+   * single-flight claim (lead, or follow the job that leads). Counts hits and misses.
+   */
+  async begin(plan: CachePlan, jobId: string, submittedAt: number, flightMs: number): Promise<CacheBegin> {
+    const f = this.keys.cacheFlight(plan.key);
+    const reply = beginSchema.parse(
+      await this.redis.syCacheBegin(
+        this.keys.cacheEntry(plan.key),
+        this.keys.cacheNegative(plan.key),
+        f.leader,
+        this.keys.cacheStats,
+        jobId,
+        flightMs,
+        submittedAt,
+      ),
+    );
+    if (reply[0] === "lead") return { kind: "lead" };
+    if (reply[0] === "follow") return { kind: "follow", leaderTtlMs: Math.max(0, reply[1]) };
+    if (reply[0] === "hit") {
+      const entry = parse(reply[1], entrySchema);
+      // A damaged entry is no answer: call upstream (without leading).
+      return entry ? { kind: "hit", entry } : { kind: "lead" };
+    }
+    const neg = parse(reply[1], negativeSchema);
+    return neg ? { kind: "negative", storedAt: neg.stored_at, error: neg.error } : { kind: "lead" };
   }
 
-  /** Stores a complete answer; false when it is larger than max_entry_bytes. */
+  /**
+   * Stores a complete answer (unless larger than max_entry_bytes) and, when `leader` is the job
+   * leading the key's flight, ends its claim in the same step. Returns whether it was stored and
+   * the followers to wake.
+   */
   async store(
     plan: CachePlan,
     tenant: string,
     result: JobResult,
     usage: Usage | undefined,
+    leader: string | undefined,
     now = Date.now(),
-  ): Promise<boolean> {
+  ): Promise<{ stored: boolean; followers: string[] }> {
     const { attempts: _a, cache: _c, ...plain } = result;
     const value = JSON.stringify({
       stored_at: now,
@@ -107,21 +145,30 @@ export class AnswerCache {
       result: plain,
       ...(usage ? { usage } : {}),
     });
-    if (Buffer.byteLength(value) > this.limits.max_entry_bytes) return false;
-    await this.redis.syCacheStore(
-      this.keys.cacheEntry(plan.key),
-      this.keys.cacheIndex(),
-      this.keys.cacheIndex({ tenant }),
-      this.keys.cacheIndex({ route: plan.route }),
-      this.keys.cacheStats,
-      value,
-      plan.ttlSeconds * 1000,
-      plan.key,
-      this.limits.max_entries,
-      this.keys.cacheEntry(),
-      now,
-    );
-    return true;
+    if (Buffer.byteLength(value) > this.limits.max_entry_bytes)
+      return { stored: false, followers: leader ? await this.release(plan.key, leader) : [] };
+    const f = this.keys.cacheFlight(plan.key);
+    const reply = z
+      .array(z.union([z.number(), z.string()]))
+      .parse(
+        await this.redis.syCacheStore(
+          this.keys.cacheEntry(plan.key),
+          this.keys.cacheIndex(),
+          this.keys.cacheIndex({ tenant }),
+          this.keys.cacheIndex({ route: plan.route }),
+          this.keys.cacheStats,
+          f.leader,
+          f.followers,
+          value,
+          plan.ttlSeconds * 1000,
+          plan.key,
+          this.limits.max_entries,
+          this.keys.cacheEntry(),
+          now,
+          leader ?? "",
+        ),
+      );
+    return { stored: true, followers: reply.slice(1).map(String) };
   }
 
   /** Keeps a stored answer's prompt embedding for semantic lookups in its scope. */
@@ -184,26 +231,19 @@ export class AnswerCache {
       .exec();
   }
 
-  /** Claims the single upstream call for a key; false when another job leads it. */
-  async claim(key: string, jobId: string, ttlMs: number): Promise<boolean> {
-    return (await this.redis.set(this.keys.cacheFlight(key).leader, jobId, "PX", ttlMs, "NX")) === "OK";
-  }
-
-  /** The leader's remaining claim in ms (0 when nobody leads any more). */
-  async leaderTtl(key: string): Promise<number> {
-    return Math.max(0, await this.redis.pttl(this.keys.cacheFlight(key).leader));
-  }
-
   /** Keeps a leader's claim while it waits for a retry or for capacity. */
   async extend(key: string, jobId: string, ttlMs: number): Promise<void> {
     const k = this.keys.cacheFlight(key).leader;
     if ((await this.redis.get(k)) === jobId) await this.redis.pexpire(k, ttlMs);
   }
 
-  /** Registers a job that waits for the leader (`ref` is what the leader needs to wake it). */
-  async follow(key: string, ref: string, ttlMs: number): Promise<void> {
-    const k = this.keys.cacheFlight(key).followers;
-    await this.redis.multi().rpush(k, ref).pexpire(k, ttlMs).exec();
+  /**
+   * Registers a job that waits for the leader (`ref` is what the leader needs to wake it); false
+   * when the leader is already gone, and the job must wake itself.
+   */
+  async follow(key: string, ref: string, ttlMs: number): Promise<boolean> {
+    const f = this.keys.cacheFlight(key);
+    return (await this.redis.syCacheFollow(f.leader, f.followers, ref, ttlMs)) === 1;
   }
 
   /** Ends the leader's claim; returns the followers to wake. */

@@ -8,14 +8,18 @@
   KEYS[3]  index of the tenant's entries (zset)
   KEYS[4]  index of the route's entries (zset)
   KEYS[5]  stats hash (fleet-wide counters)
+  KEYS[6]  flight (string: the leading job's id)
+  KEYS[7]  the flight's followers (list)
   ARGV[1]  value (JSON)
   ARGV[2]  TTL in ms
   ARGV[3]  entry hash (the member of the indexes)
   ARGV[4]  max entries
   ARGV[5]  entry key prefix (the evicted hashes' keys are <prefix><hash>)
   ARGV[6]  now (ms)
+  ARGV[7]  the leading job's id when the storing job leads the key's flight ("" otherwise): the
+           claim ends in the same step and the followers are returned, to be woken
 
-  Returns { evicted }.
+  Returns { evicted, follower, ... }.
 ]]
 local ttl = tonumber(ARGV[2])
 local max = tonumber(ARGV[4])
@@ -47,4 +51,14 @@ redis.call("HINCRBY", KEYS[5], "stores", 1)
 if evicted > 0 then
   redis.call("HINCRBY", KEYS[5], "evictions", evicted)
 end
-return { evicted }
+local out = { evicted }
+if ARGV[7] ~= "" then
+  if redis.call("GET", KEYS[6]) == ARGV[7] then
+    redis.call("DEL", KEYS[6])
+  end
+  for _, f in ipairs(redis.call("LRANGE", KEYS[7], 0, -1)) do
+    out[#out + 1] = f
+  end
+  redis.call("DEL", KEYS[7])
+end
+return out
