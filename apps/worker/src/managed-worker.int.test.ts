@@ -47,12 +47,14 @@ describe("ManagedWorker's contract with BullMQ internals", () => {
         await eventually(
           () => connection.pttl(lockKey),
           (ttl) => ttl > first,
-          10_000,
+          15_000,
           "the lock to be renewed",
         );
         return "done";
       },
-      { connection, prefix, lockDuration: 2_000, stalledInterval: 1_000 },
+      // A lock renewed every 3 s, with 3 s to spare even on a loaded machine; no stalled check
+      // in the test's time (it would fail a job whose lock looked lost).
+      { connection, prefix, lockDuration: 6_000, stalledInterval: 60_000 },
     );
     try {
       await worker.startManaged();

@@ -1,5 +1,6 @@
 import { cachePlan, canonicalJson, guardSignature } from "./cache-key";
-import { DEFAULT_GUARD_WORDS, parseConfig } from "./config";
+import { parseConfig } from "./config";
+import { DEFAULT_GUARD_WORDS } from "./config-cache";
 import { resolveRoute } from "./routes";
 
 const cfg = parseConfig(`

@@ -1,5 +1,6 @@
 import { createHash } from "node:crypto";
-import type { ModelCacheConfig, SwitchyardConfig, TenantConfig } from "./config";
+import type { SwitchyardConfig, TenantConfig } from "./config";
+import type { ModelCacheConfig } from "./config-cache";
 import { ownEntry } from "./own";
 import type { JobPayload } from "./payload";
 import { messageText } from "./schemas";

@@ -9,3 +9,5 @@ export * from "./routes";
 export * from "./own";
 export * from "./redact";
 export * from "./cache-key";
+export * from "./config-cache";
+export * from "./config-providers";

@@ -6,7 +6,3 @@
 export function ownEntry<T>(record: Readonly<Record<string, T>> | undefined, name: string): T | undefined {
   return record !== undefined && Object.hasOwn(record, name) ? record[name] : undefined;
 }
-
-/** The model or route alias `name` from the config's `models`, own properties only. */
-export const modelEntry = <T>(models: Readonly<Record<string, T>>, name: string): T | undefined =>
-  ownEntry(models, name);

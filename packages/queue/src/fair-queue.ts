@@ -25,7 +25,7 @@ export interface FairEntry {
   delayMs?: number;
 }
 
-export type Pick =
+export type FairPick =
   | {
       picked: true;
       queue: string;
@@ -140,7 +140,7 @@ export class FairQueue {
   }
 
   /** Chooses the next job in the fair order and moves it into its BullMQ queue's wait list. */
-  async pick(now?: number): Promise<Pick> {
+  async pick(now?: number): Promise<FairPick> {
     const reply = await this.call("pick", now, MAX_SKIPS);
     const idle = idleSchema.safeParse(reply);
     if (idle.success) return { picked: false, nextAt: idle.data[1], now: idle.data[2] };

@@ -5,7 +5,6 @@ import { join } from "node:path";
 import { stringify } from "yaml";
 import { configSchema, type SwitchyardConfig } from "@switchyard/core";
 import { startApp, type AppProcess } from "./apps";
-import { freePort } from "./ports";
 
 /** The Redis every integration test shares: REDIS_URL when given, else the one global setup started. */
 export function testRedisUrl(): string {
@@ -153,16 +152,18 @@ export class Stack {
   static async start(opts: StackOptions = {}): Promise<Stack> {
     const redisUrl = opts.redisUrl ?? testRedisUrl();
     const prefix = uniquePrefix();
-    const [apiPort, mockPort] = [await freePort(), await freePort()];
-    const mockUrl = `http://127.0.0.1:${mockPort}`;
     const dir = mkdtempSync(join(tmpdir(), "switchyard-test-"));
     const configPath = join(dir, "config.yaml");
+    // Every server listens on a port the OS picks at bind time and says which in its log: a
+    // port picked free beforehand could be taken by a parallel test before the server binds it.
+    const mock = startApp("mock-provider", { PORT: "0", ...opts.mockEnv }, "mock");
+    const mockPort = await listeningPort(mock, /"port":(\d+)[^\n]*mock provider listening/);
+    const mockUrl = `http://127.0.0.1:${mockPort}`;
     writeFileSync(configPath, stringify((opts.config ?? testConfig)(mockUrl, prefix)));
-    const mock = startApp("mock-provider", { PORT: String(mockPort), ...opts.mockEnv }, "mock");
     const api = startApp(
       "api",
       {
-        PORT: String(apiPort),
+        PORT: "0",
         HOST: "127.0.0.1",
         REDIS_URL: redisUrl,
         SWITCHYARD_CONFIG: configPath,
@@ -171,8 +172,8 @@ export class Stack {
       },
       "api",
     );
+    const apiPort = await listeningPort(api, /"port":(\d+)[^\n]*api listening/);
     const stack = new Stack(redisUrl, prefix, configPath, dir, mock, api, apiPort, mockPort, opts.workerEnv);
-    await Promise.all([mock.waitForOutput(/mock provider listening/), api.waitForOutput(/api listening/)]);
     for (let i = 0; i < (opts.workers ?? 1); i++) await stack.addWorker();
     return stack;
   }
@@ -203,4 +204,12 @@ export class Stack {
       .map((p) => `----- ${p.name}\n${p.output().slice(-3000)}`)
       .join("\n");
   }
+}
+
+/** The port a server reports in its "listening" log line. */
+async function listeningPort(app: AppProcess, line: RegExp): Promise<number> {
+  const m = line.exec(await app.waitForOutput(line));
+  const port = Number(m?.[1]);
+  if (!Number.isInteger(port) || port <= 0) throw new Error(`${app.name}: no port in its listening line`);
+  return port;
 }
