@@ -22,6 +22,8 @@ import { TenantDirectory } from "./tenants";
 export interface AppDeps {
   config: SwitchyardConfig;
   redis: Redis;
+  /** Every other Redis client a request may need (the queues'): ready only when all answer. */
+  otherRedis?: Redis[];
   producer: JobProducer;
   service: JobService;
   webhooks: WebhookService;
@@ -92,7 +94,10 @@ export function createApp(deps: AppDeps): Express {
   });
   app.get("/readyz", async (_req, res) => {
     // A probe must get its answer well within a second: no waiting on a reconnecting client.
-    const ready = deps.redis.status === "ready" && (await pingWithin(deps.redis, READY_TIMEOUT_MS));
+    const clients = [deps.redis, ...(deps.otherRedis ?? [])];
+    const ready =
+      clients.every((c) => c.status === "ready") &&
+      (await Promise.all(clients.map((c) => pingWithin(c, READY_TIMEOUT_MS)))).every(Boolean);
     if (ready) res.json({ status: "ready" });
     else
       res

@@ -55,6 +55,7 @@ async function main(): Promise<void> {
   const app = createApp({
     config,
     redis,
+    otherRedis: [bullConnection],
     producer,
     service,
     webhooks,
