@@ -120,8 +120,8 @@ const queueSchema = z
   })
   .strict();
 
-export const DEFAULT_LOCK_DURATION_MS = 10_000;
-export const DEFAULT_STALLED_INTERVAL_MS = 4_000;
+export const DEFAULT_LOCK_DURATION_MS = 8_000;
+export const DEFAULT_STALLED_INTERVAL_MS = 3_000;
 
 /** The longest a SIGKILLed worker's job waits before another worker can take it. */
 export const worstStallRecoveryMs = (w: { lock_duration_ms: number; stalled_interval_ms: number }): number =>
@@ -141,7 +141,7 @@ const workerSchema = z
       .default({ paid: 4, free: 1 }),
     /**
      * A SIGKILLed worker's jobs run again within lock_duration_ms + stalled_interval_ms at worst
-     * (the lock lapses, then the next stalled check finds it): 14 s by default. Shorter costs
+     * (the lock lapses, then the next stalled check finds it): 11 s by default. Shorter costs
      * more Redis calls (a lock renewal per process every lock_duration_ms / 2, a stalled check
      * per queue and process every stalled_interval_ms) and risks false stalls when an event
      * loop stalls for longer than half the lock.
