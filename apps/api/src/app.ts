@@ -7,7 +7,7 @@ import { ExpressAdapter } from "@bull-board/express";
 import { notFound, type SwitchyardConfig } from "@switchyard/core";
 import { Counter, type Logger, type Registry } from "@switchyard/observability";
 import type { KeyPool } from "@switchyard/limiter";
-import type { AnswerCache, FairQueue, JobProducer, Redis } from "@switchyard/queue";
+import { Keys, type AnswerCache, type FairQueue, type JobProducer, type Redis } from "@switchyard/queue";
 import { adminAuth } from "./auth";
 import { errorHandler, REDIS_RETRY_AFTER_SECONDS } from "./errors";
 import { httpMetrics } from "./http-metrics";
@@ -18,6 +18,7 @@ import { webhooksRouter } from "./routes/webhooks";
 import { adminRouter, fleetMetrics } from "./routes/admin";
 import { jobsRouter } from "./routes/jobs";
 import { TenantDirectory } from "./tenants";
+import { signatureCheck } from "./signing";
 
 export interface AppDeps {
   config: SwitchyardConfig;
@@ -116,8 +117,9 @@ export function createApp(deps: AppDeps): Express {
     registers: [registry],
   });
   const directory = new TenantDirectory(config.tenants);
-  app.use(jobsRouter(deps.service, config, directory, enqueued, deps.webhooks));
-  app.use(webhooksRouter(deps.webhooks, config, directory));
+  const signatures = signatureCheck(deps.redis, new Keys(config.queue.prefix));
+  app.use(jobsRouter(deps.service, config, directory, enqueued, deps.webhooks, signatures));
+  app.use(webhooksRouter(deps.webhooks, config, directory, signatures));
 
   app.use(adminRouter(config, deps.pool, deps.fair, deps.producer, deps.cache, deps.adminToken));
   fleetMetrics(config, deps.pool, deps.fair, registry);

@@ -17,6 +17,18 @@ const tenantSchema = z
     /** The tenant's share of its tier against the tier's other tenants while all have work waiting. */
     weight: z.number().gt(0).max(1000).default(1),
     cache: tenantCacheSchema.optional(),
+    /**
+     * Signed requests: with required, every request of the tenant must carry a valid
+     * switchyard-signature; otherwise a signature that is sent must be valid. Several secrets
+     * (written as ${ENV_VAR}) allow rotation.
+     */
+    signing: z
+      .object({
+        required: z.boolean().default(true),
+        secrets: z.array(z.string().min(16, "a signing secret needs at least 16 characters")).min(1).max(8),
+      })
+      .strict()
+      .optional(),
   })
   .strict();
 

@@ -11,3 +11,4 @@ export * from "./redact";
 export * from "./cache-key";
 export * from "./config-cache";
 export * from "./config-providers";
+export * from "./request-signing";

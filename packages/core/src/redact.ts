@@ -49,11 +49,11 @@ export class SecretRedactor {
   }
 }
 
-/** Every secret the config holds: provider key secrets and tenant API keys. */
+/** Every secret the config holds: provider key secrets, tenant API keys and signing secrets. */
 export function configSecrets(cfg: Pick<SwitchyardConfig, "providers" | "tenants">): string[] {
   return [
     ...cfg.providers.flatMap((p) => p.keys.map((k) => k.secret)),
-    ...cfg.tenants.flatMap((t) => t.api_keys),
+    ...cfg.tenants.flatMap((t) => [...t.api_keys, ...(t.signing?.secrets ?? [])]),
   ];
 }
 

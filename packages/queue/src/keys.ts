@@ -156,6 +156,11 @@ export class Keys {
     return { vectors: `${this.prefix}:cache:sem:${scope}`, order: `${this.prefix}:cache:sem:${scope}:o` };
   }
 
+  /** A request signature already accepted (a replay of it is refused while it could be fresh). */
+  signatureSeen(tenantId: string, mac: string): string {
+    return `${this.prefix}:sig:${tenantId}:${mac}`;
+  }
+
   /** Fleet-wide cache counters. */
   get cacheStats(): string {
     return `${this.prefix}:cache:stats`;

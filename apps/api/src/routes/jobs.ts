@@ -1,4 +1,4 @@
-import express, { Router, type Request, type Response } from "express";
+import { Router, type Request, type RequestHandler, type Response } from "express";
 import {
   badRequest,
   JOB_ID_PATTERN,
@@ -11,6 +11,7 @@ import { tenantAuth } from "../auth";
 import { cacheDirectives, parseCreateJob, type JobService } from "../job-service";
 import type { TenantDirectory } from "../tenants";
 import type { WebhookService } from "../webhook-service";
+import { jsonBody } from "../signing";
 
 /** An SSE comment keeps proxies from closing a quiet stream. */
 const SSE_HEARTBEAT_MS = 15_000;
@@ -26,13 +27,10 @@ export function jobsRouter(
   directory: TenantDirectory,
   enqueued: Counter<"tier">,
   webhooks: WebhookService,
+  signatures: RequestHandler,
 ): Router {
   const router = Router();
-  router.use(
-    "/v1/jobs",
-    tenantAuth(directory),
-    express.json({ limit: config.server.max_body_bytes, strict: true }),
-  );
+  router.use("/v1/jobs", tenantAuth(directory), jsonBody(config), signatures);
 
   const tenantOf = (res: Response): TenantConfig => res.locals.tenant as TenantConfig;
   const jobIdOf = (req: Request): string => {

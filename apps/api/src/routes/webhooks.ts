@@ -1,4 +1,5 @@
-import express, { Router, type Response } from "express";
+import { Router, type RequestHandler, type Response } from "express";
+import { jsonBody } from "../signing";
 import type { SwitchyardConfig, TenantConfig } from "@switchyard/core";
 import { tenantAuth } from "../auth";
 import type { TenantDirectory } from "../tenants";
@@ -13,11 +14,12 @@ export function webhooksRouter(
   service: WebhookService,
   config: SwitchyardConfig,
   directory: TenantDirectory,
+  signatures: RequestHandler,
 ): Router {
   const router = Router();
-  const json = express.json({ limit: config.server.max_body_bytes, strict: true });
+  const json = jsonBody(config);
   for (const path of ["/v1/webhook-endpoints", "/v1/webhook-deliveries", "/v1/webhook-secret"])
-    router.use(path, tenantAuth(directory), json);
+    router.use(path, tenantAuth(directory), json, signatures);
 
   const tenantOf = (res: Response): TenantConfig => res.locals.tenant as TenantConfig;
   const list = <T>(data: T[]) => ({ object: "list", data });

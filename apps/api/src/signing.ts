@@ -1,0 +1,58 @@
+import express, { type NextFunction, type Request, type RequestHandler, type Response } from "express";
+import {
+  ApiError,
+  SIGNATURE_HEADER,
+  SIGNATURE_TOLERANCE_SECONDS,
+  verifyRequestSignature,
+  type SwitchyardConfig,
+  type TenantConfig,
+} from "@switchyard/core";
+import type { Keys, Redis } from "@switchyard/queue";
+
+/** The request's raw body, kept by jsonBody: a signature covers the bytes, not the parsed JSON. */
+const RAW = Symbol("rawBody");
+type WithRaw = Request & { [RAW]?: Buffer };
+
+/** JSON bodies up to server.max_body_bytes, keeping the raw bytes for signature checks. */
+export const jsonBody = (config: SwitchyardConfig): RequestHandler =>
+  express.json({
+    limit: config.server.max_body_bytes,
+    strict: true,
+    verify: (req, _res, buf) => {
+      (req as WithRaw)[RAW] = buf;
+    },
+  });
+
+const refused = (message: string, reason: string) =>
+  new ApiError(403, "signature_error", message, [{ path: `header.${SIGNATURE_HEADER}`, message: reason }]);
+
+/**
+ * Signed requests, for tenants with `signing`: a missing (when required), malformed, stale or
+ * wrong signature is a 403 saying which; a signature is accepted once (a replay is refused), for
+ * as long as it could still be fresh.
+ */
+export function signatureCheck(redis: Redis, keys: Keys) {
+  return async (req: Request, res: Response, next: NextFunction): Promise<void> => {
+    const tenant = res.locals.tenant as TenantConfig;
+    const signing = tenant.signing;
+    const header = req.get(SIGNATURE_HEADER);
+    if (!signing || (!header && !signing.required)) return next();
+    const check = verifyRequestSignature(header, (req as WithRaw)[RAW] ?? Buffer.alloc(0), signing.secrets);
+    if (!check.ok) return next(refused(check.message, check.reason));
+    const fresh = await redis.set(
+      keys.signatureSeen(tenant.id, check.mac),
+      "1",
+      "PX",
+      2 * SIGNATURE_TOLERANCE_SECONDS * 1000,
+      "NX",
+    );
+    if (fresh !== "OK")
+      return next(
+        refused(
+          "this signature was already used: sign every request anew, with its own timestamp",
+          "replayed",
+        ),
+      );
+    next();
+  };
+}
