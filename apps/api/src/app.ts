@@ -8,7 +8,7 @@ import { notFound, type SwitchyardConfig } from "@switchyard/core";
 import { Counter, type Logger, type Registry } from "@switchyard/observability";
 import type { KeyPool } from "@switchyard/limiter";
 import { Keys, type AnswerCache, type FairQueue, type JobProducer, type Redis } from "@switchyard/queue";
-import { adminAuth } from "./auth";
+import { adminAuth, tenantAuth } from "./auth";
 import { errorHandler, REDIS_RETRY_AFTER_SECONDS } from "./errors";
 import { httpMetrics } from "./http-metrics";
 import type { JobService } from "./job-service";
@@ -19,6 +19,7 @@ import { adminRouter, fleetMetrics } from "./routes/admin";
 import { jobsRouter } from "./routes/jobs";
 import { TenantDirectory } from "./tenants";
 import { signatureCheck } from "./signing";
+import { ipLimit, tenantLimit } from "./ingress-limit";
 
 export interface AppDeps {
   config: SwitchyardConfig;
@@ -62,7 +63,8 @@ export function createApp(deps: AppDeps): Express {
   const { config, registry, log } = deps;
   const app = express();
   app.disable("x-powered-by");
-  app.set("trust proxy", false);
+  // X-Forwarded-For is believed only from server.trusted_proxies (req.ip is the client then).
+  app.set("trust proxy", config.server.trusted_proxies.length > 0 ? config.server.trusted_proxies : false);
 
   app.use(
     pinoHttp({
@@ -117,9 +119,12 @@ export function createApp(deps: AppDeps): Express {
     registers: [registry],
   });
   const directory = new TenantDirectory(config.tenants);
+  // Health, readiness and metrics above answer before any ingress limit.
+  app.use(ipLimit(config, deps.redis));
+  const tenantGate = [tenantAuth(directory), tenantLimit(config, deps.redis)];
   const signatures = signatureCheck(deps.redis, new Keys(config.queue.prefix));
-  app.use(jobsRouter(deps.service, config, directory, enqueued, deps.webhooks, signatures));
-  app.use(webhooksRouter(deps.webhooks, config, directory, signatures));
+  app.use(jobsRouter(deps.service, config, tenantGate, enqueued, deps.webhooks, signatures));
+  app.use(webhooksRouter(deps.webhooks, config, tenantGate, signatures));
 
   app.use(adminRouter(config, deps.pool, deps.fair, deps.producer, deps.cache, deps.adminToken));
   fleetMetrics(config, deps.pool, deps.fair, registry);

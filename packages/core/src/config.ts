@@ -174,6 +174,13 @@ const schedulerSchema = z
   })
   .strict();
 
+const ingressLimitSchema = z
+  .object({
+    rps: z.number().gt(0).max(1_000_000),
+    burst: z.number().int().min(1).max(10_000_000),
+  })
+  .strict();
+
 const serverSchema = z
   .object({
     max_body_bytes: z
@@ -183,6 +190,19 @@ const serverSchema = z
       .max(64 * 1024 * 1024)
       .default(1024 * 1024),
     max_wait_seconds: z.number().int().min(1).max(300).default(60),
+    /**
+     * Ingress limits shared by every API process through Redis: requests per second with a
+     * burst, per client address and per tenant. Unset: no ingress limit.
+     */
+    rate_limit: z
+      .object({ per_ip: ingressLimitSchema.optional(), per_tenant: ingressLimitSchema.optional() })
+      .strict()
+      .optional(),
+    /**
+     * Proxies whose X-Forwarded-For is believed (addresses or CIDRs, e.g. a load balancer's
+     * subnet); from anyone else the connection's own address is the client's.
+     */
+    trusted_proxies: z.array(z.string().min(1)).max(64).default([]),
   })
   .strict();
 

@@ -134,6 +134,8 @@ export class Stack {
   readonly apiUrl: string;
   readonly mockUrl: string;
   readonly workers: AppProcess[] = [];
+  /** API processes started after the first (a fleet of several). */
+  readonly moreApis: AppProcess[] = [];
   private constructor(
     readonly redisUrl: string,
     readonly prefix: string,
@@ -189,9 +191,21 @@ export class Stack {
     return w;
   }
 
+  /** Another API process on the same Redis and config; returns its base URL. */
+  async addApi(env: Record<string, string> = {}): Promise<string> {
+    const api = startApp(
+      "api",
+      { PORT: "0", HOST: "127.0.0.1", REDIS_URL: this.redisUrl, SWITCHYARD_CONFIG: this.configPath, ...env },
+      `api${this.moreApis.length + 2}`,
+    );
+    this.moreApis.push(api);
+    return `http://127.0.0.1:${await listeningPort(api, /"port":(\d+)[^\n]*api listening/)}`;
+  }
+
   async stop(): Promise<void> {
     await Promise.all([
       ...this.workers.map((w) => w.stop("SIGTERM")),
+      ...this.moreApis.map((a) => a.stop("SIGTERM")),
       this.api.stop("SIGTERM"),
       this.mock.stop("SIGTERM"),
     ]);

@@ -7,9 +7,7 @@ import {
   type TenantConfig,
 } from "@switchyard/core";
 import type { Counter } from "@switchyard/observability";
-import { tenantAuth } from "../auth";
 import { cacheDirectives, parseCreateJob, type JobService } from "../job-service";
-import type { TenantDirectory } from "../tenants";
 import type { WebhookService } from "../webhook-service";
 import { jsonBody } from "../signing";
 
@@ -24,13 +22,13 @@ const SSE_HEARTBEAT_MS = 15_000;
 export function jobsRouter(
   service: JobService,
   config: SwitchyardConfig,
-  directory: TenantDirectory,
+  tenantGate: RequestHandler[],
   enqueued: Counter<"tier">,
   webhooks: WebhookService,
   signatures: RequestHandler,
 ): Router {
   const router = Router();
-  router.use("/v1/jobs", tenantAuth(directory), jsonBody(config), signatures);
+  router.use("/v1/jobs", ...tenantGate, jsonBody(config), signatures);
 
   const tenantOf = (res: Response): TenantConfig => res.locals.tenant as TenantConfig;
   const jobIdOf = (req: Request): string => {

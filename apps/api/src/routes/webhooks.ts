@@ -1,8 +1,6 @@
 import { Router, type RequestHandler, type Response } from "express";
 import { jsonBody } from "../signing";
 import type { SwitchyardConfig, TenantConfig } from "@switchyard/core";
-import { tenantAuth } from "../auth";
-import type { TenantDirectory } from "../tenants";
 import type { WebhookService } from "../webhook-service";
 
 /**
@@ -13,13 +11,13 @@ import type { WebhookService } from "../webhook-service";
 export function webhooksRouter(
   service: WebhookService,
   config: SwitchyardConfig,
-  directory: TenantDirectory,
+  tenantGate: RequestHandler[],
   signatures: RequestHandler,
 ): Router {
   const router = Router();
   const json = jsonBody(config);
   for (const path of ["/v1/webhook-endpoints", "/v1/webhook-deliveries", "/v1/webhook-secret"])
-    router.use(path, tenantAuth(directory), json, signatures);
+    router.use(path, ...tenantGate, json, signatures);
 
   const tenantOf = (res: Response): TenantConfig => res.locals.tenant as TenantConfig;
   const list = <T>(data: T[]) => ({ object: "list", data });
