@@ -19,7 +19,7 @@ import { adminRouter, fleetMetrics } from "./routes/admin";
 import { jobsRouter } from "./routes/jobs";
 import { TenantDirectory } from "./tenants";
 import { signatureCheck } from "./signing";
-import { ipLimit, tenantLimit } from "./ingress-limit";
+import { ingressLimit } from "./ingress-limit";
 
 export interface AppDeps {
   config: SwitchyardConfig;
@@ -120,8 +120,8 @@ export function createApp(deps: AppDeps): Express {
   });
   const directory = new TenantDirectory(config.tenants);
   // Health, readiness and metrics above answer before any ingress limit.
-  app.use(ipLimit(config, deps.redis));
-  const tenantGate = [tenantAuth(directory), tenantLimit(config, deps.redis)];
+  app.use(ingressLimit(config, deps.redis, "ip"));
+  const tenantGate = [tenantAuth(directory), ingressLimit(config, deps.redis, "tenant")];
   const signatures = signatureCheck(deps.redis, new Keys(config.queue.prefix));
   app.use(jobsRouter(deps.service, config, tenantGate, enqueued, deps.webhooks, signatures));
   app.use(webhooksRouter(deps.webhooks, config, tenantGate, signatures));

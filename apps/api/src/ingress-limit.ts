@@ -66,25 +66,21 @@ function answer(res: Response, ingress: Ingress, r: RateLimiterRes, ok: boolean)
   );
 }
 
-/** Per client address, before anything else (Express's req.ip, with trust proxy set to trusted_proxies). */
-export function ipLimit(config: SwitchyardConfig, redis: Redis) {
-  const l = config.server.rate_limit?.per_ip;
-  const ingress = l && new Ingress(redis, config.queue.prefix, "ip", l);
+/**
+ * One ingress limit as middleware: `per_ip` counts the client address (Express's req.ip, with
+ * trust proxy set to server.trusted_proxies), before anything else; `per_tenant` counts the
+ * tenant, once auth has found it.
+ */
+export function ingressLimit(config: SwitchyardConfig, redis: Redis, scope: "ip" | "tenant") {
+  const l = scope === "ip" ? config.server.rate_limit?.per_ip : config.server.rate_limit?.per_tenant;
+  const ingress = l && new Ingress(redis, config.queue.prefix, scope, l);
+  const keyOf = (req: Request, res: Response): string =>
+    scope === "ip"
+      ? (req.ip ?? req.socket.remoteAddress ?? "unknown")
+      : (res.locals.tenant as TenantConfig).id;
   return async (req: Request, res: Response, next: NextFunction): Promise<void> => {
     if (!ingress) return next();
-    const { ok, res: r } = await ingress.take(req.ip ?? req.socket.remoteAddress ?? "unknown");
-    next(answer(res, ingress, r, ok));
-  };
-}
-
-/** Per tenant, once the tenant is known (after auth). */
-export function tenantLimit(config: SwitchyardConfig, redis: Redis) {
-  const l = config.server.rate_limit?.per_tenant;
-  const ingress = l && new Ingress(redis, config.queue.prefix, "tenant", l);
-  return async (_req: Request, res: Response, next: NextFunction): Promise<void> => {
-    if (!ingress) return next();
-    const tenant = res.locals.tenant as TenantConfig;
-    const { ok, res: r } = await ingress.take(tenant.id);
+    const { ok, res: r } = await ingress.take(keyOf(req, res));
     next(answer(res, ingress, r, ok));
   };
 }

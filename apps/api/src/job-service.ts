@@ -8,7 +8,6 @@ import {
   createJobRequestSchema,
   isTerminal,
   newJobId,
-  jobCost,
   notFound,
   ownEntry,
   retentionMs,
@@ -20,6 +19,7 @@ import {
   type TenantConfig,
 } from "@switchyard/core";
 import {
+  fairEntryOf,
   queueNameFor,
   type FairQueue,
   type IdempotencyClaim,
@@ -30,6 +30,7 @@ import {
   type Redis,
 } from "@switchyard/queue";
 import type { Logger } from "@switchyard/observability";
+import { redisUnavailable } from "./errors";
 import { parseBody } from "./validate";
 
 /** What a request says about the answer cache (Cache-Control: no-cache, no-store). */
@@ -156,7 +157,6 @@ export class JobService {
     try {
       await this.dispatch(
         tenant,
-        req,
         queue,
         this.payload(jobId, tenant, req, now + startWithin, traceId, opts.cache),
       );
@@ -168,13 +168,7 @@ export class JobService {
         this.producer.removeIfIdle(queue, jobId),
         claim ? this.redis.del(claim.key) : Promise.resolve(),
       ]);
-      throw new ApiError(
-        503,
-        "service_unavailable",
-        "could not queue the job (Redis unavailable); nothing was kept, retry later",
-        undefined,
-        { "retry-after": "2" },
-      );
+      throw redisUnavailable();
     }
     // The answer is built from what was just written: no read-back round trip on the ingest path.
     const job: JobView = {
@@ -191,18 +185,9 @@ export class JobService {
   }
 
   /** Parks the BullMQ job, then lists it in the fair queue (whose pick needs it parked). */
-  private async dispatch(tenant: TenantConfig, req: CreateJobRequest, queue: string, payload: JobPayload) {
+  private async dispatch(tenant: TenantConfig, queue: string, payload: JobPayload) {
     await this.producer.enqueue(queue, payload);
-    await this.fair.enqueue({
-      jobId: payload.job_id,
-      tier: tenant.tier,
-      tenantId: tenant.id,
-      queue,
-      cost: jobCost(this.config, req),
-      priority: payload.priority,
-      tierWeight: this.config.worker.tier_weights[tenant.tier],
-      tenantWeight: tenant.weight,
-    });
+    await this.fair.enqueue(fairEntryOf(this.config, payload, queue, tenant.weight));
   }
 
   private payload(
@@ -261,7 +246,6 @@ export class JobService {
       const deadline = rec.view.created_at * 1000 + startWithinMs(this.config, req.ttl_seconds);
       await this.dispatch(
         tenant,
-        req,
         rec.queue,
         this.payload(prior.job_id, tenant, req, Math.round(deadline), traceId),
       );

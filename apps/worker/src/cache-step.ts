@@ -1,6 +1,5 @@
 import {
   cachePlan,
-  jobCost,
   type CachePlan,
   type JobError,
   type JobPayload,
@@ -11,7 +10,13 @@ import {
 } from "@switchyard/core";
 import type { Logger } from "@switchyard/observability";
 import { OpenAIEmbeddings } from "@switchyard/providers";
-import type { AnswerCache, CacheEntry, FairEntry, FairQueue } from "@switchyard/queue";
+import {
+  fairEntryOf,
+  type AnswerCache,
+  type CacheEntry,
+  type FairEntry,
+  type FairQueue,
+} from "@switchyard/queue";
 import { z } from "zod";
 import type { WorkerMetrics } from "./metrics";
 import type { RouteOutcome } from "./route-executor";
@@ -133,17 +138,7 @@ export class CacheStep {
       return { kind: "proceed", lead: true, ...(vector ? { vector } : {}) };
     }
     // Someone leads: wait for it, woken when it ends, at most as long as its claim can last.
-    const tenant = this.tenants.get(p.tenant_id);
-    const ref: z.infer<typeof followerSchema> = {
-      jobId: p.job_id,
-      tier: p.tier,
-      tenantId: p.tenant_id,
-      queue,
-      cost: jobCost(this.config, { model: p.model, ...p.request, task: p.task }),
-      priority: p.priority,
-      tierWeight: this.config.worker.tier_weights[p.tier],
-      tenantWeight: tenant?.weight ?? 1,
-    };
+    const ref = fairEntryOf(this.config, p, queue, this.tenants.get(p.tenant_id)?.weight);
     const leftMs = begun.leaderTtlMs || flightMs;
     return {
       kind: "follow",

@@ -1,6 +1,5 @@
 import { DelayedError, UnrecoverableError, type Job } from "bullmq";
 import {
-  jobCost,
   jobPayloadSchema,
   queueAttemptCap,
   resolveRoute,
@@ -14,7 +13,7 @@ import {
   type Usage,
 } from "@switchyard/core";
 import type { Logger } from "@switchyard/observability";
-import type { FairQueue, JobStore, TransitionFields } from "@switchyard/queue";
+import { fairEntryOf, type FairQueue, type JobStore, type TransitionFields } from "@switchyard/queue";
 import type { CacheStep } from "./cache-step";
 import { RouteExecutor, type RouteOutcome } from "./route-executor";
 import type { WorkerMetrics } from "./metrics";
@@ -253,21 +252,8 @@ export class JobRunner {
       throw new DelayedError("job returned to the queue");
     }
     await job.moveToDelayed(Date.now() + delayMs + ROOM_PARK_MS, token);
-    const tenant = this.tenants.get(p.tenant_id);
-    await this.fair.wait(
-      {
-        jobId: p.job_id,
-        tier: p.tier,
-        tenantId: p.tenant_id,
-        queue: job.queueName,
-        cost: jobCost(this.config, { model: p.model, ...p.request, task: p.task }),
-        priority: p.priority,
-        tierWeight: this.config.worker.tier_weights[p.tier],
-        tenantWeight: tenant?.weight ?? 1,
-      },
-      resource,
-      delayMs,
-    );
+    const entry = fairEntryOf(this.config, p, job.queueName, this.tenants.get(p.tenant_id)?.weight);
+    await this.fair.wait(entry, resource, delayMs);
     throw new DelayedError("job waits for capacity");
   }
 

@@ -1,6 +1,6 @@
 import type { Redis } from "ioredis";
 import { z } from "zod";
-import type { Priority } from "@switchyard/core";
+import { jobCost, type JobPayload, type Priority, type SwitchyardConfig } from "@switchyard/core";
 import type { Keys } from "./keys";
 import fairQueueLua from "./lua/fair-queue.lua";
 
@@ -53,6 +53,28 @@ export interface FairTenantView {
   oldest_listed_seconds: number | null;
   starts_last_minute: number;
   share_last_minute: number | null;
+}
+
+/**
+ * A job's listing, from its queue payload: the API lists new jobs with it, the worker lists jobs
+ * going back to wait (for capacity, or for an identical running job) with it.
+ */
+export function fairEntryOf(
+  config: SwitchyardConfig,
+  p: JobPayload,
+  queue: string,
+  tenantWeight: number | undefined,
+): FairEntry {
+  return {
+    jobId: p.job_id,
+    tier: p.tier,
+    tenantId: p.tenant_id,
+    queue,
+    cost: jobCost(config, { model: p.model, ...p.request, task: p.task }),
+    priority: p.priority,
+    tierWeight: config.worker.tier_weights[p.tier],
+    tenantWeight: tenantWeight ?? 1,
+  };
 }
 
 const PRIORITY_RANK: Record<Priority, number> = { high: 0, normal: 1, low: 2 };
