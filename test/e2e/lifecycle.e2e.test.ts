@@ -24,6 +24,8 @@ describe("job lifecycle", () => {
       model: "gpt-4o-mini",
       priority: "normal",
     });
+    // Nothing else is waiting in the tier: the job starts at once.
+    expect(res.body.estimated_start_seconds).toBe(0);
     expect(res.headers.get("location")).toBe(`/v1/jobs/${res.body.id}`);
     const done = await waitFinal(stack.apiUrl, PAID_KEY, res.body.id);
     expect(done.status).toBe("succeeded");
@@ -42,7 +44,8 @@ describe("job lifecycle", () => {
         },
       ],
     });
-    expect(done.usage).toEqual({ input_tokens: 8, output_tokens: 3 });
+    // gpt-4o-mini in the bundled price table: $0.15 / M input, $0.60 / M output.
+    expect(done.usage).toEqual({ input_tokens: 8, output_tokens: 3, cost_usd: 0.000003 });
     expect(done.metadata).toEqual({ order: 42 });
     expect(done.attempts).toBe(1);
     expect(done.started_at).toBeGreaterThanOrEqual(done.created_at);

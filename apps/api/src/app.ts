@@ -4,7 +4,7 @@ import { pinoHttp } from "pino-http";
 import { createBullBoard } from "@bull-board/api";
 import { BullMQAdapter } from "@bull-board/api/bullMQAdapter";
 import { ExpressAdapter } from "@bull-board/express";
-import { notFound, type SwitchyardConfig } from "@switchyard/core";
+import { notFound, type SwitchyardConfig, type TenantConfig } from "@switchyard/core";
 import { Counter, type Logger, type Registry } from "@switchyard/observability";
 import type { KeyPool } from "@switchyard/limiter";
 import { Keys, type AnswerCache, type FairQueue, type JobProducer, type Redis } from "@switchyard/queue";
@@ -12,6 +12,7 @@ import { adminAuth, tenantAuth } from "./auth";
 import { errorHandler, REDIS_RETRY_AFTER_SECONDS } from "./errors";
 import { httpMetrics } from "./http-metrics";
 import type { JobService } from "./job-service";
+import type { UsageService } from "./usage-service";
 import type { WebhookService } from "./webhook-service";
 import type { DeliveryQueue } from "@switchyard/webhooks";
 import { webhooksRouter } from "./routes/webhooks";
@@ -28,6 +29,7 @@ export interface AppDeps {
   otherRedis?: Redis[];
   producer: JobProducer;
   service: JobService;
+  usage: UsageService;
   webhooks: WebhookService;
   deliveryQueue: DeliveryQueue;
   pool: KeyPool;
@@ -125,6 +127,9 @@ export function createApp(deps: AppDeps): Express {
   const signatures = signatureCheck(deps.redis, new Keys(config.queue.prefix));
   app.use(jobsRouter(deps.service, config, tenantGate, enqueued, deps.webhooks, signatures));
   app.use(webhooksRouter(deps.webhooks, config, tenantGate, signatures));
+  app.get("/v1/usage", ...tenantGate, signatures, async (req, res) => {
+    res.json(await deps.usage.report(res.locals.tenant as TenantConfig, req.query));
+  });
 
   app.use(adminRouter(config, deps.pool, deps.fair, deps.producer, deps.cache, deps.adminToken));
   fleetMetrics(config, deps.pool, deps.fair, registry);

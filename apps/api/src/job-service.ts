@@ -6,6 +6,9 @@ import {
   canonicalJson,
   conflict,
   createJobRequestSchema,
+  estimateSpend,
+  type Degraded,
+  type PriceBook,
   isTerminal,
   newJobId,
   notFound,
@@ -19,7 +22,13 @@ import {
   type TenantConfig,
 } from "@switchyard/core";
 import {
+  dayPeriod,
   fairEntryOf,
+  monthPeriod,
+  PRIORITY_RANK,
+  type AdmissionBound,
+  type AdmissionCheck,
+  type QuotaName,
   queueNameFor,
   type FairQueue,
   type IdempotencyClaim,
@@ -84,6 +93,56 @@ export function parseCreateJob(body: unknown, config: SwitchyardConfig): CreateJ
   return req;
 }
 
+/** The request as admission degrades it: the cheaper route, max_tokens capped. */
+function degradedRequest<R extends { model: string; max_tokens?: number | undefined }>(
+  req: R,
+  to: { model: string; max_tokens_cap?: number | undefined },
+): R {
+  const cap = to.max_tokens_cap;
+  const max = cap === undefined ? req.max_tokens : Math.min(req.max_tokens ?? cap, cap);
+  return { ...req, model: to.model, ...(max !== undefined ? { max_tokens: max } : {}) };
+}
+
+const BOUND_TEXT: Record<AdmissionBound, string> = {
+  tier_max_waiting: "its tier has as many jobs waiting as admission allows (admission.<tier>.max_waiting)",
+  tier_max_wait_seconds: "its estimated wait is longer than its tier allows (admission.<tier>.max_wait_seconds)",
+  tenant_max_waiting: "the tenant has as many jobs waiting as it may (admission.max_waiting of the tenant)",
+  tenant_max_wait_seconds: "its estimated wait is longer than the tenant allows (admission.max_wait_seconds of the tenant)",
+};
+
+/** 503 at an admission bound: which one, and when to come back. */
+function overloaded(
+  tenant: TenantConfig,
+  r: { bound: AdmissionBound; retryAfterMs: number; estimatedWaitMs: number | null },
+): ApiError {
+  const retry = Math.max(1, Math.ceil(r.retryAfterMs / 1000));
+  const wait = r.estimatedWaitMs === null ? "" : ` (estimated wait ${Math.round(r.estimatedWaitMs / 1000)} s)`;
+  return new ApiError(
+    503,
+    "overloaded",
+    `the ${tenant.tier} tier is over an admission bound: ${BOUND_TEXT[r.bound]}${wait}; nothing was queued, retry after ${retry} s`,
+    [{ path: `admission.${r.bound}`, message: "bound reached" }],
+    { "retry-after": String(retry) },
+  );
+}
+
+/** 429 over a quota, with Retry-After until its UTC day or month resets. */
+function quotaExceeded(quota: QuotaName, now: number): ApiError {
+  const d = new Date(now);
+  const reset =
+    quota === "usd_per_month"
+      ? Date.UTC(d.getUTCFullYear(), d.getUTCMonth() + 1, 1)
+      : Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), d.getUTCDate() + 1);
+  const retry = Math.max(1, Math.ceil((reset - now) / 1000));
+  return new ApiError(
+    429,
+    "quota_exceeded",
+    `the tenant's ${quota} quota is used up until ${new Date(reset).toISOString()}; GET /v1/usage shows the usage`,
+    [{ path: `quota.${quota}`, message: "quota reached" }],
+    { "retry-after": String(retry) },
+  );
+}
+
 export class JobService {
   constructor(
     private readonly config: SwitchyardConfig,
@@ -94,6 +153,7 @@ export class JobService {
     private readonly events: JobEvents,
     private readonly log: Logger,
     private readonly fair: FairQueue,
+    private readonly prices: PriceBook,
   ) {}
 
   private get retentionMs(): number {
@@ -129,6 +189,7 @@ export class JobService {
     const now = Date.now();
     const startWithin = startWithinMs(this.config, req.ttl_seconds);
     const queue = queueNameFor(tenant);
+    const admission = this.admission(tenant, req, now);
     // The record and the key's claim are one atomic step: a crash cannot leave a claimed key
     // without a record. A crash after it but before the enqueue is healed by the retry (replay).
     const created = await this.store.create(
@@ -145,8 +206,11 @@ export class JobService {
       },
       startWithin + this.retentionMs,
       claim,
+      admission,
     );
-    if (!created.created) {
+    if (created.kind === "refused") throw overloaded(tenant, created);
+    if (created.kind === "over_quota") throw quotaExceeded(created.quota, now);
+    if (created.kind === "claimed") {
       const replayed = await this.replay(tenant, created.claimedBy, fp, req, traceId);
       if (replayed) return replayed;
       // The key's job record is gone: release the stale claim and take the key over, once.
@@ -154,11 +218,22 @@ export class JobService {
         return this.submit(tenant, req, traceId, { ...opts, takeOver: true });
       throw conflict("a request with this Idempotency-Key is being processed right now; retry in a moment");
     }
+    const degraded: Degraded | undefined =
+      created.degraded && admission.degradeTo
+        ? {
+            from: req.model,
+            to: admission.degradeTo.model,
+            estimated_wait_seconds: (created.estimatedWaitMs ?? 0) / 1000,
+            ...(admission.degradeTo.max_tokens_cap !== undefined
+              ? { max_tokens_cap: admission.degradeTo.max_tokens_cap }
+              : {}),
+          }
+        : undefined;
     try {
       await this.dispatch(
         tenant,
         queue,
-        this.payload(jobId, tenant, req, now + startWithin, traceId, opts.cache),
+        this.payload(jobId, tenant, req, now + startWithin, traceId, opts.cache, degraded),
       );
     } catch (err) {
       // Leave nothing half-written: no record without a queued job, no key pointing nowhere.
@@ -181,7 +256,45 @@ export class JobService {
       created_at: now / 1000,
     };
     if (req.metadata) job.metadata = req.metadata;
+    if (degraded) job.degraded = degraded;
+    job.estimated_start_seconds = created.estimatedWaitMs === null ? null : created.estimatedWaitMs / 1000;
     return { job, replayed: false };
+  }
+
+  /** The bounds, quota and estimate a submission is admitted against (create-job.lua). */
+  private admission(tenant: TenantConfig, req: CreateJobRequest, now: number): AdmissionCheck {
+    const tierBounds = this.config.admission[tenant.tier];
+    const own = tenant.admission;
+    const quota = tenant.quota;
+    const degrade = tierBounds?.degrade;
+    const seconds = (s: number | undefined) => (s === undefined ? undefined : s * 1000);
+    const nano = (usd: number | undefined) => (usd === undefined ? undefined : usd * 1e9);
+    return {
+      tier: tenant.tier,
+      tenantId: tenant.id,
+      priorityRank: PRIORITY_RANK[req.priority],
+      tenantWeight: tenant.weight,
+      tierMaxWaiting: tierBounds?.max_waiting,
+      tierMaxWaitMs: seconds(tierBounds?.max_wait_seconds),
+      tenantMaxWaiting: own?.max_waiting,
+      tenantMaxWaitMs: seconds(own?.max_wait_seconds),
+      degradeOverMs: seconds(degrade?.when_wait_over_seconds),
+      quota: {
+        requestsPerDay: quota?.requests_per_day,
+        tokensPerDay: quota?.tokens_per_day,
+        nanoUsdPerDay: nano(quota?.usd_per_day),
+        nanoUsdPerMonth: nano(quota?.usd_per_month),
+      },
+      estimate: estimateSpend(this.config, this.prices, { ...req, task: req.task }),
+      ...(degrade
+        ? {
+            degradedEstimate: estimateSpend(this.config, this.prices, degradedRequest(req, degrade)),
+            degradeTo: { model: degrade.model, max_tokens_cap: degrade.max_tokens_cap },
+          }
+        : {}),
+      day: dayPeriod(now),
+      month: monthPeriod(now),
+    };
   }
 
   /** Parks the BullMQ job, then lists it in the fair queue (whose pick needs it parked). */
@@ -197,8 +310,12 @@ export class JobService {
     deadline: number,
     traceId: string,
     cache?: CacheDirectives,
+    degraded?: Degraded,
   ): JobPayload {
-    const { messages, max_tokens, temperature, top_p, stop, user } = req;
+    const routed = degraded
+      ? degradedRequest(req, { model: degraded.to, max_tokens_cap: degraded.max_tokens_cap })
+      : req;
+    const { messages, max_tokens, temperature, top_p, stop, user } = routed;
     // "cache": false in the body turns the cache off for the job, whatever the headers say.
     const directives = req.cache === false ? { read: false, write: false } : cache;
     return {
@@ -206,8 +323,9 @@ export class JobService {
       job_id: jobId,
       tenant_id: tenant.id,
       tier: tenant.tier,
-      model: req.model,
+      model: routed.model,
       request: { messages, max_tokens, temperature, top_p, stop, user },
+      ...(degraded ? { degraded } : {}),
       ...(req.task !== undefined ? { task: req.task } : {}),
       priority: req.priority,
       start_deadline: deadline,
@@ -247,7 +365,7 @@ export class JobService {
       await this.dispatch(
         tenant,
         rec.queue,
-        this.payload(prior.job_id, tenant, req, Math.round(deadline), traceId),
+        this.payload(prior.job_id, tenant, req, Math.round(deadline), traceId, undefined, rec.view.degraded),
       );
     }
     return { job: rec.view, replayed: true };

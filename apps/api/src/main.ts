@@ -1,5 +1,5 @@
 import { resolve } from "node:path";
-import { configPathFor, loadConfig } from "@switchyard/core";
+import { configPathFor, loadConfig, priceBookFor } from "@switchyard/core";
 import { KeyPool } from "@switchyard/limiter";
 import { createLogger, createRegistry } from "@switchyard/observability";
 import {
@@ -16,6 +16,7 @@ import {
 import { createApp } from "./app";
 import { loadApiEnv } from "./env";
 import { JobService } from "./job-service";
+import { UsageService } from "./usage-service";
 import { AddressPolicy, DeliveryQueue, WebhookStore } from "@switchyard/webhooks";
 import { WebhookService } from "./webhook-service";
 
@@ -44,7 +45,8 @@ async function main(): Promise<void> {
   await events.whenReady();
   const registry = createRegistry("api");
   const fair = new FairQueue(redis, keys);
-  const service = new JobService(config, redis, keys, store, producer, events, log, fair);
+  const prices = priceBookFor(config, (msg, fields) => log.warn(fields, msg));
+  const service = new JobService(config, redis, keys, store, producer, events, log, fair, prices);
   const deliveryQueue = new DeliveryQueue(bullConnection, config);
   const webhooks = new WebhookService(
     config,
@@ -58,6 +60,7 @@ async function main(): Promise<void> {
     otherRedis: [bullConnection],
     producer,
     service,
+    usage: new UsageService(redis, keys),
     webhooks,
     deliveryQueue,
     pool: new KeyPool(redis, keys),

@@ -14,6 +14,8 @@ import { WIRE_NAMES, type HintPlace, type WireName } from "./formats/types";
  *   truncated       answer 200 with a Content-Length longer than the body, then close
  *   echo_key        with status=N: the error message quotes the API key the request used (some
  *                   upstreams do; Switchyard must never pass it on)
+ *   cached=N        a success reports N of the prompt's tokens as read from the provider's prompt
+ *                   cache (in each format's own field)
  * The same grammar (without the brackets) sets standing faults through POST /_control/faults.
  */
 export interface Fault {
@@ -28,6 +30,7 @@ export interface Fault {
   malformed?: boolean;
   truncated?: boolean;
   echoKey?: boolean;
+  cachedTokens?: number;
 }
 
 const MARKER = /\[\[mock:([^\]]*)\]\]/;
@@ -66,6 +69,9 @@ export function parseFaultSpec(spec: string): Fault {
         break;
       case "echo_key":
         fault.echoKey = true;
+        break;
+      case "cached":
+        fault.cachedTokens = Number(value);
         break;
     }
   }

@@ -239,7 +239,7 @@ export class MockProvider {
         status = 500;
         return send(res, format.error(500));
       }
-      const r = this.answer(format, apiKey, parsed);
+      const r = this.answer(format, apiKey, parsed, active?.cachedTokens);
       status = 200;
       tokens = [r.inputTokens, r.outputTokens];
       send(res, r.response);
@@ -248,12 +248,19 @@ export class MockProvider {
     }
   }
 
-  private answer(format: WireFormat, apiKey: string, req: ParsedRequest) {
+  private answer(format: WireFormat, apiKey: string, req: ParsedRequest, cached?: number) {
     const inputTokens = promptTokens(req.messages);
     const out = complete(req.messages, req.maxTokens);
+    const cachedTokens = Math.min(Math.max(0, Math.floor(cached ?? 0)), inputTokens);
     const response = format.success(
       req,
-      { text: out.text, finished: out.finishReason, inputTokens, outputTokens: out.outputTokens },
+      {
+        text: out.text,
+        finished: out.finishReason,
+        inputTokens,
+        outputTokens: out.outputTokens,
+        ...(cachedTokens > 0 ? { cachedTokens } : {}),
+      },
       this.windows.state(apiKey),
     );
     return { response, inputTokens, outputTokens: out.outputTokens };

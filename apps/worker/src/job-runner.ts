@@ -8,12 +8,14 @@ import {
   type Attempt,
   type JobError,
   type JobPayload,
+  type JobResult,
+  type PriceBook,
   type SwitchyardConfig,
   type TenantConfig,
   type Usage,
 } from "@switchyard/core";
 import type { Logger } from "@switchyard/observability";
-import { fairEntryOf, type FairQueue, type JobStore, type TransitionFields } from "@switchyard/queue";
+import { fairEntryOf, type FairQueue, type JobStore, type Spent, type TransitionFields } from "@switchyard/queue";
 import type { CacheStep } from "./cache-step";
 import { RouteExecutor, type RouteOutcome } from "./route-executor";
 import type { WorkerMetrics } from "./metrics";
@@ -60,6 +62,7 @@ export class JobRunner {
     private readonly log: Logger,
     private readonly fair: FairQueue,
     private readonly cacheStep: CacheStep,
+    private readonly prices: PriceBook,
   ) {
     this.tenants = new Map(config.tenants.map((t) => [t.id, t]));
     this.retentionMs = retentionMs(config);
@@ -173,15 +176,19 @@ export class JobRunner {
     const attempts = attemptCount(history);
     switch (outcome.kind) {
       case "succeeded": {
-        const { usage, rateLimit: _hint, ...view } = outcome.result;
-        await this.finish(p.job_id, "succeeded", {
-          attempts,
-          attempt_log: history,
-          result: routeName === p.model ? view : { ...view, route: routeName },
-          usage,
-          error: null,
-        });
+        const { usage: reported, rateLimit: _hint, ...view } = outcome.result;
+        const cost = this.prices.cost(view.provider, view.model, reported);
+        const usage = cost === undefined ? reported : { ...reported, cost_usd: cost };
+        const result: JobResult = routeName === p.model ? view : { ...view, route: routeName };
+        if (p.degraded) result.degraded = p.degraded;
+        await this.finish(
+          p.job_id,
+          "succeeded",
+          { attempts, attempt_log: history, result, usage, error: null },
+          { usage, label: `${view.provider}/${view.model}` },
+        );
         this.metrics.jobs.inc({ queue: job.queueName, outcome: "succeeded" });
+        this.metrics.spent(p.tenant_id, view.provider, view.model, usage);
         log.debug({ provider: view.provider, attempts }, "job succeeded");
         return { status: "succeeded", provider: view.provider, model: view.model, usage };
       }
@@ -266,12 +273,14 @@ export class JobRunner {
     return { status: "cancelled" };
   }
 
+  /** The final write; it settles the job's reserved usage with what it `spent` (nothing when absent). */
   private finish(
     jobId: string,
     status: "succeeded" | "failed" | "cancelled" | "expired",
     fields: TransitionFields,
+    spent?: Spent,
   ) {
-    return this.store.transition(jobId, status, { finished_at: Date.now(), ...fields }, this.retentionMs);
+    return this.store.transition(jobId, status, { finished_at: Date.now(), ...fields }, this.retentionMs, spent);
   }
 }
 

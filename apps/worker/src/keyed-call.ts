@@ -101,7 +101,7 @@ export class KeyedCaller {
       }
       const durationMs = Date.now() - startedAt;
       if ("result" in outcome) {
-        this.metrics.observeCall(cfg.id, "ok", start, outcome.result.usage);
+        this.metrics.observeCall(cfg.id, "ok", start);
         await this.settle(
           res,
           { kind: "ok", usage: outcome.result.usage, reported: outcome.result.rateLimit, durationMs },

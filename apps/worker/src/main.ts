@@ -1,7 +1,7 @@
 import { createServer } from "node:http";
 import { hostname } from "node:os";
 import { resolve } from "node:path";
-import { configPathFor, loadConfig } from "@switchyard/core";
+import { configPathFor, loadConfig, priceBookFor } from "@switchyard/core";
 import { createLogger, createRegistry } from "@switchyard/observability";
 import { CircuitBreakers, estimatePromptTokens, KeyPool } from "@switchyard/limiter";
 import { createProviders } from "@switchyard/providers";
@@ -56,7 +56,8 @@ async function main(): Promise<void> {
   const executor = new RouteExecutor(config, providers, keyed, breakers, bulkheads, metrics);
   const fair = new FairQueue(redis, keys);
   const cacheStep = new CacheStep(config, new AnswerCache(redis, keys, config.cache), fair, metrics);
-  const runner = new JobRunner(config, store, executor, metrics, log, fair, cacheStep);
+  const prices = priceBookFor(config, (msg, fields) => log.warn(fields, msg));
+  const runner = new JobRunner(config, store, executor, metrics, log, fair, cacheStep, prices);
   const dispatcher = new Dispatcher(config, bull, subscriber, keys.cancelChannel, store, runner, fair, log);
   await dispatcher.start();
   const prober = new KeyProber(pool, config.providers, providers, metrics, log);

@@ -12,7 +12,8 @@ export class WorkerMetrics {
   readonly cacheTokensSaved: Counter<"route">;
   readonly inFlight: Gauge;
   private readonly upstream: Histogram<"provider" | "outcome">;
-  private readonly tokens: Counter<"provider" | "direction">;
+  private readonly tokens: Counter<"tenant" | "provider" | "model" | "direction">;
+  private readonly cost: Counter<"tenant" | "provider" | "model">;
   readonly fallbacks: Counter<"route" | "from" | "reason">;
   readonly circuit: Gauge<"provider" | "scope">;
   readonly bulkheadRejected: Counter<"provider">;
@@ -73,8 +74,14 @@ export class WorkerMetrics {
     });
     this.tokens = new Counter({
       name: "switchyard_tokens_total",
-      help: "Tokens reported by upstreams, by provider and direction (input, output)",
-      labelNames: ["provider", "direction"],
+      help: "Tokens of succeeded jobs as upstreams reported them, by tenant, provider, model and direction (input, output, cached_input: the part of input served from the provider's prompt cache)",
+      labelNames: ["tenant", "provider", "model", "direction"],
+      registers: [registry],
+    });
+    this.cost = new Counter({
+      name: "switchyard_cost_usd_total",
+      help: "What succeeded jobs cost upstream in USD (price table or the config's prices), by tenant, provider and model",
+      labelNames: ["tenant", "provider", "model"],
       registers: [registry],
     });
     this.fallbacks = new Counter({
@@ -136,11 +143,16 @@ export class WorkerMetrics {
     this.circuit.set({ provider, scope }, state === "closed" ? 0 : state === "half_open" ? 1 : 2);
   }
 
-  observeCall(provider: string, outcome: string, start: bigint, usage?: Usage): void {
+  observeCall(provider: string, outcome: string, start: bigint): void {
     this.upstream.observe({ provider, outcome }, Number(process.hrtime.bigint() - start) / 1e9);
-    if (usage) {
-      this.tokens.inc({ provider, direction: "input" }, usage.input_tokens);
-      this.tokens.inc({ provider, direction: "output" }, usage.output_tokens);
-    }
+  }
+
+  /** What a succeeded job spent upstream. */
+  spent(tenant: string, provider: string, model: string, usage: Usage): void {
+    const who = { tenant, provider, model };
+    this.tokens.inc({ ...who, direction: "input" }, usage.input_tokens);
+    this.tokens.inc({ ...who, direction: "output" }, usage.output_tokens);
+    if (usage.cached_input_tokens) this.tokens.inc({ ...who, direction: "cached_input" }, usage.cached_input_tokens);
+    if (usage.cost_usd !== undefined) this.cost.inc(who, usage.cost_usd);
   }
 }

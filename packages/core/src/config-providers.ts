@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { providerPricesSchema } from "./config-protection";
 
 /** Providers in the config: their keys and limits, the limiter, breaker and bulkhead settings. */
 
@@ -138,6 +139,11 @@ export const providerSchema = z
     breaker: breakerSchema.default(breakerSchema.parse({})),
     bulkhead: bulkheadSchema.optional(),
     limiter: limiterSchema.default(limiterSchema.parse({})),
+    /**
+     * Prices of this provider's models in USD per million tokens, by upstream model name ("*":
+     * every model), over the price table (@pydantic/genai-prices); self-hosted models: 0.
+     */
+    prices: providerPricesSchema.optional(),
   })
   .strict()
   .transform((p, ctx) => {

@@ -4,6 +4,7 @@ import { z } from "zod";
 import { ownEntry } from "./own";
 import { cacheSchema, modelCacheSchema, tenantCacheSchema } from "./config-cache";
 import { keyLimitsSchema, providerSchema } from "./config-providers";
+import { admissionSchema, quotaSchema, tenantAdmissionSchema } from "./config-protection";
 
 /** Switchyard's one config file: tenants, providers, model routes, queue and worker tuning. */
 
@@ -17,6 +18,10 @@ const tenantSchema = z
     /** The tenant's share of its tier against the tier's other tenants while all have work waiting. */
     weight: z.number().gt(0).max(1000).default(1),
     cache: tenantCacheSchema.optional(),
+    /** Admission bounds of the tenant's own, on top of its tier's (admission.<tier>). */
+    admission: tenantAdmissionSchema.optional(),
+    /** The tenant's budget: requests, tokens and USD per UTC day, USD per UTC month. */
+    quota: quotaSchema.optional(),
     /**
      * Signed requests: with required, every request of the tenant must carry a valid
      * switchyard-signature; otherwise a signature that is sent must be valid. Several secrets
@@ -262,6 +267,8 @@ export const configSchema = z
     worker: workerSchema.default(workerSchema.parse({})),
     scheduler: schedulerSchema.default(schedulerSchema.parse({})),
     cache: cacheSchema.default(cacheSchema.parse({})),
+    /** Per tier: bounds on waiting jobs and on the estimated wait (503 past them), and degrade. */
+    admission: admissionSchema.default({}),
     providers: z.array(providerSchema).min(1),
     models: z.record(z.string().min(1), modelSchema),
     tenants: z.array(tenantSchema).min(1),
@@ -341,6 +348,15 @@ export const configSchema = z
           });
       }
       if (m.default !== undefined) direct(m.default, ["default"]);
+    }
+    for (const tier of ["paid", "free"] as const) {
+      const target = cfg.admission[tier]?.degrade?.model;
+      if (target !== undefined && !ownEntry(cfg.models, target))
+        ctx.addIssue({
+          code: "custom",
+          path: ["admission", tier, "degrade", "model"],
+          message: `unknown model '${target}'`,
+        });
     }
     const tenantIds = new Set<string>();
     const keys = new Set<string>();

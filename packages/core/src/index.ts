@@ -12,3 +12,5 @@ export * from "./cache-key";
 export * from "./config-cache";
 export * from "./config-providers";
 export * from "./request-signing";
+export * from "./config-protection";
+export * from "./pricing";

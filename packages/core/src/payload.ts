@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { chatMessageSchema, PRIORITIES } from "./schemas";
+import { chatMessageSchema, degradedSchema, PRIORITIES } from "./schemas";
 
 /**
  * The BullMQ job payload: the queue contract between api (producer) and worker (consumer).
@@ -29,6 +29,8 @@ export const jobPayloadSchema = z
     trace_id: z.string(),
     /** The request's cache directives: read (no-cache / "cache": false turn it off), write (no-store). */
     cache: z.object({ read: z.boolean(), write: z.boolean() }).strict().optional(),
+    /** Admission degraded the job: `model` is the cheaper route, `from` what the client asked for. */
+    degraded: degradedSchema.optional(),
   })
   .strict();
 export type JobPayload = z.infer<typeof jobPayloadSchema>;

@@ -106,13 +106,20 @@ export interface ChatRequest {
 }
 
 export interface Usage {
+  /** Every input token, cached ones included. */
   input_tokens: number;
   output_tokens: number;
+  /** Input tokens the provider served from its prompt cache (priced apart), where it says so. */
+  cached_input_tokens?: number;
+  /** What the job cost upstream, from the price table or the config's prices; absent: unknown price. */
+  cost_usd?: number;
 }
 
 export const usageSchema = z.object({
   input_tokens: z.number().int().min(0),
   output_tokens: z.number().int().min(0),
+  cached_input_tokens: z.number().int().min(0).optional(),
+  cost_usd: z.number().min(0).optional(),
 });
 
 /**
@@ -135,6 +142,20 @@ export type Attempt = z.infer<typeof attemptSchema>;
 /** A job keeps at most this many attempts in its history (the newest). */
 export const MAX_ATTEMPT_HISTORY = 64;
 
+/** A job admission sent to a cheaper route while its tier's estimated wait was too long. */
+export const degradedSchema = z
+  .object({
+    /** The model the client asked for. */
+    from: z.string(),
+    /** The route it was sent to instead. */
+    to: z.string(),
+    /** The estimated wait (seconds) that triggered it. */
+    estimated_wait_seconds: z.number().min(0),
+    max_tokens_cap: z.number().int().optional(),
+  })
+  .strict();
+export type Degraded = z.infer<typeof degradedSchema>;
+
 export const jobResultSchema = z.object({
   output_text: z.string(),
   finish_reason: z.string(),
@@ -155,6 +176,8 @@ export const jobResultSchema = z.object({
     })
     .optional(),
   attempts: z.array(attemptSchema).optional(),
+  /** Admission sent the job to a cheaper route (admission.<tier>.degrade). */
+  degraded: degradedSchema.optional(),
 });
 export type JobResult = z.infer<typeof jobResultSchema>;
 
@@ -188,4 +211,8 @@ export interface JobView {
   usage?: Usage;
   metadata?: Record<string, string | number | boolean | null>;
   cancel_requested?: boolean;
+  /** Admission sent the job to a cheaper route (admission.<tier>.degrade). */
+  degraded?: Degraded;
+  /** On the 202 only: the estimated wait before the job starts (null: not measured yet). */
+  estimated_start_seconds?: number | null;
 }

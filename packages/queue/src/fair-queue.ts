@@ -77,7 +77,7 @@ export function fairEntryOf(
   };
 }
 
-const PRIORITY_RANK: Record<Priority, number> = { high: 0, normal: 1, low: 2 };
+export const PRIORITY_RANK: Record<Priority, number> = { high: 0, normal: 1, low: 2 };
 /** How many stale entries (jobs cancelled or expired meanwhile) one pick may skip. */
 const MAX_SKIPS = 20;
 

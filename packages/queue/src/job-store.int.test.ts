@@ -1,7 +1,7 @@
 import { Redis } from "ioredis";
 import { testRedisUrl, uniquePrefix } from "@switchyard/testing";
 import { JobEvents } from "./job-events";
-import { JobStore } from "./job-store";
+import { admitAlways, JobStore } from "./job-store";
 import { Keys } from "./keys";
 
 /** Job records on a real Redis: transitions, final states that never change, events, TTLs. */
@@ -17,6 +17,8 @@ describe("JobStore", () => {
     redis.disconnect();
     sub.disconnect();
   });
+  const open = admitAlways("t1");
+  const created = { kind: "created", estimatedWaitMs: 0, degraded: false };
   const create = (id: string) =>
     store.create(
       {
@@ -30,6 +32,8 @@ describe("JobStore", () => {
         metadata: { a: 1 },
       },
       60_000,
+      undefined,
+      open,
     );
 
   it("creates a queued record with a TTL and reads it back", async () => {
@@ -162,14 +166,16 @@ describe("JobStore", () => {
       createdAt: 1_700_000_000_000,
       traceId: "tr",
     });
-    expect(await store.create(rec("job_i1"), 60_000, claim)).toEqual({ created: true });
+    expect(await store.create(rec("job_i1"), 60_000, claim, open)).toEqual(created);
     expect(await redis.get(claim.key)).toBe(claim.value);
     expect(await redis.pttl(claim.key)).toBeGreaterThan(0);
-    const second = await store.create(rec("job_i2"), 60_000, {
-      ...claim,
-      value: '{"fp":"f","job_id":"job_i2"}',
-    });
-    expect(second).toEqual({ created: false, claimedBy: claim.value });
+    const second = await store.create(
+      rec("job_i2"),
+      60_000,
+      { ...claim, value: '{"fp":"f","job_id":"job_i2"}' },
+      open,
+    );
+    expect(second).toEqual({ kind: "claimed", claimedBy: claim.value });
     expect(await redis.exists(keys.job("job_i2"))).toBe(0);
     // A claim is released only while it still holds what the caller saw.
     expect(await store.releaseClaim(claim.key, "something else")).toBe(false);

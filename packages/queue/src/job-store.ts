@@ -41,6 +41,85 @@ export interface NewJobRecord {
   webhookUrl?: string;
 }
 
+/**
+ * What a submission is checked against before its record is written (create-job.lua): its
+ * tier's and tenant's bounds (undefined: none), its tenant's quota, and what it reserves.
+ */
+export interface AdmissionCheck {
+  tier: string;
+  tenantId: string;
+  /** 0 high, 1 normal, 2 low. */
+  priorityRank: number;
+  tenantWeight: number;
+  tierMaxWaiting?: number | undefined;
+  tierMaxWaitMs?: number | undefined;
+  tenantMaxWaiting?: number | undefined;
+  tenantMaxWaitMs?: number | undefined;
+  /** Degrade the job when its estimated wait is over this. */
+  degradeOverMs?: number | undefined;
+  quota: {
+    requestsPerDay?: number | undefined;
+    tokensPerDay?: number | undefined;
+    nanoUsdPerDay?: number | undefined;
+    nanoUsdPerMonth?: number | undefined;
+  };
+  /** What the job reserves of the quota, as routed and as degraded. */
+  estimate: Spend;
+  degradedEstimate?: Spend | undefined;
+  /** Where a degraded job goes instead (admission.<tier>.degrade). */
+  degradeTo?: { model: string; max_tokens_cap?: number | undefined } | undefined;
+  /** The UTC day and month it is counted in (dayPeriod, monthPeriod). */
+  day: string;
+  month: string;
+}
+
+export interface Spend {
+  tokens: number;
+  nanoUsd: number;
+}
+
+/** Which admission bound refused a submission. */
+export type AdmissionBound =
+  | "tier_max_waiting"
+  | "tier_max_wait_seconds"
+  | "tenant_max_waiting"
+  | "tenant_max_wait_seconds";
+export type QuotaName = "requests_per_day" | "tokens_per_day" | "usd_per_day" | "usd_per_month";
+
+export type CreateOutcome =
+  | { kind: "created"; estimatedWaitMs: number | null; degraded: boolean }
+  | { kind: "claimed"; claimedBy: string }
+  | { kind: "refused"; bound: AdmissionBound; retryAfterMs: number; estimatedWaitMs: number | null }
+  | { kind: "over_quota"; quota: QuotaName };
+
+/** The usage counters' period names (Keys.usage) of a UTC day (dyyyymmdd) and month (myyyymm). */
+export const dayPeriod = (at: number): string => `d${new Date(at).toISOString().slice(0, 10).replace(/-/g, "")}`;
+export const monthPeriod = (at: number): string => `m${new Date(at).toISOString().slice(0, 7).replace(/-/g, "")}`;
+
+/** Admission with no bound and no quota (tools and tests that write records directly). */
+export function admitAlways(tenantId: string, tier = "paid", at = Date.now()): AdmissionCheck {
+  return {
+    tier,
+    tenantId,
+    priorityRank: 1,
+    tenantWeight: 1,
+    quota: {},
+    estimate: { tokens: 0, nanoUsd: 0 },
+    day: dayPeriod(at),
+    month: monthPeriod(at),
+  };
+}
+
+/** Usage counters are kept this long (one hash per tenant per day and per month). */
+export const USAGE_RETENTION_DAYS = 400;
+
+/** What a job really spent upstream, settled against its reservation when it ends. */
+export interface Spent {
+  usage: Usage;
+  /** "provider/model" that served it. */
+  label: string;
+}
+
 export interface JobRecord {
   view: JobView;
   tenantId: string;
@@ -84,10 +163,9 @@ export interface IdempotencyClaim {
   ttlMs: number;
 }
 
-export type CreateOutcome = { created: true } | { created: false; claimedBy: string };
 
 interface StoreCommands {
-  syCreateJob(record: string, idem: string, ...args: (string | number)[]): Promise<unknown>;
+  syCreateJob(...keysAndArgs: (string | number)[]): Promise<unknown>;
   syReleaseClaim(idem: string, value: string): Promise<unknown>;
   syTransition(key: string, outbox: string, tenants: string, ...args: (string | number)[]): Promise<unknown>;
   syRequestCancel(key: string, now: number): Promise<unknown>;
@@ -103,7 +181,19 @@ const parseJson = <T>(raw: string | undefined, parse: (v: unknown) => T): T | un
 };
 
 const attemptLogSchema = attemptSchema.array();
-const createReplySchema = z.tuple([z.number()], z.string());
+const createReplySchema = z.union([
+  z.tuple([z.literal(1), z.number(), z.number()]),
+  z.tuple([z.literal(0), z.string()]),
+  z.tuple([
+    z.literal(2),
+    z.enum(["tier_max_waiting", "tier_max_wait_seconds", "tenant_max_waiting", "tenant_max_wait_seconds"]),
+    z.number(),
+    z.number(),
+  ]),
+  z.tuple([z.literal(3), z.enum(["requests_per_day", "tokens_per_day", "usd_per_day", "usd_per_month"])]),
+]);
+const degradedToSchema = z.object({ model: z.string(), max_tokens_cap: z.number().int().optional() });
+const orNone = (n: number | undefined): number => (n === undefined ? -1 : Math.max(0, Math.round(n)));
 const statusSchema = z.enum(JOB_STATUSES);
 const prioritySchema = z.enum(PRIORITIES);
 const metadataSchema = z.record(z.string(), z.union([z.string(), z.number(), z.boolean(), z.null()]));
@@ -119,7 +209,7 @@ export class JobStore {
     readonly keys: Keys,
   ) {
     if (!("syTransition" in redis)) {
-      redis.defineCommand("syCreateJob", { numberOfKeys: 2, lua: createJobLua });
+      redis.defineCommand("syCreateJob", { numberOfKeys: 7, lua: createJobLua });
       redis.defineCommand("syReleaseClaim", { numberOfKeys: 1, lua: releaseClaimLua });
       redis.defineCommand("syTransition", { numberOfKeys: 3, lua: transitionLua });
       redis.defineCommand("syRequestCancel", { numberOfKeys: 1, lua: requestCancelLua });
@@ -128,10 +218,17 @@ export class JobStore {
   }
 
   /**
-   * Writes a new record; with `idem`, claims the Idempotency-Key in the same atomic step, or
-   * writes nothing and says which record value holds the key already.
+   * Admits and writes a new record in one atomic step: with `idem`, claims the Idempotency-Key
+   * (or writes nothing and says which record value holds it already); checks the admission
+   * bounds and the quota (or writes nothing and says which refused); reserves the estimate.
    */
-  async create(rec: NewJobRecord, ttlMs: number, idem?: IdempotencyClaim): Promise<CreateOutcome> {
+  async create(
+    rec: NewJobRecord,
+    ttlMs: number,
+    idem: IdempotencyClaim | undefined,
+    adm: AdmissionCheck,
+    now?: number,
+  ): Promise<CreateOutcome> {
     const key = this.keys.job(rec.id);
     const fields: string[] = [
       "id",
@@ -155,16 +252,52 @@ export class JobStore {
     ];
     if (rec.metadata) fields.push("metadata", JSON.stringify(rec.metadata));
     if (rec.webhookUrl) fields.push("webhook_url", rec.webhookUrl);
+    const fq = this.keys.fairQueue;
+    const degraded = adm.degradedEstimate ?? adm.estimate;
     const reply = await this.redis.syCreateJob(
       key,
       idem?.key ?? key,
+      fq.state,
+      this.keys.fairLane(adm.tenantId),
+      this.keys.fairTier(adm.tier),
+      this.keys.usage(adm.tenantId, adm.day),
+      this.keys.usage(adm.tenantId, adm.month),
       ttlMs,
       idem?.ttlMs ?? 0,
       idem?.value ?? "",
+      adm.tier,
+      adm.tenantId,
+      adm.priorityRank,
+      adm.tenantWeight,
+      orNone(adm.tierMaxWaiting),
+      orNone(adm.tierMaxWaitMs),
+      orNone(adm.tenantMaxWaiting),
+      orNone(adm.tenantMaxWaitMs),
+      orNone(adm.degradeOverMs),
+      orNone(adm.quota.requestsPerDay),
+      orNone(adm.quota.tokensPerDay),
+      orNone(adm.quota.nanoUsdPerDay),
+      orNone(adm.quota.nanoUsdPerMonth),
+      Math.round(adm.estimate.tokens),
+      Math.round(adm.estimate.nanoUsd),
+      Math.round(degraded.tokens),
+      Math.round(degraded.nanoUsd),
+      USAGE_RETENTION_DAYS * 86_400_000,
+      now ?? "",
+      adm.degradeTo ? JSON.stringify(adm.degradeTo) : "",
       ...fields,
     );
-    const parsed = createReplySchema.parse(reply);
-    return parsed[0] === 1 ? { created: true } : { created: false, claimedBy: parsed[1] ?? "" };
+    const r = createReplySchema.parse(reply);
+    switch (r[0]) {
+      case 1:
+        return { kind: "created", estimatedWaitMs: r[1] < 0 ? null : r[1], degraded: r[2] === 1 };
+      case 0:
+        return { kind: "claimed", claimedBy: r[1] };
+      case 2:
+        return { kind: "refused", bound: r[1], retryAfterMs: r[2], estimatedWaitMs: r[3] < 0 ? null : r[3] };
+      case 3:
+        return { kind: "over_quota", quota: r[1] };
+    }
   }
 
   /** Releases an Idempotency-Key claim if it still holds `value`; true when released. */
@@ -204,6 +337,15 @@ export class JobStore {
     if (error) view.error = attempts && !result ? { ...error, attempts } : error;
     if (usage) view.usage = usage;
     if (metadata) view.metadata = metadata;
+    const degradedTo = parseJson(h.degraded, (v) => degradedToSchema.parse(v));
+    if (degradedTo) {
+      view.degraded = {
+        from: view.model,
+        to: degradedTo.model,
+        estimated_wait_seconds: field("degraded_ms", msSchema, h.degraded_ms ?? "0") / 1000,
+        ...(degradedTo.max_tokens_cap !== undefined ? { max_tokens_cap: degradedTo.max_tokens_cap } : {}),
+      };
+    }
     const cancelRequested = h.cancel_requested === "1";
     if (cancelRequested && !isTerminal(view.status)) view.cancel_requested = true;
     return {
@@ -215,14 +357,22 @@ export class JobStore {
     };
   }
 
-  /** Moves a record to `status` unless it is final already; publishes the change. */
+  /**
+   * Moves a record to `status` unless it is final already; publishes the change. A final status
+   * settles the usage reserved at admission with `spent` (nothing spent when absent).
+   */
   async transition(
     jobId: string,
     status: JobStatus,
     fields: TransitionFields,
     ttlMs = 0,
+    spent?: Spent,
   ): Promise<TransitionOutcome> {
-    const args: (string | number)[] = [status, ttlMs, this.keys.jobEventsChannel, jobId, OUTBOX_CAP];
+    const u = spent?.usage;
+    const settle = u
+      ? `${u.input_tokens}|${u.output_tokens}|${u.cached_input_tokens ?? 0}|${Math.round((u.cost_usd ?? 0) * 1e9)}|${spent.label}`
+      : "";
+    const args: (string | number)[] = [status, ttlMs, this.keys.jobEventsChannel, jobId, OUTBOX_CAP, settle];
     for (const [k, v] of Object.entries(fields)) {
       if (v === undefined) continue;
       args.push(k, v === null ? "" : typeof v === "object" ? JSON.stringify(v) : String(v));

@@ -128,6 +128,11 @@ export class Keys {
     return `${this.prefix}:fq:lane:${tenantId}`;
   }
 
+  /** A tenant's usage of one UTC day (yyyymmdd) or month (yyyymm): reserved and settled counters. */
+  usage(tenantId: string, period: string): string {
+    return `${this.prefix}:usage:${tenantId}:${period}`;
+  }
+
   /** An answer in the cache (exact key hash); the prefix alone names every entry. */
   cacheEntry(hash = ""): string {
     return `${this.prefix}:cache:e:${hash}`;

@@ -111,9 +111,10 @@ export const anthropicFormat: WireFormat = {
         stop_reason: out.finished === "length" ? "max_tokens" : "end_turn",
         stop_sequence: null,
         usage: {
-          input_tokens: out.inputTokens,
+          // Anthropic counts cache reads apart from input_tokens.
+          input_tokens: out.inputTokens - (out.cachedTokens ?? 0),
           cache_creation_input_tokens: 0,
-          cache_read_input_tokens: 0,
+          cache_read_input_tokens: out.cachedTokens ?? 0,
           output_tokens: out.outputTokens,
           service_tier: "standard",
         },

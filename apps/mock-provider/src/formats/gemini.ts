@@ -102,6 +102,7 @@ export const geminiFormat: WireFormat = {
           candidatesTokenCount: out.outputTokens,
           totalTokenCount: out.inputTokens + out.outputTokens,
           promptTokensDetails: [{ modality: "TEXT", tokenCount: out.inputTokens }],
+          ...(out.cachedTokens ? { cachedContentTokenCount: out.cachedTokens } : {}),
         },
         modelVersion: req.model,
         responseId: randomBytes(12).toString("base64url"),

@@ -126,6 +126,7 @@ export const openaiFormat: WireFormat = {
           prompt_tokens: out.inputTokens,
           completion_tokens: out.outputTokens,
           total_tokens: out.inputTokens + out.outputTokens,
+          prompt_tokens_details: { cached_tokens: out.cachedTokens ?? 0, audio_tokens: 0 },
         },
         service_tier: "default",
         system_fingerprint: "fp_switchyard_mock",

@@ -20,6 +20,8 @@ export interface Completion {
   finished: "stop" | "length";
   inputTokens: number;
   outputTokens: number;
+  /** Of inputTokens, how many the answer reports as read from a prompt cache. */
+  cachedTokens?: number;
 }
 
 /** One rate-limit window as the headers report it. */

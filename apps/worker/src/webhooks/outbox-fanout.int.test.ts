@@ -1,7 +1,7 @@
 import { Queue } from "bullmq";
 import { Redis } from "ioredis";
 import { createLogger, createRegistry } from "@switchyard/observability";
-import { JobStore, Keys } from "@switchyard/queue";
+import { admitAlways, JobStore, Keys } from "@switchyard/queue";
 import { eventually, minimalConfig, testRedisUrl, uniquePrefix } from "@switchyard/testing";
 import { DeliveryQueue, WEBHOOK_QUEUE, WebhookStore, deliveryId } from "@switchyard/webhooks";
 import { WebhookMetrics } from "./metrics";
@@ -47,8 +47,15 @@ describe("OutboxFanout", () => {
     await jobs.create(
       { ...base, id: "job_a", createdAt: Date.now(), webhookUrl: "https://b.example/own" },
       60_000,
+      undefined,
+      admitAlways("t1"),
     );
-    await jobs.create({ id: "job_b", ...base, tenantId: "t2", createdAt: Date.now() }, 60_000);
+    await jobs.create(
+      { id: "job_b", ...base, tenantId: "t2", createdAt: Date.now() },
+      60_000,
+      undefined,
+      admitAlways("t2"),
+    );
     await jobs.transition("job_a", "succeeded", { finished_at: Date.now() }, 60_000);
     // Another tenant's job, without endpoints or its own URL: no outbox entry at all.
     await jobs.transition("job_b", "succeeded", { finished_at: Date.now() }, 60_000);

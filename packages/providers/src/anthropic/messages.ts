@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { withCached } from "../usage";
 import { HttpAdapter, type AdapterOptions, type UpstreamError } from "../adapter";
 import type { JsonResponse } from "../http";
 import { anthropicRateLimits, type RateLimitInfo } from "../rate-limits";
@@ -106,14 +107,17 @@ export class AnthropicMessagesProvider extends HttpAdapter {
         .join(""),
       finish_reason: stop_reason ? (STOP_REASONS[stop_reason] ?? "unknown") : "unknown",
       model,
-      usage: {
-        // Cached prompt tokens are prompt tokens too; they count against the input-token limit.
-        input_tokens:
-          usage.input_tokens +
-          (usage.cache_creation_input_tokens ?? 0) +
-          (usage.cache_read_input_tokens ?? 0),
-        output_tokens: usage.output_tokens,
-      },
+      usage: withCached(
+        {
+          // Cached prompt tokens are prompt tokens too; they count against the input-token limit.
+          input_tokens:
+            usage.input_tokens +
+            (usage.cache_creation_input_tokens ?? 0) +
+            (usage.cache_read_input_tokens ?? 0),
+          output_tokens: usage.output_tokens,
+        },
+        usage.cache_read_input_tokens,
+      ),
     };
   }
 

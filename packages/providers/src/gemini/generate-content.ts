@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { withCached } from "../usage";
 import { HttpAdapter, type AdapterOptions, type UpstreamError } from "../adapter";
 import type { ProviderErrorKind } from "../errors";
 import { parseProtoDuration } from "../retry-hints";
@@ -32,6 +33,7 @@ const responseSchema = z.object({
       promptTokenCount: z.number().int().min(0).optional(),
       candidatesTokenCount: z.number().int().min(0).optional(),
       thoughtsTokenCount: z.number().int().min(0).optional(),
+      cachedContentTokenCount: z.number().int().min(0).optional(),
     })
     .optional(),
   modelVersion: z.string().optional(),
@@ -115,10 +117,13 @@ export class GeminiProvider extends HttpAdapter {
     if (!parsed.success) return undefined;
     const { candidates, promptFeedback, usageMetadata, modelVersion } = parsed.data;
     const candidate = candidates?.[0];
-    const usage = {
-      input_tokens: usageMetadata?.promptTokenCount ?? 0,
-      output_tokens: (usageMetadata?.candidatesTokenCount ?? 0) + (usageMetadata?.thoughtsTokenCount ?? 0),
-    };
+    const usage = withCached(
+      {
+        input_tokens: usageMetadata?.promptTokenCount ?? 0,
+        output_tokens: (usageMetadata?.candidatesTokenCount ?? 0) + (usageMetadata?.thoughtsTokenCount ?? 0),
+      },
+      usageMetadata?.cachedContentTokenCount,
+    );
     const model = modelVersion ?? req.model;
     if (!candidate) {
       // A blocked prompt is an answer (no candidates, a block reason), not a broken body.

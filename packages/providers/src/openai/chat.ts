@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { withCached } from "../usage";
 import { HttpAdapter, type AdapterOptions, type UpstreamError } from "../adapter";
 import type { JsonResponse } from "../http";
 import { openaiRateLimits, type RateLimitInfo } from "../rate-limits";
@@ -20,7 +21,11 @@ const responseSchema = z.object({
     )
     .min(1),
   usage: z
-    .object({ prompt_tokens: z.number().int().min(0), completion_tokens: z.number().int().min(0) })
+    .object({
+      prompt_tokens: z.number().int().min(0),
+      completion_tokens: z.number().int().min(0),
+      prompt_tokens_details: z.object({ cached_tokens: z.number().int().min(0).nullish() }).nullish(),
+    })
     .optional(),
 });
 
@@ -73,7 +78,10 @@ export class OpenAIChatProvider extends HttpAdapter {
       output_text: choice?.message.content ?? "",
       finish_reason: choice?.finish_reason ?? "unknown",
       model: parsed.data.model,
-      usage: { input_tokens: usage?.prompt_tokens ?? 0, output_tokens: usage?.completion_tokens ?? 0 },
+      usage: withCached(
+        { input_tokens: usage?.prompt_tokens ?? 0, output_tokens: usage?.completion_tokens ?? 0 },
+        usage?.prompt_tokens_details?.cached_tokens,
+      ),
     };
   }
 

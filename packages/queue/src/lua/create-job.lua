@@ -1,29 +1,149 @@
 --[[
-  Writes a new job record and, when the submission carried an Idempotency-Key, claims that key
-  for it, in one step: a crash can never leave a claimed key without its job record.
+  Admits a new job: checks its Idempotency-Key, its tier's and tenant's admission bounds and its
+  tenant's quota, then writes the job record, claims the key and reserves the job's estimated
+  usage, all in one step. A crash can never leave a claimed key without its record, and a burst
+  of concurrent submissions can never pass a bound or a quota together.
 
   KEYS[1]  job record hash
   KEYS[2]  idempotency record (string); ignored when ARGV[2] is "0"
+  KEYS[3]  fair queue state hash (counts, weight sums and start rates: see fair-queue.lua)
+  KEYS[4]  the tenant's lane in the fair queue (zset: priority rank * 2^40 + arrival)
+  KEYS[5]  the tier's backlogged tenants in the fair queue (zset)
+  KEYS[6]  the tenant's usage for the UTC day (hash)
+  KEYS[7]  the tenant's usage for the UTC month (hash)
   ARGV[1]  record TTL in ms
   ARGV[2]  idempotency TTL in ms ("0": no Idempotency-Key)
   ARGV[3]  idempotency record value (JSON: fingerprint and job id)
-  ARGV[4..] field, value pairs of the record
+  ARGV[4]  tier, [5] tenant, [6] priority rank (0 high, 1 normal, 2 low), [7] tenant weight
+  ARGV[8]  tier max_waiting, [9] tier max wait (ms), [10] tenant max_waiting, [11] tenant max
+           wait (ms), [12] degrade when the wait is over (ms); -1: no such bound
+  ARGV[13] requests per day, [14] tokens per day, [15] nano-USD per day, [16] nano-USD per
+           month; -1: no such quota
+  ARGV[17] estimated tokens, [18] estimated nano-USD; [19], [20] the same for the degraded route
+  ARGV[21] usage TTL in ms
+  ARGV[22] now in ms ("" = Redis TIME)
+  ARGV[23] the record's "degraded" field when degraded (JSON: route and cap)
+  ARGV[24..] field, value pairs of the record
 
-  Returns { 1 } when written, or { 0, <idempotency record value> } when the key was already
-  claimed (nothing written).
+  Returns
+    { 1, estimated wait in ms (-1: not measured yet), degraded (0|1) }   written
+    { 0, <idempotency record value> }        the key was claimed already (nothing written)
+    { 2, bound, retry after ms, estimated wait in ms }   refused by an admission bound
+    { 3, quota }                              refused by the tenant's quota
 ]]
+local rcall = redis.call
+local STATE, LANE, TIERSET, DAY, MONTH = KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
 local idem_ttl = tonumber(ARGV[2])
 if idem_ttl > 0 then
-  local prior = redis.call("GET", KEYS[2])
+  local prior = rcall("GET", KEYS[2])
   if prior then
     return { 0, prior }
   end
-  redis.call("SET", KEYS[2], ARGV[3], "PX", idem_ttl)
 end
-local fields = {}
-for i = 4, #ARGV do
+local now = tonumber(ARGV[22])
+if not now then
+  local t = rcall("TIME")
+  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+local tier, tenant, rank, weight = ARGV[4], ARGV[5], tonumber(ARGV[6]), tonumber(ARGV[7])
+
+local function num(field)
+  return tonumber(rcall("HGET", STATE, field)) or 0
+end
+
+-- The estimated wait before this job starts: jobs of its own tenant ahead of it, at the
+-- tenant's weighted share of its tier's measured start rate, and never longer than the whole
+-- tier's backlog at the tier's rate.
+local waiting = num("n:" .. tier)
+local rate = num("cap:" .. tier)
+local c0 = num("c0:" .. tier)
+if c0 > 0 and now - c0 > 2000 then
+  -- Starts have been slow since c0: the rate now is at most what was seen since then.
+  local recent = (num("cn:" .. tier) + 1) * 1000 / (now - c0)
+  if rate <= 0 or recent < rate then
+    rate = recent
+  end
+end
+local est = 0
+if waiting > 0 then
+  if rate <= 0 then
+    est = -1
+  else
+    local ahead = rcall("ZCOUNT", LANE, "-inf", "(" .. tostring((rank + 1) * 1099511627776))
+    local sum = tonumber(rcall("HGET", STATE, "ws:" .. tier)) or 0
+    if not rcall("ZSCORE", TIERSET, tenant) then
+      sum = sum + weight
+    end
+    local share = math.min(1, weight / math.max(sum, weight))
+    est = math.floor(math.min((ahead + 1) / share, waiting + 1) / rate * 1000)
+  end
+end
+
+local function refuse(bound, retry)
+  return { 2, bound, math.max(1000, math.ceil(retry)), est }
+end
+local over = tonumber(ARGV[8])
+if over >= 0 and waiting >= over then
+  return refuse("tier_max_waiting", rate > 0 and (waiting - over + 1) / rate * 1000 or 5000)
+end
+over = tonumber(ARGV[9])
+if over >= 0 and est > over then
+  return refuse("tier_max_wait_seconds", est - over)
+end
+over = tonumber(ARGV[10])
+local mine = num("nt:" .. tenant)
+if over >= 0 and mine >= over then
+  return refuse("tenant_max_waiting", rate > 0 and (mine - over + 1) / rate * 1000 or 5000)
+end
+over = tonumber(ARGV[11])
+if over >= 0 and est > over then
+  return refuse("tenant_max_wait_seconds", est - over)
+end
+local degraded = 0
+over = tonumber(ARGV[12])
+if over >= 0 and est > over then
+  degraded = 1
+end
+
+-- The quota: refused once the day's (month's) usage, reservations included, has reached it.
+local tokens, nano = tonumber(ARGV[17]), tonumber(ARGV[18])
+if degraded == 1 then
+  tokens, nano = tonumber(ARGV[19]), tonumber(ARGV[20])
+end
+local day = rcall("HMGET", DAY, "r", "t", "c")
+local limits = { { 13, day[1], "requests_per_day" }, { 14, day[2], "tokens_per_day" }, { 15, day[3], "usd_per_day" } }
+for _, l in ipairs(limits) do
+  local cap = tonumber(ARGV[l[1]])
+  if cap >= 0 and (tonumber(l[2]) or 0) >= cap then
+    return { 3, l[3] }
+  end
+end
+local cap = tonumber(ARGV[16])
+if cap >= 0 and (tonumber(rcall("HGET", MONTH, "c")) or 0) >= cap then
+  return { 3, "usd_per_month" }
+end
+
+local usage_ttl = tonumber(ARGV[21])
+for _, k in ipairs({ DAY, MONTH }) do
+  rcall("HINCRBY", k, "r", 1)
+  rcall("HINCRBY", k, "t", tokens)
+  rcall("HINCRBY", k, "c", nano)
+  rcall("PEXPIRE", k, usage_ttl, "NX")
+end
+
+if idem_ttl > 0 then
+  rcall("SET", KEYS[2], ARGV[3], "PX", idem_ttl)
+end
+local fields = { "q_d", DAY, "q_m", MONTH, "q_t", tokens, "q_c", nano }
+if degraded == 1 then
+  fields[#fields + 1] = "degraded"
+  fields[#fields + 1] = ARGV[23]
+  fields[#fields + 1] = "degraded_ms"
+  fields[#fields + 1] = math.max(est, 0)
+end
+for i = 24, #ARGV do
   fields[#fields + 1] = ARGV[i]
 end
-redis.call("HSET", KEYS[1], unpack(fields))
-redis.call("PEXPIRE", KEYS[1], tonumber(ARGV[1]))
-return { 1 }
+rcall("HSET", KEYS[1], unpack(fields))
+rcall("PEXPIRE", KEYS[1], tonumber(ARGV[1]))
+return { 1, est, degraded }

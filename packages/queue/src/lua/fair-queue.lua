@@ -18,9 +18,17 @@
   goes to the express line, which picks serve before anything else. One ticket frees one job, so
   nothing polls, and the freed capacity goes in the fair order instead of the arrival order.
 
+  Admission reads (create-job.lua): every job listed anywhere here (start order, a room, not yet
+  due, express) has a meta entry; n:<tier> / nt:<tenant> count them (jobs accepted and not
+  started). ws:<tier> sums the weights of the tier's backlogged tenants in the start order
+  (we:<tenant>: the weight each entered with). cap:<tier> is the tier's measured start rate
+  (jobs/s) while it had work waiting: starts are counted from c0:<tier> (cn:<tier> of them) and
+  folded into cap every second or more; c0 is 0 while the tier has nothing waiting, so idle
+  time never dilutes the rate.
+
   KEYS[1]  state hash: <space>V, <space>V:<tier>, <space>P:<tier>, <space>p:<tenant> (virtual
            times and passes; <space> is "" for the start order, "r:<resource>|" for a room),
-           W:<tier> / w:<tenant> (weights), seq (arrival counter)
+           W:<tier> / w:<tenant> (weights), seq (arrival counter), and the admission fields above
   KEYS[2]  backlogged tiers of the start order (zset by pass)
   KEYS[3]  meta hash: job id -> "tier|tenant|queue|cost|priority|listed_ms"
   KEYS[4]  later (zset by due time): job ids not yet due, and tickets "t|<resource>|<id>"
@@ -62,6 +70,40 @@ local function num(field)
   return tonumber(rcall("HGET", STATE, field)) or 0
 end
 
+-- Jobs accepted and not yet started, per tier and tenant (see "Admission reads").
+local function count(tier, tenant, d)
+  local n = rcall("HINCRBY", STATE, "n:" .. tier, d)
+  if n <= 0 then
+    -- Nothing waiting: the busy period (and its rate measurement) ends; heal any drift.
+    rcall("HSET", STATE, "n:" .. tier, 0, "c0:" .. tier, 0)
+  elseif n == 1 and d > 0 then
+    rcall("HSET", STATE, "c0:" .. tier, now, "cn:" .. tier, 0)
+  end
+  if rcall("HINCRBY", STATE, "nt:" .. tenant, d) < 0 then
+    rcall("HSET", STATE, "nt:" .. tenant, 0)
+  end
+end
+
+-- Counts a start of the tier while it is busy; folds the count into its rate every second.
+local function measure(tier, d)
+  local c0 = num("c0:" .. tier)
+  if c0 <= 0 then
+    return
+  end
+  local cn = math.max(0, num("cn:" .. tier) + d)
+  local elapsed = now - c0
+  if d > 0 and elapsed >= 1000 then
+    local inst = cn * 1000 / elapsed
+    local cap = num("cap:" .. tier)
+    if cap > 0 then
+      inst = 0.5 * cap + 0.5 * inst
+    end
+    rcall("HSET", STATE, "cap:" .. tier, tostring(inst), "c0:" .. tier, now, "cn:" .. tier, 0)
+  else
+    rcall("HSET", STATE, "cn:" .. tier, cn)
+  end
+end
+
 local function split(meta)
   local out, start = {}, 1
   while true do
@@ -101,6 +143,11 @@ local function activate(s, jobId)
     local p = math.max(num(s.field .. "p:" .. tenant), num(s.field .. "V:" .. tier))
     rcall("HSET", STATE, s.field .. "p:" .. tenant, tostring(p))
     rcall("ZADD", tierSet, p, tenant)
+    if s.field == "" then
+      local w = num("w:" .. tenant)
+      rcall("HSET", STATE, "we:" .. tenant, tostring(w))
+      rcall("HINCRBYFLOAT", STATE, "ws:" .. tier, w)
+    end
   end
   if not rcall("ZSCORE", s.tiers, tier) then
     local P = math.max(num(s.field .. "P:" .. tier), num(s.field .. "V"))
@@ -134,8 +181,8 @@ local function take(s, usable, skips)
       end
       local f = meta and split(meta)
       local served = f ~= nil and usable(jobId, f)
-      if jobId and not served then
-        rcall("HDEL", META, jobId)
+      if jobId and not served and rcall("HDEL", META, jobId) == 1 and f then
+        count(f[1], f[2], -1)
       end
       if served then
         -- The start tags of the one served are the virtual times of both levels.
@@ -147,6 +194,13 @@ local function take(s, usable, skips)
       end
       if rcall("ZCARD", lane) == 0 then
         rcall("ZREM", tierSet, tenant)
+        if s.field == "" then
+          if rcall("ZCARD", tierSet) == 0 then
+            rcall("HSET", STATE, "ws:" .. tier, 0)
+          else
+            rcall("HINCRBYFLOAT", STATE, "ws:" .. tier, -num("we:" .. tenant))
+          end
+        end
       elseif served then
         rcall("ZADD", tierSet, p, tenant)
       end
@@ -164,8 +218,11 @@ local function take(s, usable, skips)
 end
 
 local function saveMeta(jobId)
-  rcall("HSET", META, jobId, table.concat({ ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10], now }, "|"))
+  local fresh = rcall("HSET", META, jobId, table.concat({ ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10], now }, "|"))
   rcall("HSET", STATE, "W:" .. ARGV[6], ARGV[12], "w:" .. ARGV[7], ARGV[13])
+  if fresh == 1 then
+    count(ARGV[6], ARGV[7], 1)
+  end
 end
 
 if op == "enqueue" then
@@ -185,6 +242,8 @@ end
 if op == "wait" then
   local jobId, resource = ARGV[5], ARGV[14]
   saveMeta(jobId)
+  -- Its pick was no start after all: it waits again for capacity.
+  measure(ARGV[6], -1)
   activate(space(resource), jobId)
   local at = now + math.max(0, tonumber(ARGV[11]) or 0)
   rcall("ZADD", LATER, at, "t|" .. resource .. "|" .. jobId)
@@ -194,7 +253,11 @@ if op == "wait" then
 end
 
 if op == "forget" then
-  rcall("HDEL", META, ARGV[5])
+  local meta = rcall("HGET", META, ARGV[5])
+  if meta and rcall("HDEL", META, ARGV[5]) == 1 then
+    local f = split(meta)
+    count(f[1], f[2], -1)
+  end
   rcall("ZREM", LATER, ARGV[5])
   return { 1 }
 end
@@ -241,6 +304,8 @@ for _, entry in ipairs(due) do
 end
 
 local function started(jobId, f, tenant)
+  count(f[1], tenant, -1)
+  measure(f[1], 1)
   -- Starts per tenant in 10 s buckets, for the operators' share of the last minute.
   local bucket = FQ .. ":starts:" .. math.floor(now / 10000)
   rcall("HINCRBY", bucket, tenant, 1)
@@ -259,6 +324,8 @@ for _ = 0, skips do
   local f = meta and split(meta)
   if f and promote(jobId, f) then
     return started(jobId, f, f[2])
+  elseif f then
+    count(f[1], f[2], -1)
   end
 end
 

@@ -9,16 +9,22 @@
   ARGV[3]  pub/sub channel that hears "<jobId> <status>"
   ARGV[4]  job id (for the message)
   ARGV[5]  outbox cap (MAXLEN ~): a safety bound; entries are deleted once fanned out
-  ARGV[6..] field, value pairs to HSET with the status; an empty value deletes the field
+  ARGV[6]  the job's real usage, for a final status: "<input>|<output>|<cached input>|<nano-USD>|
+           <provider/model>" ("" = none: nothing was spent)
+  ARGV[7..] field, value pairs to HSET with the status; an empty value deletes the field
 
   Returns { applied (1|0|-1), status after the call, cancel_requested ("1" or ""), attempt_log }
     (attempt_log: the job's attempt history as stored before this call, "" when none)
     -1: no such record (expired or never written); 0: already final, nothing changed.
   Final statuses never change again, so a late worker can never overwrite a cancel.
+  The move to a final status settles the usage reserved at admission (create-job.lua) with the
+  real usage, once: the day's and month's counters named in the record (q_d, q_m) get the
+  difference, and the day's per-model counters the real usage.
   The move to a final status and its webhook event are written together: an event is never
   lost between the two, whichever process (API or worker) ends the job.
 ]]
-local current = redis.call("HMGET", KEYS[1], "status", "cancel_requested", "attempt_log", "tenant", "webhook_url")
+local current = redis.call("HMGET", KEYS[1], "status", "cancel_requested", "attempt_log", "tenant", "webhook_url",
+  "q_d", "q_m", "q_t", "q_c")
 local status = current[1]
 if not status then
   return { -1, "", "", "" }
@@ -29,7 +35,7 @@ if status == "succeeded" or status == "failed" or status == "cancelled" or statu
   return { 0, status, cancel, log }
 end
 local fields = { "status", ARGV[1] }
-for i = 6, #ARGV, 2 do
+for i = 7, #ARGV, 2 do
   if ARGV[i + 1] == "" then
     redis.call("HDEL", KEYS[1], ARGV[i])
   else
@@ -46,6 +52,35 @@ if ARGV[1] ~= status then
   redis.call("PUBLISH", ARGV[3], ARGV[4] .. " " .. ARGV[1])
 end
 local final = ARGV[1] == "succeeded" or ARGV[1] == "failed" or ARGV[1] == "cancelled" or ARGV[1] == "expired"
+if final and current[6] then
+  local a, b, c, d, label = string.match(ARGV[6], "^([^|]*)|([^|]*)|([^|]*)|([^|]*)|(.*)$")
+  local input, output, cached, nano = tonumber(a) or 0, tonumber(b) or 0, tonumber(c) or 0, tonumber(d) or 0
+  -- Counters live far longer than jobs; one gone by hand is not recreated without its TTL.
+  local keys = {}
+  for _, k in ipairs({ current[6], current[7] }) do
+    if redis.call("EXISTS", k) == 1 then
+      keys[#keys + 1] = k
+    end
+  end
+  for _, k in ipairs(keys) do
+    redis.call("HINCRBY", k, "t", input + output - (tonumber(current[8]) or 0))
+    redis.call("HINCRBY", k, "c", nano - (tonumber(current[9]) or 0))
+    if input + output > 0 or nano > 0 then
+      redis.call("HINCRBY", k, "i", input)
+      redis.call("HINCRBY", k, "o", output)
+      redis.call("HINCRBY", k, "ci", cached)
+      redis.call("HINCRBY", k, "uc", nano)
+    end
+  end
+  if label and label ~= "" and keys[1] == current[6] then
+    local k = current[6]
+    redis.call("HINCRBY", k, "m|" .. label .. "|r", 1)
+    redis.call("HINCRBY", k, "m|" .. label .. "|i", input)
+    redis.call("HINCRBY", k, "m|" .. label .. "|o", output)
+    redis.call("HINCRBY", k, "m|" .. label .. "|ci", cached)
+    redis.call("HINCRBY", k, "m|" .. label .. "|c", nano)
+  end
+end
 if final and (current[5] or redis.call("SISMEMBER", KEYS[3], current[4] or "") == 1) then
   redis.call("XADD", KEYS[2], "MAXLEN", "~", ARGV[5], "*", "job", ARGV[4], "status", ARGV[1])
 end
