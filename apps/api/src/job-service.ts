@@ -105,9 +105,11 @@ function degradedRequest<R extends { model: string; max_tokens?: number | undefi
 
 const BOUND_TEXT: Record<AdmissionBound, string> = {
   tier_max_waiting: "its tier has as many jobs waiting as admission allows (admission.<tier>.max_waiting)",
-  tier_max_wait_seconds: "its estimated wait is longer than its tier allows (admission.<tier>.max_wait_seconds)",
+  tier_max_wait_seconds:
+    "its estimated wait is longer than its tier allows (admission.<tier>.max_wait_seconds)",
   tenant_max_waiting: "the tenant has as many jobs waiting as it may (admission.max_waiting of the tenant)",
-  tenant_max_wait_seconds: "its estimated wait is longer than the tenant allows (admission.max_wait_seconds of the tenant)",
+  tenant_max_wait_seconds:
+    "its estimated wait is longer than the tenant allows (admission.max_wait_seconds of the tenant)",
 };
 
 /** 503 at an admission bound: which one, and when to come back. */
@@ -116,7 +118,8 @@ function overloaded(
   r: { bound: AdmissionBound; retryAfterMs: number; estimatedWaitMs: number | null },
 ): ApiError {
   const retry = Math.max(1, Math.ceil(r.retryAfterMs / 1000));
-  const wait = r.estimatedWaitMs === null ? "" : ` (estimated wait ${Math.round(r.estimatedWaitMs / 1000)} s)`;
+  const wait =
+    r.estimatedWaitMs === null ? "" : ` (estimated wait ${Math.round(r.estimatedWaitMs / 1000)} s)`;
   return new ApiError(
     503,
     "overloaded",

@@ -22,13 +22,14 @@ export interface UsageRow {
 
 const nanoToUsd = (n: number): number => Math.round(n) / 1e9;
 
-
 function parseDate(raw: unknown, name: string): number | undefined {
   if (raw === undefined) return undefined;
   const s = String(raw);
   const t = DATE.test(s) ? Date.parse(`${s}T00:00:00Z`) : NaN;
   if (!Number.isFinite(t) || new Date(t).toISOString().slice(0, 10) !== s)
-    throw badRequest(`${name} must be a UTC date like 2026-01-31`, [{ path: `query.${name}`, message: "invalid" }]);
+    throw badRequest(`${name} must be a UTC date like 2026-01-31`, [
+      { path: `query.${name}`, message: "invalid" },
+    ]);
   return t;
 }
 
@@ -55,13 +56,18 @@ export class UsageService {
   ) {}
 
   async report(tenant: TenantConfig, query: Record<string, unknown>, now = Date.now()) {
-    const today = Date.UTC(new Date(now).getUTCFullYear(), new Date(now).getUTCMonth(), new Date(now).getUTCDate());
+    const today = Date.UTC(
+      new Date(now).getUTCFullYear(),
+      new Date(now).getUTCMonth(),
+      new Date(now).getUTCDate(),
+    );
     const to = parseDate(query.to, "to") ?? today;
     const from = parseDate(query.from, "from") ?? to - 29 * DAY_MS;
     const groupBy = query.group_by === undefined ? "day" : String(query.group_by);
     if (groupBy !== "day" && groupBy !== "model")
       throw badRequest("group_by must be day or model", [{ path: "query.group_by", message: "invalid" }]);
-    if (from > to) throw badRequest("from must not be after to", [{ path: "query.from", message: "after to" }]);
+    if (from > to)
+      throw badRequest("from must not be after to", [{ path: "query.from", message: "after to" }]);
     if ((to - from) / DAY_MS >= USAGE_RETENTION_DAYS)
       throw badRequest(`at most ${USAGE_RETENTION_DAYS} days at a time (usage is kept that long)`, [
         { path: "query.from", message: "range too long" },

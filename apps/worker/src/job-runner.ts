@@ -15,7 +15,13 @@ import {
   type Usage,
 } from "@switchyard/core";
 import type { Logger } from "@switchyard/observability";
-import { fairEntryOf, type FairQueue, type JobStore, type Spent, type TransitionFields } from "@switchyard/queue";
+import {
+  fairEntryOf,
+  type FairQueue,
+  type JobStore,
+  type Spent,
+  type TransitionFields,
+} from "@switchyard/queue";
 import type { CacheStep } from "./cache-step";
 import { RouteExecutor, type RouteOutcome } from "./route-executor";
 import type { WorkerMetrics } from "./metrics";
@@ -280,7 +286,13 @@ export class JobRunner {
     fields: TransitionFields,
     spent?: Spent,
   ) {
-    return this.store.transition(jobId, status, { finished_at: Date.now(), ...fields }, this.retentionMs, spent);
+    return this.store.transition(
+      jobId,
+      status,
+      { finished_at: Date.now(), ...fields },
+      this.retentionMs,
+      spent,
+    );
   }
 }
 

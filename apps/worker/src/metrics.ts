@@ -152,7 +152,8 @@ export class WorkerMetrics {
     const who = { tenant, provider, model };
     this.tokens.inc({ ...who, direction: "input" }, usage.input_tokens);
     this.tokens.inc({ ...who, direction: "output" }, usage.output_tokens);
-    if (usage.cached_input_tokens) this.tokens.inc({ ...who, direction: "cached_input" }, usage.cached_input_tokens);
+    if (usage.cached_input_tokens)
+      this.tokens.inc({ ...who, direction: "cached_input" }, usage.cached_input_tokens);
     if (usage.cost_usd !== undefined) this.cost.inc(who, usage.cost_usd);
   }
 }

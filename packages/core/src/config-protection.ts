@@ -6,7 +6,11 @@ const bound = {
   /** Jobs of the tier (or tenant) accepted and not yet started; a submission past it gets 503. */
   max_waiting: z.number().int().min(0).max(100_000_000).optional(),
   /** A submission whose estimated wait before its start exceeds this gets 503. */
-  max_wait_seconds: z.number().gt(0).max(30 * 86_400).optional(),
+  max_wait_seconds: z
+    .number()
+    .gt(0)
+    .max(30 * 86_400)
+    .optional(),
 };
 
 /**
@@ -17,13 +21,14 @@ const degradeSchema = z
   .object({
     model: z.string().min(1),
     max_tokens_cap: z.number().int().min(1).max(1_000_000).optional(),
-    when_wait_over_seconds: z.number().min(0).max(30 * 86_400),
+    when_wait_over_seconds: z
+      .number()
+      .min(0)
+      .max(30 * 86_400),
   })
   .strict();
 
-export const tierAdmissionSchema = z
-  .object({ ...bound, degrade: degradeSchema.optional() })
-  .strict();
+export const tierAdmissionSchema = z.object({ ...bound, degrade: degradeSchema.optional() }).strict();
 
 /** A tenant's own bounds, checked on top of its tier's. */
 export const tenantAdmissionSchema = z.object(bound).strict();

@@ -14,7 +14,9 @@ describe("PriceBook", () => {
     {
       id: "priv",
       type: "openai",
-      prices: { "gpt-4o-mini": { input_per_million: 1, output_per_million: 2, cached_input_per_million: 0.5 } },
+      prices: {
+        "gpt-4o-mini": { input_per_million: 1, output_per_million: 2, cached_input_per_million: 0.5 },
+      },
     },
     { id: "unknown-host", type: "openai-compatible", base_url: "http://10.0.0.1/v1" },
   ]);
@@ -29,18 +31,29 @@ describe("PriceBook", () => {
     expect(plain).toBeGreaterThan(0);
     expect(cached).toBeGreaterThan(0);
     expect(cached!).toBeLessThan(plain!);
-    expect(book.cost("an", "claude-3-5-haiku-latest", { input_tokens: 1000, output_tokens: 100 })).toBeGreaterThan(0);
-    expect(book.cost("gm", "gemini-2.0-flash", { input_tokens: 1000, output_tokens: 100 })).toBeGreaterThan(0);
+    expect(
+      book.cost("an", "claude-3-5-haiku-latest", { input_tokens: 1000, output_tokens: 100 }),
+    ).toBeGreaterThan(0);
+    expect(book.cost("gm", "gemini-2.0-flash", { input_tokens: 1000, output_tokens: 100 })).toBeGreaterThan(
+      0,
+    );
   });
 
   it("matches the table's own calculation for a flat-priced model", () => {
     // gpt-4o-mini: $0.15 / M input, $0.60 / M output in the bundled table.
-    expect(book.cost("oa", "gpt-4o-mini", { input_tokens: 1000, output_tokens: 100 })).toBeCloseTo(0.00021, 9);
+    expect(book.cost("oa", "gpt-4o-mini", { input_tokens: 1000, output_tokens: 100 })).toBeCloseTo(
+      0.00021,
+      9,
+    );
   });
 
   it("uses the config's prices over the table, per model or for every model", () => {
     expect(
-      book.cost("priv", "gpt-4o-mini", { input_tokens: 1_000_000, output_tokens: 1_000_000, cached_input_tokens: 500_000 }),
+      book.cost("priv", "gpt-4o-mini", {
+        input_tokens: 1_000_000,
+        output_tokens: 1_000_000,
+        cached_input_tokens: 500_000,
+      }),
     ).toBeCloseTo(0.5 * 1 + 0.5 * 0.5 + 2, 9);
     expect(book.cost("local", "llama3", { input_tokens: 5000, output_tokens: 5000 })).toBe(0);
   });

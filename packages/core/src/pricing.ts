@@ -62,7 +62,9 @@ export class PriceBook {
     const cached = Math.min(usage.cached_input_tokens ?? 0, usage.input_tokens);
     if (e.kind === "flat") {
       const r = e.rates;
-      return round((usage.input_tokens - cached) * r.input + cached * r.cachedInput + usage.output_tokens * r.output);
+      return round(
+        (usage.input_tokens - cached) * r.input + cached * r.cachedInput + usage.output_tokens * r.output,
+      );
     }
     const priced = tableCalc(model, usage.input_tokens, cached, usage.output_tokens, e.opts);
     return priced ? round(priced.total_price) : undefined;
@@ -152,10 +154,17 @@ export function estimateSpend(
   let tokens = prompt;
   let usd = 0;
   for (const link of route?.links ?? []) {
-    const applied = applyLink({ messages: req.messages, ...(req.max_tokens ? { max_tokens: req.max_tokens } : {}) }, link);
-    const output = applied.max_tokens ?? cfg.providers.find((p) => p.id === link.provider)?.default_max_tokens ?? 0;
+    const applied = applyLink(
+      { messages: req.messages, ...(req.max_tokens ? { max_tokens: req.max_tokens } : {}) },
+      link,
+    );
+    const output =
+      applied.max_tokens ?? cfg.providers.find((p) => p.id === link.provider)?.default_max_tokens ?? 0;
     tokens = Math.max(tokens, prompt + output);
-    usd = Math.max(usd, book.cost(link.provider, link.model, { input_tokens: prompt, output_tokens: output }) ?? 0);
+    usd = Math.max(
+      usd,
+      book.cost(link.provider, link.model, { input_tokens: prompt, output_tokens: output }) ?? 0,
+    );
   }
   return { tokens, nanoUsd: Math.round(usd * 1e9) };
 }

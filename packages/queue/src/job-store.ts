@@ -80,10 +80,7 @@ export interface Spend {
 
 /** Which admission bound refused a submission. */
 export type AdmissionBound =
-  | "tier_max_waiting"
-  | "tier_max_wait_seconds"
-  | "tenant_max_waiting"
-  | "tenant_max_wait_seconds";
+  "tier_max_waiting" | "tier_max_wait_seconds" | "tenant_max_waiting" | "tenant_max_wait_seconds";
 export type QuotaName = "requests_per_day" | "tokens_per_day" | "usd_per_day" | "usd_per_month";
 
 export type CreateOutcome =
@@ -93,8 +90,10 @@ export type CreateOutcome =
   | { kind: "over_quota"; quota: QuotaName };
 
 /** The usage counters' period names (Keys.usage) of a UTC day (dyyyymmdd) and month (myyyymm). */
-export const dayPeriod = (at: number): string => `d${new Date(at).toISOString().slice(0, 10).replace(/-/g, "")}`;
-export const monthPeriod = (at: number): string => `m${new Date(at).toISOString().slice(0, 7).replace(/-/g, "")}`;
+export const dayPeriod = (at: number): string =>
+  `d${new Date(at).toISOString().slice(0, 10).replace(/-/g, "")}`;
+export const monthPeriod = (at: number): string =>
+  `m${new Date(at).toISOString().slice(0, 7).replace(/-/g, "")}`;
 
 /** Admission with no bound and no quota (tools and tests that write records directly). */
 export function admitAlways(tenantId: string, tier = "paid", at = Date.now()): AdmissionCheck {
@@ -162,7 +161,6 @@ export interface IdempotencyClaim {
   value: string;
   ttlMs: number;
 }
-
 
 interface StoreCommands {
   syCreateJob(...keysAndArgs: (string | number)[]): Promise<unknown>;
