@@ -148,7 +148,15 @@ describe("protection", () => {
       metricsPort = await freePort();
       stack = await Stack.start({
         workers: 1,
-        config: (mockUrl, prefix) => protectionConfig(mockUrl, prefix),
+        config: (mockUrl, prefix) => {
+          const cfg = protectionConfig(mockUrl, prefix);
+          (cfg.models as Record<string, unknown>).cached = {
+            provider: "openai",
+            model: "gpt-4o-mini",
+            cache: { mode: "exact" },
+          };
+          return cfg;
+        },
         workerEnv: { METRICS_PORT: String(metricsPort) },
       });
     });
@@ -286,6 +294,28 @@ describe("protection", () => {
       expect(metrics).toMatch(
         /switchyard_tokens_total\{tenant="paid-co",provider="openai",model="gpt-4o-mini",direction="cached_input"[^}]*\} 6/,
       );
+    });
+
+    it("counts what cache hits saved in USD, and charges them nothing", async () => {
+      const ask = { ...chat("a question worth caching"), model: "cached" };
+      const first = await submit(stack.apiUrl, KEYS.free, ask);
+      const miss = await waitFinal(stack.apiUrl, KEYS.free, first.body.id, 30);
+      const second = await submit(stack.apiUrl, KEYS.free, ask);
+      const hit = await waitFinal(stack.apiUrl, KEYS.free, second.body.id, 30);
+      expect(hit.result?.cache?.hit).toBe(true);
+      expect(hit.usage).toEqual({ input_tokens: 0, output_tokens: 0 });
+      const usage = await http<{ total: { requests: number; cost_usd: number } }>(
+        "GET",
+        `${stack.apiUrl}/v1/usage`,
+        {
+          key: KEYS.free,
+        },
+      );
+      expect(usage.body.total.requests).toBe(2);
+      expect(usage.body.total.cost_usd).toBeCloseTo(miss.usage?.cost_usd ?? -1, 9);
+      const metrics = (await http<string>("GET", `http://127.0.0.1:${metricsPort}/metrics`)).body;
+      const saved = /switchyard_cache_cost_saved_usd_total\{route="cached"[^}]*\} ([0-9.e-]+)/.exec(metrics);
+      expect(Number(saved?.[1])).toBeCloseTo(miss.usage?.cost_usd ?? -1, 9);
     });
 
     it("answers bad usage queries with 400 and the field", async () => {

@@ -7,6 +7,7 @@ import { fairnessScenario } from "./fairness";
 import { ingestScenario } from "./ingest";
 import { limiterScenario } from "./limiter";
 import { overheadScenario } from "./overhead";
+import { protectionScenario } from "./protection";
 import { machineFacts, writeResults, type ScenarioResult } from "./results";
 import { soakScenario } from "./soak";
 
@@ -15,7 +16,17 @@ import { soakScenario } from "./soak";
  * this machine, starting everything they need, and writes bench/results/<time>-<name>.json/.md.
  * Raw BullMQ (baseline) runs first in every run, on the same Redis, so each figure has a ratio.
  */
-const SCENARIOS = ["baseline", "ingest", "e2e", "overhead", "limiter", "fairness", "cache", "soak"] as const;
+const SCENARIOS = [
+  "baseline",
+  "ingest",
+  "e2e",
+  "overhead",
+  "limiter",
+  "fairness",
+  "cache",
+  "protection",
+  "soak",
+] as const;
 type Scenario = (typeof SCENARIOS)[number];
 
 function arg(name: string): string | undefined {
@@ -108,6 +119,19 @@ async function main(): Promise<void> {
           redisUrl: redis.url,
           durationS: seconds(10, 30),
           rawProcessPerSec: base.processPerSec,
+          log,
+          flush,
+        }),
+      );
+      await flush();
+    }
+    if (run("protection")) {
+      log("\n== protection");
+      results.push(
+        await protectionScenario({
+          redisUrl: redis.url,
+          durationS: seconds(5, 15),
+          rawAddPerSec: base.addPerSec,
           log,
           flush,
         }),

@@ -7,6 +7,7 @@ import {
   type ResolvedRoute,
   type SwitchyardConfig,
   type TenantConfig,
+  type Usage,
 } from "@switchyard/core";
 import type { Logger } from "@switchyard/observability";
 import { OpenAIEmbeddings } from "@switchyard/providers";
@@ -30,7 +31,8 @@ import type { RouteOutcome } from "./route-executor";
 export type CacheDecision =
   /** Call upstream; `vector` is the prompt's embedding (semantic routes), stored with the answer. */
   | { kind: "proceed"; lead: boolean; vector?: Float32Array }
-  | { kind: "hit"; result: JobResult; tokensSaved: number }
+  /** `saved`: the upstream usage the cached answer had, which this hit did not spend again. */
+  | { kind: "hit"; result: JobResult; tokensSaved: number; saved?: Usage | undefined; route: string }
   | { kind: "negative"; error: JobError }
   /**
    * Another job is calling upstream for the same key: park (at most waitMs), then `register`,
@@ -170,6 +172,8 @@ export class CacheStep {
     return {
       kind: "hit",
       tokensSaved: saved,
+      saved: entry.usage,
+      route: plan.route,
       result: {
         ...entry.result,
         cache: {

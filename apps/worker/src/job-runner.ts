@@ -151,6 +151,10 @@ export class JobRunner {
             error: null,
           });
           this.metrics.jobs.inc({ queue: job.queueName, outcome: "succeeded" });
+          if (d.saved) {
+            const usd = this.prices.cost(d.result.provider, d.result.model, d.saved);
+            if (usd) this.metrics.cacheCostSaved.inc({ route: d.route }, usd);
+          }
           return { status: "succeeded", provider: d.result.provider, model: d.result.model };
         case "negative":
           return this.fail(p, job, d.error, history, log);

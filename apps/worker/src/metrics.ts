@@ -10,6 +10,7 @@ export class WorkerMetrics {
   readonly tenantWait: Histogram<"tenant" | "tier">;
   readonly cacheEvents: Counter<"route" | "event">;
   readonly cacheTokensSaved: Counter<"route">;
+  readonly cacheCostSaved: Counter<"route">;
   readonly inFlight: Gauge;
   private readonly upstream: Histogram<"provider" | "outcome">;
   private readonly tokens: Counter<"tenant" | "provider" | "model" | "direction">;
@@ -57,6 +58,12 @@ export class WorkerMetrics {
     this.cacheTokensSaved = new Counter({
       name: "switchyard_cache_tokens_saved_total",
       help: "Tokens an answer served from the cache would have cost upstream, by route",
+      labelNames: ["route"],
+      registers: [registry],
+    });
+    this.cacheCostSaved = new Counter({
+      name: "switchyard_cache_cost_saved_usd_total",
+      help: "What the answers served from the cache would have cost upstream in USD (at the serving model's price), by route",
       labelNames: ["route"],
       registers: [registry],
     });
