@@ -72,7 +72,7 @@ export function cachePlan(
   };
   const sha = (s: string) => createHash("sha256").update(s).digest("hex");
   const semantic = entry.mode === "semantic" && tenant?.cache?.mode !== "exact" && entry.embedding;
-  const text = messages.map((m) => `${m.role}: ${messageText(m)}`).join("\n");
+  const text = semantic ? messages.map((m) => `${m.role}: ${messageText(m)}`).join("\n") : "";
   return {
     key: sha(canonicalJson({ ...context, messages })),
     kind: semantic ? "semantic" : "exact",

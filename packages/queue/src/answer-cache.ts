@@ -40,6 +40,8 @@ export type CacheBegin =
   /** Another job makes it; its claim lasts leaderTtlMs more at most. */
   | { kind: "follow"; leaderTtlMs: number };
 
+const followersSchema = z.array(z.string());
+const storeReplySchema = z.array(z.union([z.number(), z.string()]));
 const beginSchema = z.union([
   z.tuple([z.enum(["hit", "negative"]), z.string()]),
   z.tuple([z.literal("lead")]),
@@ -148,26 +150,24 @@ export class AnswerCache {
     if (Buffer.byteLength(value) > this.limits.max_entry_bytes)
       return { stored: false, followers: leader ? await this.release(plan.key, leader) : [] };
     const f = this.keys.cacheFlight(plan.key);
-    const reply = z
-      .array(z.union([z.number(), z.string()]))
-      .parse(
-        await this.redis.syCacheStore(
-          this.keys.cacheEntry(plan.key),
-          this.keys.cacheIndex(),
-          this.keys.cacheIndex({ tenant }),
-          this.keys.cacheIndex({ route: plan.route }),
-          this.keys.cacheStats,
-          f.leader,
-          f.followers,
-          value,
-          plan.ttlSeconds * 1000,
-          plan.key,
-          this.limits.max_entries,
-          this.keys.cacheEntry(),
-          now,
-          leader ?? "",
-        ),
-      );
+    const reply = storeReplySchema.parse(
+      await this.redis.syCacheStore(
+        this.keys.cacheEntry(plan.key),
+        this.keys.cacheIndex(),
+        this.keys.cacheIndex({ tenant }),
+        this.keys.cacheIndex({ route: plan.route }),
+        this.keys.cacheStats,
+        f.leader,
+        f.followers,
+        value,
+        plan.ttlSeconds * 1000,
+        plan.key,
+        this.limits.max_entries,
+        this.keys.cacheEntry(),
+        now,
+        leader ?? "",
+      ),
+    );
     return { stored: true, followers: reply.slice(1).map(String) };
   }
 
@@ -249,7 +249,7 @@ export class AnswerCache {
   /** Ends the leader's claim; returns the followers to wake. */
   async release(key: string, jobId: string): Promise<string[]> {
     const f = this.keys.cacheFlight(key);
-    return z.array(z.string()).parse(await this.redis.syFlightRelease(f.leader, f.followers, jobId));
+    return followersSchema.parse(await this.redis.syFlightRelease(f.leader, f.followers, jobId));
   }
 
   async count(stat: CacheStat, by = 1): Promise<void> {

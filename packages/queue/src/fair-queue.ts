@@ -91,6 +91,7 @@ const pickedSchema = z.tuple([
   z.coerce.number(),
   z.number(),
 ]);
+const waitReplySchema = z.tuple([z.literal(1), z.number()]);
 const idleSchema = z.tuple([z.literal(0), z.number(), z.number()]);
 
 interface FairCommands {
@@ -158,7 +159,7 @@ export class FairQueue {
    */
   async wait(e: FairEntry, resource: string, ticketInMs: number, now?: number): Promise<number> {
     const reply = await this.call("wait", now, ...this.entryArgs(e, ticketInMs), resource);
-    return z.tuple([z.literal(1), z.number()]).parse(reply)[1];
+    return waitReplySchema.parse(reply)[1];
   }
 
   /** Chooses the next job in the fair order and moves it into its BullMQ queue's wait list. */

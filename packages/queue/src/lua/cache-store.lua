@@ -39,11 +39,15 @@ if over > 0 then
     end
   end
 end
--- The tenant's and route's indexes are views for purges: bounded the same way, and expiring.
+-- The tenant's and route's indexes are views for purges, expiring. Every member they get, the
+-- main index gets too, and the main index only loses members once it is over max: until then
+-- neither can be over max, so they are trimmed only from then on.
 for i = 3, 4 do
-  local extra = redis.call("ZCARD", KEYS[i]) - max
-  if extra > 0 then
-    redis.call("ZREMRANGEBYRANK", KEYS[i], 0, extra - 1)
+  if over > 0 then
+    local extra = redis.call("ZCARD", KEYS[i]) - max
+    if extra > 0 then
+      redis.call("ZREMRANGEBYRANK", KEYS[i], 0, extra - 1)
+    end
   end
   redis.call("PEXPIRE", KEYS[i], ttl)
 end
