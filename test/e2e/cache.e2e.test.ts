@@ -177,6 +177,9 @@ describe("answer cache", () => {
     expect(stats.body.stores).toBeGreaterThan(0);
     expect(stats.body.entries).toBeGreaterThan(0);
     expect(stats.body.negative_hits).toBeGreaterThan(0);
+    // What the hits would have cost upstream (gpt-4o-mini is in the price table).
+    expect(stats.body.cost_saved_usd).toBeGreaterThan(0);
+    expect(stats.body.tokens_saved).toBeGreaterThan(0);
 
     await run(FREE_KEY, ask("purge me"));
     const purged = await http<{ purged: number }>(

@@ -155,6 +155,7 @@ describe("protection", () => {
             model: "gpt-4o-mini",
             cache: { mode: "exact" },
           };
+          cfg.cache = { max_entries: 2 };
           return cfg;
         },
         workerEnv: { METRICS_PORT: String(metricsPort) },
@@ -316,6 +317,16 @@ describe("protection", () => {
       const metrics = (await http<string>("GET", `http://127.0.0.1:${metricsPort}/metrics`)).body;
       const saved = /switchyard_cache_cost_saved_usd_total\{route="cached"[^}]*\} ([0-9.e-]+)/.exec(metrics);
       expect(Number(saved?.[1])).toBeCloseTo(miss.usage?.cost_usd ?? -1, 9);
+      // Past max_entries (2) the oldest entries go, counted by the route they belonged to.
+      for (const q of ["another", "and another", "and one more"]) {
+        const r = await submit(stack.apiUrl, KEYS.free, { ...chat(q), model: "cached" });
+        await waitFinal(stack.apiUrl, KEYS.free, r.body.id, 30);
+      }
+      const after = (await http<string>("GET", `http://127.0.0.1:${metricsPort}/metrics`)).body;
+      const evicted = /switchyard_cache_events_total\{route="cached",event="eviction"[^}]*\} (\d+)/.exec(
+        after,
+      );
+      expect(Number(evicted?.[1])).toBe(2);
     });
 
     it("answers bad usage queries with 400 and the field", async () => {

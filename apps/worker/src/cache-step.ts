@@ -202,13 +202,14 @@ export class CacheStep {
         const { usage, rateLimit: _r, ...result } = outcome.result;
         const view = route.name === p.model ? result : { ...result, route: route.name };
         // Storing ends the lead in the same step: the waiting jobs wake to the stored answer.
-        const { stored, followers } = await this.cache.store(
+        const { stored, followers, evictedRoutes } = await this.cache.store(
           plan,
           p.tenant_id,
           view,
           usage,
           lead ? p.job_id : undefined,
         );
+        for (const route of evictedRoutes) this.metrics.cacheEvents.inc({ route, event: "eviction" });
         if (stored) {
           this.metrics.cacheEvents.inc({ route: plan.route, event: "store" });
           if (vector) await this.cache.storeVector(plan, vector);

@@ -151,10 +151,7 @@ export class JobRunner {
             error: null,
           });
           this.metrics.jobs.inc({ queue: job.queueName, outcome: "succeeded" });
-          if (d.saved) {
-            const usd = this.prices.cost(d.result.provider, d.result.model, d.saved);
-            if (usd) this.metrics.cacheCostSaved.inc({ route: d.route }, usd);
-          }
+          if (d.saved?.cost_usd) this.metrics.cacheCostSaved.inc({ route: d.route }, d.saved.cost_usd);
           return { status: "succeeded", provider: d.result.provider, model: d.result.model };
         case "negative":
           return this.fail(p, job, d.error, history, log);
@@ -168,7 +165,10 @@ export class JobRunner {
     }
     // Started more often than charged: it was handed back before (e.g. to wait for a key).
     const returning = job.attemptsStarted > job.attemptsMade + 1;
-    const outcome = await this.executor.execute(p, route, history, signal, log, returning);
+    const outcome = priced(
+      await this.executor.execute(p, route, history, signal, log, returning),
+      this.prices,
+    );
     if (plan) await this.cacheStep.after(p, plan, route, lead, outcome, log, vector);
     return this.conclude(p, job, token, signal, route.name, outcome, history, log);
   }
@@ -186,9 +186,7 @@ export class JobRunner {
     const attempts = attemptCount(history);
     switch (outcome.kind) {
       case "succeeded": {
-        const { usage: reported, rateLimit: _hint, ...view } = outcome.result;
-        const cost = this.prices.cost(view.provider, view.model, reported);
-        const usage = cost === undefined ? reported : { ...reported, cost_usd: cost };
+        const { usage, rateLimit: _hint, ...view } = outcome.result;
         const result: JobResult = routeName === p.model ? view : { ...view, route: routeName };
         if (p.degraded) result.degraded = p.degraded;
         await this.finish(
@@ -298,6 +296,16 @@ export class JobRunner {
       spent,
     );
   }
+}
+
+/** A succeeded outcome's usage with its cost (when the model's price is known). */
+function priced(outcome: RouteOutcome, prices: PriceBook): RouteOutcome {
+  if (outcome.kind !== "succeeded") return outcome;
+  const { provider, model, usage } = outcome.result;
+  const cost = prices.cost(provider, model, usage);
+  return cost === undefined
+    ? outcome
+    : { ...outcome, result: { ...outcome.result, usage: { ...usage, cost_usd: cost } } };
 }
 
 function errorOf(

@@ -41,7 +41,7 @@ export type CacheBegin =
   | { kind: "follow"; leaderTtlMs: number };
 
 const followersSchema = z.array(z.string());
-const storeReplySchema = z.array(z.union([z.number(), z.string()]));
+const storeReplySchema = z.tuple([z.array(z.string())], z.string());
 const beginSchema = z.union([
   z.tuple([z.enum(["hit", "negative"]), z.string()]),
   z.tuple([z.literal("lead")]),
@@ -72,6 +72,7 @@ export const CACHE_STAT_FIELDS = [
   "negative_stores",
   "semantic_hits",
   "tokens_saved",
+  "nano_usd_saved",
 ] as const;
 export type CacheStat = (typeof CACHE_STAT_FIELDS)[number];
 
@@ -138,7 +139,7 @@ export class AnswerCache {
     usage: Usage | undefined,
     leader: string | undefined,
     now = Date.now(),
-  ): Promise<{ stored: boolean; followers: string[] }> {
+  ): Promise<{ stored: boolean; followers: string[]; evictedRoutes: string[] }> {
     const { attempts: _a, cache: _c, ...plain } = result;
     const value = JSON.stringify({
       stored_at: now,
@@ -148,7 +149,11 @@ export class AnswerCache {
       ...(usage ? { usage } : {}),
     });
     if (Buffer.byteLength(value) > this.limits.max_entry_bytes)
-      return { stored: false, followers: leader ? await this.release(plan.key, leader) : [] };
+      return {
+        stored: false,
+        followers: leader ? await this.release(plan.key, leader) : [],
+        evictedRoutes: [],
+      };
     const f = this.keys.cacheFlight(plan.key);
     const reply = storeReplySchema.parse(
       await this.redis.syCacheStore(
@@ -168,7 +173,8 @@ export class AnswerCache {
         leader ?? "",
       ),
     );
-    return { stored: true, followers: reply.slice(1).map(String) };
+    const [evictedRoutes, ...followers] = reply;
+    return { stored: true, followers, evictedRoutes };
   }
 
   /** Keeps a stored answer's prompt embedding for semantic lookups in its scope. */
@@ -257,7 +263,7 @@ export class AnswerCache {
   }
 
   /** Fleet-wide counters and the number of entries. */
-  async stats(): Promise<Record<CacheStat, number> & { entries: number }> {
+  async stats(): Promise<Record<CacheStat, number> & { entries: number; cost_saved_usd: number }> {
     const [raw, entries] = await Promise.all([
       this.redis.hgetall(this.keys.cacheStats),
       this.redis.zcard(this.keys.cacheIndex()),
@@ -266,7 +272,7 @@ export class AnswerCache {
       CacheStat,
       number
     >;
-    return { ...out, entries };
+    return { ...out, entries, cost_saved_usd: out.nano_usd_saved / 1e9 };
   }
 
   /** Deletes every entry of a tenant, of a route, or (no filter) of the whole cache; returns how many. */

@@ -11,7 +11,7 @@
   ARGV[3]  when the job was submitted (ms): an answer stored after it was coalesced
 
   Returns { "hit", entry } | { "negative", entry } | { "lead" } | { "follow", leader's TTL ms }.
-  Counts hits, coalesced, tokens saved, negative hits and misses in the stats hash.
+  Counts hits, coalesced, tokens and nano-USD saved, negative hits and misses in the stats hash.
 ]]
 local entry = redis.call("GET", KEYS[1])
 if entry then
@@ -24,6 +24,10 @@ if entry then
       local saved = (tonumber(u.input_tokens) or 0) + (tonumber(u.output_tokens) or 0)
       if saved > 0 then
         redis.call("HINCRBY", KEYS[4], "tokens_saved", saved)
+      end
+      local usd = tonumber(u.cost_usd)
+      if usd and usd > 0 then
+        redis.call("HINCRBY", KEYS[4], "nano_usd_saved", math.floor(usd * 1e9 + 0.5))
       end
     end
     return { "hit", entry }

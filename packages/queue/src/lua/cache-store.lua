@@ -19,7 +19,7 @@
   ARGV[7]  the leading job's id when the storing job leads the key's flight ("" otherwise): the
            claim ends in the same step and the followers are returned, to be woken
 
-  Returns { evicted, follower, ... }.
+  Returns { { route of each evicted entry }, follower, ... }.
 ]]
 local ttl = tonumber(ARGV[2])
 local max = tonumber(ARGV[4])
@@ -29,13 +29,17 @@ for i = 2, 4 do
   redis.call("ZADD", KEYS[i], now, ARGV[3])
 end
 -- Entries that expired on their own leave the main index here, oldest first.
-local evicted = 0
+local evicted = {}
 local over = redis.call("ZCARD", KEYS[2]) - max
 if over > 0 then
   local gone = redis.call("ZPOPMIN", KEYS[2], over)
   for i = 1, #gone, 2 do
-    if redis.call("DEL", ARGV[5] .. gone[i]) == 1 then
-      evicted = evicted + 1
+    local key = ARGV[5] .. gone[i]
+    local value = redis.call("GET", key)
+    if value then
+      redis.call("DEL", key)
+      -- The evicted entry's route, for the operators' evictions by route.
+      evicted[#evicted + 1] = string.match(value, '"route":"([^"]*)"') or ""
     end
   end
 end
@@ -52,8 +56,8 @@ for i = 3, 4 do
   redis.call("PEXPIRE", KEYS[i], ttl)
 end
 redis.call("HINCRBY", KEYS[5], "stores", 1)
-if evicted > 0 then
-  redis.call("HINCRBY", KEYS[5], "evictions", evicted)
+if #evicted > 0 then
+  redis.call("HINCRBY", KEYS[5], "evictions", #evicted)
 end
 local out = { evicted }
 if ARGV[7] ~= "" then
