@@ -226,6 +226,31 @@ describe("FairQueue", () => {
       expect(await starts(3, T0 + 100)).toEqual(["a", "b", "b"]);
     });
 
+    it("keeps every ticket when a job waits again before its own earlier ticket is due", async () => {
+      // a's appointment is later than b's, but a is first in the room's fair order: b's ticket frees a.
+      const a = await waitFor("a", 500);
+      const b = await waitFor("b", 100);
+      expect(await fq.pick(T0 + 100)).toMatchObject({ picked: true, jobId: a });
+      // a finds no capacity again and waits with a new appointment, its first ticket still pending.
+      await queues.get("jobs-paid")?.remove(a);
+      await queues.get("jobs-paid")?.add("chat", { tenantId: "a" }, { jobId: a, delay: 3_600_000 });
+      const entry = {
+        jobId: a,
+        tier: "paid",
+        tenantId: "a",
+        queue: "jobs-paid",
+        cost: 1,
+        priority: "normal" as const,
+        tierWeight: 4,
+        tenantWeight: 1,
+      };
+      await fq.wait(entry, R, 1000, T0 + 100);
+      // Two jobs in the room, two tickets: one frees b, the other a; nobody is left behind.
+      expect(await fq.pick(T0 + 500)).toMatchObject({ picked: true, jobId: b });
+      expect(await fq.pick(T0 + 1100)).toMatchObject({ picked: true, jobId: a });
+      expect(await fq.pick(T0 + 2000)).toEqual({ picked: false, nextAt: 0, now: T0 + 2000 });
+    });
+
     it("passes over a room's job that BullMQ released meanwhile, and gives the ticket to the next", async () => {
       const gone = await waitFor("a", 100);
       const next = await waitFor("b", 200);

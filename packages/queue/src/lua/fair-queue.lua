@@ -31,7 +31,7 @@
            W:<tier> / w:<tenant> (weights), seq (arrival counter), and the admission fields above
   KEYS[2]  backlogged tiers of the start order (zset by pass)
   KEYS[3]  meta hash: job id -> "tier|tenant|queue|cost|priority|listed_ms"
-  KEYS[4]  later (zset by due time): job ids not yet due, and tickets "t|<resource>|<id>"
+  KEYS[4]  later (zset by due time): job ids not yet due, and tickets "t|<resource>|<id>|<n>"
   KEYS[5]  express (list): job ids freed by a ticket, served first
   Derived keys (same hash tag), for a space's key prefix S (<fq> for the start order,
   <fq>:r:<resource> for a room): S:tiers (rooms only), S:tier:<tier>, S:lane:<tenant>; and
@@ -246,7 +246,11 @@ if op == "wait" then
   measure(ARGV[6], -1)
   activate(space(resource), jobId)
   local at = now + math.max(0, tonumber(ARGV[11]) or 0)
-  rcall("ZADD", LATER, at, "t|" .. resource .. "|" .. jobId)
+  -- Every ticket is its own member: a job that waits again before an earlier ticket of its own
+  -- is due (another ticket freed it meanwhile) adds a ticket instead of moving that one, so
+  -- the room never holds more jobs than tickets.
+  local n = rcall("HINCRBY", STATE, "seq", 1)
+  rcall("ZADD", LATER, at, "t|" .. resource .. "|" .. jobId .. "|" .. n)
   -- Wake a blocked worker now: its next pick learns when the ticket is due and sets an alarm.
   rcall("ZADD", BULL .. ":" .. ARGV[8] .. ":marker", 0, "0")
   return { 1, at }
@@ -292,7 +296,7 @@ local skips = tonumber(ARGV[5]) or 20
 local due = rcall("ZRANGEBYSCORE", LATER, "-inf", now, "LIMIT", 0, 100)
 for _, entry in ipairs(due) do
   rcall("ZREM", LATER, entry)
-  local resource = string.match(entry, "^t|(.*)|[^|]*$")
+  local resource = string.match(entry, "^t|(.*)|[^|]*|[^|]*$")
   if resource then
     local jobId = take(space(resource), parked, skips)
     if jobId then
