@@ -18,6 +18,7 @@ import type { DeliveryQueue } from "@switchyard/webhooks";
 import { webhooksRouter } from "./routes/webhooks";
 import { adminRouter, fleetMetrics } from "./routes/admin";
 import { jobsRouter } from "./routes/jobs";
+import { compatRouter, providerKeyOf } from "./routes/compat";
 import { TenantDirectory } from "./tenants";
 import { signatureCheck } from "./signing";
 import { ingressLimit } from "./ingress-limit";
@@ -84,7 +85,8 @@ export function createApp(deps: AppDeps): Express {
         req: (req: { id?: unknown; method?: string; url?: string }) => ({
           id: req.id,
           method: req.method,
-          url: req.url,
+          // Gemini's SDKs may send the API key as ?key=: never into the log.
+          url: req.url?.replace(/([?&]key=)[^&]*/gi, "$1[redacted]"),
         }),
         res: (res: { statusCode?: number }) => ({ statusCode: res.statusCode }),
       },
@@ -126,6 +128,16 @@ export function createApp(deps: AppDeps): Express {
   const tenantGate = [tenantAuth(directory), ingressLimit(config, deps.redis, "tenant")];
   const signatures = signatureCheck(deps.redis, new Keys(config.queue.prefix));
   app.use(jobsRouter(deps.service, config, tenantGate, enqueued, deps.webhooks, signatures));
+  app.use(
+    compatRouter({
+      service: deps.service,
+      config,
+      tenantGate: [tenantAuth(directory, providerKeyOf), ingressLimit(config, deps.redis, "tenant")],
+      signatures,
+      enqueued,
+      maxBodyBytes: config.server.max_body_bytes,
+    }),
+  );
   app.use(webhooksRouter(deps.webhooks, config, tenantGate, signatures));
   app.get("/v1/usage", ...tenantGate, signatures, async (req, res) => {
     res.json(await deps.usage.report(res.locals.tenant as TenantConfig, req.query));

@@ -3,17 +3,28 @@ import { timingSafeEqual, createHash } from "node:crypto";
 import { ApiError, unauthorized } from "@switchyard/core";
 import type { TenantDirectory } from "./tenants";
 
-/** Tenant auth: "Authorization: Bearer <tenant key>". The tenant lands in res.locals.tenant. */
-export function tenantAuth(directory: TenantDirectory) {
+/**
+ * A key presented the way a provider's SDK sends it instead of a Bearer token (Anthropic's
+ * x-api-key, Gemini's x-goog-api-key or ?key=); undefined when the request has none of them.
+ */
+export type KeyOf = (req: Request) => string | undefined;
+
+/**
+ * Tenant auth: "Authorization: Bearer <tenant key>", or where `keyOf` finds one, that key. The
+ * tenant lands in res.locals.tenant.
+ */
+export function tenantAuth(directory: TenantDirectory, keyOf?: KeyOf) {
   return (req: Request, res: Response, next: NextFunction): void => {
     const header = req.get("authorization");
-    if (!header)
+    const other = keyOf?.(req);
+    if (!header && other === undefined)
       return next(
         unauthorized("missing Authorization header; send 'Authorization: Bearer <your Switchyard API key>'"),
       );
-    const match = /^Bearer\s+(\S+)\s*$/i.exec(header);
-    if (!match?.[1]) return next(unauthorized("malformed Authorization header; expected 'Bearer <key>'"));
-    const tenant = directory.authenticate(match[1]);
+    const match = header === undefined ? undefined : /^Bearer\s+(\S+)\s*$/i.exec(header);
+    const key = other ?? match?.[1];
+    if (!key) return next(unauthorized("malformed Authorization header; expected 'Bearer <key>'"));
+    const tenant = directory.authenticate(key);
     if (!tenant) return next(unauthorized("unknown API key"));
     res.locals.tenant = tenant;
     req.log?.setBindings({ tenant: tenant.id });

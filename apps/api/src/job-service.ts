@@ -67,6 +67,8 @@ export interface SubmitOptions {
   cache?: CacheDirectives | undefined;
   /** A stale Idempotency-Key claim was just released: take the key over (once). */
   takeOver?: boolean;
+  /** A drop-in endpoint waits for the job: no webhook to the tenant's endpoints. */
+  sync?: boolean;
 }
 
 /** Submission, lookup, long-poll and cancel: the API's job logic, free of HTTP details. */
@@ -206,6 +208,7 @@ export class JobService {
         traceId,
         ...(req.metadata ? { metadata: req.metadata } : {}),
         ...(req.webhook ? { webhookUrl: req.webhook.url } : {}),
+        ...(opts.sync ? { sync: true } : {}),
       },
       startWithin + this.retentionMs,
       claim,

@@ -196,6 +196,11 @@ const serverSchema = z
       .default(1024 * 1024),
     max_wait_seconds: z.number().int().min(1).max(300).default(60),
     /**
+     * How long the drop-in endpoints (/v1/chat/completions, /v1/messages, Gemini's
+     * generateContent) wait for their job; past it they answer 504 with the job's id.
+     */
+    sync_timeout_seconds: z.number().int().min(1).max(3_600).default(600),
+    /**
      * Ingress limits shared by every API process through Redis: requests per second with a
      * burst, per client address and per tenant. Unset: no ingress limit.
      */

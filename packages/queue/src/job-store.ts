@@ -39,6 +39,8 @@ export interface NewJobRecord {
   traceId: string;
   /** The job's own webhook target (signed with the tenant's secret). */
   webhookUrl?: string;
+  /** Submitted by a drop-in endpoint that waits for it: the tenant's webhook endpoints stay quiet. */
+  sync?: boolean;
 }
 
 /**
@@ -250,6 +252,7 @@ export class JobStore {
     ];
     if (rec.metadata) fields.push("metadata", JSON.stringify(rec.metadata));
     if (rec.webhookUrl) fields.push("webhook_url", rec.webhookUrl);
+    if (rec.sync) fields.push("sync", "1");
     const fq = this.keys.fairQueue;
     const degraded = adm.degradedEstimate ?? adm.estimate;
     const reply = await this.redis.syCreateJob(

@@ -24,7 +24,7 @@
   lost between the two, whichever process (API or worker) ends the job.
 ]]
 local current = redis.call("HMGET", KEYS[1], "status", "cancel_requested", "attempt_log", "tenant", "webhook_url",
-  "q_d", "q_m", "q_t", "q_c")
+  "q_d", "q_m", "q_t", "q_c", "sync")
 local status = current[1]
 if not status then
   return { -1, "", "", "" }
@@ -81,7 +81,8 @@ if final and current[6] then
     redis.call("HINCRBY", k, "m|" .. label .. "|c", nano)
   end
 end
-if final and (current[5] or redis.call("SISMEMBER", KEYS[3], current[4] or "") == 1) then
+-- A job of the drop-in endpoints (sync) goes to the tenant's endpoints only if it named a URL.
+if final and (current[5] or (current[10] ~= "1" and redis.call("SISMEMBER", KEYS[3], current[4] or "") == 1)) then
   redis.call("XADD", KEYS[2], "MAXLEN", "~", ARGV[5], "*", "job", ARGV[4], "status", ARGV[1])
 end
 return { 1, ARGV[1], cancel, log }

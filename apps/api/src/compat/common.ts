@@ -1,0 +1,93 @@
+import { ApiError, badRequest, type ChatMessage, type JobError, type JobView } from "@switchyard/core";
+
+/**
+ * What the drop-in endpoints share: each provider's request becomes a Switchyard job (the chat
+ * fields every route understands), the finished job becomes that provider's answer, and every
+ * error is told in that provider's error shape. Parameters a format has and Switchyard cannot
+ * carry to every provider are refused by path, never dropped.
+ */
+export interface JobRequestFields {
+  model: string;
+  messages: ChatMessage[];
+  max_tokens?: number;
+  temperature?: number;
+  top_p?: number;
+  stop?: string | string[];
+  user?: string;
+}
+
+export interface Dialect {
+  readonly name: "openai" | "anthropic" | "gemini";
+  /** The finished job as the provider's answer object. */
+  answer(view: JobView, requestedModel: string): unknown;
+  /** Any error as the provider's error body. */
+  errorBody(e: ApiError): unknown;
+}
+
+/** 400 for a parameter Switchyard cannot honour on every route, naming it. */
+export function unsupported(path: string, what: string): ApiError {
+  return badRequest(`'${path}' is not supported by Switchyard (${what}); remove it from the request`, [
+    { path, message: "not supported" },
+  ]);
+}
+
+/** A failed (or cancelled, or expired) job as the error its caller gets, with a fitting status. */
+export function jobFailure(view: JobView): ApiError {
+  const e: JobError = view.error ?? { type: "failed", message: `the job ended ${view.status}` };
+  const where = e.provider ? ` (${e.provider}${e.model ? `/${e.model}` : ""})` : "";
+  switch (view.status === "failed" ? e.type : view.status) {
+    case "client":
+      return new ApiError(
+        400,
+        "invalid_request_error",
+        `the upstream refused the request${where}: ${e.message}`,
+      );
+    case "invalid_model":
+      return new ApiError(400, "invalid_request_error", e.message);
+    case "rate_limit":
+      return new ApiError(
+        429,
+        "rate_limit_error",
+        `every route link stayed rate limited${where}: ${e.message}`,
+      );
+    case "timeout":
+      return new ApiError(504, "timeout", `the upstream timed out${where}: ${e.message}`);
+    case "expired":
+      return new ApiError(
+        504,
+        "timeout",
+        "the job was not started before its deadline (queue too long for its ttl)",
+      );
+    case "cancelled":
+      return new ApiError(409, "conflict_error", "the job was cancelled before it finished");
+    default:
+      return new ApiError(502, "api_error", `the upstream failed${where}: ${e.message}`);
+  }
+}
+
+/** The job's answer text, finish reason and usage, as every dialect needs them. */
+export function outcome(view: JobView) {
+  const r = view.result;
+  const u = view.usage ?? { input_tokens: 0, output_tokens: 0 };
+  return {
+    text: r?.output_text ?? "",
+    finish: r?.finish_reason ?? "stop",
+    model: r?.model ?? view.model,
+    input: u.input_tokens,
+    output: u.output_tokens,
+    cached: u.cached_input_tokens ?? 0,
+    created: Math.floor(view.created_at),
+  };
+}
+
+/** Strict own-field check of a provider body: unknown fields are refused by path. */
+export function rejectUnknown(body: Record<string, unknown>, allowed: ReadonlySet<string>, at = ""): void {
+  for (const k of Object.keys(body))
+    if (!allowed.has(k))
+      throw badRequest(`unknown or unsupported field '${at}${k}'; remove it from the request`, [
+        { path: `${at}${k}`, message: "not supported" },
+      ]);
+}
+
+export const isObject = (v: unknown): v is Record<string, unknown> =>
+  v !== null && typeof v === "object" && !Array.isArray(v);

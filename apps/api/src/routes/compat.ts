@@ -1,0 +1,166 @@
+import { Router, type NextFunction, type Request, type RequestHandler, type Response } from "express";
+import type { z } from "zod";
+import {
+  ApiError,
+  badRequest,
+  isTerminal,
+  notFound,
+  ownEntry,
+  PRIORITIES,
+  type Priority,
+  type SwitchyardConfig,
+  type TenantConfig,
+} from "@switchyard/core";
+import type { Counter } from "@switchyard/observability";
+import { anthropicDialect, anthropicRequestSchema, anthropicToJob } from "../compat/anthropic";
+import { jobFailure, type Dialect, type JobRequestFields } from "../compat/common";
+import { geminiDialect, geminiRequestSchema, geminiToJob } from "../compat/gemini";
+import { openaiDialect, openaiModels, openaiRequestSchema, openaiToJob } from "../compat/openai";
+import { toApiError } from "../errors";
+import { cacheDirectives, parseCreateJob, type JobService } from "../job-service";
+import { jsonBody } from "../signing";
+import { parseBody } from "../validate";
+
+/**
+ * The drop-in endpoints: OpenAI's POST /v1/chat/completions and GET /v1/models, Anthropic's
+ * POST /v1/messages, Gemini's POST /v1beta/models/{model}:generateContent. Each request becomes
+ * an ordinary job of the tenant (auth, routes, admission, quota, fair order, limiter, retries,
+ * fallback, idempotency, cache) and the request waits for it, up to
+ * server.sync_timeout_seconds. Every answer carries switchyard-job-id; errors come in the
+ * caller's provider's shape.
+ */
+export interface CompatDeps {
+  service: JobService;
+  config: SwitchyardConfig;
+  /** Auth that also takes x-api-key, x-goog-api-key and ?key=, then the tenant's ingress limit. */
+  tenantGate: RequestHandler[];
+  signatures: RequestHandler;
+  enqueued: Counter<"tier">;
+  maxBodyBytes: number;
+}
+
+const JOB_ID_HEADER = "switchyard-job-id";
+
+export function compatRouter(deps: CompatDeps): Router {
+  const { service, config } = deps;
+  const router = Router();
+  const json = jsonBody(config);
+  const syncMs = config.server.sync_timeout_seconds * 1000;
+
+  const run = async (req: Request, res: Response, dialect: Dialect, fields: JobRequestFields) => {
+    const tenant = res.locals.tenant as TenantConfig;
+    if (!ownEntry(config.models, fields.model))
+      throw new ApiError(
+        404,
+        "model_not_found",
+        `the model '${fields.model}' does not exist; GET /v1/models lists them`,
+        [{ path: "model", message: "unknown model" }],
+      );
+    const body = parseCreateJob({ ...fields, ...jobHeaders(req) }, config);
+    const { job, replayed } = await service.submit(tenant, body, String(req.id), {
+      idempotencyKey: req.get("idempotency-key"),
+      cache: cacheDirectives(req.get("cache-control")),
+      sync: true,
+    });
+    res.set(JOB_ID_HEADER, job.id);
+    if (!replayed) deps.enqueued.inc({ tier: tenant.tier });
+    const gone = new AbortController();
+    res.on("close", () => gone.abort());
+    const view = await service.waitForTerminal(tenant, job.id, syncMs, gone.signal);
+    if (gone.signal.aborted && !res.writableFinished) {
+      // The caller went away: nobody will read the answer, so stop spending on it.
+      if (!isTerminal(view.status))
+        await service.cancel(tenant, job.id, new AbortController().signal).catch(() => undefined);
+      return;
+    }
+    if (!isTerminal(view.status))
+      throw new ApiError(
+        504,
+        "timeout",
+        `the job did not finish within server.sync_timeout_seconds (${config.server.sync_timeout_seconds} s); it goes on: poll GET /v1/jobs/${job.id}`,
+      );
+    if (view.status !== "succeeded") throw jobFailure(view);
+    res.json(dialect.answer(view, body.model));
+  };
+
+  const post = <S extends z.ZodType>(
+    path: string | RegExp,
+    dialect: Dialect,
+    schema: S,
+    toJob: (req: Request, body: z.infer<S>) => JobRequestFields,
+  ) =>
+    router.post(path, ...deps.tenantGate, json, deps.signatures, async (req, res) => {
+      await run(req, res, dialect, toJob(req, parseBody(schema, req.body)));
+    });
+
+  post("/v1/chat/completions", openaiDialect, openaiRequestSchema, (_req, b) => openaiToJob(b));
+  post("/v1/messages", anthropicDialect, anthropicRequestSchema, (_req, b) => anthropicToJob(b));
+  post(GEMINI_GENERATE, geminiDialect, geminiRequestSchema, (req, b) => geminiToJob(geminiModel(req), b));
+  router.post(GEMINI_STREAM, ...deps.tenantGate, () => {
+    throw new ApiError(400, "invalid_request_error", "streaming is not available yet: call :generateContent");
+  });
+
+  const created = Math.floor(Date.now() / 1000);
+  router.get("/v1/models", ...deps.tenantGate, (_req, res) => {
+    res.json(openaiModels(Object.keys(config.models).sort(), created));
+  });
+  router.get("/v1/models/:id", ...deps.tenantGate, (req, res) => {
+    const id = String(req.params.id);
+    if (!ownEntry(config.models, id)) throw notFound(`the model '${id.slice(0, 200)}' does not exist`);
+    res.json(openaiModels([id], created).data[0]);
+  });
+
+  // Errors in the caller's provider's shape, by the path it called.
+  router.use((err: unknown, req: Request, res: Response, next: NextFunction) => {
+    const dialect = dialectOf(req.path);
+    if (!dialect) return next(err);
+    const e = toApiError(err, deps.maxBodyBytes);
+    if (res.headersSent) return void res.end();
+    if (e.headers) res.set(e.headers);
+    res.status(e.status).json(dialect.errorBody(e));
+  });
+  return router;
+}
+
+const GEMINI_GENERATE = /^\/v1beta\/models\/([^/]+):generateContent$/;
+const GEMINI_STREAM = /^\/v1beta\/models\/([^/]+):streamGenerateContent$/;
+
+function geminiModel(req: Request): string {
+  const m = GEMINI_GENERATE.exec(req.path);
+  return decodeURIComponent(m?.[1] ?? "");
+}
+
+function dialectOf(path: string): Dialect | undefined {
+  if (path === "/v1/chat/completions" || path.startsWith("/v1/models")) return openaiDialect;
+  if (path === "/v1/messages") return anthropicDialect;
+  if (path.startsWith("/v1beta/models/")) return geminiDialect;
+  return undefined;
+}
+
+/** Optional switchyard-priority and switchyard-ttl-seconds request headers, checked. */
+function jobHeaders(req: Request): { priority?: Priority; ttl_seconds?: number } {
+  const out: { priority?: Priority; ttl_seconds?: number } = {};
+  const p = req.get("switchyard-priority");
+  if (p !== undefined) {
+    if (!(PRIORITIES as readonly string[]).includes(p))
+      throw badRequest("switchyard-priority must be high, normal or low", [
+        { path: "header.switchyard-priority", message: "invalid" },
+      ]);
+    out.priority = p as Priority;
+  }
+  const t = req.get("switchyard-ttl-seconds");
+  if (t !== undefined) {
+    if (!/^\d{1,8}$/.test(t))
+      throw badRequest("switchyard-ttl-seconds must be a whole number of seconds", [
+        { path: "header.switchyard-ttl-seconds", message: "invalid" },
+      ]);
+    out.ttl_seconds = Number(t);
+  }
+  return out;
+}
+
+/** The key as Anthropic's and Gemini's SDKs send it. */
+export function providerKeyOf(req: Request): string | undefined {
+  const key = req.get("x-api-key") ?? req.get("x-goog-api-key") ?? req.query.key;
+  return typeof key === "string" && key.length > 0 ? key : undefined;
+}
