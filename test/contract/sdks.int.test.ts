@@ -29,6 +29,26 @@ describe("openai SDK", () => {
     expect(r.usage).toMatchObject({ prompt_tokens: 7, completion_tokens: 3, total_tokens: 10 });
   });
 
+  it("streams chat.completion.chunk events with usage last", async () => {
+    const stream = await client().chat.completions.create({
+      model: "gpt-4o-mini",
+      messages: [{ role: "user", content: "hello stream" }],
+      stream: true,
+      stream_options: { include_usage: true },
+    });
+    let text = "";
+    let finish: string | null | undefined;
+    let usage: OpenAI.CompletionUsage | null | undefined;
+    for await (const chunk of stream) {
+      text += chunk.choices[0]?.delta.content ?? "";
+      finish = chunk.choices[0]?.finish_reason ?? finish;
+      usage = chunk.usage ?? usage;
+    }
+    expect(text).toBe("Echo: hello stream");
+    expect(finish).toBe("stop");
+    expect(usage).toMatchObject({ prompt_tokens: 7, completion_tokens: 3 });
+  });
+
   it("raises RateLimitError with the headers on a 429, and AuthenticationError on a bad key", async () => {
     const err = await client()
       .chat.completions.create({
@@ -97,6 +117,24 @@ describe("@anthropic-ai/sdk", () => {
   });
 });
 
+describe("streaming with the other SDKs", () => {
+  it("@anthropic-ai/sdk messages.stream assembles the message", async () => {
+    const client = new Anthropic({ apiKey: "sk-ant-sdk", baseURL: base, maxRetries: 0 });
+    const deltas: string[] = [];
+    const stream = client.messages.stream({
+      model: "claude-sonnet-4-5",
+      max_tokens: 20,
+      messages: [{ role: "user", content: "hello anthropic stream" }],
+    });
+    stream.on("text", (t) => deltas.push(t));
+    const final = await stream.finalMessage();
+    expect(final.content[0]).toMatchObject({ type: "text", text: "Echo: hello anthropic stream" });
+    expect(final.stop_reason).toBe("end_turn");
+    expect(final.usage.output_tokens).toBe(4);
+    expect(deltas.length).toBe(4);
+  });
+});
+
 describe("@google/genai", () => {
   // The SDK dispatches through Node's global undici dispatcher, which jest's sandboxed global
   // does not carry; give it one, as a plain `node` process has.
@@ -119,6 +157,26 @@ describe("@google/genai", () => {
     expect(r.candidates?.[0]?.finishReason).toBe("STOP");
     expect(r.usageMetadata).toMatchObject({ promptTokenCount: 13, candidatesTokenCount: 3 });
     expect(r.modelVersion).toBe("gemini-2.5-flash");
+  });
+
+  it("streams generateContentStream chunks with usage on the last", async () => {
+    const stream = await client().models.generateContentStream({
+      model: "gemini-2.5-flash",
+      contents: "hello gemini stream",
+    });
+    let text = "";
+    let last: { finishReason?: string; candidatesTokenCount?: number } = {};
+    for await (const chunk of stream) {
+      text += chunk.text ?? "";
+      last = {
+        ...(chunk.candidates?.[0]?.finishReason ? { finishReason: chunk.candidates[0].finishReason } : {}),
+        ...(chunk.usageMetadata?.candidatesTokenCount !== undefined
+          ? { candidatesTokenCount: chunk.usageMetadata.candidatesTokenCount }
+          : {}),
+      };
+    }
+    expect(text).toBe("Echo: hello gemini stream");
+    expect(last).toEqual({ finishReason: "STOP", candidatesTokenCount: 4 });
   });
 
   it("raises ApiError 429 whose message carries the RetryInfo delay", async () => {

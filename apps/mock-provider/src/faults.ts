@@ -16,6 +16,8 @@ import { WIRE_NAMES, type HintPlace, type WireName } from "./formats/types";
  *                   upstreams do; Switchyard must never pass it on)
  *   cached=N        a success reports N of the prompt's tokens as read from the provider's prompt
  *                   cache (in each format's own field)
+ *   chunk_delay=MS  a streamed answer waits MS between its content events
+ *   fail_after=N    a streamed answer's connection is cut after N content events
  * The same grammar (without the brackets) sets standing faults through POST /_control/faults.
  */
 export interface Fault {
@@ -31,6 +33,8 @@ export interface Fault {
   truncated?: boolean;
   echoKey?: boolean;
   cachedTokens?: number;
+  chunkDelayMs?: number;
+  failAfter?: number;
 }
 
 const MARKER = /\[\[mock:([^\]]*)\]\]/;
@@ -72,6 +76,12 @@ export function parseFaultSpec(spec: string): Fault {
         break;
       case "cached":
         fault.cachedTokens = Number(value);
+        break;
+      case "chunk_delay":
+        fault.chunkDelayMs = Number(value);
+        break;
+      case "fail_after":
+        fault.failAfter = Number(value);
         break;
     }
   }

@@ -1,6 +1,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { setTimeout as sleep } from "node:timers/promises";
 import { complete, promptTokens } from "./completion";
+import { streamEvents, type SseEvent } from "./streaming";
 import { embed } from "./embeddings";
 import { FaultCounter, parseFault, parseStandingFault, type Fault, type StandingFault } from "./faults";
 import { anthropicFormat } from "./formats/anthropic";
@@ -17,6 +18,8 @@ export interface MockOptions {
   latencyMs: number;
   /** Share of requests (0..1) answered 500 at random. */
   errorRate: number;
+  /** Streamed answers wait this long between their content events (a fault marker may say otherwise). */
+  chunkDelayMs?: number;
   maxBodyBytes: number;
   /** Per-key rpm/tpm (MOCK_LIMITS); keys not listed get large defaults. */
   limits?: Map<string, KeyLimits>;
@@ -73,7 +76,7 @@ export class MockProvider {
     const method = req.method ?? "GET";
     for (const format of FORMATS) {
       const m = format.match(method, url.pathname);
-      if (m) return this.serve(format, m.pathModel, req, res, url);
+      if (m) return this.serve(format, m.pathModel, req, res, url, m.stream === true);
     }
     if (method === "GET" && url.pathname === "/healthz")
       return send(res, { status: 200, body: { ok: true } });
@@ -192,6 +195,7 @@ export class MockProvider {
     req: IncomingMessage,
     res: ServerResponse,
     url: URL,
+    streamPath = false,
   ): Promise<void> {
     const pre = format.precheck?.(req);
     if (pre) return send(res, pre);
@@ -209,7 +213,7 @@ export class MockProvider {
     let status = 500;
     let tokens: [number, number] = [0, 0];
     try {
-      const parsed = format.parse(body, pathModel);
+      const parsed = format.parse(body, pathModel, streamPath);
       if (!isParsed(parsed)) {
         status = parsed.status;
         return send(res, parsed);
@@ -242,7 +246,21 @@ export class MockProvider {
       const r = this.answer(format, apiKey, parsed, active?.cachedTokens);
       status = 200;
       tokens = [r.inputTokens, r.outputTokens];
-      send(res, r.response);
+      if (!parsed.stream) return send(res, r.response);
+      const includeUsage = (body as { stream_options?: { include_usage?: unknown } }).stream_options
+        ?.include_usage;
+      const events = streamEvents(
+        format.name,
+        { ...parsed, includeUsage: includeUsage === true },
+        r.completion,
+      );
+      const completed = await writeSse(
+        res,
+        events,
+        active?.chunkDelayMs ?? this.opts.chunkDelayMs ?? 0,
+        active?.failAfter,
+      );
+      if (!completed) status = 599;
     } finally {
       this.stats.end(apiKey, status, tokens[0], tokens[1]);
     }
@@ -263,7 +281,14 @@ export class MockProvider {
       },
       this.windows.state(apiKey),
     );
-    return { response, inputTokens, outputTokens: out.outputTokens };
+    const completion = {
+      text: out.text,
+      finished: out.finishReason,
+      inputTokens,
+      outputTokens: out.outputTokens,
+      ...(cachedTokens > 0 ? { cachedTokens } : {}),
+    };
+    return { response, inputTokens, outputTokens: out.outputTokens, completion };
   }
 
   /** Returns the status it answered with, or undefined when the request should go on normally. */
@@ -314,6 +339,38 @@ export class MockProvider {
     }
     return undefined;
   }
+}
+
+/**
+ * Writes server-sent events, `delayMs` apart; with `failAfter`, destroys the connection after
+ * that many content events (a mid-stream fault). Resolves false when the stream was cut.
+ */
+async function writeSse(
+  res: ServerResponse,
+  events: SseEvent[],
+  delayMs: number,
+  failAfter: number | undefined,
+): Promise<boolean> {
+  res.writeHead(200, {
+    "content-type": "text/event-stream",
+    "cache-control": "no-cache",
+    connection: "keep-alive",
+  });
+  let sent = 0;
+  for (const e of events) {
+    if (res.destroyed) return false;
+    if (e.content) {
+      if (failAfter !== undefined && sent >= failAfter) {
+        res.destroy();
+        return false;
+      }
+      if (delayMs > 0 && sent > 0) await sleep(delayMs);
+      sent += 1;
+    }
+    res.write(`${e.event ? `event: ${e.event}\n` : ""}data: ${e.data}\n\n`);
+  }
+  res.end();
+  return true;
 }
 
 function send(res: ServerResponse, r: MockResponse): void {

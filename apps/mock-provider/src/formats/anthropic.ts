@@ -95,7 +95,12 @@ export const anthropicFormat: WireFormat = {
         return error(400, `messages.${i}.content: Input should be a valid string or list of content blocks`);
       messages.push({ role: m.role, text });
     }
-    return { model: b.model, messages, maxTokens: b.max_tokens };
+    return {
+      model: b.model,
+      messages,
+      maxTokens: b.max_tokens,
+      ...(b.stream === true ? { stream: true } : {}),
+    };
   },
 
   success(req: ParsedRequest, out: Completion, limits: LimitState): MockResponse {

@@ -16,7 +16,7 @@ import {
  * x-goog-api-key or ?key=, contents/parts, systemInstruction, generationConfig, usageMetadata,
  * and google.rpc error bodies; a 429 carries RetryInfo.retryDelay in the body, not in headers.
  */
-const PATH = /^\/(v1beta|v1)\/models\/([^/:]+):generateContent$/;
+const PATH = /^\/(v1beta|v1)\/models\/([^/:]+):(generateContent|streamGenerateContent)$/;
 
 const STATUSES: Record<number, string> = {
   400: "INVALID_ARGUMENT",
@@ -45,7 +45,12 @@ export const geminiFormat: WireFormat = {
   name: "gemini",
   match(method, pathname) {
     const m = method === "POST" ? PATH.exec(pathname) : null;
-    return m?.[2] === undefined ? undefined : { pathModel: decodeURIComponent(m[2]) };
+    return m?.[2] === undefined
+      ? undefined
+      : {
+          pathModel: decodeURIComponent(m[2]),
+          ...(m[3] === "streamGenerateContent" ? { stream: true } : {}),
+        };
   },
 
   apiKey(req: IncomingMessage, url: URL): string {
@@ -53,7 +58,7 @@ export const geminiFormat: WireFormat = {
     return (typeof key === "string" ? key : (url.searchParams.get("key") ?? "")).trim();
   },
 
-  parse(body: unknown, pathModel: string): ParsedRequest | MockResponse {
+  parse(body: unknown, pathModel: string, stream?: boolean): ParsedRequest | MockResponse {
     const b = asRecord(body);
     if (!b) return error(400, "Invalid JSON payload received.");
     if (!Array.isArray(b.contents) || b.contents.length === 0)
@@ -83,7 +88,12 @@ export const geminiFormat: WireFormat = {
         400,
         "* GenerateContentRequest.generation_config.max_output_tokens: must be a positive integer",
       );
-    return { model: pathModel, messages, ...(typeof max === "number" ? { maxTokens: max } : {}) };
+    return {
+      model: pathModel,
+      messages,
+      ...(typeof max === "number" ? { maxTokens: max } : {}),
+      ...(stream ? { stream: true } : {}),
+    };
   },
 
   success(req: ParsedRequest, out: Completion): MockResponse {

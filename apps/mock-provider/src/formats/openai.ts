@@ -102,7 +102,12 @@ export const openaiFormat: WireFormat = {
         "max_tokens",
         "integer_below_min_value",
       );
-    return { model: b.model, messages, ...(typeof maxRaw === "number" ? { maxTokens: maxRaw } : {}) };
+    return {
+      model: b.model,
+      messages,
+      ...(typeof maxRaw === "number" ? { maxTokens: maxRaw } : {}),
+      ...(b.stream === true ? { stream: true } : {}),
+    };
   },
 
   success(req: ParsedRequest, out: Completion, limits: LimitState): MockResponse {

@@ -13,6 +13,8 @@ export interface ParsedRequest {
   model: string;
   messages: SimpleMessage[];
   maxTokens?: number;
+  /** The answer goes out as server-sent events (stream: true, Gemini's :streamGenerateContent). */
+  stream?: boolean;
 }
 
 export interface Completion {
@@ -49,11 +51,11 @@ export type WireName = (typeof WIRE_NAMES)[number];
 export interface WireFormat {
   readonly name: WireName;
   /** The model named in the path (Gemini) or "" when the path matches without one; undefined: not this format. */
-  match(method: string, pathname: string): { pathModel: string } | undefined;
+  match(method: string, pathname: string): { pathModel: string; stream?: boolean } | undefined;
   apiKey(req: IncomingMessage, url: URL): string;
   /** An error answer for a request the format itself rejects before any key check (e.g. missing version). */
   precheck?(req: IncomingMessage): MockResponse | undefined;
-  parse(body: unknown, pathModel: string): ParsedRequest | MockResponse;
+  parse(body: unknown, pathModel: string, stream?: boolean): ParsedRequest | MockResponse;
   success(req: ParsedRequest, out: Completion, limits: LimitState): MockResponse;
   error(status: number, message?: string): MockResponse;
   invalidKey(): MockResponse;
