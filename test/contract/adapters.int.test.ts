@@ -86,6 +86,53 @@ describe.each(Object.keys(adapters))("%s adapter against the mock", (name) => {
     });
   });
 
+  it("streams: every piece as it comes, the same answer and usage at the end", async () => {
+    const deltas: string[] = [];
+    const r = await provider.chat(request("stream me please", { max_tokens: 20 }), {
+      apiKey: spec.key,
+      signal: new AbortController().signal,
+      onDelta: (t) => deltas.push(t),
+    });
+    expect(deltas).toEqual(["Echo:", " stream", " me", " please"]);
+    expect(r).toMatchObject({
+      output_text: "Echo: stream me please",
+      finish_reason: "stop",
+      provider: name,
+      model: spec.model,
+      usage: { input_tokens: 14, output_tokens: 4 },
+    });
+    const capped = await provider.chat(request("one two three four", { max_tokens: 2 }), {
+      apiKey: spec.key,
+      signal: new AbortController().signal,
+      onDelta: () => undefined,
+    });
+    expect(capped).toMatchObject({ output_text: "Echo: one", finish_reason: "length" });
+  });
+
+  it("streams: a failure before the first piece is the usual error, a cut stream a connection error", async () => {
+    const stream = (content: string, deltas: string[]) =>
+      provider
+        .chat(request(content), {
+          apiKey: spec.key,
+          signal: new AbortController().signal,
+          onDelta: (t) => deltas.push(t),
+        })
+        .then(
+          () => undefined,
+          (e: unknown) => e,
+        );
+    const before: string[] = [];
+    const early = await stream("[[mock:status=500]] x", before);
+    expect(early).toBeInstanceOf(ProviderError);
+    expect((early as ProviderError).kind).toBe("server");
+    expect(before).toEqual([]);
+    const during: string[] = [];
+    const cut = await stream("[[mock:fail_after=2]] one two three", during);
+    expect(cut).toBeInstanceOf(ProviderError);
+    expect(["connection", "malformed"]).toContain((cut as ProviderError).kind);
+    expect(during).toEqual(["Echo:", " one"]);
+  });
+
   it("maps the provider's max-tokens stop onto finish_reason length", async () => {
     const r = await call("one two three four", { max_tokens: 2 });
     expect(r).toMatchObject({

@@ -361,6 +361,9 @@ async function writeSse(
     if (res.destroyed) return false;
     if (e.content) {
       if (failAfter !== undefined && sent >= failAfter) {
+        // Let what was written reach the client, then cut the connection mid-stream.
+        await new Promise<void>((resolve) => res.write("", () => resolve()));
+        await sleep(20);
         res.destroy();
         return false;
       }

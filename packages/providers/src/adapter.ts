@@ -3,7 +3,7 @@ import { HttpClient, type JsonResponse } from "./http";
 import { kindForStatus, ProviderError, type ProviderErrorKind } from "./errors";
 import type { RateLimitInfo } from "./rate-limits";
 import { retryHintMs } from "./retry-hints";
-import type { CallContext, ChatProvider, ChatResult, ProviderRequest } from "./types";
+import type { CallContext, ChatProvider, ChatResult, ProviderRequest, StreamReader } from "./types";
 
 /** What every adapter is built from: where the provider is and how long to wait for it. */
 export interface AdapterOptions {
@@ -58,7 +58,17 @@ export abstract class HttpAdapter implements ChatProvider {
   protected abstract readError(body: unknown): UpstreamError | undefined;
   protected abstract rateLimits(res: JsonResponse): RateLimitInfo | undefined;
 
+  /** The streaming call's URL (Gemini's differs) and body (the format's stream flag added). */
+  protected streamUrl(req: ProviderRequest): string {
+    return this.url(req);
+  }
+  protected streamBody(req: ProviderRequest): Record<string, unknown> {
+    return { ...this.buildBody(req), stream: true };
+  }
+  protected abstract streamReader(req: ProviderRequest, onDelta: (text: string) => void): StreamReader;
+
   async chat(req: ProviderRequest, ctx: CallContext): Promise<ChatResult> {
+    if (ctx.onDelta) return this.chatStream(req, ctx, ctx.onDelta);
     const body = { ...this.buildBody(req), ...req.extraBody };
     const res = await this.http.postJson(
       this.url(req),
@@ -77,6 +87,34 @@ export abstract class HttpAdapter implements ChatProvider {
         { status: res.status },
       );
     }
+    return { ...result, provider: this.id, ...(rateLimit ? { rateLimit } : {}) };
+  }
+
+  private async chatStream(
+    req: ProviderRequest,
+    ctx: CallContext,
+    onDelta: (text: string) => void,
+  ): Promise<ChatResult> {
+    const reader = this.streamReader(req, onDelta);
+    const res = await this.http.postSse(
+      this.streamUrl(req),
+      { ...this.extraHeaders, ...this.authHeaders(ctx.apiKey) },
+      { ...this.streamBody(req), ...req.extraBody },
+      ctx.signal,
+      (event, data) => reader.event(event, data),
+    );
+    const rateLimit = this.rateLimits(res);
+    if (res.status < 200 || res.status >= 300) throw this.failure(res, rateLimit, ctx.apiKey);
+    const result = reader.result();
+    if (!result)
+      throw new ProviderError(
+        "malformed",
+        `the ${this.type} stream ended before the answer was complete`,
+        this.id,
+        {
+          status: res.status,
+        },
+      );
     return { ...result, provider: this.id, ...(rateLimit ? { rateLimit } : {}) };
   }
 

@@ -1,3 +1,4 @@
+import { createParser } from "eventsource-parser";
 import { Agent, errors as undiciErrors, request } from "undici";
 import { ProviderError } from "./errors";
 
@@ -45,6 +46,83 @@ export class HttpClient {
 
   getJson(url: string, headers: Record<string, string>, signal: AbortSignal): Promise<JsonResponse> {
     return this.send("GET", url, headers, undefined, signal);
+  }
+
+  /**
+   * POSTs and reads a server-sent event stream: a 2xx answer's events go to `onEvent` as they
+   * arrive (an error it throws ends the call); any other answer is read whole, as postJson does.
+   */
+  async postSse(
+    url: string,
+    headers: Record<string, string>,
+    body: unknown,
+    signal: AbortSignal,
+    onEvent: (event: string | undefined, data: string) => void,
+  ): Promise<JsonResponse> {
+    const timeout = AbortSignal.timeout(this.opts.timeoutMs);
+    const combined = AbortSignal.any([signal, timeout]);
+    let status: number | undefined;
+    try {
+      const res = await request(url, {
+        method: "POST",
+        dispatcher: this.agent,
+        headers: { accept: "text/event-stream", "content-type": "application/json", ...headers },
+        body: JSON.stringify(body),
+        signal: combined,
+      });
+      status = res.statusCode;
+      const h = res.headers;
+      const get = (name: string): string | undefined => {
+        const v = h[name.toLowerCase()];
+        return Array.isArray(v) ? v[0] : v;
+      };
+      if (res.statusCode < 200 || res.statusCode >= 300) {
+        const rawText = (await res.body.text()).slice(0, this.opts.maxResponseBytes);
+        let parsed: unknown;
+        try {
+          parsed = rawText ? JSON.parse(rawText) : undefined;
+        } catch {
+          parsed = undefined;
+        }
+        return { status: res.statusCode, headers: get, body: parsed, rawText };
+      }
+      let failure: unknown;
+      const parser = createParser({
+        onEvent: (e) => {
+          if (failure === undefined) {
+            try {
+              onEvent(e.event, e.data);
+            } catch (err) {
+              failure = err;
+            }
+          }
+        },
+      });
+      let size = 0;
+      for await (const chunk of res.body) {
+        const buf = chunk as Buffer;
+        size += buf.length;
+        if (size > this.opts.maxResponseBytes) {
+          res.body.destroy();
+          throw new ProviderError(
+            "malformed",
+            `stream larger than ${this.opts.maxResponseBytes} bytes`,
+            this.opts.provider,
+            {
+              status: res.statusCode,
+            },
+          );
+        }
+        parser.feed(buf.toString("utf8"));
+        if (failure !== undefined) {
+          res.body.destroy();
+          throw failure;
+        }
+      }
+      return { status: res.statusCode, headers: get, body: undefined, rawText: "" };
+    } catch (err) {
+      throw this.classifyTransportError(err, signal, timeout, status);
+    }
   }
 
   private async send(

@@ -22,6 +22,17 @@ export interface ProviderRequest extends ChatRequest {
 export interface CallContext {
   apiKey: string;
   signal: AbortSignal;
+  /** Stream the answer: each piece of text goes here as the upstream sends it. */
+  onDelta?: (text: string) => void;
+}
+
+/**
+ * Reads one provider's stream events into the answer: pieces of text go to `onDelta` as they
+ * come; `result` is the whole answer once the stream has ended (undefined: it never finished).
+ */
+export interface StreamReader {
+  event(event: string | undefined, data: string): void;
+  result(): Omit<ChatResult, "provider"> | undefined;
 }
 
 /** One provider endpoint. Adapters throw ProviderError for every failure, never anything else. */

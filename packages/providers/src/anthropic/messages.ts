@@ -1,10 +1,11 @@
 import { z } from "zod";
-import { withCached } from "../usage";
+import { ProviderError } from "../errors";
+import { parseJson, withCached } from "../usage";
 import { HttpAdapter, type AdapterOptions, type UpstreamError } from "../adapter";
 import type { JsonResponse } from "../http";
 import { anthropicRateLimits, type RateLimitInfo } from "../rate-limits";
 import { messageText } from "@switchyard/core";
-import { isSystemRole, type ChatResult, type ProviderRequest } from "../types";
+import { isSystemRole, type ChatResult, type ProviderRequest, type StreamReader } from "../types";
 
 /**
  * Anthropic Messages API (POST {base_url}/v1/messages, base_url as the SDK takes it:
@@ -29,6 +30,22 @@ const responseSchema = z.object({
 const errorBodySchema = z.object({
   type: z.literal("error"),
   error: z.object({ type: z.string(), message: z.string() }),
+});
+
+const streamUsage = z.object({
+  input_tokens: z.number().int().min(0).nullish(),
+  output_tokens: z.number().int().min(0).nullish(),
+  cache_creation_input_tokens: z.number().int().min(0).nullish(),
+  cache_read_input_tokens: z.number().int().min(0).nullish(),
+});
+const streamEventSchema = z.object({
+  type: z.string(),
+  message: z.object({ model: z.string().optional(), usage: streamUsage.optional() }).optional(),
+  delta: z
+    .object({ type: z.string().optional(), text: z.string().optional(), stop_reason: z.string().nullish() })
+    .optional(),
+  usage: streamUsage.optional(),
+  error: z.object({ type: z.string().optional(), message: z.string().optional() }).optional(),
 });
 
 const STOP_REASONS: Record<string, string> = {
@@ -118,6 +135,67 @@ export class AnthropicMessagesProvider extends HttpAdapter {
         },
         usage.cache_read_input_tokens,
       ),
+    };
+  }
+
+  protected streamReader(req: ProviderRequest, onDelta: (text: string) => void): StreamReader {
+    let text = "";
+    let model = req.model;
+    let stop: string | undefined;
+    let input = 0;
+    let cached = 0;
+    let output = 0;
+    let done = false;
+    return {
+      event: (event, data) => {
+        const e = streamEventSchema.safeParse(parseJson(data));
+        if (!e.success)
+          throw new ProviderError(
+            "malformed",
+            `a stream event (${event ?? "?"}) is not Anthropic's`,
+            this.id,
+          );
+        const v = e.data;
+        switch (v.type) {
+          case "message_start": {
+            const u = v.message?.usage;
+            if (v.message?.model) model = v.message.model;
+            cached = u?.cache_read_input_tokens ?? 0;
+            input = (u?.input_tokens ?? 0) + (u?.cache_creation_input_tokens ?? 0) + cached;
+            output = u?.output_tokens ?? 0;
+            break;
+          }
+          case "content_block_delta":
+            if (v.delta?.type === "text_delta" && v.delta.text) {
+              text += v.delta.text;
+              onDelta(v.delta.text);
+            }
+            break;
+          case "message_delta":
+            if (v.delta?.stop_reason) stop = v.delta.stop_reason;
+            if (typeof v.usage?.output_tokens === "number") output = v.usage.output_tokens;
+            break;
+          case "message_stop":
+            done = true;
+            break;
+          case "error":
+            throw new ProviderError(
+              "server",
+              `the stream failed: ${v.error?.message ?? "error event"}`,
+              this.id,
+              v.error?.type ? { code: v.error.type } : {},
+            );
+        }
+      },
+      result: () =>
+        done
+          ? {
+              output_text: text,
+              finish_reason: stop ? (STOP_REASONS[stop] ?? "unknown") : "unknown",
+              model,
+              usage: withCached({ input_tokens: input, output_tokens: output }, cached),
+            }
+          : undefined,
     };
   }
 

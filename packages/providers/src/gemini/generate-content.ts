@@ -1,11 +1,11 @@
 import { z } from "zod";
-import { withCached } from "../usage";
+import { parseJson, withCached } from "../usage";
 import { HttpAdapter, type AdapterOptions, type UpstreamError } from "../adapter";
-import type { ProviderErrorKind } from "../errors";
+import { ProviderError, type ProviderErrorKind } from "../errors";
 import { parseProtoDuration } from "../retry-hints";
 import type { RateLimitInfo } from "../rate-limits";
 import { messageText } from "@switchyard/core";
-import { isSystemRole, type ChatResult, type ProviderRequest } from "../types";
+import { isSystemRole, type ChatResult, type ProviderRequest, type StreamReader } from "../types";
 
 /**
  * Gemini generateContent (POST {base_url}/{api_version}/models/{model}:generateContent, key in
@@ -140,6 +140,38 @@ export class GeminiProvider extends HttpAdapter {
       finish_reason: reason ? (FINISH_REASONS[reason] ?? "unknown") : "unknown",
       model,
       usage,
+    };
+  }
+
+  protected override streamUrl(req: ProviderRequest): string {
+    return this.url(req).replace(/:generateContent$/, ":streamGenerateContent?alt=sse");
+  }
+
+  protected override streamBody(req: ProviderRequest): Record<string, unknown> {
+    return this.buildBody(req);
+  }
+
+  /** Every chunk is a GenerateContentResponse of its own: its text is the next piece. */
+  protected streamReader(req: ProviderRequest, onDelta: (text: string) => void): StreamReader {
+    let text = "";
+    let last: Omit<ChatResult, "provider"> | undefined;
+    let finished = false;
+    return {
+      event: (_event, data) => {
+        const body = parseJson(data);
+        const upstream = this.readError(body);
+        if (upstream) throw new ProviderError("server", `the stream failed: ${upstream.message}`, this.id);
+        const chunk = this.toResult(body, req);
+        if (!chunk)
+          throw new ProviderError("malformed", "a stream chunk is not a GenerateContentResponse", this.id);
+        if (chunk.output_text) {
+          text += chunk.output_text;
+          onDelta(chunk.output_text);
+        }
+        if (chunk.finish_reason !== "unknown") finished = true;
+        last = chunk;
+      },
+      result: () => (finished && last ? { ...last, output_text: text } : undefined),
     };
   }
 

@@ -1,9 +1,10 @@
 import { z } from "zod";
-import { withCached } from "../usage";
+import { ProviderError } from "../errors";
+import { parseJson, withCached } from "../usage";
 import { HttpAdapter, type AdapterOptions, type UpstreamError } from "../adapter";
 import type { JsonResponse } from "../http";
 import { openaiRateLimits, type RateLimitInfo } from "../rate-limits";
-import type { ChatResult, ProviderRequest } from "../types";
+import type { ChatResult, ProviderRequest, StreamReader } from "../types";
 
 /**
  * OpenAI chat completions (POST {base_url}/chat/completions, base_url ending in /v1).
@@ -27,6 +28,26 @@ const responseSchema = z.object({
       prompt_tokens_details: z.object({ cached_tokens: z.number().int().min(0).nullish() }).nullish(),
     })
     .optional(),
+});
+
+const chunkSchema = z.object({
+  model: z.string().optional(),
+  choices: z
+    .array(
+      z.object({
+        delta: z.object({ content: z.string().nullish() }).nullish(),
+        finish_reason: z.string().nullish(),
+      }),
+    )
+    .optional(),
+  usage: z
+    .object({
+      prompt_tokens: z.number().int().min(0),
+      completion_tokens: z.number().int().min(0),
+      prompt_tokens_details: z.object({ cached_tokens: z.number().int().min(0).nullish() }).nullish(),
+    })
+    .nullish(),
+  error: z.object({ message: z.string() }).optional(),
 });
 
 const errorBodySchema = z.object({
@@ -82,6 +103,53 @@ export class OpenAIChatProvider extends HttpAdapter {
         { input_tokens: usage?.prompt_tokens ?? 0, output_tokens: usage?.completion_tokens ?? 0 },
         usage?.prompt_tokens_details?.cached_tokens,
       ),
+    };
+  }
+
+  protected override streamBody(req: ProviderRequest): Record<string, unknown> {
+    return { ...this.buildBody(req), stream: true, stream_options: { include_usage: true } };
+  }
+
+  protected streamReader(req: ProviderRequest, onDelta: (text: string) => void): StreamReader {
+    let text = "";
+    let finish: string | undefined;
+    let model = req.model;
+    let usage: ChatResult["usage"] | undefined;
+    let done = false;
+    return {
+      event: (_event, data) => {
+        if (data === "[DONE]") {
+          done = true;
+          return;
+        }
+        const chunk = chunkSchema.safeParse(parseJson(data));
+        if (!chunk.success)
+          throw new ProviderError("malformed", "a stream chunk is not a chat.completion.chunk", this.id);
+        const c = chunk.data;
+        if (c.error) throw new ProviderError("server", `the stream failed: ${c.error.message}`, this.id);
+        if (c.model) model = c.model;
+        const choice = c.choices?.[0];
+        const piece = choice?.delta?.content;
+        if (piece) {
+          text += piece;
+          onDelta(piece);
+        }
+        if (choice?.finish_reason) finish = choice.finish_reason;
+        if (c.usage)
+          usage = withCached(
+            { input_tokens: c.usage.prompt_tokens, output_tokens: c.usage.completion_tokens },
+            c.usage.prompt_tokens_details?.cached_tokens,
+          );
+      },
+      result: () =>
+        done || finish
+          ? {
+              output_text: text,
+              finish_reason: finish ?? "unknown",
+              model,
+              usage: usage ?? { input_tokens: 0, output_tokens: 0 },
+            }
+          : undefined,
     };
   }
 
