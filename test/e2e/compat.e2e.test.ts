@@ -5,7 +5,7 @@ import { Redis } from "ioredis";
 import { Agent, request } from "undici";
 import type { JobView } from "@switchyard/core";
 import { eventually, FREE_KEY, http, PAID_KEY, Stack, testConfig } from "@switchyard/testing";
-import { chat, standingFault, submit, waitFinal } from "./helpers";
+import { chat, mockStats, standingFault, submit, waitFinal } from "./helpers";
 
 /**
  * The drop-in endpoints with the official SDKs, unchanged but for the base URL and the key:
@@ -216,6 +216,21 @@ describe("drop-in endpoints", () => {
       expect((unknown as GeminiApiError).message).toContain("NOT_FOUND");
     });
 
+    it("streams generateContentStream through the queue", async () => {
+      const stream = await client().models.generateContentStream({
+        model: "gemini-2.5-flash",
+        contents: "hello streamed gemini",
+      });
+      let text = "";
+      let finish: string | undefined;
+      for await (const chunk of stream) {
+        text += chunk.text ?? "";
+        finish = chunk.candidates?.[0]?.finishReason ?? finish;
+      }
+      expect(text).toBe("Echo: hello streamed gemini");
+      expect(finish).toBe("STOP");
+    });
+
     it("takes the key as ?key= too, and never logs it", async () => {
       const res = await http<{ candidates: { content: { parts: { text: string }[] } }[] }>(
         "POST",
@@ -225,6 +240,104 @@ describe("drop-in endpoints", () => {
       expect(res.status).toBe(200);
       expect(res.body.candidates[0]?.content.parts[0]?.text).toBe("Echo: by query key");
       expect(stack.api.output()).not.toContain(PAID_KEY);
+    });
+  });
+
+  describe("streaming through the queue", () => {
+    const openai = () => new OpenAI({ apiKey: PAID_KEY, baseURL: `${stack.apiUrl}/v1`, maxRetries: 0 });
+    const inFlightAtMock = async () =>
+      Object.values((await mockStats(stack.mockUrl)).keys).reduce((n, k) => n + k.in_flight, 0);
+
+    it("OpenAI: relays chunks as the upstream sends them, usage last, [DONE]", async () => {
+      const { data: stream, response } = await openai()
+        .chat.completions.create({
+          model: "gpt-4o-mini",
+          messages: [{ role: "user", content: "[[mock:chunk_delay=200]] one two three four" }],
+          stream: true,
+          stream_options: { include_usage: true },
+        })
+        .withResponse();
+      const jobId = response.headers.get("switchyard-job-id") ?? "";
+      let text = "";
+      let firstWhileUpstreamBusy: boolean | undefined;
+      let finish: string | null | undefined;
+      let usage: OpenAI.CompletionUsage | null | undefined;
+      for await (const chunk of stream) {
+        const piece = chunk.choices[0]?.delta.content ?? "";
+        // The first piece arrives while the mock is still sending the rest.
+        if (piece && firstWhileUpstreamBusy === undefined)
+          firstWhileUpstreamBusy = (await inFlightAtMock()) > 0;
+        text += piece;
+        finish = chunk.choices[0]?.finish_reason ?? finish;
+        usage = chunk.usage ?? usage;
+        expect(chunk.id).toBe(`chatcmpl-${jobId}`);
+      }
+      expect(firstWhileUpstreamBusy).toBe(true);
+      expect(text).toBe("Echo: one two three four");
+      expect(finish).toBe("stop");
+      expect(usage).toMatchObject({ completion_tokens: 5 });
+      expect((await waitFinal(stack.apiUrl, PAID_KEY, jobId, 5)).status).toBe("succeeded");
+      // The job's stream can be read again while it lives, from any point.
+      const replay = await http<string>("GET", `${stack.apiUrl}/v1/jobs/${jobId}/stream`, { key: PAID_KEY });
+      expect(replay.status).toBe(200);
+      const ids = [...replay.body.matchAll(/^id: (.+)$/gm)].map((m) => m[1]);
+      expect(replay.body).toContain("event: end");
+      const resumed = await http<string>("GET", `${stack.apiUrl}/v1/jobs/${jobId}/stream`, {
+        key: PAID_KEY,
+        headers: { "last-event-id": ids[2] ?? "" },
+      });
+      expect([...resumed.body.matchAll(/^id: (.+)$/gm)].map((m) => m[1])).toEqual(ids.slice(3));
+    });
+
+    it("Anthropic: messages.stream assembles the message", async () => {
+      const client = new Anthropic({ apiKey: PAID_KEY, baseURL: stack.apiUrl, maxRetries: 0 });
+      const texts: string[] = [];
+      const stream = client.messages.stream({
+        model: "claude-sonnet-4-5",
+        max_tokens: 20,
+        messages: [{ role: "user", content: "hello streamed anthropic" }],
+      });
+      stream.on("text", (t) => texts.push(t));
+      const final = await stream.finalMessage();
+      expect(final.content[0]).toMatchObject({ type: "text", text: "Echo: hello streamed anthropic" });
+      expect(final.stop_reason).toBe("end_turn");
+      expect(final.usage.output_tokens).toBe(4);
+      expect(texts).toEqual(["Echo:", " hello", " streamed", " anthropic"]);
+    });
+
+    it("retries a failure before the first chunk, and ends the stream with an error event after it", async () => {
+      const early = await openai().chat.completions.create({
+        model: "gpt-4o-mini",
+        messages: [{ role: "user", content: "[[mock:status=500,times=1,id=stream-early]] retried" }],
+        stream: true,
+      });
+      let text = "";
+      for await (const c of early) text += c.choices[0]?.delta.content ?? "";
+      expect(text).toBe("Echo: retried");
+
+      const late = await openai().chat.completions.create({
+        model: "gpt-4o-mini",
+        messages: [{ role: "user", content: "[[mock:fail_after=2]] one two three" }],
+        stream: true,
+      });
+      const got: string[] = [];
+      const err = await (async () => {
+        for await (const c of late) got.push(c.choices[0]?.delta.content ?? "");
+      })().catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(OpenAI.APIError);
+      expect((err as Error).message).toMatch(/stream broke/);
+      expect(got.join("")).toBe("Echo: one");
+    });
+
+    it("answers a failure that came before any chunk with the format's error status", async () => {
+      const err = await openai()
+        .chat.completions.create({
+          model: "gpt-4o-mini",
+          messages: [{ role: "user", content: "[[mock:status=400]] refused" }],
+          stream: true,
+        })
+        .catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(OpenAI.BadRequestError);
     });
   });
 

@@ -13,6 +13,7 @@ import { errorHandler, REDIS_RETRY_AFTER_SECONDS } from "./errors";
 import { httpMetrics } from "./http-metrics";
 import type { JobService } from "./job-service";
 import type { UsageService } from "./usage-service";
+import type { FollowDeps } from "./stream-follow";
 import type { WebhookService } from "./webhook-service";
 import type { DeliveryQueue } from "@switchyard/webhooks";
 import { webhooksRouter } from "./routes/webhooks";
@@ -31,6 +32,8 @@ export interface AppDeps {
   producer: JobProducer;
   service: JobService;
   usage: UsageService;
+  /** Streamed jobs' answers, for the drop-in endpoints and GET /v1/jobs/:id/stream. */
+  follow: FollowDeps;
   webhooks: WebhookService;
   deliveryQueue: DeliveryQueue;
   pool: KeyPool;
@@ -127,10 +130,11 @@ export function createApp(deps: AppDeps): Express {
   app.use(ingressLimit(config, deps.redis, "ip"));
   const tenantGate = [tenantAuth(directory), ingressLimit(config, deps.redis, "tenant")];
   const signatures = signatureCheck(deps.redis, new Keys(config.queue.prefix));
-  app.use(jobsRouter(deps.service, config, tenantGate, enqueued, deps.webhooks, signatures));
+  app.use(jobsRouter(deps.service, config, tenantGate, enqueued, deps.webhooks, signatures, deps.follow));
   app.use(
     compatRouter({
       service: deps.service,
+      follow: deps.follow,
       config,
       tenantGate: [tenantAuth(directory, providerKeyOf), ingressLimit(config, deps.redis, "tenant")],
       signatures,

@@ -34,6 +34,7 @@ import {
   type IdempotencyClaim,
   type JobEvents,
   type JobProducer,
+  type JobRecord,
   type JobStore,
   type Keys,
   type Redis,
@@ -69,6 +70,8 @@ export interface SubmitOptions {
   takeOver?: boolean;
   /** A drop-in endpoint waits for the job: no webhook to the tenant's endpoints. */
   sync?: boolean;
+  /** The worker relays the answer piece by piece through the job's stream. */
+  stream?: boolean;
 }
 
 /** Submission, lookup, long-poll and cancel: the API's job logic, free of HTTP details. */
@@ -209,6 +212,7 @@ export class JobService {
         ...(req.metadata ? { metadata: req.metadata } : {}),
         ...(req.webhook ? { webhookUrl: req.webhook.url } : {}),
         ...(opts.sync ? { sync: true } : {}),
+        ...(opts.stream ? { stream: true } : {}),
       },
       startWithin + this.retentionMs,
       claim,
@@ -236,11 +240,10 @@ export class JobService {
           }
         : undefined;
     try {
-      await this.dispatch(
-        tenant,
-        queue,
-        this.payload(jobId, tenant, req, now + startWithin, traceId, opts.cache, degraded),
-      );
+      await this.dispatch(tenant, queue, {
+        ...this.payload(jobId, tenant, req, now + startWithin, traceId, opts.cache, degraded),
+        ...(opts.stream ? { stream: true as const } : {}),
+      });
     } catch (err) {
       // Leave nothing half-written: no record without a queued job, no key pointing nowhere.
       this.log.error({ err: { message: (err as Error).message }, jobId }, "enqueue failed");
@@ -382,6 +385,13 @@ export class JobService {
     const rec = await this.store.get(jobId);
     if (!rec || rec.tenantId !== tenant.id) throw notFound(`no job ${jobId}`);
     return rec.view;
+  }
+
+  /** The tenant's job record (404 as for get): for what the view does not say. */
+  async record(tenant: TenantConfig, jobId: string): Promise<JobRecord> {
+    const rec = await this.store.get(jobId);
+    if (!rec || rec.tenantId !== tenant.id) throw notFound(`no job ${jobId}`);
+    return rec;
   }
 
   /** Waits up to `waitMs` for a final status, woken by pub/sub, never by polling. */

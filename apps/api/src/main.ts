@@ -1,5 +1,5 @@
 import { resolve } from "node:path";
-import { configPathFor, loadConfig, priceBookFor } from "@switchyard/core";
+import { configPathFor, loadConfig, priceBookFor, retentionMs } from "@switchyard/core";
 import { KeyPool } from "@switchyard/limiter";
 import { createLogger, createRegistry } from "@switchyard/observability";
 import {
@@ -10,7 +10,9 @@ import {
   JobEvents,
   JobProducer,
   JobStore,
+  JobStreams,
   Keys,
+  streamEvents,
   waitForRedis,
 } from "@switchyard/queue";
 import { createApp } from "./app";
@@ -61,6 +63,12 @@ async function main(): Promise<void> {
     producer,
     service,
     usage: new UsageService(redis, keys),
+    follow: {
+      streams: new JobStreams(redis, keys, retentionMs(config)),
+      streamEvents: streamEvents(subscriber, keys),
+      statusEvents: events,
+      store,
+    },
     webhooks,
     deliveryQueue,
     pool: new KeyPool(redis, keys),

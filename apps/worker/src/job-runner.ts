@@ -19,11 +19,15 @@ import {
   fairEntryOf,
   type FairQueue,
   type JobStore,
+  type JobStreams,
   type Spent,
+  type StreamEnd,
+  type StreamFailure,
   type TransitionFields,
 } from "@switchyard/queue";
 import type { CacheStep } from "./cache-step";
 import { RouteExecutor, type RouteOutcome } from "./route-executor";
+import type { StreamRelay } from "./keyed-call";
 import type { WorkerMetrics } from "./metrics";
 import { RetryLater } from "./retry";
 
@@ -56,6 +60,8 @@ const attemptCount = (log: Attempt[]): number => log.filter((a) => a.outcome !==
 export class JobRunner {
   private readonly retentionMs: number;
   private readonly redactor: SecretRedactor;
+  /** Relays of the streamed jobs running in this process. */
+  private readonly relays = new Map<string, StreamRelay>();
   private readonly tenants: Map<string, TenantConfig>;
   /** A running record must outlive every attempt and backoff; the final transition shortens it. */
   private readonly runningTtlMs: number;
@@ -69,6 +75,7 @@ export class JobRunner {
     private readonly fair: FairQueue,
     private readonly cacheStep: CacheStep,
     private readonly prices: PriceBook,
+    private readonly streams: JobStreams,
   ) {
     this.tenants = new Map(config.tenants.map((t) => [t.id, t]));
     this.retentionMs = retentionMs(config);
@@ -91,9 +98,15 @@ export class JobRunner {
       );
       const id = typeof job.data?.job_id === "string" ? job.data.job_id : undefined;
       if (id)
-        await this.finish(id, "failed", {
-          error: { type: "invalid_payload", message: "the queued job is malformed" },
-        });
+        await this.store.transition(
+          id,
+          "failed",
+          {
+            finished_at: Date.now(),
+            error: { type: "invalid_payload", message: "the queued job is malformed" },
+          },
+          this.retentionMs,
+        );
       throw new UnrecoverableError("payload does not match the queue contract");
     }
     const p = parsed.data;
@@ -106,7 +119,7 @@ export class JobRunner {
     const now = Date.now();
 
     if (job.attemptsMade === 0 && now > p.start_deadline) {
-      await this.finish(p.job_id, "expired", {
+      await this.finish(p, "expired", {
         error: { type: "expired", message: "the job was not started before its deadline" },
       });
       this.metrics.jobs.inc({ queue: job.queueName, outcome: "expired" });
@@ -130,7 +143,7 @@ export class JobRunner {
 
     const route = resolveRoute(this.config, p.model, { messages: p.request.messages, task: p.task });
     if (!route) {
-      await this.finish(p.job_id, "failed", {
+      await this.finish(p, "failed", {
         error: { type: "invalid_model", message: `model '${p.model}' is no longer configured` },
       });
       throw new UnrecoverableError(`model ${p.model} is not configured`);
@@ -143,7 +156,7 @@ export class JobRunner {
       const d = await this.cacheStep.before(p, plan, route, job.queueName, job.timestamp, log);
       switch (d.kind) {
         case "hit":
-          await this.finish(p.job_id, "succeeded", {
+          await this.finish(p, "succeeded", {
             attempts: attemptCount(history),
             attempt_log: history,
             result: d.result,
@@ -165,8 +178,9 @@ export class JobRunner {
     }
     // Started more often than charged: it was handed back before (e.g. to wait for a key).
     const returning = job.attemptsStarted > job.attemptsMade + 1;
+    const relay = this.relayFor(p, log);
     const outcome = priced(
-      await this.executor.execute(p, route, history, signal, log, returning),
+      await this.executor.execute(p, route, history, signal, log, returning, relay),
       this.prices,
     );
     if (plan) await this.cacheStep.after(p, plan, route, lead, outcome, log, vector);
@@ -190,7 +204,7 @@ export class JobRunner {
         const result: JobResult = routeName === p.model ? view : { ...view, route: routeName };
         if (p.degraded) result.degraded = p.degraded;
         await this.finish(
-          p.job_id,
+          p,
           "succeeded",
           { attempts, attempt_log: history, result, usage, error: null },
           { usage, label: `${view.provider}/${view.model}` },
@@ -239,7 +253,7 @@ export class JobRunner {
     log: Logger,
   ): Promise<never> {
     const attempts = attemptCount(history);
-    await this.finish(p.job_id, "failed", { attempts, error, attempt_log: history });
+    await this.finish(p, "failed", { attempts, error, attempt_log: history });
     this.metrics.jobs.inc({ queue: job.queueName, outcome: "failed" });
     log.info({ kind: error.type, status: error.status, attempts }, "job failed");
     throw new UnrecoverableError(error.message);
@@ -273,7 +287,7 @@ export class JobRunner {
   }
 
   private async cancelled(p: JobPayload, job: Job<JobPayload>, history?: Attempt[]): Promise<RunSummary> {
-    await this.finish(p.job_id, "cancelled", {
+    await this.finish(p, "cancelled", {
       error: { type: "cancelled", message: "cancelled by the client" },
       ...(history ? { attempts: attemptCount(history), attempt_log: history } : {}),
     });
@@ -281,20 +295,71 @@ export class JobRunner {
     return { status: "cancelled" };
   }
 
-  /** The final write; it settles the job's reserved usage with what it `spent` (nothing when absent). */
-  private finish(
-    jobId: string,
+  /**
+   * The final write; it settles the job's reserved usage with what it `spent` (nothing when
+   * absent). A streamed job's stream gets its last entry first: the end (after the whole text
+   * when nothing was relayed, as for a cache hit), or the error.
+   */
+  private async finish(
+    p: JobPayload,
     status: "succeeded" | "failed" | "cancelled" | "expired",
     fields: TransitionFields,
     spent?: Spent,
   ) {
+    if (p.stream)
+      await this.endStream(p, status, fields).catch((err: Error) =>
+        this.log.warn({ jobId: p.job_id, err: { message: err.message } }, "ending a job's stream failed"),
+      );
     return this.store.transition(
-      jobId,
+      p.job_id,
       status,
       { finished_at: Date.now(), ...fields },
       this.retentionMs,
       spent,
     );
+  }
+
+  private async endStream(
+    p: JobPayload,
+    status: "succeeded" | "failed" | "cancelled" | "expired",
+    fields: TransitionFields,
+  ): Promise<void> {
+    const relayed = this.relays.get(p.job_id)?.committed() ?? false;
+    this.relays.delete(p.job_id);
+    const r = fields.result;
+    if (status === "succeeded" && r) {
+      if (!relayed && r.output_text) await this.streams.append(p.job_id, "delta", r.output_text);
+      const end: StreamEnd = {
+        finish_reason: r.finish_reason,
+        provider: r.provider,
+        model: r.model,
+        usage: fields.usage ?? { input_tokens: 0, output_tokens: 0 },
+      };
+      await this.streams.append(p.job_id, "end", JSON.stringify(end));
+      return;
+    }
+    const e = fields.error ?? { type: status, message: `the job ended ${status}` };
+    const failure: StreamFailure = { status, type: e.type, message: e.message };
+    await this.streams.append(p.job_id, "error", JSON.stringify(failure));
+  }
+
+  /** A streamed job's relay: pieces go to its Redis stream in order, as they come. */
+  private relayFor(p: JobPayload, log: Logger): StreamRelay | undefined {
+    if (!p.stream) return undefined;
+    let sent = false;
+    const relay: StreamRelay = {
+      onDelta: (text) => {
+        sent = true;
+        this.streams
+          .append(p.job_id, "delta", text)
+          .catch((err: Error) =>
+            log.warn({ err: { message: err.message } }, "relaying a piece of a stream failed"),
+          );
+      },
+      committed: () => sent,
+    };
+    this.relays.set(p.job_id, relay);
+    return relay;
   }
 }
 

@@ -5,6 +5,12 @@ import { ProviderError, type ChatProvider, type ChatResult } from "@switchyard/p
 import type { WorkerMetrics } from "./metrics";
 
 /** One upstream call that was made on a key, for the job's attempt list. */
+/** A streamed job's way out: every piece of text, and whether any has gone out yet. */
+export interface StreamRelay {
+  onDelta: (text: string) => void;
+  committed: () => boolean;
+}
+
 export interface KeyAttempt {
   startedAt: number;
   durationMs: number;
@@ -44,6 +50,7 @@ export class KeyedCaller {
     signal: AbortSignal | undefined,
     onAttempt: (a: KeyAttempt) => void,
     log: Logger,
+    relay?: StreamRelay,
   ): Promise<KeyedOutcome> {
     const request = applyLink(p.request, link);
     const cost = estimateCost(cfg, link.model, request);
@@ -87,6 +94,7 @@ export class KeyedCaller {
           result: await provider.chat(request, {
             apiKey: res.key.secret,
             signal: signal ?? new AbortController().signal,
+            ...(relay ? { onDelta: relay.onDelta } : {}),
           }),
         };
       } catch (err) {
@@ -123,7 +131,8 @@ export class KeyedCaller {
         key: res.key.id,
         outcome: settle.kind === "error" ? err.kind : settle.kind,
       });
-      if (settle.kind === "error") return { kind: "error", error: err };
+      // Once a piece of the answer went out, no other key may answer again.
+      if (settle.kind === "error" || relay?.committed()) return { kind: "error", error: err };
       onAttempt({ startedAt, durationMs, error: err });
       if (settle.kind === "disabled")
         log.warn(

@@ -1,11 +1,19 @@
 import { createServer } from "node:http";
 import { hostname } from "node:os";
 import { resolve } from "node:path";
-import { configPathFor, loadConfig, priceBookFor } from "@switchyard/core";
+import { configPathFor, loadConfig, priceBookFor, retentionMs } from "@switchyard/core";
 import { createLogger, createRegistry } from "@switchyard/observability";
 import { CircuitBreakers, estimatePromptTokens, KeyPool } from "@switchyard/limiter";
 import { createProviders } from "@switchyard/providers";
-import { AnswerCache, checkEvictionPolicy, createRedis, FairQueue, JobStore, Keys } from "@switchyard/queue";
+import {
+  AnswerCache,
+  checkEvictionPolicy,
+  createRedis,
+  FairQueue,
+  JobStore,
+  JobStreams,
+  Keys,
+} from "@switchyard/queue";
 import { CacheStep } from "./cache-step";
 import { Bulkheads } from "./bulkhead";
 import { Dispatcher } from "./dispatcher";
@@ -57,7 +65,8 @@ async function main(): Promise<void> {
   const fair = new FairQueue(redis, keys);
   const cacheStep = new CacheStep(config, new AnswerCache(redis, keys, config.cache), fair, metrics);
   const prices = priceBookFor(config, (msg, fields) => log.warn(fields, msg));
-  const runner = new JobRunner(config, store, executor, metrics, log, fair, cacheStep, prices);
+  const streams = new JobStreams(redis, keys, retentionMs(config));
+  const runner = new JobRunner(config, store, executor, metrics, log, fair, cacheStep, prices, streams);
   const dispatcher = new Dispatcher(config, bull, subscriber, keys.cancelChannel, store, runner, fair, log);
   await dispatcher.start();
   const prober = new KeyProber(pool, config.providers, providers, metrics, log);

@@ -12,7 +12,7 @@ import type { BreakerOutcome, CircuitBreakers } from "@switchyard/limiter";
 import type { Logger } from "@switchyard/observability";
 import type { ProviderError, ChatProvider, ChatResult } from "@switchyard/providers";
 import type { Bulkheads } from "./bulkhead";
-import { FREE_RATE_LIMITS, type KeyedCaller, type KeyedOutcome } from "./keyed-call";
+import { FREE_RATE_LIMITS, type KeyedCaller, type KeyedOutcome, type StreamRelay } from "./keyed-call";
 import type { WorkerMetrics } from "./metrics";
 
 /** Why the last try of a route did not succeed, in the job's error vocabulary. */
@@ -88,6 +88,7 @@ export class RouteExecutor {
     signal: AbortSignal | undefined,
     log: Logger,
     returning = false,
+    relay?: StreamRelay,
   ): Promise<RouteOutcome> {
     const perLink = this.config.queue.attempts;
     const failures = (l: RouteLink) => {
@@ -137,6 +138,7 @@ export class RouteExecutor {
             startedAt = a.startedAt + a.durationMs;
           },
           log,
+          relay,
         );
       } finally {
         release?.();
@@ -189,6 +191,16 @@ export class RouteExecutor {
         ...(err.status !== undefined ? { status: err.status } : {}),
       };
       if (err.kind === "client") return { kind: "failed", error: lastError };
+      // Part of the answer already went to the client: no retry, no fallback can take it back.
+      if (relay?.committed())
+        return {
+          kind: "failed",
+          error: {
+            ...lastError,
+            kind: "stream_interrupted",
+            message: `the stream broke after it began: ${err.message}`,
+          },
+        };
       if (!spent(link)) {
         const delayMs = backoffDelay(
           failures(link),

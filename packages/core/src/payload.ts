@@ -31,6 +31,8 @@ export const jobPayloadSchema = z
     cache: z.object({ read: z.boolean(), write: z.boolean() }).strict().optional(),
     /** Admission degraded the job: `model` is the cheaper route, `from` what the client asked for. */
     degraded: degradedSchema.optional(),
+    /** Stream the answer: the worker relays its pieces through the job's Redis stream. */
+    stream: z.literal(true).optional(),
   })
   .strict();
 export type JobPayload = z.infer<typeof jobPayloadSchema>;

@@ -6,3 +6,4 @@ export * from "./producer";
 export * from "./job-events";
 export * from "./fair-queue";
 export * from "./answer-cache";
+export * from "./job-streams";

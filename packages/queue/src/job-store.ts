@@ -41,6 +41,8 @@ export interface NewJobRecord {
   webhookUrl?: string;
   /** Submitted by a drop-in endpoint that waits for it: the tenant's webhook endpoints stay quiet. */
   sync?: boolean;
+  /** Its answer is relayed piece by piece through its stream (GET /v1/jobs/:id/stream). */
+  stream?: boolean;
 }
 
 /**
@@ -127,6 +129,8 @@ export interface JobRecord {
   queue: string;
   cancelRequested: boolean;
   webhookUrl?: string;
+  /** Submitted with streaming: its answer is in its stream. */
+  streamed: boolean;
 }
 
 export interface TransitionOutcome {
@@ -253,6 +257,7 @@ export class JobStore {
     if (rec.metadata) fields.push("metadata", JSON.stringify(rec.metadata));
     if (rec.webhookUrl) fields.push("webhook_url", rec.webhookUrl);
     if (rec.sync) fields.push("sync", "1");
+    if (rec.stream) fields.push("stream", "1");
     const fq = this.keys.fairQueue;
     const degraded = adm.degradedEstimate ?? adm.estimate;
     const reply = await this.redis.syCreateJob(
@@ -354,6 +359,7 @@ export class JobStore {
       tenantId: h.tenant,
       queue: h.queue ?? "",
       cancelRequested,
+      streamed: h.stream === "1",
       ...(h.webhook_url ? { webhookUrl: h.webhook_url } : {}),
     };
   }

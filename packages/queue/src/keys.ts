@@ -93,6 +93,16 @@ export class Keys {
     return `${this.prefix}:events:job`;
   }
 
+  /** A streamed job's pieces of text, then its end (a Redis stream). */
+  jobStream(jobId: string): string {
+    return `${this.prefix}:stream:${jobId}`;
+  }
+
+  /** Pub/sub: "<jobId> <kind>" when a streamed job's stream got an entry. */
+  get jobStreamChannel(): string {
+    return `${this.prefix}:events:stream`;
+  }
+
   /** Pub/sub: a jobId whose running call must be aborted by whichever worker holds it. */
   get cancelChannel(): string {
     return `${this.prefix}:events:cancel`;

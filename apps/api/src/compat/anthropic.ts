@@ -1,6 +1,13 @@
 import { z } from "zod";
 import type { ApiError, ChatMessage, JobView } from "@switchyard/core";
-import { outcome, type Dialect, type JobRequestFields } from "./common";
+import {
+  outcome,
+  type Dialect,
+  type JobRequestFields,
+  type SseOut,
+  type StreamContext,
+  type StreamWriter,
+} from "./common";
 
 /**
  * Anthropic's Messages API (POST /v1/messages): the request as a job (system prompt first),
@@ -27,7 +34,7 @@ export const anthropicRequestSchema = z
       .object({ user_id: z.string().max(256).nullish() })
       .strict()
       .optional(),
-    stream: z.literal(false, { message: "streaming is not available yet: send stream: false" }).optional(),
+    stream: z.boolean().optional(),
   })
   .strict();
 
@@ -79,6 +86,42 @@ export const anthropicDialect: Dialect = {
         cache_creation_input_tokens: 0,
         cache_read_input_tokens: o.cached,
       },
+    };
+  },
+  streamWriter(out: SseOut, ctx: StreamContext): StreamWriter {
+    const ev = (event: string, body: Record<string, unknown>) =>
+      out.send(JSON.stringify({ type: event, ...body }), event);
+    return {
+      start: () => {
+        ev("message_start", {
+          message: {
+            id: `msg_${ctx.jobId}`,
+            type: "message",
+            role: "assistant",
+            model: ctx.model,
+            content: [],
+            stop_reason: null,
+            stop_sequence: null,
+            usage: { input_tokens: 0, output_tokens: 0 },
+          },
+        });
+        ev("content_block_start", { index: 0, content_block: { type: "text", text: "" } });
+      },
+      delta: (text) => ev("content_block_delta", { index: 0, delta: { type: "text_delta", text } }),
+      end: (d) => {
+        ev("content_block_stop", { index: 0 });
+        const cached = d.usage.cached_input_tokens ?? 0;
+        ev("message_delta", {
+          delta: { stop_reason: STOP[d.finish_reason] ?? "end_turn", stop_sequence: null },
+          usage: {
+            input_tokens: d.usage.input_tokens - cached,
+            cache_read_input_tokens: cached,
+            output_tokens: d.usage.output_tokens,
+          },
+        });
+        ev("message_stop", {});
+      },
+      error: (e) => out.send(JSON.stringify(anthropicDialect.errorBody(e)), "error"),
     };
   },
   errorBody(e: ApiError) {

@@ -1,4 +1,5 @@
 import { ApiError, badRequest, type ChatMessage, type JobError, type JobView } from "@switchyard/core";
+import type { StreamEnd } from "@switchyard/queue";
 
 /**
  * What the drop-in endpoints share: each provider's request becomes a Switchyard job (the chat
@@ -22,6 +23,31 @@ export interface Dialect {
   answer(view: JobView, requestedModel: string): unknown;
   /** Any error as the provider's error body. */
   errorBody(e: ApiError): unknown;
+  /** The provider's server-sent events for a streamed answer. */
+  streamWriter(out: SseOut, ctx: StreamContext): StreamWriter;
+}
+
+export interface StreamContext {
+  jobId: string;
+  /** The model the caller asked for (each chunk names it; the end names what served it). */
+  model: string;
+  created: number;
+  /** OpenAI's stream_options.include_usage. */
+  includeUsage: boolean;
+}
+
+/** Where SSE events go: one `event:`/`data:` block each. */
+export interface SseOut {
+  send(data: string, event?: string): void;
+}
+
+export interface StreamWriter {
+  /** The opening events, before the first piece. */
+  start(): void;
+  delta(text: string): void;
+  end(data: StreamEnd): void;
+  /** A failure after the stream began: the format's error event. */
+  error(e: ApiError): void;
 }
 
 /** 400 for a parameter Switchyard cannot honour on every route, naming it. */
@@ -32,7 +58,7 @@ export function unsupported(path: string, what: string): ApiError {
 }
 
 /** A failed (or cancelled, or expired) job as the error its caller gets, with a fitting status. */
-export function jobFailure(view: JobView): ApiError {
+export function jobFailure(view: Pick<JobView, "status" | "error">): ApiError {
   const e: JobError = view.error ?? { type: "failed", message: `the job ended ${view.status}` };
   const where = e.provider ? ` (${e.provider}${e.model ? `/${e.model}` : ""})` : "";
   switch (view.status === "failed" ? e.type : view.status) {

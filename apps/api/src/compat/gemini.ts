@@ -1,6 +1,13 @@
 import { z } from "zod";
 import type { ApiError, ChatMessage, JobView } from "@switchyard/core";
-import { outcome, type Dialect, type JobRequestFields } from "./common";
+import {
+  outcome,
+  type Dialect,
+  type JobRequestFields,
+  type SseOut,
+  type StreamContext,
+  type StreamWriter,
+} from "./common";
 
 /**
  * Gemini's generateContent (POST /v1beta/models/{model}:generateContent): the request as a job
@@ -81,6 +88,37 @@ export const geminiDialect: Dialect = {
       },
       modelVersion: o.model,
       responseId: view.id,
+    };
+  },
+  streamWriter(out: SseOut, ctx: StreamContext): StreamWriter {
+    const send = (text: string, extra: Record<string, unknown> = {}, final: Record<string, unknown> = {}) =>
+      out.send(
+        JSON.stringify({
+          candidates: [{ content: { parts: [{ text }], role: "model" }, ...final, index: 0 }],
+          ...extra,
+          modelVersion: ctx.model,
+          responseId: ctx.jobId,
+        }),
+      );
+    return {
+      start: () => undefined,
+      delta: (text) => send(text),
+      end: (d) => {
+        const u = d.usage;
+        send(
+          "",
+          {
+            usageMetadata: {
+              promptTokenCount: u.input_tokens,
+              candidatesTokenCount: u.output_tokens,
+              totalTokenCount: u.input_tokens + u.output_tokens,
+              ...(u.cached_input_tokens ? { cachedContentTokenCount: u.cached_input_tokens } : {}),
+            },
+          },
+          { finishReason: FINISH[d.finish_reason] ?? "STOP" },
+        );
+      },
+      error: (e) => out.send(JSON.stringify(geminiDialect.errorBody(e))),
     };
   },
   errorBody(e: ApiError) {

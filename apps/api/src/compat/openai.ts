@@ -1,6 +1,13 @@
 import { z } from "zod";
 import type { ApiError, JobView } from "@switchyard/core";
-import { outcome, type Dialect, type JobRequestFields } from "./common";
+import {
+  outcome,
+  type Dialect,
+  type JobRequestFields,
+  type SseOut,
+  type StreamContext,
+  type StreamWriter,
+} from "./common";
 
 /**
  * OpenAI's Chat Completions API (POST /v1/chat/completions, GET /v1/models): the request as a
@@ -30,7 +37,8 @@ export const openaiRequestSchema = z
     stop: z.union([z.string().min(1), z.array(z.string().min(1)).min(1).max(4)]).nullish(),
     user: z.string().max(256).optional(),
     n: z.literal(1, { message: "only n: 1 is supported" }).nullish(),
-    stream: z.literal(false, { message: "streaming is not available yet: send stream: false" }).nullish(),
+    stream: z.boolean().nullish(),
+    stream_options: z.object({ include_usage: z.boolean().optional() }).strict().nullish(),
     response_format: z
       .object({ type: z.literal("text", { message: "only response_format {type: text} is supported" }) })
       .strict()
@@ -88,6 +96,41 @@ export const openaiDialect: Dialect = {
       },
       service_tier: "default",
       system_fingerprint: null,
+    };
+  },
+  streamWriter(out: SseOut, ctx: StreamContext): StreamWriter {
+    const chunk = (choices: unknown[], extra: Record<string, unknown> = {}) =>
+      JSON.stringify({
+        id: `chatcmpl-${ctx.jobId}`,
+        object: "chat.completion.chunk",
+        created: ctx.created,
+        model: ctx.model,
+        system_fingerprint: null,
+        choices,
+        ...extra,
+      });
+    return {
+      start: () =>
+        out.send(chunk([{ index: 0, delta: { role: "assistant", content: "" }, finish_reason: null }])),
+      delta: (text) => out.send(chunk([{ index: 0, delta: { content: text }, finish_reason: null }])),
+      end: (d) => {
+        out.send(chunk([{ index: 0, delta: {}, finish_reason: FINISH[d.finish_reason] ?? "stop" }]));
+        if (ctx.includeUsage) {
+          const u = d.usage;
+          out.send(
+            chunk([], {
+              usage: {
+                prompt_tokens: u.input_tokens,
+                completion_tokens: u.output_tokens,
+                total_tokens: u.input_tokens + u.output_tokens,
+                prompt_tokens_details: { cached_tokens: u.cached_input_tokens ?? 0 },
+              },
+            }),
+          );
+        }
+        out.send("[DONE]");
+      },
+      error: (e) => out.send(JSON.stringify(openaiDialect.errorBody(e))),
     };
   },
   errorBody(e: ApiError) {

@@ -9,6 +9,8 @@ import {
   PRIORITIES,
   type Priority,
   type SwitchyardConfig,
+  JOB_STATUSES,
+  type JobStatus,
   type TenantConfig,
 } from "@switchyard/core";
 import type { Counter } from "@switchyard/observability";
@@ -17,6 +19,7 @@ import { jobFailure, type Dialect, type JobRequestFields } from "../compat/commo
 import { geminiDialect, geminiRequestSchema, geminiToJob } from "../compat/gemini";
 import { openaiDialect, openaiModels, openaiRequestSchema, openaiToJob } from "../compat/openai";
 import { toApiError } from "../errors";
+import { followStream, type FollowDeps } from "../stream-follow";
 import { cacheDirectives, parseCreateJob, type JobService } from "../job-service";
 import { jsonBody } from "../signing";
 import { parseBody } from "../validate";
@@ -31,6 +34,8 @@ import { parseBody } from "../validate";
  */
 export interface CompatDeps {
   service: JobService;
+  /** What streamed answers are read from. */
+  follow: FollowDeps;
   config: SwitchyardConfig;
   /** Auth that also takes x-api-key, x-goog-api-key and ?key=, then the tenant's ingress limit. */
   tenantGate: RequestHandler[];
@@ -47,8 +52,7 @@ export function compatRouter(deps: CompatDeps): Router {
   const json = jsonBody(config);
   const syncMs = config.server.sync_timeout_seconds * 1000;
 
-  const run = async (req: Request, res: Response, dialect: Dialect, fields: JobRequestFields) => {
-    const tenant = res.locals.tenant as TenantConfig;
+  const submitFor = (req: Request, tenant: TenantConfig, fields: JobRequestFields, stream: boolean) => {
     if (!ownEntry(config.models, fields.model))
       throw new ApiError(
         404,
@@ -57,48 +61,129 @@ export function compatRouter(deps: CompatDeps): Router {
         [{ path: "model", message: "unknown model" }],
       );
     const body = parseCreateJob({ ...fields, ...jobHeaders(req) }, config);
-    const { job, replayed } = await service.submit(tenant, body, String(req.id), {
+    return service.submit(tenant, body, String(req.id), {
       idempotencyKey: req.get("idempotency-key"),
       cache: cacheDirectives(req.get("cache-control")),
       sync: true,
+      stream,
     });
+  };
+  const timedOut = (jobId: string) =>
+    new ApiError(
+      504,
+      "timeout",
+      `the job did not finish within server.sync_timeout_seconds (${config.server.sync_timeout_seconds} s); it goes on: poll GET /v1/jobs/${jobId}`,
+    );
+  /** The caller went away: nobody will read the answer, so stop spending on it. */
+  const abandon = async (tenant: TenantConfig, jobId: string) => {
+    const view = await service.get(tenant, jobId).catch(() => undefined);
+    if (view && !isTerminal(view.status))
+      await service.cancel(tenant, jobId, new AbortController().signal).catch(() => undefined);
+  };
+
+  const run = async (req: Request, res: Response, dialect: Dialect, fields: JobRequestFields) => {
+    const tenant = res.locals.tenant as TenantConfig;
+    const { job, replayed } = await submitFor(req, tenant, fields, false);
     res.set(JOB_ID_HEADER, job.id);
     if (!replayed) deps.enqueued.inc({ tier: tenant.tier });
     const gone = new AbortController();
     res.on("close", () => gone.abort());
     const view = await service.waitForTerminal(tenant, job.id, syncMs, gone.signal);
-    if (gone.signal.aborted && !res.writableFinished) {
-      // The caller went away: nobody will read the answer, so stop spending on it.
-      if (!isTerminal(view.status))
-        await service.cancel(tenant, job.id, new AbortController().signal).catch(() => undefined);
-      return;
-    }
-    if (!isTerminal(view.status))
-      throw new ApiError(
-        504,
-        "timeout",
-        `the job did not finish within server.sync_timeout_seconds (${config.server.sync_timeout_seconds} s); it goes on: poll GET /v1/jobs/${job.id}`,
-      );
+    if (gone.signal.aborted && !res.writableFinished) return abandon(tenant, job.id);
+    if (!isTerminal(view.status)) throw timedOut(job.id);
     if (view.status !== "succeeded") throw jobFailure(view);
-    res.json(dialect.answer(view, body.model));
+    res.json(dialect.answer(view, fields.model));
+  };
+
+  /**
+   * A streamed call: the job is submitted with stream on and its answer goes out as the
+   * format's server-sent events as the worker relays it. Nothing is sent before the first
+   * piece, so a job that fails before it (after its retries and fallbacks) gets the format's
+   * ordinary error and status; after it, a failure is the format's error event.
+   */
+  const runStream = async (
+    req: Request,
+    res: Response,
+    dialect: Dialect,
+    fields: JobRequestFields,
+    includeUsage: boolean,
+  ) => {
+    const tenant = res.locals.tenant as TenantConfig;
+    const { job, replayed } = await submitFor(req, tenant, fields, true);
+    res.set(JOB_ID_HEADER, job.id);
+    if (!replayed) deps.enqueued.inc({ tier: tenant.tier });
+    const gone = new AbortController();
+    res.on("close", () => gone.abort());
+    const writer = dialect.streamWriter(
+      { send: (data, event) => res.write(`${event ? `event: ${event}\n` : ""}data: ${data}\n\n`) },
+      { jobId: job.id, model: fields.model, created: Math.floor(job.created_at), includeUsage },
+    );
+    let started = false;
+    const begin = () => {
+      if (started) return;
+      started = true;
+      res.status(200).set({
+        "content-type": "text/event-stream; charset=utf-8",
+        "cache-control": "no-cache, no-transform",
+        "x-accel-buffering": "no",
+      });
+      res.flushHeaders();
+      writer.start();
+    };
+    const ended = await followStream(deps.follow, job.id, "0", gone.signal, Date.now() + syncMs, (e) => {
+      if (e.kind === "error") {
+        const failure = jobFailure({
+          status: statusOf(e.data.status),
+          error: { type: e.data.type, message: e.data.message },
+        });
+        if (!started) throw failure;
+        return writer.error(failure);
+      }
+      begin();
+      if (e.kind === "delta") writer.delta(e.text);
+      else writer.end(e.data);
+    });
+    if (ended === "aborted") return abandon(tenant, job.id);
+    if (ended === "timeout" || ended === "ended_without_stream") {
+      const failure = ended === "timeout" ? timedOut(job.id) : jobFailure(await service.get(tenant, job.id));
+      if (!started) throw failure;
+      writer.error(failure);
+    }
+    res.end();
   };
 
   const post = <S extends z.ZodType>(
     path: string | RegExp,
     dialect: Dialect,
     schema: S,
-    toJob: (req: Request, body: z.infer<S>) => JobRequestFields,
+    toJob: (
+      req: Request,
+      body: z.infer<S>,
+    ) => { fields: JobRequestFields; stream: boolean; includeUsage?: boolean },
   ) =>
     router.post(path, ...deps.tenantGate, json, deps.signatures, async (req, res) => {
-      await run(req, res, dialect, toJob(req, parseBody(schema, req.body)));
+      const { fields, stream, includeUsage } = toJob(req, parseBody(schema, req.body));
+      if (stream) await runStream(req, res, dialect, fields, includeUsage ?? false);
+      else await run(req, res, dialect, fields);
     });
 
-  post("/v1/chat/completions", openaiDialect, openaiRequestSchema, (_req, b) => openaiToJob(b));
-  post("/v1/messages", anthropicDialect, anthropicRequestSchema, (_req, b) => anthropicToJob(b));
-  post(GEMINI_GENERATE, geminiDialect, geminiRequestSchema, (req, b) => geminiToJob(geminiModel(req), b));
-  router.post(GEMINI_STREAM, ...deps.tenantGate, () => {
-    throw new ApiError(400, "invalid_request_error", "streaming is not available yet: call :generateContent");
-  });
+  post("/v1/chat/completions", openaiDialect, openaiRequestSchema, (_req, b) => ({
+    fields: openaiToJob(b),
+    stream: b.stream === true,
+    includeUsage: b.stream_options?.include_usage === true,
+  }));
+  post("/v1/messages", anthropicDialect, anthropicRequestSchema, (_req, b) => ({
+    fields: anthropicToJob(b),
+    stream: b.stream === true,
+  }));
+  post(GEMINI_GENERATE, geminiDialect, geminiRequestSchema, (req, b) => ({
+    fields: geminiToJob(geminiModel(req), b),
+    stream: false,
+  }));
+  post(GEMINI_STREAM, geminiDialect, geminiRequestSchema, (req, b) => ({
+    fields: geminiToJob(geminiModel(req), b),
+    stream: true,
+  }));
 
   const created = Math.floor(Date.now() / 1000);
   router.get("/v1/models", ...deps.tenantGate, (_req, res) => {
@@ -126,7 +211,7 @@ const GEMINI_GENERATE = /^\/v1beta\/models\/([^/]+):generateContent$/;
 const GEMINI_STREAM = /^\/v1beta\/models\/([^/]+):streamGenerateContent$/;
 
 function geminiModel(req: Request): string {
-  const m = GEMINI_GENERATE.exec(req.path);
+  const m = GEMINI_GENERATE.exec(req.path) ?? GEMINI_STREAM.exec(req.path);
   return decodeURIComponent(m?.[1] ?? "");
 }
 
@@ -163,4 +248,9 @@ function jobHeaders(req: Request): { priority?: Priority; ttl_seconds?: number }
 export function providerKeyOf(req: Request): string | undefined {
   const key = req.get("x-api-key") ?? req.get("x-goog-api-key") ?? req.query.key;
   return typeof key === "string" && key.length > 0 ? key : undefined;
+}
+
+/** A status named in a stream's error entry (written by our worker; anything else is a failure). */
+function statusOf(s: string): JobStatus {
+  return (JOB_STATUSES as readonly string[]).includes(s) ? (s as JobStatus) : "failed";
 }

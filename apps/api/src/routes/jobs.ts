@@ -10,6 +10,7 @@ import type { Counter } from "@switchyard/observability";
 import { cacheDirectives, parseCreateJob, type JobService } from "../job-service";
 import type { WebhookService } from "../webhook-service";
 import { jsonBody } from "../signing";
+import { followStream, type FollowDeps } from "../stream-follow";
 
 /** An SSE comment keeps proxies from closing a quiet stream. */
 const SSE_HEARTBEAT_MS = 15_000;
@@ -26,6 +27,7 @@ export function jobsRouter(
   enqueued: Counter<"tier">,
   webhooks: WebhookService,
   signatures: RequestHandler,
+  follow: FollowDeps,
 ): Router {
   const router = Router();
   router.use("/v1/jobs", ...tenantGate, jsonBody(config), signatures);
@@ -94,6 +96,47 @@ export function jobsRouter(
         seq += 1;
         res.write(`id: ${seq}\nevent: status\ndata: ${JSON.stringify(job)}\n\n`);
       });
+    } finally {
+      clearInterval(heartbeat);
+      res.end();
+    }
+  });
+
+  /**
+   * A streamed job's answer as server-sent events, from the start or after Last-Event-ID:
+   * `delta` ({text}) for each piece, then `end` ({finish_reason, provider, model, usage}) or
+   * `error` ({status, type, message}). Each event's id is its place in the stream.
+   */
+  router.get("/v1/jobs/:id/stream", async (req, res) => {
+    const tenant = tenantOf(res);
+    const id = jobIdOf(req);
+    const rec = await service.record(tenant, id);
+    if (!rec.streamed)
+      throw notFound(`job ${id} was not submitted with streaming; GET /v1/jobs/${id} has its answer`);
+    const after = req.get("last-event-id") ?? "0";
+    if (after !== "0" && !/^\d{1,20}-\d{1,20}$/.test(after))
+      throw badRequest("Last-Event-ID must be an event id this stream sent", [
+        { path: "header.last-event-id", message: "invalid" },
+      ]);
+    res.status(200).set({
+      "content-type": "text/event-stream; charset=utf-8",
+      "cache-control": "no-cache, no-transform",
+      "x-accel-buffering": "no",
+    });
+    res.flushHeaders();
+    const heartbeat = setInterval(() => res.write(": keep-alive\n\n"), SSE_HEARTBEAT_MS);
+    try {
+      await followStream(
+        follow,
+        id,
+        after,
+        abortSignalOf(req, res),
+        Date.now() + config.server.sync_timeout_seconds * 1000,
+        (e) => {
+          const data = e.kind === "delta" ? { text: e.text } : e.data;
+          res.write(`id: ${e.id}\nevent: ${e.kind}\ndata: ${JSON.stringify(data)}\n\n`);
+        },
+      );
     } finally {
       clearInterval(heartbeat);
       res.end();
