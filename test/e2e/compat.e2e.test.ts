@@ -329,6 +329,32 @@ describe("drop-in endpoints", () => {
       expect(got.join("")).toBe("Echo: one");
     });
 
+    it("cancels the job and its upstream call when the caller leaves mid-stream", async () => {
+      const ctrl = new AbortController();
+      const { data: stream, response } = await openai()
+        .chat.completions.create(
+          {
+            model: "gpt-4o-mini",
+            messages: [{ role: "user", content: "[[mock:chunk_delay=400]] a b c d e f g h" }],
+            stream: true,
+          },
+          { signal: ctrl.signal },
+        )
+        .withResponse();
+      const jobId = response.headers.get("switchyard-job-id") ?? "";
+      const got: string[] = [];
+      await (async () => {
+        for await (const c of stream) {
+          got.push(c.choices[0]?.delta.content ?? "");
+          if (got.join("").length > 0) ctrl.abort();
+        }
+      })().catch(() => undefined);
+      const job = await waitFinal(stack.apiUrl, PAID_KEY, jobId, 10);
+      expect(job.status).toBe("cancelled");
+      // The upstream call was aborted too: nothing is in flight at the mock.
+      await eventually(inFlightAtMock, (n) => n === 0, 5_000, "the mock's call to end");
+    });
+
     it("answers a failure that came before any chunk with the format's error status", async () => {
       const err = await openai()
         .chat.completions.create({
