@@ -7,6 +7,7 @@ import { fairnessScenario } from "./fairness";
 import { ingestScenario } from "./ingest";
 import { limiterScenario } from "./limiter";
 import { overheadScenario } from "./overhead";
+import { dropinScenario } from "./dropin";
 import { protectionScenario } from "./protection";
 import { machineFacts, writeResults, type ScenarioResult } from "./results";
 import { soakScenario } from "./soak";
@@ -25,6 +26,7 @@ const SCENARIOS = [
   "fairness",
   "cache",
   "protection",
+  "dropin",
   "soak",
 ] as const;
 type Scenario = (typeof SCENARIOS)[number];
@@ -135,6 +137,13 @@ async function main(): Promise<void> {
           log,
           flush,
         }),
+      );
+      await flush();
+    }
+    if (run("dropin")) {
+      log("\n== dropin");
+      results.push(
+        await dropinScenario({ redisUrl: redis.url, durationS: seconds(5, 15), inFlight: 100, log }),
       );
       await flush();
     }

@@ -12,6 +12,8 @@ const env = parseEnv(
     MOCK_LATENCY_MS: z.coerce.number().int().min(0).max(600_000).default(0),
     MOCK_ERROR_RATE: z.coerce.number().min(0).max(1).default(0),
     MOCK_LIMITS: z.string().optional(),
+    /** Streamed answers wait this long between their pieces. */
+    MOCK_STREAM_CHUNK_MS: z.coerce.number().int().min(0).max(60_000).default(0),
   }),
 );
 const log = createLogger("mock-provider", env.LOG_LEVEL);
@@ -26,6 +28,7 @@ const mock = new MockProvider({
   limits,
   latencyMs: env.MOCK_LATENCY_MS,
   errorRate: env.MOCK_ERROR_RATE,
+  chunkDelayMs: env.MOCK_STREAM_CHUNK_MS,
   maxBodyBytes: 16 * 1024 * 1024,
 });
 
