@@ -101,18 +101,7 @@ export class HttpClient {
       let size = 0;
       for await (const chunk of res.body) {
         const buf = chunk as Buffer;
-        size += buf.length;
-        if (size > this.opts.maxResponseBytes) {
-          res.body.destroy();
-          throw new ProviderError(
-            "malformed",
-            `stream larger than ${this.opts.maxResponseBytes} bytes`,
-            this.opts.provider,
-            {
-              status: res.statusCode,
-            },
-          );
-        }
+        size = this.within(size + buf.length, res);
         parser.feed(buf.toString("utf8"));
         if (failure !== undefined) {
           res.body.destroy();
@@ -134,7 +123,6 @@ export class HttpClient {
   ): Promise<JsonResponse> {
     const timeout = AbortSignal.timeout(this.opts.timeoutMs);
     const combined = AbortSignal.any([signal, timeout]);
-    const p = this.opts.provider;
     let status: number | undefined;
     try {
       const res = await request(url, {
@@ -153,18 +141,7 @@ export class HttpClient {
       let size = 0;
       for await (const chunk of res.body) {
         const buf = chunk as Buffer;
-        size += buf.length;
-        if (size > this.opts.maxResponseBytes) {
-          res.body.destroy();
-          throw new ProviderError(
-            "malformed",
-            `response larger than ${this.opts.maxResponseBytes} bytes`,
-            p,
-            {
-              status: res.statusCode,
-            },
-          );
-        }
+        size = this.within(size + buf.length, res);
         chunks.push(buf);
       }
       const rawText = Buffer.concat(chunks).toString("utf8");
@@ -185,6 +162,20 @@ export class HttpClient {
     } catch (err) {
       throw this.classifyTransportError(err, signal, timeout, status);
     }
+  }
+
+  /** The bytes read so far, or a malformed-answer error (the body dropped) past maxResponseBytes. */
+  private within(size: number, res: { statusCode: number; body: { destroy(): unknown } }): number {
+    if (size <= this.opts.maxResponseBytes) return size;
+    res.body.destroy();
+    throw new ProviderError(
+      "malformed",
+      `response larger than ${this.opts.maxResponseBytes} bytes`,
+      this.opts.provider,
+      {
+        status: res.statusCode,
+      },
+    );
   }
 
   /** `status` is set when the answer's head arrived and the failure came while reading its body. */

@@ -1,4 +1,4 @@
-import { ApiError, badRequest, type ChatMessage, type JobError, type JobView } from "@switchyard/core";
+import { ApiError, badRequest, type ChatRequest, type JobError, type JobView } from "@switchyard/core";
 import type { StreamEnd } from "@switchyard/queue";
 
 /**
@@ -7,15 +7,8 @@ import type { StreamEnd } from "@switchyard/queue";
  * error is told in that provider's error shape. Parameters a format has and Switchyard cannot
  * carry to every provider are refused by path, never dropped.
  */
-export interface JobRequestFields {
-  model: string;
-  messages: ChatMessage[];
-  max_tokens?: number;
-  temperature?: number;
-  top_p?: number;
-  stop?: string | string[];
-  user?: string;
-}
+/** The chat fields every route understands: what a provider's request becomes. */
+export type JobRequestFields = ChatRequest;
 
 export interface Dialect {
   readonly name: "openai" | "anthropic" | "gemini";

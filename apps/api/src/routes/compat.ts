@@ -22,6 +22,7 @@ import { toApiError } from "../errors";
 import { followStream, type FollowDeps } from "../stream-follow";
 import { cacheDirectives, parseCreateJob, type JobService } from "../job-service";
 import { jsonBody } from "../signing";
+import { startSse } from "../sse";
 import { parseBody } from "../validate";
 
 /**
@@ -122,12 +123,7 @@ export function compatRouter(deps: CompatDeps): Router {
     const begin = () => {
       if (started) return;
       started = true;
-      res.status(200).set({
-        "content-type": "text/event-stream; charset=utf-8",
-        "cache-control": "no-cache, no-transform",
-        "x-accel-buffering": "no",
-      });
-      res.flushHeaders();
+      startSse(res);
       writer.start();
     };
     const ended = await followStream(deps.follow, job.id, "0", gone.signal, Date.now() + syncMs, (e) => {

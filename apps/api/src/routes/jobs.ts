@@ -10,6 +10,7 @@ import type { Counter } from "@switchyard/observability";
 import { cacheDirectives, parseCreateJob, type JobService } from "../job-service";
 import type { WebhookService } from "../webhook-service";
 import { jsonBody } from "../signing";
+import { startSse } from "../sse";
 import { followStream, type FollowDeps } from "../stream-follow";
 
 /** An SSE comment keeps proxies from closing a quiet stream. */
@@ -83,12 +84,7 @@ export function jobsRouter(
     const tenant = tenantOf(res);
     const id = jobIdOf(req);
     await service.get(tenant, id); // 404 as JSON, before the stream starts
-    res.status(200).set({
-      "content-type": "text/event-stream; charset=utf-8",
-      "cache-control": "no-cache, no-transform",
-      "x-accel-buffering": "no",
-    });
-    res.flushHeaders();
+    startSse(res);
     const heartbeat = setInterval(() => res.write(": keep-alive\n\n"), SSE_HEARTBEAT_MS);
     let seq = 0;
     try {
@@ -118,12 +114,7 @@ export function jobsRouter(
       throw badRequest("Last-Event-ID must be an event id this stream sent", [
         { path: "header.last-event-id", message: "invalid" },
       ]);
-    res.status(200).set({
-      "content-type": "text/event-stream; charset=utf-8",
-      "cache-control": "no-cache, no-transform",
-      "x-accel-buffering": "no",
-    });
-    res.flushHeaders();
+    startSse(res);
     const heartbeat = setInterval(() => res.write(": keep-alive\n\n"), SSE_HEARTBEAT_MS);
     try {
       await followStream(
