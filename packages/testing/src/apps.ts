@@ -39,7 +39,17 @@ export function startApp(
   };
   child.stdout?.on("data", onData);
   child.stderr?.on("data", onData);
-  const exit = new Promise<number | null>((r) => child.once("exit", (code) => r(code)));
+  let stopping = false;
+  const exit = new Promise<number | null>((r) =>
+    child.once("exit", (code, signal) => {
+      // A process that dies on its own is the first thing to know when tests then fail.
+      if (!stopping)
+        process.stderr.write(
+          `\n${label} exited on its own (code ${code}, signal ${signal}); its last output:\n${out.slice(-4000)}\n`,
+        );
+      r(code);
+    }),
+  );
 
   const waitForOutput = (pattern: RegExp, timeoutMs = 20_000): Promise<string> =>
     new Promise((resolvePromise, reject) => {
@@ -81,6 +91,7 @@ export function startApp(
     waitForOutput,
     stop: async (signal = "SIGTERM", timeoutMs = 20_000) => {
       if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;
+      stopping = true;
       child.kill(signal);
       const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
       const code = await exit;
@@ -89,6 +100,7 @@ export function startApp(
     },
     kill: async () => {
       if (child.exitCode !== null || child.signalCode !== null) return;
+      stopping = true;
       child.kill("SIGKILL");
       await exit;
     },
