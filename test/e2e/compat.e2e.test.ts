@@ -355,6 +355,36 @@ describe("drop-in endpoints", () => {
       await eventually(inFlightAtMock, (n) => n === 0, 5_000, "the mock's call to end");
     });
 
+    it("never streams an answer twice: a job whose worker died mid-stream fails as interrupted", async () => {
+      const res = await fetch(`${stack.apiUrl}/v1/chat/completions`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${PAID_KEY}`, "content-type": "application/json" },
+        body: JSON.stringify({
+          model: "gpt-4o-mini",
+          stream: true,
+          messages: [{ role: "user", content: "[[mock:chunk_delay=300]] a b c d e f g h i j" }],
+        }),
+      });
+      const jobId = res.headers.get("switchyard-job-id") ?? "";
+      const reader = res.body?.getReader();
+      await reader?.read(); // the first piece is out
+      const dying = stack.workers.find((w) => w.child.exitCode === null);
+      await dying?.kill();
+      await stack.addWorker();
+      // Stay connected (leaving would cancel the job) until the API ends the stream.
+      while (reader && !(await reader.read()).done);
+      const job = await waitFinal(stack.apiUrl, PAID_KEY, jobId, 20);
+      expect(job.status).toBe("failed");
+      expect(job.error?.type).toBe("stream_interrupted");
+      // The stream holds the pieces the dead worker sent, then the error: nothing twice.
+      const again = await http<string>("GET", `${stack.apiUrl}/v1/jobs/${jobId}/stream`, { key: PAID_KEY });
+      const pieces = [...again.body.matchAll(/^event: delta\ndata: (.*)$/gm)].map(
+        (m) => (JSON.parse(m[1] ?? "{}") as { text: string }).text,
+      );
+      expect("Echo: a b c d e f g h i j".startsWith(pieces.join(""))).toBe(true);
+      expect(again.body).toContain("event: error");
+    });
+
     it("answers a failure that came before any chunk with the format's error status", async () => {
       const err = await openai()
         .chat.completions.create({

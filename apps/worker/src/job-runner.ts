@@ -178,6 +178,19 @@ export class JobRunner {
     }
     // Started more often than charged: it was handed back before (e.g. to wait for a key).
     const returning = job.attemptsStarted > job.attemptsMade + 1;
+    // A stream has entries only once a piece went out: an earlier run of this job (on a worker
+    // that died mid-stream) already sent part of the answer, and a new call cannot continue it.
+    if (p.stream && (await this.streams.exists(p.job_id)))
+      return this.fail(
+        p,
+        job,
+        {
+          type: "stream_interrupted",
+          message: "the worker streaming this job stopped after the answer had begun",
+        },
+        history,
+        log,
+      );
     const relay = this.relayFor(p, log);
     const outcome = priced(
       await this.executor.execute(p, route, history, signal, log, returning, relay),
