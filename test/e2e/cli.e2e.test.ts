@@ -1,0 +1,68 @@
+import { execFile } from "node:child_process";
+import { resolve } from "node:path";
+import { promisify } from "node:util";
+import { PAID_KEY, REPO_ROOT, Stack } from "@switchyard/testing";
+
+/** The `switchyard` CLI's job commands against a running stack, as a user would type them. */
+const run = promisify(execFile);
+const CLI = resolve(REPO_ROOT, "apps/cli/dist/main.js");
+
+describe("switchyard CLI", () => {
+  let stack: Stack;
+  beforeAll(async () => {
+    stack = await Stack.start({ workers: 1 });
+  });
+  afterAll(async () => {
+    await stack?.stop();
+  });
+  const cli = (args: string[], env: Record<string, string> = {}) =>
+    run(process.execPath, [CLI, ...args], {
+      env: { PATH: process.env.PATH ?? "", SWITCHYARD_URL: stack.apiUrl, SWITCHYARD_KEY: PAID_KEY, ...env },
+    }).then(
+      (r) => ({ code: 0, stdout: r.stdout, stderr: r.stderr }),
+      (e: { code: number; stdout: string; stderr: string }) => ({
+        code: e.code,
+        stdout: e.stdout,
+        stderr: e.stderr,
+      }),
+    );
+
+  it("submits, waits and prints the answer; gets the job as JSON", async () => {
+    const done = await cli(["submit", "--wait", "--text", "hello from the cli"]);
+    expect(done).toMatchObject({ code: 0, stdout: "Echo: hello from the cli\n" });
+    const queued = await cli(["submit", "-m", "fast", "--priority", "high", "another one"]);
+    const job = JSON.parse(queued.stdout) as {
+      id: string;
+      status: string;
+      estimated_start_seconds: number | null;
+    };
+    expect(job.status).toBe("queued");
+    const got = await cli(["get", job.id, "--wait", "10"]);
+    expect(JSON.parse(got.stdout)).toMatchObject({ id: job.id, status: "succeeded", priority: "high" });
+  });
+
+  it("watches a job live until it ends, then prints its answer", async () => {
+    const queued = await cli(["submit", "[[mock:delay=600]] watch me"]);
+    const { id } = JSON.parse(queued.stdout) as { id: string };
+    const watched = await cli(["watch", id]);
+    expect(watched.code).toBe(0);
+    const lines = watched.stdout.trim().split("\n");
+    expect(lines.some((l) => l.includes(`${id}  running`))).toBe(true);
+    expect(lines.some((l) => l.includes(`${id}  succeeded`))).toBe(true);
+    expect(lines.at(-1)).toBe("Echo: watch me");
+  });
+
+  it("says what to do next when something is wrong", async () => {
+    const noKey = await cli(["get", "job_x"], { SWITCHYARD_KEY: "" });
+    expect(noKey.code).toBe(2);
+    expect(noKey.stderr).toMatch(/set SWITCHYARD_KEY/);
+    const badKey = await cli(["submit", "hi"], { SWITCHYARD_KEY: "sk-nobody-1234" });
+    expect(badKey.code).toBe(1);
+    expect(badKey.stderr).toMatch(/401/);
+    const down = await cli(["get", "job_x"], { SWITCHYARD_URL: "http://127.0.0.1:9" });
+    expect(down.stderr).toMatch(/cannot reach .*SWITCHYARD_URL/);
+    const failed = await cli(["submit", "--wait", "[[mock:status=400]] nope"]);
+    expect(failed.code).toBe(1);
+    expect(failed.stderr).toMatch(/ended failed/);
+  });
+});
