@@ -371,11 +371,19 @@ export class JobService {
     if (rec.view.status === "queued" && !rec.cancelRequested) {
       // Covers a crash between writing the record and queueing: BullMQ ignores a second add of the same id.
       const deadline = rec.view.created_at * 1000 + startWithinMs(this.config, req.ttl_seconds);
-      await this.dispatch(
-        tenant,
-        rec.queue,
-        this.payload(prior.job_id, tenant, req, Math.round(deadline), traceId, undefined, rec.view.degraded),
-      );
+      await this.dispatch(tenant, rec.queue, {
+        ...this.payload(
+          prior.job_id,
+          tenant,
+          req,
+          Math.round(deadline),
+          traceId,
+          undefined,
+          rec.view.degraded,
+        ),
+        // A streamed job stays streamed when a retry of its submission queues it again.
+        ...(rec.streamed ? { stream: true as const } : {}),
+      });
     }
     return { job: rec.view, replayed: true };
   }
