@@ -13,6 +13,7 @@ import { errorHandler, REDIS_RETRY_AFTER_SECONDS } from "./errors";
 import { httpMetrics } from "./http-metrics";
 import type { JobService } from "./job-service";
 import type { UsageService } from "./usage-service";
+import type { BatchService } from "./batch-service";
 import type { FollowDeps } from "./stream-follow";
 import type { WebhookService } from "./webhook-service";
 import type { DeliveryQueue } from "@switchyard/webhooks";
@@ -32,6 +33,7 @@ export interface AppDeps {
   producer: JobProducer;
   service: JobService;
   usage: UsageService;
+  batches: BatchService;
   /** Streamed jobs' answers, for the drop-in endpoints and GET /v1/jobs/:id/stream. */
   follow: FollowDeps;
   webhooks: WebhookService;
@@ -134,6 +136,7 @@ export function createApp(deps: AppDeps): Express {
   app.use(
     compatRouter({
       service: deps.service,
+      batches: deps.batches,
       follow: deps.follow,
       config,
       tenantGate: [tenantAuth(directory, providerKeyOf), ingressLimit(config, deps.redis, "tenant")],

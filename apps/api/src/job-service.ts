@@ -72,6 +72,8 @@ export interface SubmitOptions {
   sync?: boolean;
   /** The worker relays the answer piece by piece through the job's stream. */
   stream?: boolean;
+  /** A line of this batch (its hash key). */
+  batchKey?: string;
 }
 
 /** Submission, lookup, long-poll and cancel: the API's job logic, free of HTTP details. */
@@ -213,6 +215,7 @@ export class JobService {
         ...(req.webhook ? { webhookUrl: req.webhook.url } : {}),
         ...(opts.sync ? { sync: true } : {}),
         ...(opts.stream ? { stream: true } : {}),
+        ...(opts.batchKey ? { batchKey: opts.batchKey } : {}),
       },
       startWithin + this.retentionMs,
       claim,
@@ -470,6 +473,28 @@ export class JobService {
       if (aborted.aborted) done();
       refresh();
     });
+  }
+
+  /**
+   * Cancels without waiting for the end: a queued job ends cancelled at once, a running one is
+   * asked to stop (its worker ends it). For batches, whose lines are many.
+   */
+  async cancelSoon(jobId: string): Promise<void> {
+    const rec = await this.store.get(jobId);
+    if (!rec || isTerminal(rec.view.status)) return;
+    await this.store.requestCancel(jobId);
+    const removed = await this.producer.removeIfIdle(rec.queue, jobId);
+    if (removed) {
+      await this.fair.forget(jobId);
+      await this.store.transition(
+        jobId,
+        "cancelled",
+        { finished_at: Date.now(), error: { type: "cancelled", message: "cancelled with its batch" } },
+        this.retentionMs,
+      );
+    } else {
+      await this.redis.publish(this.keys.cancelChannel, jobId);
+    }
   }
 
   /** Cancels a queued job at once; asks the worker holding a running job to abort it. */

@@ -19,6 +19,7 @@ import { createApp } from "./app";
 import { loadApiEnv } from "./env";
 import { JobService } from "./job-service";
 import { UsageService } from "./usage-service";
+import { BatchService } from "./batch-service";
 import { AddressPolicy, DeliveryQueue, WebhookStore } from "@switchyard/webhooks";
 import { WebhookService } from "./webhook-service";
 
@@ -63,6 +64,7 @@ async function main(): Promise<void> {
     producer,
     service,
     usage: new UsageService(redis, keys),
+    batches: new BatchService(config, redis, keys, service, store),
     follow: {
       streams: new JobStreams(redis, keys, retentionMs(config)),
       streamEvents: streamEvents(subscriber, keys),

@@ -23,6 +23,22 @@ export const jsonBody = (config: SwitchyardConfig): RequestHandler =>
     },
   });
 
+/**
+ * Multipart uploads (POST /v1/files) read whole, up to `limit` bytes, keeping the raw bytes for
+ * signature checks; the parser then reads them from `rawBodyOf`.
+ */
+export const multipartBody = (limit: number): RequestHandler =>
+  express.raw({
+    type: "multipart/form-data",
+    limit,
+    verify: (req, _res, buf) => {
+      (req as WithRaw)[RAW] = buf;
+    },
+  });
+
+/** The raw bytes a body parser kept, if any. */
+export const rawBodyOf = (req: Request): Buffer | undefined => (req as WithRaw)[RAW];
+
 const refused = (message: string, reason: string) =>
   new ApiError(403, "signature_error", message, [{ path: `header.${SIGNATURE_HEADER}`, message: reason }]);
 

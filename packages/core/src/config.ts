@@ -264,6 +264,29 @@ const webhooksSchema = z
   })
   .strict();
 
+/** The OpenAI-compatible Batch API: files and batches, with OpenAI's limits by default. */
+const batchSchema = z
+  .object({
+    /** Request lines per batch. */
+    max_lines: z.number().int().min(1).max(1_000_000).default(50_000),
+    /** Bytes per uploaded file (they are kept in Redis: size Redis's memory for it). */
+    max_file_bytes: z
+      .number()
+      .int()
+      .min(1024)
+      .max(512 * 1024 * 1024)
+      .default(200 * 1024 * 1024),
+    /** Files a tenant may hold at once. */
+    max_files_per_tenant: z.number().int().min(1).max(100_000).default(100),
+    /** Files and batches are kept this long after their creation. */
+    retention_hours: z
+      .number()
+      .positive()
+      .max(24 * 90)
+      .default(24 * 7),
+  })
+  .strict();
+
 export const configSchema = z
   .object({
     server: serverSchema.default(serverSchema.parse({})),
@@ -274,6 +297,7 @@ export const configSchema = z
     cache: cacheSchema.default(cacheSchema.parse({})),
     /** Per tier: bounds on waiting jobs and on the estimated wait (503 past them), and degrade. */
     admission: admissionSchema.default({}),
+    batch: batchSchema.default(batchSchema.parse({})),
     providers: z.array(providerSchema).min(1),
     models: z.record(z.string().min(1), modelSchema),
     tenants: z.array(tenantSchema).min(1),

@@ -43,6 +43,8 @@ export interface NewJobRecord {
   sync?: boolean;
   /** Its answer is relayed piece by piece through its stream (GET /v1/jobs/:id/stream). */
   stream?: boolean;
+  /** A line of this batch (its hash key): the job's end counts in the batch's counters. */
+  batchKey?: string;
 }
 
 /**
@@ -258,6 +260,7 @@ export class JobStore {
     if (rec.webhookUrl) fields.push("webhook_url", rec.webhookUrl);
     if (rec.sync) fields.push("sync", "1");
     if (rec.stream) fields.push("stream", "1");
+    if (rec.batchKey) fields.push("batch", rec.batchKey);
     const fq = this.keys.fairQueue;
     const degraded = adm.degradedEstimate ?? adm.estimate;
     const reply = await this.redis.syCreateJob(

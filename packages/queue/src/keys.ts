@@ -93,6 +93,26 @@ export class Keys {
     return `${this.prefix}:events:job`;
   }
 
+  /** An uploaded file's facts (hash) and its bytes (`:data`, a string). */
+  file(fileId: string): string {
+    return `${this.prefix}:file:${fileId}`;
+  }
+
+  /** A tenant's files (zset by creation time). */
+  tenantFiles(tenantId: string): string {
+    return `${this.prefix}:files:${tenantId}`;
+  }
+
+  /** A batch: its facts and counters (hash); `:lines` its custom_id/job pairs, `:errors` its refused lines (lists). */
+  batch(batchId: string): string {
+    return `${this.prefix}:batch:${batchId}`;
+  }
+
+  /** A tenant's batches (zset by creation time). */
+  tenantBatches(tenantId: string): string {
+    return `${this.prefix}:batches:${tenantId}`;
+  }
+
   /** A streamed job's pieces of text, then its end (a Redis stream). */
   jobStream(jobId: string): string {
     return `${this.prefix}:stream:${jobId}`;

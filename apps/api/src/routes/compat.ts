@@ -18,10 +18,11 @@ import { anthropicDialect, anthropicRequestSchema, anthropicToJob } from "../com
 import { jobFailure, type Dialect, type JobRequestFields } from "../compat/common";
 import { geminiDialect, geminiRequestSchema, geminiToJob } from "../compat/gemini";
 import { openaiDialect, openaiModels, openaiRequestSchema, openaiToJob } from "../compat/openai";
+import type { BatchService } from "../batch-service";
 import { toApiError } from "../errors";
 import { followStream, type FollowDeps } from "../stream-follow";
 import { cacheDirectives, parseCreateJob, type JobService } from "../job-service";
-import { jsonBody } from "../signing";
+import { jsonBody, multipartBody, rawBodyOf } from "../signing";
 import { startSse } from "../sse";
 import { parseBody } from "../validate";
 
@@ -35,6 +36,7 @@ import { parseBody } from "../validate";
  */
 export interface CompatDeps {
   service: JobService;
+  batches: BatchService;
   /** What streamed answers are read from. */
   follow: FollowDeps;
   config: SwitchyardConfig;
@@ -181,6 +183,36 @@ export function compatRouter(deps: CompatDeps): Router {
     stream: true,
   }));
 
+  // OpenAI's Files and Batch APIs (for batches of chat completions).
+  const batches = deps.batches;
+  const tenantOf = (res: Response) => res.locals.tenant as TenantConfig;
+  const gate = [...deps.tenantGate, deps.signatures];
+  const upload = multipartBody(config.batch.max_file_bytes + 64 * 1024);
+  router.post("/v1/files", ...deps.tenantGate, upload, deps.signatures, async (req, res) => {
+    res.json(await batches.upload(tenantOf(res), req, rawBodyOf(req)));
+  });
+  router.get("/v1/files/:id", ...gate, async (req, res) => {
+    res.json(await batches.file(tenantOf(res), String(req.params.id)));
+  });
+  router.get("/v1/files/:id/content", ...gate, async (req, res) => {
+    res.type("application/jsonl").send(await batches.content(tenantOf(res), String(req.params.id)));
+  });
+  router.delete("/v1/files/:id", ...gate, async (req, res) => {
+    res.json(await batches.remove(tenantOf(res), String(req.params.id)));
+  });
+  router.post("/v1/batches", ...deps.tenantGate, json, deps.signatures, async (req, res) => {
+    res.json(await batches.create(tenantOf(res), req.body, String(req.id)));
+  });
+  router.get("/v1/batches", ...gate, async (req, res) => {
+    res.json(await batches.list(tenantOf(res), req.query));
+  });
+  router.get("/v1/batches/:id", ...gate, async (req, res) => {
+    res.json(await batches.view(tenantOf(res), String(req.params.id)));
+  });
+  router.post("/v1/batches/:id/cancel", ...gate, async (req, res) => {
+    res.json(await batches.cancel(tenantOf(res), String(req.params.id)));
+  });
+
   const created = Math.floor(Date.now() / 1000);
   router.get("/v1/models", ...deps.tenantGate, (_req, res) => {
     res.json(openaiModels(Object.keys(config.models).sort(), created));
@@ -212,7 +244,13 @@ function geminiModel(req: Request): string {
 }
 
 function dialectOf(path: string): Dialect | undefined {
-  if (path === "/v1/chat/completions" || path.startsWith("/v1/models")) return openaiDialect;
+  if (
+    path === "/v1/chat/completions" ||
+    path.startsWith("/v1/models") ||
+    path.startsWith("/v1/files") ||
+    path.startsWith("/v1/batches")
+  )
+    return openaiDialect;
   if (path === "/v1/messages") return anthropicDialect;
   if (path.startsWith("/v1beta/models/")) return geminiDialect;
   return undefined;

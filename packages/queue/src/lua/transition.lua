@@ -17,6 +17,7 @@
     (attempt_log: the job's attempt history as stored before this call, "" when none)
     -1: no such record (expired or never written); 0: already final, nothing changed.
   Final statuses never change again, so a late worker can never overwrite a cancel.
+  A batch line's final status counts in its batch (record field batch: the batch hash).
   The move to a final status settles the usage reserved at admission (create-job.lua) with the
   real usage, once: the day's and month's counters named in the record (q_d, q_m) get the
   difference, and the day's per-model counters the real usage.
@@ -24,7 +25,7 @@
   lost between the two, whichever process (API or worker) ends the job.
 ]]
 local current = redis.call("HMGET", KEYS[1], "status", "cancel_requested", "attempt_log", "tenant", "webhook_url",
-  "q_d", "q_m", "q_t", "q_c", "sync")
+  "q_d", "q_m", "q_t", "q_c", "sync", "batch")
 local status = current[1]
 if not status then
   return { -1, "", "", "" }
@@ -80,6 +81,10 @@ if final and current[6] then
     redis.call("HINCRBY", k, "m|" .. label .. "|ci", cached)
     redis.call("HINCRBY", k, "m|" .. label .. "|c", nano)
   end
+end
+-- A batch line's end counts in its batch, once (final statuses never change again).
+if final and current[11] and redis.call("EXISTS", current[11]) == 1 then
+  redis.call("HINCRBY", current[11], ARGV[1] == "succeeded" and "completed" or "failed", 1)
 end
 -- A job of the drop-in endpoints (sync) goes to the tenant's endpoints only if it named a URL.
 if final and (current[5] or (current[10] ~= "1" and redis.call("SISMEMBER", KEYS[3], current[4] or "") == 1)) then
