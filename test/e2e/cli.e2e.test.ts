@@ -1,5 +1,7 @@
 import { execFile } from "node:child_process";
-import { resolve } from "node:path";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
 import { promisify } from "node:util";
 import { PAID_KEY, REPO_ROOT, Stack } from "@switchyard/testing";
 
@@ -50,6 +52,33 @@ describe("switchyard CLI", () => {
     expect(lines.some((l) => l.includes(`${id}  running`))).toBe(true);
     expect(lines.some((l) => l.includes(`${id}  succeeded`))).toBe(true);
     expect(lines.at(-1)).toBe("Echo: watch me");
+  });
+
+  it("runs a batch from a JSONL file with a progress view, then prints its results", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "switchyard-cli-"));
+    const file = join(dir, "requests.jsonl");
+    const lines = Array.from({ length: 50 }, (_, i) =>
+      JSON.stringify({
+        custom_id: `c-${i}`,
+        method: "POST",
+        url: "/v1/chat/completions",
+        body: { model: "gpt-4o-mini", messages: [{ role: "user", content: `cli batch ${i}` }] },
+      }),
+    );
+    lines[7] = "not json";
+    writeFileSync(file, lines.join("\n"));
+    const created = await cli(["batch", "create", file]);
+    expect(created.code).toBe(0);
+    expect(created.stderr).toMatch(/line 8: invalid_json/);
+    const id = /(batch_[0-9a-f]+) completed/.exec(created.stdout)?.[1] ?? "";
+    expect(created.stdout).toContain('{"total":50,"completed":49,"failed":1}');
+    const results = await cli(["batch", "results", id]);
+    expect(results.stdout.trim().split("\n")).toHaveLength(49);
+    const errors = await cli(["batch", "results", id, "--errors"]);
+    expect(errors.stdout.trim().split("\n")).toHaveLength(1);
+    const watched = await cli(["watch", id]);
+    expect(watched.stdout).toContain(`${id} completed`);
+    rmSync(dir, { recursive: true, force: true });
   });
 
   it("says what to do next when something is wrong", async () => {

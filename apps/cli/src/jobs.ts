@@ -179,3 +179,92 @@ export async function watch(t: Target, id: string, out: (s: string) => void, wri
   if (!last || last.status !== "succeeded")
     throw new CliError(`job ${id} ended ${last?.status ?? "unknown"}`, 1);
 }
+
+interface BatchLike {
+  id: string;
+  status: string;
+  request_counts?: { total: number; completed: number; failed: number };
+  output_file_id?: string | null;
+  error_file_id?: string | null;
+  errors?: { data?: { line?: number; code: string; message: string }[] } | null;
+}
+
+const BATCH_DONE = new Set(["completed", "cancelled", "failed", "expired"]);
+
+/** Uploads a JSONL file of requests (purpose batch) and creates a batch of it. */
+export async function batchCreate(t: Target, path: string): Promise<BatchLike> {
+  let bytes: Buffer;
+  try {
+    bytes = readFileSync(path);
+  } catch (err) {
+    throw new CliError(`cannot read ${path}: ${(err as Error).message}`, 2);
+  }
+  const form = new FormData();
+  form.append("purpose", "batch");
+  form.append(
+    "file",
+    new Blob([bytes], { type: "application/jsonl" }),
+    path.split("/").pop() ?? "batch.jsonl",
+  );
+  let res: Response;
+  try {
+    res = await fetch(`${t.url}/v1/files`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${t.key}` },
+      body: form,
+    });
+  } catch (err) {
+    throw new CliError(`cannot reach ${t.url} (${(err as Error).message}); set --url or SWITCHYARD_URL`);
+  }
+  const file = (await res.json()) as { id?: string; error?: { message?: string } };
+  if (!res.ok || !file.id) throw new CliError(`${res.status}: ${file.error?.message ?? "upload refused"}`);
+  return call<BatchLike>(t, "POST", "/v1/batches", {
+    input_file_id: file.id,
+    endpoint: "/v1/chat/completions",
+    completion_window: "24h",
+  });
+}
+
+/** Follows a batch with a progress bar (finished lines of the total) until it ends. */
+export async function batchWatch(
+  t: Target,
+  id: string,
+  progress: Progress,
+  pollMs = 500,
+): Promise<BatchLike> {
+  let b = await call<BatchLike>(t, "GET", `/v1/batches/${encodeURIComponent(id)}`);
+  progress.start(b.request_counts?.total ?? 0);
+  for (;;) {
+    const c = b.request_counts ?? { total: 0, completed: 0, failed: 0 };
+    progress.update(c.completed + c.failed, { failed: c.failed, status: b.status });
+    if (BATCH_DONE.has(b.status)) break;
+    await new Promise((r) => setTimeout(r, pollMs));
+    b = await call<BatchLike>(t, "GET", `/v1/batches/${encodeURIComponent(id)}`);
+  }
+  progress.stop();
+  return b;
+}
+
+/** A batch's output (or, with errors, its error file), as the JSONL OpenAI's format gives. */
+export async function batchResults(t: Target, id: string, errors: boolean): Promise<string> {
+  const b = await call<BatchLike>(t, "GET", `/v1/batches/${encodeURIComponent(id)}`);
+  const fileId = errors ? b.error_file_id : b.output_file_id;
+  if (!fileId)
+    throw new CliError(
+      BATCH_DONE.has(b.status)
+        ? `batch ${id} has no ${errors ? "error" : "output"} file`
+        : `batch ${id} is ${b.status}; its files come when it ends (switchyard watch ${id})`,
+    );
+  const res = await fetch(`${t.url}/v1/files/${encodeURIComponent(fileId)}/content`, {
+    headers: { authorization: `Bearer ${t.key}` },
+  });
+  if (!res.ok) throw new CliError(`${res.status}: ${(await res.text()).slice(0, 300)}`);
+  return res.text();
+}
+
+/** What a progress view needs (cli-progress's SingleBar in the CLI, a recorder in tests). */
+export interface Progress {
+  start(total: number): void;
+  update(done: number, payload: { failed: number; status: string }): void;
+  stop(): void;
+}

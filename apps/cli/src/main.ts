@@ -1,6 +1,7 @@
 import { Command, InvalidArgumentError } from "commander";
 import { runDemo } from "./demo";
-import { CliError, get, submit, target, watch } from "./jobs";
+import { SingleBar, Presets } from "cli-progress";
+import { batchCreate, batchResults, batchWatch, CliError, get, submit, target, watch } from "./jobs";
 
 /** `switchyard`: the demo, and the job API from a terminal (commander parses the arguments). */
 function program(): Command {
@@ -56,12 +57,50 @@ function program(): Command {
     });
 
   p.command("watch")
-    .description("follow a job live: every status change until it ends, then its answer")
-    .argument("<id>", "the job id")
+    .description("follow a job live (every status change, then its answer) or a batch (a progress bar)")
+    .argument("<id>", "a job id, or a batch id (batch_…)")
     .action(async (id: string) => {
+      if (id.startsWith("batch_")) return void (await followBatch(target(globals()), id, out));
       await watch(target(globals()), id, out, (s) => process.stdout.write(s));
     });
+
+  const batch = p.command("batch").description("OpenAI-format batches of chat completions");
+  batch
+    .command("create")
+    .description("upload a JSONL file of requests and run it as a batch, showing its progress")
+    .argument("<file>", "one request a line: {custom_id, method: POST, url: /v1/chat/completions, body}")
+    .option("--no-wait", "print the batch and exit instead of following it")
+    .action(async (file: string, o: { wait: boolean }) => {
+      const t = target(globals());
+      const b = await batchCreate(t, file);
+      for (const e of b.errors?.data ?? []) console.error(`line ${e.line ?? "?"}: ${e.code}: ${e.message}`);
+      if (!o.wait) return out(JSON.stringify(b, null, 2));
+      await followBatch(t, b.id, out);
+    });
+  batch
+    .command("results")
+    .description("print a finished batch's output file (or its error file)")
+    .argument("<id>", "the batch id")
+    .option("--errors", "the error file instead")
+    .action(async (id: string, o: { errors?: boolean }) => {
+      process.stdout.write(await batchResults(target(globals()), id, o.errors ?? false));
+    });
   return p;
+}
+
+/** Follows a batch with a progress bar, then says how it ended and where its results are. */
+async function followBatch(t: ReturnType<typeof target>, id: string, out: (s: string) => void) {
+  const bar = new SingleBar(
+    { format: "{bar} {value}/{total} lines | failed {failed} | {status}", hideCursor: true },
+    Presets.shades_classic,
+  );
+  const b = await batchWatch(t, id, {
+    start: (total) => bar.start(total, 0, { failed: 0, status: "validating" }),
+    update: (done, payload) => bar.update(done, payload),
+    stop: () => bar.stop(),
+  });
+  out(`${b.id} ${b.status}: ${JSON.stringify(b.request_counts)}; results: switchyard batch results ${b.id}`);
+  if (b.status !== "completed") throw new CliError(`batch ${id} ended ${b.status}`, 1);
 }
 
 program()
