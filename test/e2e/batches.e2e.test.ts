@@ -140,6 +140,17 @@ describe("batches", () => {
       .catch((e: unknown) => e);
     expect(endpoint).toBeInstanceOf(OpenAI.BadRequestError);
     expect((endpoint as InstanceType<typeof OpenAI.BadRequestError>).param).toBe("endpoint");
+    const allBad = await client().files.create({
+      file: await toFile(Buffer.from("nope\n{}\n"), "bad.jsonl"),
+      purpose: "batch",
+    });
+    const failed = await client().batches.create({
+      input_file_id: allBad.id,
+      endpoint: "/v1/chat/completions",
+      completion_window: "24h",
+    });
+    expect(failed).toMatchObject({ status: "failed", request_counts: { total: 2, completed: 0, failed: 2 } });
+    expect(failed.errors?.data).toHaveLength(2);
     const purpose = await client()
       .files.create({ file: await toFile(Buffer.from("{}"), "x.jsonl"), purpose: "assistants" })
       .catch((e: unknown) => e);

@@ -372,20 +372,12 @@ export class BatchService {
     if (!b) throw notFound(`no batch ${id.slice(0, 80)}`);
     const failed = b.failed + b.refused;
     const ended = b.completed + failed >= b.total;
-    const status =
-      b.status === "validating"
-        ? "validating"
-        : b.status === "cancelling"
-          ? ended
-            ? "cancelled"
-            : "cancelling"
-          : ended
-            ? "completed"
-            : "in_progress";
+    const now = Date.now();
+    const status = batchStatus(b, ended, now);
     const errors = (await this.redis.lrange(`${this.keys.batch(id)}:errors`, 0, 99)).map(
       (e) => JSON.parse(e) as LineError,
     );
-    const done = status === "completed" || status === "cancelled";
+    const done = status === "completed" || status === "cancelled" || status === "expired";
     return {
       id,
       object: "batch",
@@ -411,11 +403,11 @@ export class BatchService {
       in_progress_at: b.in_progress_at ? seconds(b.in_progress_at) : null,
       expires_at: seconds(b.created_at) + COMPLETION_WINDOW_S,
       finalizing_at: null,
-      completed_at: status === "completed" ? seconds(Date.now()) : null,
-      failed_at: null,
-      expired_at: null,
+      completed_at: status === "completed" ? seconds(now) : null,
+      failed_at: status === "failed" ? seconds(now) : null,
+      expired_at: status === "expired" ? seconds(b.created_at) + COMPLETION_WINDOW_S : null,
       cancelling_at: b.cancelling_at ? seconds(b.cancelling_at) : null,
-      cancelled_at: status === "cancelled" ? seconds(Date.now()) : null,
+      cancelled_at: status === "cancelled" ? seconds(now) : null,
       request_counts: { total: b.total, completed: b.completed, failed },
       metadata: b.metadata ? (JSON.parse(b.metadata) as Record<string, string>) : null,
     };
@@ -503,4 +495,20 @@ export class BatchService {
       }
     return out.length > 0 ? `${out.join("\n")}\n` : "";
   }
+}
+
+/** A batch still expanding this long after its creation was cut off (its API process stopped). */
+const EXPANSION_LIMIT_MS = 10 * 60_000;
+
+/**
+ * OpenAI's batch status from the stored state and the counters: failed when no line could be
+ * queued (or the expansion was cut off), expired when the 24 h window passed before every line
+ * ended, completed or cancelled once every line has ended.
+ */
+function batchStatus(b: BatchHash, ended: boolean, now: number): string {
+  if (b.status === "validating") return now - b.created_at > EXPANSION_LIMIT_MS ? "failed" : "validating";
+  if (b.refused >= b.total) return "failed";
+  if (b.status === "cancelling") return ended ? "cancelled" : "cancelling";
+  if (ended) return "completed";
+  return now > b.created_at + COMPLETION_WINDOW_S * 1000 ? "expired" : "in_progress";
 }
