@@ -1,4 +1,4 @@
-import type { Response } from "express";
+import type { Request, Response } from "express";
 
 /** Starts a server-sent event stream: status 200, the headers proxies must honour, sent now. */
 export function startSse(res: Response): void {
@@ -8,4 +8,12 @@ export function startSse(res: Response): void {
     "x-accel-buffering": "no",
   });
   res.flushHeaders();
+}
+
+/** Aborts when the client goes away (or the response is done): for waits that hold a request. */
+export function abortSignalOf(req: Request, res: Response): AbortSignal {
+  const ctrl = new AbortController();
+  res.on("close", () => ctrl.abort());
+  req.on("aborted", () => ctrl.abort());
+  return ctrl.signal;
 }

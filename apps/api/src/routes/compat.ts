@@ -23,7 +23,7 @@ import { toApiError } from "../errors";
 import { followStream, type FollowDeps } from "../stream-follow";
 import { cacheDirectives, parseCreateJob, type JobService } from "../job-service";
 import { jsonBody, multipartBody, rawBodyOf } from "../signing";
-import { startSse } from "../sse";
+import { abortSignalOf, startSse } from "../sse";
 import { parseBody } from "../validate";
 
 /**
@@ -89,10 +89,9 @@ export function compatRouter(deps: CompatDeps): Router {
     const { job, replayed } = await submitFor(req, tenant, fields, false);
     res.set(JOB_ID_HEADER, job.id);
     if (!replayed) deps.enqueued.inc({ tier: tenant.tier });
-    const gone = new AbortController();
-    res.on("close", () => gone.abort());
-    const view = await service.waitForTerminal(tenant, job.id, syncMs, gone.signal);
-    if (gone.signal.aborted && !res.writableFinished) return abandon(tenant, job.id);
+    const gone = abortSignalOf(req, res);
+    const view = await service.waitForTerminal(tenant, job.id, syncMs, gone);
+    if (gone.aborted && !res.writableFinished) return abandon(tenant, job.id);
     if (!isTerminal(view.status)) throw timedOut(job.id);
     if (view.status !== "succeeded") throw jobFailure(view);
     res.json(dialect.answer(view, fields.model));
@@ -115,8 +114,7 @@ export function compatRouter(deps: CompatDeps): Router {
     const { job, replayed } = await submitFor(req, tenant, fields, true);
     res.set(JOB_ID_HEADER, job.id);
     if (!replayed) deps.enqueued.inc({ tier: tenant.tier });
-    const gone = new AbortController();
-    res.on("close", () => gone.abort());
+    const gone = abortSignalOf(req, res);
     const writer = dialect.streamWriter(
       { send: (data, event) => res.write(`${event ? `event: ${event}\n` : ""}data: ${data}\n\n`) },
       { jobId: job.id, model: fields.model, created: Math.floor(job.created_at), includeUsage },
@@ -128,7 +126,7 @@ export function compatRouter(deps: CompatDeps): Router {
       startSse(res);
       writer.start();
     };
-    const ended = await followStream(deps.follow, job.id, "0", gone.signal, Date.now() + syncMs, (e) => {
+    const ended = await followStream(deps.follow, job.id, "0", gone, Date.now() + syncMs, (e) => {
       if (e.kind === "error") {
         const failure = jobFailure({
           status: statusOf(e.data.status),

@@ -10,7 +10,7 @@ import type { Counter } from "@switchyard/observability";
 import { cacheDirectives, parseCreateJob, type JobService } from "../job-service";
 import type { WebhookService } from "../webhook-service";
 import { jsonBody } from "../signing";
-import { startSse } from "../sse";
+import { abortSignalOf, startSse } from "../sse";
 import { followStream, type FollowDeps } from "../stream-follow";
 
 /** An SSE comment keeps proxies from closing a quiet stream. */
@@ -38,12 +38,6 @@ export function jobsRouter(
     const id = String(req.params.id);
     if (!JOB_ID_PATTERN.test(id)) throw notFound(`no job ${id.slice(0, 64)}`);
     return id;
-  };
-  const abortSignalOf = (req: Request, res: Response): AbortSignal => {
-    const ctrl = new AbortController();
-    res.on("close", () => ctrl.abort());
-    req.on("aborted", () => ctrl.abort());
-    return ctrl.signal;
   };
 
   router.post("/v1/jobs", async (req, res) => {
