@@ -38,7 +38,13 @@ async function main(): Promise<void> {
   const redis = createRedis(env.REDIS_URL, "command");
   const bullConnection = createRedis(env.REDIS_URL, "command", { connectionName: "switchyard-queue" });
   const subscriber = createRedis(env.REDIS_URL, "subscriber");
-  await Promise.all([waitForRedis(redis, log), waitForRedis(bullConnection, log)]);
+  // The subscriber too: a SUBSCRIBE sent before its ready check has run makes ioredis refuse
+  // that check (the connection is in subscriber mode) and the subscription fails.
+  await Promise.all([
+    waitForRedis(redis, log),
+    waitForRedis(bullConnection, log),
+    waitForRedis(subscriber, log, "Redis (subscriber)"),
+  ]);
   await checkEvictionPolicy(redis, log);
 
   const keys = new Keys(config.queue.prefix);
@@ -46,6 +52,8 @@ async function main(): Promise<void> {
   const producer = new JobProducer(bullConnection, config);
   const events = new JobEvents(subscriber, keys.jobEventsChannel);
   await events.whenReady();
+  const streamed = streamEvents(subscriber, keys);
+  await streamed.whenReady();
   const registry = createRegistry("api");
   const fair = new FairQueue(redis, keys);
   const prices = priceBookFor(config, (msg, fields) => log.warn(fields, msg));
@@ -67,7 +75,7 @@ async function main(): Promise<void> {
     batches: new BatchService(config, redis, keys, service, store),
     follow: {
       streams: new JobStreams(redis, keys, retentionMs(config)),
-      streamEvents: streamEvents(subscriber, keys),
+      streamEvents: streamed,
       statusEvents: events,
       store,
     },

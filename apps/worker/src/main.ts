@@ -13,6 +13,7 @@ import {
   JobStore,
   JobStreams,
   Keys,
+  waitForRedis,
 } from "@switchyard/queue";
 import { CacheStep } from "./cache-step";
 import { Bulkheads } from "./bulkhead";
@@ -39,6 +40,8 @@ async function main(): Promise<void> {
   const redis = createRedis(env.REDIS_URL, "worker");
   const bull = createRedis(env.REDIS_URL, "worker");
   const subscriber = createRedis(env.REDIS_URL, "subscriber");
+  // A SUBSCRIBE sent before the subscriber's ready check has run makes ioredis refuse that check.
+  await waitForRedis(subscriber, log, "Redis (subscriber)");
   await checkEvictionPolicy(redis, log);
   const keys = new Keys(config.queue.prefix);
   const store = new JobStore(redis, keys);

@@ -16,6 +16,9 @@ export class JobEvents {
     readonly channel: string,
   ) {
     this.ready = subscriber.subscribe(channel);
+    // whenReady() callers see a failure; left alone it must not end the process (the "ready"
+    // handler below subscribes again on the next connection).
+    this.ready.catch(() => undefined);
     // Subscribe again on every (re)connect. ioredis resubscribes by itself, but we saw a
     // connection come up unsubscribed (long-polls then slept their full wait); a repeated
     // SUBSCRIBE to the same channel is harmless.
