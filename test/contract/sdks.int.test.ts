@@ -1,7 +1,7 @@
 import Anthropic from "@anthropic-ai/sdk";
 import { ApiError as GeminiApiError, GoogleGenAI } from "@google/genai";
 import OpenAI from "openai";
-import { Agent } from "undici";
+import { useGlobalDispatcher } from "../global-dispatcher";
 import { MockProvider } from "../../apps/mock-provider/src/server";
 
 /**
@@ -136,15 +136,7 @@ describe("streaming with the other SDKs", () => {
 });
 
 describe("@google/genai", () => {
-  // The SDK dispatches through Node's global undici dispatcher, which jest's sandboxed global
-  // does not carry; give it one, as a plain `node` process has.
-  const dispatcherSymbol = Symbol.for("undici.globalDispatcher.1");
-  const g = globalThis as unknown as Record<symbol, unknown>;
-  const agent = new Agent();
-  beforeAll(() => {
-    g[dispatcherSymbol] ??= agent;
-  });
-  afterAll(() => agent.close());
+  useGlobalDispatcher();
   const client = (apiKey = "AIza-sdk") => new GoogleGenAI({ apiKey, httpOptions: { baseUrl: base } });
 
   it("parses generateContent text, finish reason and usage metadata", async () => {

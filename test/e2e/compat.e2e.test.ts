@@ -2,9 +2,10 @@ import Anthropic from "@anthropic-ai/sdk";
 import { ApiError as GeminiApiError, GoogleGenAI } from "@google/genai";
 import OpenAI from "openai";
 import { Redis } from "ioredis";
-import { Agent, request } from "undici";
+import { request } from "undici";
 import type { JobView } from "@switchyard/core";
 import { eventually, FREE_KEY, http, PAID_KEY, Stack, testConfig } from "@switchyard/testing";
+import { useGlobalDispatcher } from "../global-dispatcher";
 import { chat, mockStats, standingFault, submit, waitFinal } from "./helpers";
 
 /**
@@ -182,13 +183,7 @@ describe("drop-in endpoints", () => {
   });
 
   describe("Gemini", () => {
-    const dispatcherSymbol = Symbol.for("undici.globalDispatcher.1");
-    const g = globalThis as unknown as Record<symbol, unknown>;
-    const agent = new Agent();
-    beforeAll(() => {
-      g[dispatcherSymbol] ??= agent;
-    });
-    afterAll(() => agent.close());
+    useGlobalDispatcher();
     const client = (apiKey = PAID_KEY) => new GoogleGenAI({ apiKey, httpOptions: { baseUrl: stack.apiUrl } });
 
     it("answers generateContent with text, finish reason and usage", async () => {

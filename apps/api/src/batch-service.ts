@@ -206,7 +206,7 @@ export class BatchService {
     const b = out?.[2] ? await this.batchHash(tenant, out[2]) : undefined;
     if (!out || !b) throw notFound(`no file ${id.slice(0, 80)}`);
     return this.fileObject(id, {
-      purpose: out[1] === "out" ? "batch_output" : "batch_output",
+      purpose: "batch_output",
       filename: `${out[2]}_${out[1] === "out" ? "output" : "error"}.jsonl`,
       bytes: 0,
       created_at: b.created_at,

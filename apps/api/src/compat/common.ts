@@ -1,4 +1,4 @@
-import { ApiError, badRequest, type ChatRequest, type JobError, type JobView } from "@switchyard/core";
+import { ApiError, type ChatRequest, type JobError, type JobView } from "@switchyard/core";
 import type { StreamEnd } from "@switchyard/queue";
 
 /**
@@ -41,13 +41,6 @@ export interface StreamWriter {
   end(data: StreamEnd): void;
   /** A failure after the stream began: the format's error event. */
   error(e: ApiError): void;
-}
-
-/** 400 for a parameter Switchyard cannot honour on every route, naming it. */
-export function unsupported(path: string, what: string): ApiError {
-  return badRequest(`'${path}' is not supported by Switchyard (${what}); remove it from the request`, [
-    { path, message: "not supported" },
-  ]);
 }
 
 /** A failed (or cancelled, or expired) job as the error its caller gets, with a fitting status. */
@@ -98,15 +91,3 @@ export function outcome(view: JobView) {
     created: Math.floor(view.created_at),
   };
 }
-
-/** Strict own-field check of a provider body: unknown fields are refused by path. */
-export function rejectUnknown(body: Record<string, unknown>, allowed: ReadonlySet<string>, at = ""): void {
-  for (const k of Object.keys(body))
-    if (!allowed.has(k))
-      throw badRequest(`unknown or unsupported field '${at}${k}'; remove it from the request`, [
-        { path: `${at}${k}`, message: "not supported" },
-      ]);
-}
-
-export const isObject = (v: unknown): v is Record<string, unknown> =>
-  v !== null && typeof v === "object" && !Array.isArray(v);
