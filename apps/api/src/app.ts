@@ -1,49 +1,84 @@
-import express, { type Express } from "express";
+import express, { type Express, type RequestHandler } from "express";
 import { randomUUID } from "node:crypto";
 import { pinoHttp } from "pino-http";
 import { createBullBoard } from "@bull-board/api";
 import { BullMQAdapter } from "@bull-board/api/bullMQAdapter";
 import { ExpressAdapter } from "@bull-board/express";
-import { notFound, type SwitchyardConfig, type TenantConfig } from "@switchyard/core";
+import {
+  notFound,
+  priceBookFor,
+  retentionMs,
+  type LiveConfig,
+  type SwitchyardConfig,
+  type TenantConfig,
+} from "@switchyard/core";
 import { Counter, type Logger, type Registry } from "@switchyard/observability";
 import type { KeyPool } from "@switchyard/limiter";
-import { Keys, type AnswerCache, type FairQueue, type JobProducer, type Redis } from "@switchyard/queue";
+import {
+  AnswerCache,
+  JobStreams,
+  type FairQueue,
+  type JobEvents,
+  type JobProducer,
+  type JobStore,
+  type Keys,
+  type Redis,
+} from "@switchyard/queue";
 import { adminAuth, tenantAuth } from "./auth";
 import { errorHandler, REDIS_RETRY_AFTER_SECONDS } from "./errors";
 import { httpMetrics } from "./http-metrics";
-import type { JobService } from "./job-service";
-import type { UsageService } from "./usage-service";
-import type { BatchService } from "./batch-service";
+import { JobService } from "./job-service";
+import { UsageService } from "./usage-service";
+import { BatchService } from "./batch-service";
 import type { FollowDeps } from "./stream-follow";
-import type { WebhookService } from "./webhook-service";
-import type { DeliveryQueue } from "@switchyard/webhooks";
+import { WebhookService } from "./webhook-service";
+import { WebhookStore, type AddressPolicy, type DeliveryQueue } from "@switchyard/webhooks";
 import { webhooksRouter } from "./routes/webhooks";
-import { adminRouter, fleetMetrics } from "./routes/admin";
+import { adminRouter } from "./routes/admin";
 import { jobsRouter } from "./routes/jobs";
 import { compatRouter, providerKeyOf } from "./routes/compat";
 import { TenantDirectory } from "./tenants";
 import { signatureCheck } from "./signing";
 import { ingressLimit } from "./ingress-limit";
 
-export interface AppDeps {
-  config: SwitchyardConfig;
+/** What every version of the app shares: connections, queues, metrics; built once per process. */
+export interface ApiInfra {
+  live: LiveConfig;
   redis: Redis;
   /** Every other Redis client a request may need (the queues'): ready only when all answer. */
   otherRedis?: Redis[];
+  keys: Keys;
+  store: JobStore;
   producer: JobProducer;
-  service: JobService;
-  usage: UsageService;
-  batches: BatchService;
-  /** Streamed jobs' answers, for the drop-in endpoints and GET /v1/jobs/:id/stream. */
-  follow: FollowDeps;
-  webhooks: WebhookService;
+  events: JobEvents;
+  /** Streamed jobs' pub/sub wake-ups, for the drop-in endpoints and GET /v1/jobs/:id/stream. */
+  streamEvents: JobEvents;
   deliveryQueue: DeliveryQueue;
+  webhookPolicy: AddressPolicy;
   pool: KeyPool;
   fair: FairQueue;
-  cache: AnswerCache;
   registry: Registry;
+  metrics: ApiMetrics;
   log: Logger;
   adminToken?: string;
+}
+
+/** Metrics every version of the app counts into (registered once). */
+export interface ApiMetrics {
+  enqueued: Counter<"tier">;
+  http: RequestHandler;
+}
+
+export function createApiMetrics(registry: Registry): ApiMetrics {
+  return {
+    enqueued: new Counter({
+      name: "switchyard_jobs_enqueued_total",
+      help: "Jobs accepted and queued, by tier",
+      labelNames: ["tier"] as const,
+      registers: [registry],
+    }),
+    http: httpMetrics(registry),
+  };
 }
 
 const REQUEST_ID = /^[A-Za-z0-9._-]{1,128}$/;
@@ -67,8 +102,36 @@ async function pingWithin(redis: Redis, ms: number): Promise<boolean> {
   }
 }
 
-export function createApp(deps: AppDeps): Express {
-  const { config, registry, log } = deps;
+/**
+ * The app for one config version. A reload builds a new one and the server switches to it at
+ * once; a request keeps the version it started on.
+ */
+export function createApp(deps: ApiInfra, config: SwitchyardConfig): Express {
+  const { registry, log, redis, keys, store } = deps;
+  const prices = priceBookFor(config, (msg, fields) => log.warn(fields, msg));
+  const service = new JobService(
+    config,
+    redis,
+    keys,
+    store,
+    deps.producer,
+    deps.events,
+    log,
+    deps.fair,
+    prices,
+  );
+  const webhooks = new WebhookService(
+    config,
+    new WebhookStore(redis, keys, config.webhooks),
+    deps.deliveryQueue,
+    deps.webhookPolicy,
+  );
+  const follow: FollowDeps = {
+    streams: new JobStreams(redis, keys, retentionMs(config)),
+    streamEvents: deps.streamEvents,
+    statusEvents: deps.events,
+    store,
+  };
   const app = express();
   app.disable("x-powered-by");
   // X-Forwarded-For is believed only from server.trusted_proxies (req.ip is the client then).
@@ -99,7 +162,7 @@ export function createApp(deps: AppDeps): Express {
       autoLogging: { ignore: (req) => ["/healthz", "/readyz", "/metrics"].includes(req.url ?? "") },
     }),
   );
-  app.use(httpMetrics(registry));
+  app.use(deps.metrics.http);
 
   app.get("/healthz", (_req, res) => {
     res.json({ status: "ok" });
@@ -121,23 +184,18 @@ export function createApp(deps: AppDeps): Express {
     res.set("content-type", registry.contentType).send(await registry.metrics());
   });
 
-  const enqueued = new Counter({
-    name: "switchyard_jobs_enqueued_total",
-    help: "Jobs accepted and queued, by tier",
-    labelNames: ["tier"] as const,
-    registers: [registry],
-  });
+  const enqueued = deps.metrics.enqueued;
   const directory = new TenantDirectory(config.tenants);
   // Health, readiness and metrics above answer before any ingress limit.
   app.use(ingressLimit(config, deps.redis, "ip"));
   const tenantGate = [tenantAuth(directory), ingressLimit(config, deps.redis, "tenant")];
-  const signatures = signatureCheck(deps.redis, new Keys(config.queue.prefix));
-  app.use(jobsRouter(deps.service, config, tenantGate, enqueued, deps.webhooks, signatures, deps.follow));
+  const signatures = signatureCheck(redis, keys);
+  app.use(jobsRouter(service, config, tenantGate, enqueued, webhooks, signatures, follow));
   app.use(
     compatRouter({
-      service: deps.service,
-      batches: deps.batches,
-      follow: deps.follow,
+      service,
+      batches: new BatchService(config, redis, keys, service, store),
+      follow,
       config,
       tenantGate: [tenantAuth(directory, providerKeyOf), ingressLimit(config, deps.redis, "tenant")],
       signatures,
@@ -145,13 +203,23 @@ export function createApp(deps: AppDeps): Express {
       maxBodyBytes: config.server.max_body_bytes,
     }),
   );
-  app.use(webhooksRouter(deps.webhooks, config, tenantGate, signatures));
+  app.use(webhooksRouter(webhooks, config, tenantGate, signatures));
+  const usage = new UsageService(redis, keys);
   app.get("/v1/usage", ...tenantGate, signatures, async (req, res) => {
-    res.json(await deps.usage.report(res.locals.tenant as TenantConfig, req.query));
+    res.json(await usage.report(res.locals.tenant as TenantConfig, req.query));
   });
 
-  app.use(adminRouter(config, deps.pool, deps.fair, deps.producer, deps.cache, deps.adminToken));
-  fleetMetrics(config, deps.pool, deps.fair, registry);
+  app.use(
+    adminRouter(
+      config,
+      deps.live,
+      deps.pool,
+      deps.fair,
+      deps.producer,
+      new AnswerCache(redis, keys, config.cache),
+      deps.adminToken,
+    ),
+  );
 
   const board = new ExpressAdapter();
   board.setBasePath("/admin/queues");

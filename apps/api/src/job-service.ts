@@ -311,7 +311,7 @@ export class JobService {
 
   /** Parks the BullMQ job, then lists it in the fair queue (whose pick needs it parked). */
   private async dispatch(tenant: TenantConfig, queue: string, payload: JobPayload) {
-    await this.producer.enqueue(queue, payload);
+    await this.producer.enqueue(this.config, queue, payload);
     await this.fair.enqueue(fairEntryOf(this.config, payload, queue, tenant.weight));
   }
 

@@ -1,35 +1,38 @@
+import { createServer } from "node:http";
 import { resolve } from "node:path";
-import { configPathFor, loadConfig, priceBookFor, retentionMs } from "@switchyard/core";
+import type { Express } from "express";
+import { configPathFor, LiveConfig, RELOAD_RESULTS } from "@switchyard/core";
 import { KeyPool } from "@switchyard/limiter";
-import { createLogger, createRegistry } from "@switchyard/observability";
+import { configMetrics, createLogger, createRegistry } from "@switchyard/observability";
 import {
   checkEvictionPolicy,
-  AnswerCache,
   createRedis,
   FairQueue,
   JobEvents,
   JobProducer,
   JobStore,
-  JobStreams,
   Keys,
   streamEvents,
   waitForRedis,
 } from "@switchyard/queue";
-import { createApp } from "./app";
+import { AddressPolicy, DeliveryQueue } from "@switchyard/webhooks";
+import { createApiMetrics, createApp, type ApiInfra } from "./app";
 import { loadApiEnv } from "./env";
-import { JobService } from "./job-service";
-import { UsageService } from "./usage-service";
-import { BatchService } from "./batch-service";
-import { AddressPolicy, DeliveryQueue, WebhookStore } from "@switchyard/webhooks";
-import { WebhookService } from "./webhook-service";
+import { fleetMetrics } from "./fleet-metrics";
 
 async function main(): Promise<void> {
   const env = loadApiEnv();
   const log = createLogger("api", env.LOG_LEVEL);
   const path = resolve(configPathFor(env.SWITCHYARD_CONFIG, __dirname));
-  const config = loadConfig(path);
+  const live = LiveConfig.open(path);
+  const config = live.config;
   log.info(
-    { path, tenants: config.tenants.length, models: Object.keys(config.models).length },
+    {
+      path,
+      hash: live.current.hash,
+      tenants: config.tenants.length,
+      models: Object.keys(config.models).length,
+    },
     "config loaded",
   );
 
@@ -47,49 +50,60 @@ async function main(): Promise<void> {
   ]);
   await checkEvictionPolicy(redis, log);
 
+  // The key prefix never changes while the process runs (a reload keeps it: restart_required).
   const keys = new Keys(config.queue.prefix);
-  const store = new JobStore(redis, keys);
-  const producer = new JobProducer(bullConnection, config);
   const events = new JobEvents(subscriber, keys.jobEventsChannel);
   await events.whenReady();
   const streamed = streamEvents(subscriber, keys);
   await streamed.whenReady();
   const registry = createRegistry("api");
-  const fair = new FairQueue(redis, keys);
-  const prices = priceBookFor(config, (msg, fields) => log.warn(fields, msg));
-  const service = new JobService(config, redis, keys, store, producer, events, log, fair, prices);
+  const producer = new JobProducer(bullConnection, config);
   const deliveryQueue = new DeliveryQueue(bullConnection, config);
-  const webhooks = new WebhookService(
-    config,
-    new WebhookStore(redis, keys, config.webhooks),
-    deliveryQueue,
-    AddressPolicy.fromEnv(env.SWITCHYARD_WEBHOOK_ALLOWLIST),
-  );
-  const app = createApp({
-    config,
+  const infra: ApiInfra = {
+    live,
     redis,
     otherRedis: [bullConnection],
+    keys,
+    store: new JobStore(redis, keys),
     producer,
-    service,
-    usage: new UsageService(redis, keys),
-    batches: new BatchService(config, redis, keys, service, store),
-    follow: {
-      streams: new JobStreams(redis, keys, retentionMs(config)),
-      streamEvents: streamed,
-      statusEvents: events,
-      store,
-    },
-    webhooks,
+    events,
+    streamEvents: streamed,
     deliveryQueue,
+    webhookPolicy: AddressPolicy.fromEnv(env.SWITCHYARD_WEBHOOK_ALLOWLIST),
     pool: new KeyPool(redis, keys),
-    fair,
-    cache: new AnswerCache(redis, keys, config.cache),
+    fair: new FairQueue(redis, keys),
     registry,
+    metrics: createApiMetrics(registry),
     log,
-    adminToken: env.SWITCHYARD_ADMIN_TOKEN,
-  });
+    ...(env.SWITCHYARD_ADMIN_TOKEN ? { adminToken: env.SWITCHYARD_ADMIN_TOKEN } : {}),
+  };
+  fleetMetrics(
+    {
+      config: () => live.config,
+      redis,
+      pool: infra.pool,
+      fair: infra.fair,
+      queues: () => [...producer.queues.values(), deliveryQueue.queue],
+    },
+    registry,
+  );
+  configMetrics(registry, live, RELOAD_RESULTS);
 
-  const server = app.listen(env.PORT, env.HOST, () => {
+  // Hot reload: a new config builds a whole new app (auth, routes, limits, admission, quotas);
+  // only when that worked does the server switch to it. A request keeps the app it started on.
+  let app: Express = createApp(infra, config);
+  live.prepare((next) => {
+    producer.addQueues(next); // the new app's Bull Board shows a new dedicated queue too
+    const nextApp = createApp(infra, next);
+    return () => {
+      deliveryQueue.configure(next);
+      app = nextApp;
+    };
+  });
+  live.watch(log);
+
+  const server = createServer((req, res) => app(req, res));
+  server.listen(env.PORT, env.HOST, () => {
     const addr = server.address();
     const port = typeof addr === "object" && addr ? addr.port : env.PORT;
     log.info(
@@ -113,6 +127,7 @@ async function main(): Promise<void> {
     if (stopping) return;
     stopping = true;
     log.info({ signal }, "shutting down: no new requests, finishing open ones");
+    live.close();
     const force = setTimeout(() => process.exit(1), 15_000);
     force.unref();
     await new Promise<void>((resolve) => {

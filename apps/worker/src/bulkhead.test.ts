@@ -33,4 +33,24 @@ describe("Bulkhead", () => {
     if (typeof r1 === "function") r1();
     expect(b.inUse).toBe(0);
   });
+
+  it("takes new limits live: a larger cap lets waiters in, a smaller one admits nobody until calls end", async () => {
+    const b = new Bulkhead(1, 5);
+    const r1 = await b.enter();
+    const w1 = b.enter();
+    const w2 = b.enter();
+    expect([b.inUse, b.queued]).toEqual([1, 2]);
+    b.resize(2, 5);
+    expect(typeof (await w1)).toBe("function");
+    expect([b.inUse, b.queued]).toEqual([2, 1]);
+    b.resize(1, 1);
+    if (typeof r1 === "function") r1();
+    // Still at the new cap of 1 (w1 runs): w2 keeps waiting.
+    expect([b.inUse, b.queued]).toEqual([1, 1]);
+    expect(await b.enter()).toBe("full");
+    const r2 = await w1;
+    if (typeof r2 === "function") r2();
+    expect(typeof (await w2)).toBe("function");
+    expect([b.inUse, b.queued]).toEqual([1, 0]);
+  });
 });

@@ -12,9 +12,23 @@ export class Bulkhead {
   private readonly waiting: { resolve: (r: Release | "full") => void; signal?: AbortSignal }[] = [];
 
   constructor(
-    readonly maxConcurrent: number,
-    readonly maxWaiting: number,
+    private maxConcurrent: number,
+    private maxWaiting: number,
   ) {}
+
+  /** New limits (a config reload): calls in flight go on; a larger cap lets waiting calls in. */
+  resize(maxConcurrent: number, maxWaiting: number): void {
+    this.maxConcurrent = maxConcurrent;
+    this.maxWaiting = maxWaiting;
+    this.admit();
+  }
+
+  private admit(): void {
+    while (this.active < this.maxConcurrent && this.waiting.length > 0) {
+      this.active += 1;
+      this.waiting.shift()?.resolve(this.releaser());
+    }
+  }
 
   get inUse(): number {
     return this.active;
@@ -53,9 +67,8 @@ export class Bulkhead {
     return () => {
       if (done) return;
       done = true;
-      const next = this.waiting.shift();
-      if (next) next.resolve(this.releaser());
-      else this.active -= 1;
+      this.active -= 1;
+      this.admit();
     };
   }
 }
@@ -65,9 +78,24 @@ export class Bulkheads {
   private readonly byProvider = new Map<string, Bulkhead>();
 
   constructor(providers: Pick<ProviderConfig, "id" | "bulkhead">[]) {
-    for (const p of providers)
-      if (p.bulkhead)
-        this.byProvider.set(p.id, new Bulkhead(p.bulkhead.max_concurrent, p.bulkhead.max_waiting));
+    this.configure(providers);
+  }
+
+  /**
+   * Takes a (reloaded) config: a provider's bulkhead keeps its calls in flight and its line under
+   * new limits; a provider that no longer has one is no longer limited.
+   */
+  configure(providers: Pick<ProviderConfig, "id" | "bulkhead">[]): void {
+    const ids = new Set<string>();
+    for (const p of providers) {
+      if (!p.bulkhead) continue;
+      ids.add(p.id);
+      const { max_concurrent, max_waiting } = p.bulkhead;
+      const known = this.byProvider.get(p.id);
+      if (known) known.resize(max_concurrent, max_waiting);
+      else this.byProvider.set(p.id, new Bulkhead(max_concurrent, max_waiting));
+    }
+    for (const id of [...this.byProvider.keys()]) if (!ids.has(id)) this.byProvider.delete(id);
   }
 
   get(provider: string): Bulkhead | undefined {

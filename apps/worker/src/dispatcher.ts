@@ -38,11 +38,10 @@ export class Dispatcher {
   private stopping = false;
   /** A timer that wakes this process's blocked loops when the next listed job or ticket is due. */
   private alarm: { at: number; timer: NodeJS.Timeout } | undefined;
-  private readonly retentionMs: number;
-  readonly specs: QueueSpec[];
+  readonly specs: QueueSpec[] = [];
 
   constructor(
-    private readonly config: SwitchyardConfig,
+    private config: SwitchyardConfig,
     private readonly connection: Redis,
     private readonly subscriber: Redis,
     private readonly cancelChannel: string,
@@ -51,54 +50,67 @@ export class Dispatcher {
     private readonly fair: FairQueue,
     private readonly log: Logger,
   ) {
-    this.specs = allJobQueues(config);
-    this.retentionMs = retentionMs(config);
     this.gate = new SlotGate(config.worker.concurrency);
   }
 
   async start(): Promise<void> {
-    const { queue: q, worker: w } = this.config;
-    for (const spec of this.specs) {
-      const worker = new ManagedWorker(
-        spec.name,
-        (job, token, signal) => this.runner.run(job, token, signal),
-        {
-          connection: this.connection,
-          prefix: q.prefix,
-          concurrency: w.concurrency,
-          lockDuration: w.lock_duration_ms,
-          stalledInterval: w.stalled_interval_ms,
-          maxStalledCount: 2,
-          drainDelay: 2,
-          settings: {
-            // The runner decides every retry's timing and says so in RetryLater.
-            backoffStrategy: (attemptsMade: number, type?: string, err?: Error) => {
-              if (type !== BACKOFF_TYPE) return 0;
-              if (err instanceof RetryLater) return err.delayMs;
-              return backoffDelay(attemptsMade, { baseMs: q.backoff_base_ms, maxMs: q.backoff_max_ms });
-            },
-          },
-        },
-      );
-      worker.on("error", (err) => this.log.error({ err, queue: spec.name }, "queue worker error"));
-      worker.on("stalled", (jobId) =>
-        this.log.warn({ jobId, queue: spec.name }, "job stalled (its worker died?); requeued"),
-      );
-      await worker.startManaged();
-      this.workers.set(spec.name, worker);
-      this.watchFailures(spec.name);
-    }
+    for (const spec of allJobQueues(this.config)) await this.startQueue(spec);
     await this.subscriber.subscribe(this.cancelChannel);
     this.subscriber.on("message", (channel: string, jobId: string) => {
       if (channel !== this.cancelChannel) return;
       for (const worker of this.workers.values())
         if (worker.cancelJob(jobId, CANCEL_REASON)) this.log.info({ jobId }, "cancelling running job");
     });
-    for (const spec of this.specs) this.loops.push(this.fetchLoop(spec));
     this.log.info(
       { queues: this.specs.map((s) => s.name), concurrency: this.config.worker.concurrency },
       "worker ready",
     );
+  }
+
+  /**
+   * Takes a reloaded config: the slot count, backoff and retention settings apply at once, and a
+   * new dedicated queue gets its consumer. A queue the config no longer names is still consumed
+   * until the process restarts (jobs may be left in it).
+   */
+  async configure(config: SwitchyardConfig): Promise<void> {
+    this.config = config;
+    this.gate.resize(config.worker.concurrency);
+    for (const spec of allJobQueues(config))
+      if (!this.workers.has(spec.name) && !this.stopping) {
+        await this.startQueue(spec);
+        this.log.info({ queue: spec.name }, "consuming a new queue");
+      }
+  }
+
+  private async startQueue(spec: QueueSpec): Promise<void> {
+    const { queue: q, worker: w } = this.config;
+    const worker = new ManagedWorker(spec.name, (job, token, signal) => this.runner.run(job, token, signal), {
+      connection: this.connection,
+      prefix: q.prefix,
+      concurrency: w.concurrency,
+      lockDuration: w.lock_duration_ms,
+      stalledInterval: w.stalled_interval_ms,
+      maxStalledCount: 2,
+      drainDelay: 2,
+      settings: {
+        // The runner decides every retry's timing and says so in RetryLater.
+        backoffStrategy: (attemptsMade: number, type?: string, err?: Error) => {
+          if (type !== BACKOFF_TYPE) return 0;
+          if (err instanceof RetryLater) return err.delayMs;
+          const { backoff_base_ms: baseMs, backoff_max_ms: maxMs } = this.config.queue;
+          return backoffDelay(attemptsMade, { baseMs, maxMs });
+        },
+      },
+    });
+    worker.on("error", (err) => this.log.error({ err, queue: spec.name }, "queue worker error"));
+    worker.on("stalled", (jobId) =>
+      this.log.warn({ jobId, queue: spec.name }, "job stalled (its worker died?); requeued"),
+    );
+    await worker.startManaged();
+    this.workers.set(spec.name, worker);
+    this.specs.push(spec);
+    this.watchFailures(spec.name);
+    this.loops.push(this.fetchLoop(spec));
   }
 
   /**
@@ -116,7 +128,7 @@ export class Dispatcher {
           jobId,
           "failed",
           { finished_at: Date.now(), error: { type: "worker_failure", message: failedReason } },
-          this.retentionMs,
+          retentionMs(this.config),
         )
         .catch((err: Error) => this.log.error({ err, jobId }, "could not mark failed job"));
     });
@@ -183,14 +195,19 @@ export class Dispatcher {
     if (this.alarm) clearTimeout(this.alarm.timer);
     const timer = setTimeout(() => {
       this.alarm = undefined;
-      const prefix = this.config.queue.prefix;
-      for (const spec of this.specs)
-        this.connection
-          .zadd(`${prefix}:${spec.name}:marker`, 0, "0")
-          .catch((err: Error) => this.log.warn({ err, queue: spec.name }, "could not wake the queue"));
+      this.wakeQueues();
     }, delay + 2);
     timer.unref();
     this.alarm = { at, timer };
+  }
+
+  /** Pokes every queue's marker, as BullMQ does when a job arrives: blocked loops (fleet-wide) pick. */
+  wakeQueues(): void {
+    const prefix = this.config.queue.prefix;
+    for (const spec of this.specs)
+      this.connection
+        .zadd(`${prefix}:${spec.name}:marker`, 0, "0")
+        .catch((err: Error) => this.log.warn({ err, queue: spec.name }, "could not wake the queue"));
   }
 
   private token(): string {

@@ -1,17 +1,13 @@
 import { DelayedError, UnrecoverableError, type Job } from "bullmq";
 import {
   jobPayloadSchema,
-  queueAttemptCap,
   resolveRoute,
-  retentionMs,
-  SecretRedactor,
+  type SecretRedactor,
   type Attempt,
   type JobError,
   type JobPayload,
   type JobResult,
   type PriceBook,
-  type SwitchyardConfig,
-  type TenantConfig,
   type Usage,
 } from "@switchyard/core";
 import type { Logger } from "@switchyard/observability";
@@ -25,8 +21,8 @@ import {
   type StreamFailure,
   type TransitionFields,
 } from "@switchyard/queue";
-import type { CacheStep } from "./cache-step";
-import { RouteExecutor, type RouteOutcome } from "./route-executor";
+import type { RouteOutcome } from "./route-executor";
+import type { Runtimes, WorkerRuntime } from "./runtime";
 import type { StreamRelay } from "./keyed-call";
 import type { WorkerMetrics } from "./metrics";
 import { RetryLater } from "./retry";
@@ -58,34 +54,34 @@ const attemptCount = (log: Attempt[]): number => log.filter((a) => a.outcome !==
  * a retry later (BullMQ's delayed set, no slot held), a hand-back, or a final failure.
  */
 export class JobRunner {
-  private readonly retentionMs: number;
-  private readonly redactor: SecretRedactor;
   /** Relays of the streamed jobs running in this process. */
   private readonly relays = new Map<string, StreamRelay>();
-  private readonly tenants: Map<string, TenantConfig>;
-  /** A running record must outlive every attempt and backoff; the final transition shortens it. */
-  private readonly runningTtlMs: number;
 
   constructor(
-    private readonly config: SwitchyardConfig,
+    private readonly runtimes: Runtimes,
     private readonly store: JobStore,
-    private readonly executor: RouteExecutor,
     private readonly metrics: WorkerMetrics,
     private readonly log: Logger,
     private readonly fair: FairQueue,
-    private readonly cacheStep: CacheStep,
-    private readonly prices: PriceBook,
     private readonly streams: JobStreams,
-  ) {
-    this.tenants = new Map(config.tenants.map((t) => [t.id, t]));
-    this.retentionMs = retentionMs(config);
-    this.redactor = SecretRedactor.fromConfig(config);
-    const maxTimeout = Math.max(...config.providers.map((p) => p.timeout_ms));
-    this.runningTtlMs =
-      this.retentionMs + queueAttemptCap(config) * (maxTimeout + config.queue.backoff_max_ms);
+  ) {}
+
+  /** Runs a job on the config version current when it starts, to its end. */
+  async run(
+    job: Job<JobPayload>,
+    token: string | undefined,
+    signal: AbortSignal | undefined,
+  ): Promise<RunSummary> {
+    const rt = this.runtimes.acquire();
+    try {
+      return await this.runOn(rt, job, token, signal);
+    } finally {
+      this.runtimes.release(rt);
+    }
   }
 
-  async run(
+  private async runOn(
+    rt: WorkerRuntime,
     job: Job<JobPayload>,
     token: string | undefined,
     signal: AbortSignal | undefined,
@@ -105,7 +101,7 @@ export class JobRunner {
             finished_at: Date.now(),
             error: { type: "invalid_payload", message: "the queued job is malformed" },
           },
-          this.retentionMs,
+          rt.retentionMs,
         );
       throw new UnrecoverableError("payload does not match the queue contract");
     }
@@ -119,20 +115,20 @@ export class JobRunner {
     const now = Date.now();
 
     if (job.attemptsMade === 0 && now > p.start_deadline) {
-      await this.finish(p, "expired", {
+      await this.finish(rt, p, "expired", {
         error: { type: "expired", message: "the job was not started before its deadline" },
       });
       this.metrics.jobs.inc({ queue: job.queueName, outcome: "expired" });
       return { status: "expired" };
     }
 
-    const started = await this.store.transition(p.job_id, "running", { started_at: now }, this.runningTtlMs);
+    const started = await this.store.transition(p.job_id, "running", { started_at: now }, rt.runningTtlMs);
     if (!started.exists) {
       log.warn("job record is gone (retention expired); dropping the job");
       return { status: "skipped" };
     }
     if (!started.applied) return { status: "skipped" }; // already final: a crash after the final write
-    if (started.cancelRequested) return this.cancelled(p, job);
+    if (started.cancelRequested) return this.cancelled(rt, p, job);
     const waited = Math.max(0, now - job.timestamp) / 1000;
     this.metrics.queueWait.observe({ queue: job.queueName }, waited);
     if (job.attemptsStarted <= 1) {
@@ -141,22 +137,22 @@ export class JobRunner {
       this.metrics.tenantWait.observe(who, waited);
     }
 
-    const route = resolveRoute(this.config, p.model, { messages: p.request.messages, task: p.task });
+    const route = resolveRoute(rt.config, p.model, { messages: p.request.messages, task: p.task });
     if (!route) {
-      await this.finish(p, "failed", {
+      await this.finish(rt, p, "failed", {
         error: { type: "invalid_model", message: `model '${p.model}' is no longer configured` },
       });
       throw new UnrecoverableError(`model ${p.model} is not configured`);
     }
     const history = started.attemptLog;
-    const plan = this.cacheStep.plan(p, route);
+    const plan = rt.cacheStep.plan(p, route);
     let lead = false;
     let vector: Float32Array | undefined;
     if (plan) {
-      const d = await this.cacheStep.before(p, plan, route, job.queueName, job.timestamp, log);
+      const d = await rt.cacheStep.before(p, plan, route, job.queueName, job.timestamp, log);
       switch (d.kind) {
         case "hit":
-          await this.finish(p, "succeeded", {
+          await this.finish(rt, p, "succeeded", {
             attempts: attemptCount(history),
             attempt_log: history,
             result: d.result,
@@ -167,10 +163,10 @@ export class JobRunner {
           if (d.saved?.cost_usd) this.metrics.cacheCostSaved.inc({ route: d.route }, d.saved.cost_usd);
           return { status: "succeeded", provider: d.result.provider, model: d.result.model };
         case "negative":
-          return this.fail(p, job, d.error, history, log);
+          return this.fail(rt, p, job, d.error, history, log);
         case "follow":
           if (!token) throw new RetryLater("waiting for an identical job", d.waitMs);
-          return this.handBack(p, job, token, history, d.waitMs, undefined, d.register);
+          return this.handBack(rt, p, job, token, history, d.waitMs, undefined, d.register);
         case "proceed":
           lead = d.lead;
           vector = d.vector;
@@ -182,6 +178,7 @@ export class JobRunner {
     // that died mid-stream) already sent part of the answer, and a new call cannot continue it.
     if (p.stream && (await this.streams.exists(p.job_id)))
       return this.fail(
+        rt,
         p,
         job,
         {
@@ -193,14 +190,15 @@ export class JobRunner {
       );
     const relay = this.relayFor(p, log);
     const outcome = priced(
-      await this.executor.execute(p, route, history, signal, log, returning, relay),
-      this.prices,
+      await rt.executor.execute(p, route, history, signal, log, returning, relay),
+      rt.prices,
     );
-    if (plan) await this.cacheStep.after(p, plan, route, lead, outcome, log, vector);
-    return this.conclude(p, job, token, signal, route.name, outcome, history, log);
+    if (plan) await rt.cacheStep.after(p, plan, route, lead, outcome, log, vector);
+    return this.conclude(rt, p, job, token, signal, route.name, outcome, history, log);
   }
 
   private async conclude(
+    rt: WorkerRuntime,
     p: JobPayload,
     job: Job<JobPayload>,
     token: string | undefined,
@@ -217,6 +215,7 @@ export class JobRunner {
         const result: JobResult = routeName === p.model ? view : { ...view, route: routeName };
         if (p.degraded) result.degraded = p.degraded;
         await this.finish(
+          rt,
           p,
           "succeeded",
           { attempts, attempt_log: history, result, usage, error: null },
@@ -228,23 +227,24 @@ export class JobRunner {
         return { status: "succeeded", provider: view.provider, model: view.model, usage };
       }
       case "aborted":
-        if (signal?.reason === SHUTDOWN_REASON && token) return this.handBack(p, job, token, history, 0);
-        return this.cancelled(p, job, history);
+        if (signal?.reason === SHUTDOWN_REASON && token) return this.handBack(rt, p, job, token, history, 0);
+        return this.cancelled(rt, p, job, history);
       case "busy":
         // The provider's bulkhead is full in this process, or no key has room: free the slot and
         // come back when the limiter says capacity will be there.
         this.metrics.jobs.inc({ queue: job.queueName, outcome: `waiting_${outcome.reason}` });
-        if (token) return this.handBack(p, job, token, history, outcome.retryInMs, outcome.resource);
+        if (token) return this.handBack(rt, p, job, token, history, outcome.retryInMs, outcome.resource);
         throw new RetryLater("bulkhead full", outcome.retryInMs);
       case "retry": {
-        const error = errorOf(outcome.error, this.redactor);
+        const error = errorOf(outcome.error, rt.redactor);
         // Only attempts BullMQ charged count toward its cap (a hand-back is not charged).
-        if (job.attemptsMade + 1 >= (job.opts.attempts ?? 1)) return this.fail(p, job, error, history, log);
+        if (job.attemptsMade + 1 >= (job.opts.attempts ?? 1))
+          return this.fail(rt, p, job, error, history, log);
         await this.store.transition(
           p.job_id,
           "queued",
           { attempts, error, attempt_log: history },
-          this.runningTtlMs,
+          rt.runningTtlMs,
         );
         this.metrics.jobs.inc({ queue: job.queueName, outcome: "retried" });
         log.info(
@@ -254,11 +254,12 @@ export class JobRunner {
         throw new RetryLater(error.message, outcome.delayMs);
       }
       case "failed":
-        return this.fail(p, job, errorOf(outcome.error, this.redactor), history, log);
+        return this.fail(rt, p, job, errorOf(outcome.error, rt.redactor), history, log);
     }
   }
 
   private async fail(
+    rt: WorkerRuntime,
     p: JobPayload,
     job: Job<JobPayload>,
     error: JobError,
@@ -266,7 +267,7 @@ export class JobRunner {
     log: Logger,
   ): Promise<never> {
     const attempts = attemptCount(history);
-    await this.finish(p, "failed", { attempts, error, attempt_log: history });
+    await this.finish(rt, p, "failed", { attempts, error, attempt_log: history });
     this.metrics.jobs.inc({ queue: job.queueName, outcome: "failed" });
     log.info({ kind: error.type, status: error.status, attempts }, "job failed");
     throw new UnrecoverableError(error.message);
@@ -279,6 +280,7 @@ export class JobRunner {
    * at its appointment frees the room's fairest job.
    */
   private async handBack(
+    rt: WorkerRuntime,
     p: JobPayload,
     job: Job<JobPayload>,
     token: string,
@@ -287,20 +289,25 @@ export class JobRunner {
     resource?: string,
     parked?: () => Promise<void>,
   ): Promise<never> {
-    await this.store.transition(p.job_id, "queued", { attempt_log: history }, this.runningTtlMs);
+    await this.store.transition(p.job_id, "queued", { attempt_log: history }, rt.runningTtlMs);
     if (!resource) {
       await job.moveToDelayed(Date.now() + delayMs, token);
       await parked?.();
       throw new DelayedError("job returned to the queue");
     }
     await job.moveToDelayed(Date.now() + delayMs + ROOM_PARK_MS, token);
-    const entry = fairEntryOf(this.config, p, job.queueName, this.tenants.get(p.tenant_id)?.weight);
+    const entry = fairEntryOf(rt.config, p, job.queueName, rt.tenants.get(p.tenant_id)?.weight);
     await this.fair.wait(entry, resource, delayMs);
     throw new DelayedError("job waits for capacity");
   }
 
-  private async cancelled(p: JobPayload, job: Job<JobPayload>, history?: Attempt[]): Promise<RunSummary> {
-    await this.finish(p, "cancelled", {
+  private async cancelled(
+    rt: WorkerRuntime,
+    p: JobPayload,
+    job: Job<JobPayload>,
+    history?: Attempt[],
+  ): Promise<RunSummary> {
+    await this.finish(rt, p, "cancelled", {
       error: { type: "cancelled", message: "cancelled by the client" },
       ...(history ? { attempts: attemptCount(history), attempt_log: history } : {}),
     });
@@ -314,6 +321,7 @@ export class JobRunner {
    * when nothing was relayed, as for a cache hit), or the error.
    */
   private async finish(
+    rt: WorkerRuntime,
     p: JobPayload,
     status: "succeeded" | "failed" | "cancelled" | "expired",
     fields: TransitionFields,
@@ -327,7 +335,7 @@ export class JobRunner {
       p.job_id,
       status,
       { finished_at: Date.now(), ...fields },
-      this.retentionMs,
+      rt.retentionMs,
       spent,
     );
   }

@@ -15,14 +15,17 @@ export class KeyProber {
 
   constructor(
     private readonly pool: KeyPool,
-    private readonly configs: ProviderConfig[],
-    private readonly providers: Map<string, ChatProvider>,
+    /** The running config's providers and their adapters (a reload changes them). */
+    private readonly current: () => {
+      configs: ProviderConfig[];
+      providers: ReadonlyMap<string, ChatProvider>;
+    },
     private readonly metrics: WorkerMetrics,
     private readonly log: Logger,
   ) {}
 
   start(): void {
-    const tick = Math.min(5_000, ...this.configs.map((c) => c.limiter.probe_interval_ms));
+    const tick = Math.min(5_000, ...this.current().configs.map((c) => c.limiter.probe_interval_ms));
     this.timer = setInterval(() => void this.run(), tick);
     this.timer.unref();
   }
@@ -35,8 +38,9 @@ export class KeyProber {
     if (this.running) return;
     this.running = true;
     try {
-      for (const cfg of this.configs) {
-        const provider = this.providers.get(cfg.id);
+      const { configs, providers } = this.current();
+      for (const cfg of configs) {
+        const provider = providers.get(cfg.id);
         if (!provider) continue;
         for (const key of await this.pool.dueProbes(cfg)) {
           const signal = AbortSignal.timeout(cfg.timeout_ms);

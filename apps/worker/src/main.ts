@@ -1,10 +1,9 @@
 import { createServer } from "node:http";
 import { hostname } from "node:os";
 import { resolve } from "node:path";
-import { configPathFor, loadConfig, priceBookFor, retentionMs } from "@switchyard/core";
-import { createLogger, createRegistry } from "@switchyard/observability";
+import { configPathFor, LiveConfig, RELOAD_RESULTS, retentionMs } from "@switchyard/core";
+import { configMetrics, createLogger, createRegistry } from "@switchyard/observability";
 import { CircuitBreakers, estimatePromptTokens, KeyPool } from "@switchyard/limiter";
-import { createProviders } from "@switchyard/providers";
 import {
   AnswerCache,
   checkEvictionPolicy,
@@ -15,7 +14,6 @@ import {
   Keys,
   waitForRedis,
 } from "@switchyard/queue";
-import { CacheStep } from "./cache-step";
 import { Bulkheads } from "./bulkhead";
 import { Dispatcher } from "./dispatcher";
 import { loadWorkerEnv } from "./env";
@@ -23,7 +21,8 @@ import { JobRunner } from "./job-runner";
 import { KeyProber } from "./key-prober";
 import { KeyedCaller } from "./keyed-call";
 import { WorkerMetrics } from "./metrics";
-import { RouteExecutor } from "./route-executor";
+import { breakerSettings, Runtimes } from "./runtime";
+import { followNewLimits } from "./limits-change";
 import { AddressPolicy, DeliveryQueue, guardedAgent, WebhookStore } from "@switchyard/webhooks";
 import { DeliveryWorker } from "./webhooks/delivery-worker";
 import { WebhookMetrics } from "./webhooks/metrics";
@@ -34,8 +33,9 @@ async function main(): Promise<void> {
   const env = loadWorkerEnv();
   const log = createLogger("worker", env.LOG_LEVEL);
   const path = resolve(configPathFor(env.SWITCHYARD_CONFIG, __dirname));
-  const config = loadConfig(path);
-  log.info({ path }, "config loaded");
+  const live = LiveConfig.open(path);
+  const config = live.config;
+  log.info({ path, hash: live.current.hash }, "config loaded");
 
   const redis = createRedis(env.REDIS_URL, "worker");
   const bull = createRedis(env.REDIS_URL, "worker");
@@ -43,19 +43,15 @@ async function main(): Promise<void> {
   // A SUBSCRIBE sent before the subscriber's ready check has run makes ioredis refuse that check.
   await waitForRedis(subscriber, log, "Redis (subscriber)");
   await checkEvictionPolicy(redis, log);
+  // The key prefix never changes while the process runs (a reload keeps it: restart_required).
   const keys = new Keys(config.queue.prefix);
   const store = new JobStore(redis, keys);
   const registry = createRegistry("worker");
-  const providers = createProviders(config.providers);
   const metrics = new WorkerMetrics(registry);
-  const breakers = new CircuitBreakers(
-    redis,
-    keys,
-    new Map(
-      // A half-open probe not reported within the provider's timeout (plus slack) is given up.
-      config.providers.map((p) => [p.id, { ...p.breaker, probeTtlMs: p.timeout_ms + 5_000 }]),
-    ),
-    (provider, scope, state) => metrics.setCircuit(provider, scope, state),
+  metrics.seed(config);
+  configMetrics(registry, live, RELOAD_RESULTS);
+  const breakers = new CircuitBreakers(redis, keys, breakerSettings(config), (provider, scope, state) =>
+    metrics.setCircuit(provider, scope, state),
   );
   const bulkheads = new Bulkheads(config.providers);
   metrics.watchBulkheads(bulkheads);
@@ -63,16 +59,26 @@ async function main(): Promise<void> {
   for (const model of ["gpt-4o", "gpt-4"])
     estimatePromptTokens([{ role: "user", content: "warm up" }], model, 4);
   const pool = new KeyPool(redis, keys);
-  const keyed = new KeyedCaller(pool, metrics);
-  const executor = new RouteExecutor(config, providers, keyed, breakers, bulkheads, metrics);
   const fair = new FairQueue(redis, keys);
-  const cacheStep = new CacheStep(config, new AnswerCache(redis, keys, config.cache), fair, metrics);
-  const prices = priceBookFor(config, (msg, fields) => log.warn(fields, msg));
+  const runtimes = new Runtimes(config, {
+    keyed: new KeyedCaller(pool, metrics),
+    breakers,
+    bulkheads,
+    metrics,
+    cache: (c) => new AnswerCache(redis, keys, c.cache),
+    fair,
+    log,
+  });
   const streams = new JobStreams(redis, keys, retentionMs(config));
-  const runner = new JobRunner(config, store, executor, metrics, log, fair, cacheStep, prices, streams);
+  const runner = new JobRunner(runtimes, store, metrics, log, fair, streams);
   const dispatcher = new Dispatcher(config, bull, subscriber, keys.cancelChannel, store, runner, fair, log);
   await dispatcher.start();
-  const prober = new KeyProber(pool, config.providers, providers, metrics, log);
+  const prober = new KeyProber(
+    pool,
+    () => ({ configs: runtimes.current.config.providers, providers: runtimes.current.providers }),
+    metrics,
+    log,
+  );
   prober.start();
 
   // Webhooks: fan-out of final job events, then signed deliveries on their own queue.
@@ -104,6 +110,29 @@ async function main(): Promise<void> {
   await deliveries.start();
   await fanout.start();
 
+  // Hot reload: the new runtime (routes, providers, limits, tenants, cache, prices) is built
+  // first; then every part switches at once. Jobs running keep the runtime they started with.
+  live.prepare((next, prev) => {
+    const switchRuntime = runtimes.prepare(next);
+    return () => {
+      switchRuntime();
+      followNewLimits(
+        { redis, keys, pool, fair, log, wakeWorkers: () => dispatcher.wakeQueues() },
+        prev,
+        next,
+        live.current.hash,
+      ).catch((err: Error) => log.warn({ err }, "could not free the jobs waiting at the old limits"));
+      metrics.seed(next);
+      whStore.configure(next.webhooks);
+      deliveryQueue.configure(next);
+      deliveries.configure(next);
+      dispatcher
+        .configure(next)
+        .catch((err: Error) => log.error({ err }, "could not start consuming a new queue"));
+    };
+  });
+  live.watch(log);
+
   const metricsServer =
     env.METRICS_PORT === undefined
       ? undefined
@@ -127,14 +156,14 @@ async function main(): Promise<void> {
     stopping = true;
     log.info({ signal }, "shutting down");
     prober.stop();
-    await dispatcher.stop(config.worker.shutdown_grace_ms);
+    live.close();
+    await dispatcher.stop(live.config.worker.shutdown_grace_ms);
     await fanout.stop();
     await deliveries.stop();
     await deliveryQueue.close();
     await agent.close();
     metricsServer?.close();
-    await Promise.allSettled([...providers.values()].map((p) => p.close()));
-    await cacheStep.close();
+    await runtimes.close();
     await Promise.allSettled([redis.quit(), bull.quit(), subscriber.quit(), outboxReader.quit()]);
     log.info("stopped");
     process.exit(0);

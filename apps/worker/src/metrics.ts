@@ -1,4 +1,5 @@
-import type { Usage } from "@switchyard/core";
+import type { SwitchyardConfig, Usage } from "@switchyard/core";
+import { allJobQueues } from "@switchyard/queue";
 import type { Bulkheads } from "./bulkhead";
 import { Counter, Gauge, Histogram, LATENCY_BUCKETS, type Registry } from "@switchyard/observability";
 
@@ -127,6 +128,37 @@ export class WorkerMetrics {
       labelNames: ["provider", "key", "outcome"],
       registers: [registry],
     });
+  }
+
+  /**
+   * Creates the series the config implies at zero (queues by final outcome, tenants, providers
+   * and their keys, cached routes), so that dashboards and alert rules see them before the first
+   * event and rate() counts that first event. Called again after a reload.
+   */
+  seed(config: SwitchyardConfig): void {
+    for (const { name } of allJobQueues(config)) {
+      this.queueWait.zero({ queue: name });
+      for (const outcome of ["succeeded", "failed", "retried", "cancelled", "expired"])
+        this.jobs.inc({ queue: name, outcome }, 0);
+    }
+    for (const t of config.tenants) {
+      this.tenantStarts.inc({ tenant: t.id, tier: t.tier }, 0);
+      this.tenantWait.zero({ tenant: t.id, tier: t.tier });
+    }
+    for (const p of config.providers) {
+      this.upstream.zero({ provider: p.id, outcome: "ok" });
+      this.limiterWaits.inc({ provider: p.id, reason: "limited" }, 0);
+      this.bulkheadRejected.inc({ provider: p.id }, 0);
+      for (const k of p.keys)
+        for (const outcome of ["ok", "rate_limited", "timeout", "server"])
+          this.keyCalls.inc({ provider: p.id, key: k.id, outcome }, 0);
+    }
+    for (const [route, m] of Object.entries(config.models))
+      if (m.cache && m.cache.mode !== "off") {
+        for (const event of ["hit", "miss", "coalesced", "store"]) this.cacheEvents.inc({ route, event }, 0);
+        this.cacheTokensSaved.inc({ route }, 0);
+        this.cacheCostSaved.inc({ route }, 0);
+      }
   }
 
   /** Reports each bulkhead's calls in flight and waiting at every scrape. */

@@ -37,4 +37,22 @@ describe("SlotGate", () => {
     expect(await waiting).toBe(false);
     expect(await gate.acquire()).toBe(false);
   });
+
+  it("takes a new slot count live: more slots serve waiters at once", async () => {
+    const gate = new SlotGate(1);
+    expect(await gate.acquire()).toBe(true);
+    const waiter = gate.acquire();
+    gate.resize(2);
+    expect(await waiter).toBe(true);
+    expect(gate.used).toBe(2);
+    gate.resize(1);
+    gate.release();
+    const next = gate.acquire();
+    let granted = false;
+    void next.then(() => (granted = true));
+    await Promise.resolve();
+    expect(granted).toBe(false);
+    gate.release();
+    expect(await next).toBe(true);
+  });
 });

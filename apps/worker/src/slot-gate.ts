@@ -7,7 +7,20 @@ export class SlotGate {
   private closed = false;
   private readonly waiters: Array<(granted: boolean) => void> = [];
 
-  constructor(private readonly permits: number) {}
+  constructor(private permits: number) {}
+
+  /** A new slot count (a config reload); jobs running go on, waiters get the slots that free up. */
+  resize(permits: number): void {
+    this.permits = permits;
+    this.grant();
+  }
+
+  private grant(): void {
+    while (this.inUse < this.permits && this.waiters.length > 0) {
+      this.inUse += 1;
+      this.waiters.shift()?.(true);
+    }
+  }
 
   /** Resolves true when a slot is granted, false when the gate closes first. */
   acquire(): Promise<boolean> {
@@ -26,10 +39,7 @@ export class SlotGate {
 
   release(): void {
     this.inUse = Math.max(0, this.inUse - 1);
-    while (this.inUse < this.permits && this.waiters.length > 0) {
-      this.inUse += 1;
-      this.waiters.shift()?.(true);
-    }
+    this.grant();
   }
 
   close(): void {

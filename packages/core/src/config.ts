@@ -472,7 +472,11 @@ export function parseConfig(
   return result.data;
 }
 
-export function loadConfig(path: string, env: NodeJS.ProcessEnv = process.env): SwitchyardConfig {
+/** The file's text and the config it gives; an unreadable or invalid file is a ConfigError. */
+export function readConfigFile(
+  path: string,
+  env: NodeJS.ProcessEnv = process.env,
+): { text: string; config: SwitchyardConfig } {
   let text: string;
   try {
     text = readFileSync(path, "utf8");
@@ -481,8 +485,11 @@ export function loadConfig(path: string, env: NodeJS.ProcessEnv = process.env): 
       `cannot read config file ${path}: ${(err as NodeJS.ErrnoException).code ?? String(err)}; set SWITCHYARD_CONFIG to a readable file`,
     );
   }
-  return parseConfig(text, env, path);
+  return { text, config: parseConfig(text, env, path) };
 }
+
+export const loadConfig = (path: string, env: NodeJS.ProcessEnv = process.env): SwitchyardConfig =>
+  readConfigFile(path, env).config;
 
 /** How long finished job records are kept, in ms. */
 export const retentionMs = (cfg: Pick<SwitchyardConfig, "queue">): number =>
@@ -495,3 +502,19 @@ export const startWithinMs = (cfg: Pick<SwitchyardConfig, "queue">, ttlSeconds?:
 /** SWITCHYARD_CONFIG, or the demo config of the repository an app's dist/ folder sits in. */
 export const configPathFor = (explicit: string | undefined, appDistDir: string): string =>
   explicit ?? `${appDistDir}/../../../config/demo.yaml`;
+
+/**
+ * The longest a tenant's job should wait to start, in seconds: the smallest admission bound on
+ * its estimated wait (its own or its tier's), else the queue's max age (when it expires anyway).
+ */
+export function admissionWaitBoundSeconds(
+  cfg: Pick<SwitchyardConfig, "admission" | "queue">,
+  tenant: Pick<TenantConfig, "tier" | "admission">,
+): number {
+  const bounds = [
+    tenant.admission?.max_wait_seconds,
+    cfg.admission[tenant.tier]?.max_wait_seconds,
+    cfg.queue.max_queue_age_hours * 3_600,
+  ].filter((b): b is number => b !== undefined);
+  return Math.min(...bounds);
+}

@@ -14,3 +14,4 @@ export * from "./config-providers";
 export * from "./request-signing";
 export * from "./config-protection";
 export * from "./pricing";
+export * from "./live-config";

@@ -1,4 +1,5 @@
-import { REDACTED, SecretRedactor, redactSecrets } from "./redact";
+import { configSchema } from "./config";
+import { REDACTED, SecretRedactor, publicConfig, redactSecrets } from "./redact";
 
 describe("SecretRedactor", () => {
   const r = new SecretRedactor(["my-own-upstream-secret-123", "tenant-key-xyz", "abc"]);
@@ -30,5 +31,39 @@ describe("SecretRedactor", () => {
       "This model's maximum context length is 8192 tokens. Please reduce the length of the messages.";
     expect(redactSecrets(msg)).toBe(msg);
     expect(redactSecrets("job_01HZX task-sk is fine")).toBe("job_01HZX task-sk is fine");
+  });
+
+  it("shows a config without any of its secrets (GET /admin/config)", () => {
+    const cfg = configSchema.parse({
+      providers: [
+        {
+          id: "openai",
+          type: "openai-compatible",
+          base_url: "https://user:pa55word@llm.internal/v1",
+          headers: { "x-org-token": "org-secret-value" },
+          keys: [{ id: "k1", secret: "sk-provider-secret-1" }],
+        },
+      ],
+      models: { m: { provider: "openai", options: { extra_body: { note: "sk-provider-secret-1" } } } },
+      tenants: [
+        {
+          id: "t",
+          tier: "paid",
+          api_keys: ["tenant-key-secret"],
+          signing: { secrets: ["signing-secret-0123456789"] },
+        },
+      ],
+    });
+    const text = JSON.stringify(publicConfig(cfg));
+    for (const secret of [
+      "sk-provider-secret-1",
+      "tenant-key-secret",
+      "signing-secret-0123456789",
+      "org-secret-value",
+      "pa55word",
+    ])
+      expect(text).not.toContain(secret);
+    expect(text).toContain('"id":"k1"');
+    expect(text).toContain("llm.internal");
   });
 });

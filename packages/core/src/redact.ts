@@ -60,3 +60,29 @@ export function configSecrets(cfg: Pick<SwitchyardConfig, "providers" | "tenants
 /** Redacts with shapes only (and the given secrets): for places that hold no config. */
 export const redactSecrets = (text: string, secrets: Iterable<string> = []): string =>
   new SecretRedactor(secrets).redact(text);
+
+/**
+ * The config as operators may see it (GET /admin/config): provider key secrets, tenant API keys,
+ * signing secrets and extra header values replaced, credentials in URLs removed, and every string
+ * left passed through the redactor, so a secret written anywhere else does not show either.
+ */
+export function publicConfig(cfg: SwitchyardConfig): unknown {
+  const redactor = SecretRedactor.fromConfig(cfg);
+  const clean = (value: unknown, key?: string): unknown => {
+    if (typeof value === "string") {
+      if (key === "secret") return REDACTED;
+      const noUserInfo = value.replace(/^(\w+:\/\/)[^/@\s]*@/, `$1${REDACTED}@`);
+      return redactor.redact(noUserInfo);
+    }
+    if (Array.isArray(value)) {
+      if (key === "api_keys" || key === "secrets") return value.map(() => REDACTED);
+      return value.map((v) => clean(v));
+    }
+    if (value && typeof value === "object") {
+      if (key === "headers") return Object.fromEntries(Object.keys(value).map((k) => [k, REDACTED]));
+      return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, clean(v, k)]));
+    }
+    return value;
+  };
+  return clean(cfg);
+}

@@ -35,7 +35,8 @@ export function estimatePromptTokens(messages: ChatMessage[]): number {
   return n;
 }
 
-function chainOf(cfg: SwitchyardConfig, alias: string): RouteLink[] | undefined {
+/** The links of a direct route (a provider or a chain); undefined for rules aliases and unknown names. */
+export function routeLinks(cfg: SwitchyardConfig, alias: string): RouteLink[] | undefined {
   const m = ownEntry(cfg.models, alias);
   if (!m) return undefined;
   if (m.chain)
@@ -53,7 +54,7 @@ export function resolveRoute(
   const m = ownEntry(cfg.models, requested);
   if (!m) return undefined;
   if (!m.rules) {
-    const links = chainOf(cfg, requested);
+    const links = routeLinks(cfg, requested);
     return links && { name: requested, links };
   }
   let estimate: number | undefined;
@@ -63,10 +64,10 @@ export function resolveRoute(
     if (tasks && (req.task === undefined || !tasks.includes(req.task))) continue;
     if (rule.max_prompt_tokens !== undefined && promptTokens() > rule.max_prompt_tokens) continue;
     if (rule.min_prompt_tokens !== undefined && promptTokens() < rule.min_prompt_tokens) continue;
-    const links = chainOf(cfg, rule.use);
+    const links = routeLinks(cfg, rule.use);
     if (links) return { name: rule.use, links };
   }
-  const fallback = m.default === undefined ? undefined : chainOf(cfg, m.default);
+  const fallback = m.default === undefined ? undefined : routeLinks(cfg, m.default);
   return fallback && m.default !== undefined ? { name: m.default, links: fallback } : undefined;
 }
 
@@ -110,7 +111,7 @@ export function jobCost(
 /** The longest chain any alias can resolve to; BullMQ's attempt cap is sized from it. */
 export function longestChain(cfg: SwitchyardConfig): number {
   let n = 1;
-  for (const alias of Object.keys(cfg.models)) n = Math.max(n, chainOf(cfg, alias)?.length ?? 1);
+  for (const alias of Object.keys(cfg.models)) n = Math.max(n, routeLinks(cfg, alias)?.length ?? 1);
   return n;
 }
 

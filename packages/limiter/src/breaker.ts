@@ -49,11 +49,16 @@ export class CircuitBreakers {
   constructor(
     redis: Redis,
     private readonly keys: Keys,
-    private readonly configs: ReadonlyMap<string, BreakerConfig & { probeTtlMs: number }>,
+    private configs: ReadonlyMap<string, BreakerConfig & { probeTtlMs: number }>,
     private readonly onState: BreakerListener = () => {},
   ) {
     if (!("syBreaker" in redis)) redis.defineCommand("syBreaker", { numberOfKeys: 1, lua: breakerLua });
     this.redis = redis as Redis & BreakerCommands;
+  }
+
+  /** New settings (a config reload); the breakers' state in Redis carries on under them. */
+  configure(configs: ReadonlyMap<string, BreakerConfig & { probeTtlMs: number }>): void {
+    this.configs = configs;
   }
 
   private args(provider: string): (string | number)[] | undefined {

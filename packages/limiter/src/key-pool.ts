@@ -273,6 +273,17 @@ export class KeyPool {
   }
 
   /** Claims the provider's disabled keys whose probe is due (each is claimed by one worker only). */
+  /**
+   * Clears the appointment book of a provider's models (its limits changed): the next job that
+   * finds no room is given an appointment at the new pace, not after the old ones.
+   */
+  async reopenBooks(providerId: string, models: readonly string[]): Promise<void> {
+    if (models.length === 0) return;
+    const pipe = this.redis.pipeline();
+    for (const m of models) pipe.hdel(this.keys.poolBook(providerId, m), "at", "front");
+    await pipe.exec();
+  }
+
   async dueProbes(provider: ProviderConfig, now?: number): Promise<ProviderKeyConfig[]> {
     const reply = await this.redis.syPool(
       provider.keys.length,

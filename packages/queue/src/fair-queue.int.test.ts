@@ -251,6 +251,26 @@ describe("FairQueue", () => {
       expect(await fq.pick(T0 + 2000)).toEqual({ picked: false, nextAt: 0, now: T0 + 2000 });
     });
 
+    it("frees every job of a room at once when its limits change (wake), in the room's fair order", async () => {
+      const jobs: string[] = [];
+      for (let i = 1; i <= 3; i++) jobs.push(await waitFor("heavy", i * 60_000));
+      const light = await waitFor("light", 240_000);
+      // Appointments a minute apart; after the wake all four are due now.
+      expect(await fq.wake(R, 10_000, T0 + 10)).toBe(4);
+      const picked: string[] = [];
+      for (let i = 0; i < 4; i++) {
+        const p = await fq.pick(T0 + 10);
+        if (p.picked) picked.push(p.jobId);
+      }
+      expect(picked).toEqual([jobs[0], light, jobs[1], jobs[2]]);
+      // The old tickets come due later on an empty room: they free nothing.
+      expect(await fq.pick(T0 + 300_000)).toEqual({ picked: false, nextAt: 0, now: T0 + 300_000 });
+      // Another room, or an empty one, gets no tickets; the bound caps how many.
+      expect(await fq.wake("anthropic/claude", 10_000, T0)).toBe(0);
+      for (let i = 0; i < 3; i++) await waitFor("a", 60_000, T0 + 400_000);
+      expect(await fq.wake(R, 2, T0 + 400_000)).toBe(2);
+    });
+
     it("passes over a room's job that BullMQ released meanwhile, and gives the ticket to the next", async () => {
       const gone = await waitFor("a", 100);
       const next = await waitFor("b", 200);

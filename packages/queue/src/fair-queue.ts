@@ -222,6 +222,16 @@ export class FairQueue {
     });
   }
 
+  /**
+   * Frees every job waiting in `resource`'s room now (at most `max`): its limits changed, so the
+   * appointments it was given no longer hold. Each freed job asks the key pool again and runs, or
+   * waits anew at the new pace. Returns how many tickets were added; wake the workers after it.
+   */
+  async wake(resource: string, max = 10_000, now?: number): Promise<number> {
+    const reply = await this.call("wake", now, resource, max);
+    return z.tuple([z.number()]).parse(reply)[0];
+  }
+
   /** Drops a job's listing (it was cancelled); an entry left behind is skipped at its turn anyway. */
   async forget(jobId: string): Promise<void> {
     await this.call("forget", undefined, jobId);

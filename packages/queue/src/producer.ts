@@ -17,15 +17,27 @@ export const BACKOFF_TYPE = "switchyard";
  */
 export class JobProducer {
   readonly queues = new Map<string, Queue>();
-  readonly specs: QueueSpec[];
+  readonly specs: QueueSpec[] = [];
 
   constructor(
-    connection: Redis,
-    private readonly config: SwitchyardConfig,
+    private readonly connection: Redis,
+    config: SwitchyardConfig,
   ) {
-    this.specs = allJobQueues(config);
-    for (const spec of this.specs) {
-      this.queues.set(spec.name, new Queue(spec.name, { connection, prefix: config.queue.prefix }));
+    this.addQueues(config);
+  }
+
+  /**
+   * Adds the queues a (reloaded) config names that are not there yet (a new dedicated queue). A
+   * queue the config no longer names stays until the process restarts (jobs may still be in it).
+   */
+  addQueues(config: Pick<SwitchyardConfig, "tenants" | "queue">): void {
+    for (const spec of allJobQueues(config)) {
+      if (this.queues.has(spec.name)) continue;
+      this.specs.push(spec);
+      this.queues.set(
+        spec.name,
+        new Queue(spec.name, { connection: this.connection, prefix: config.queue.prefix }),
+      );
     }
   }
 
@@ -40,14 +52,19 @@ export class JobProducer {
    * second add with the same jobId as a no-op. Order comes from the fair queue, not from BullMQ
    * priorities.
    */
-  async enqueue(queueName: string, payload: JobPayload, now = Date.now()): Promise<void> {
+  async enqueue(
+    config: SwitchyardConfig,
+    queueName: string,
+    payload: JobPayload,
+    now = Date.now(),
+  ): Promise<void> {
     const data = jobPayloadSchema.parse(payload);
-    const retentionSec = Math.round(this.config.queue.retention_hours * 3600);
-    const keep = this.config.queue.keep_finished_jobs;
+    const retentionSec = Math.round(config.queue.retention_hours * 3600);
+    const keep = config.queue.keep_finished_jobs;
     await this.queue(queueName).add(CHAT_JOB, data, {
       jobId: data.job_id,
       delay: Math.max(1, data.start_deadline - now),
-      attempts: queueAttemptCap(this.config),
+      attempts: queueAttemptCap(config),
       backoff: { type: BACKOFF_TYPE },
       removeOnComplete: { age: retentionSec, count: keep },
       removeOnFail: { age: retentionSec, count: keep },

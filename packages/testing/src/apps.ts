@@ -11,8 +11,8 @@ export interface AppProcess {
   child: ChildProcess;
   /** Everything the process printed so far (for assertions and failure messages). */
   output(): string;
-  /** Resolves when a line of output matches. */
-  waitForOutput(pattern: RegExp, timeoutMs?: number): Promise<string>;
+  /** Resolves when a line of output (printed after the first `from` characters) matches. */
+  waitForOutput(pattern: RegExp, timeoutMs?: number, from?: number): Promise<string>;
   stop(signal?: NodeJS.Signals, timeoutMs?: number): Promise<number | null>;
   kill(): Promise<void>;
 }
@@ -51,10 +51,10 @@ export function startApp(
     }),
   );
 
-  const waitForOutput = (pattern: RegExp, timeoutMs = 20_000): Promise<string> =>
+  const waitForOutput = (pattern: RegExp, timeoutMs = 20_000, from = 0): Promise<string> =>
     new Promise((resolvePromise, reject) => {
       const check = () => {
-        const m = pattern.exec(out);
+        const m = pattern.exec(from > 0 ? out.slice(Math.min(from, out.length)) : out);
         if (m) {
           cleanup();
           resolvePromise(m[0]);

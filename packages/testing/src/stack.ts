@@ -1,5 +1,5 @@
-import { randomBytes } from "node:crypto";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { createHash, randomBytes } from "node:crypto";
+import { mkdtempSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { stringify } from "yaml";
@@ -136,6 +136,8 @@ export class Stack {
   readonly workers: AppProcess[] = [];
   /** API processes started after the first (a fleet of several). */
   readonly moreApis: AppProcess[] = [];
+  /** How much each process had printed when the config was last rewritten. */
+  private readonly outputAtWrite = new Map<AppProcess, number>();
   private constructor(
     readonly redisUrl: string,
     readonly prefix: string,
@@ -210,6 +212,35 @@ export class Stack {
       this.mock.stop("SIGTERM"),
     ]);
     rmSync(this.dir, { recursive: true, force: true });
+  }
+
+  /**
+   * Replaces the config file the processes run on (they reload it on their own) and returns its
+   * hash, as GET /admin/config and the processes' "config reloaded" lines show it. The file is
+   * written to a new name and renamed over the old one, as editors and Kubernetes do.
+   */
+  writeConfig(doc: ConfigDoc | string): string {
+    const text = typeof doc === "string" ? doc : stringify(doc);
+    for (const p of this.processes()) this.outputAtWrite.set(p, p.output().length);
+    const tmp = `${this.configPath}.new`;
+    writeFileSync(tmp, text);
+    renameSync(tmp, this.configPath);
+    return createHash("sha256").update(text).digest("hex");
+  }
+
+  /**
+   * Waits until every API and worker process logged, since the last writeConfig, that it runs the
+   * config with `hash`.
+   */
+  async waitForConfig(hash: string, timeoutMs = 20_000): Promise<void> {
+    const line = new RegExp(`"hash":"${hash}"[^\\n]*"msg":"config reloaded`);
+    await Promise.all(
+      this.processes().map((p) => p.waitForOutput(line, timeoutMs, this.outputAtWrite.get(p) ?? 0)),
+    );
+  }
+
+  private processes(): AppProcess[] {
+    return [this.api, ...this.moreApis, ...this.workers];
   }
 
   /** Output of every process, for a failing test's message. */

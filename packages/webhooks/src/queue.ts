@@ -21,9 +21,14 @@ export class DeliveryQueue {
 
   constructor(
     connection: Redis,
-    private readonly config: SwitchyardConfig,
+    private config: SwitchyardConfig,
   ) {
     this.queue = new Queue(WEBHOOK_QUEUE, { connection, prefix: config.queue.prefix });
+  }
+
+  /** Takes a reloaded config (retention, retry schedule) for the deliveries added from now on. */
+  configure(config: SwitchyardConfig): void {
+    this.config = config;
   }
 
   private get jobOptions() {

@@ -132,7 +132,7 @@ export class WebhookStore {
   constructor(
     redis: Redis,
     private readonly keys: Keys,
-    private readonly cfg: WebhooksConfig,
+    private cfg: WebhooksConfig,
   ) {
     if (!("syDeleteEndpoint" in redis)) {
       redis.defineCommand("syDeleteEndpoint", { numberOfKeys: 4, lua: deleteEndpointLua });
@@ -140,6 +140,10 @@ export class WebhookStore {
       redis.defineCommand("syUpdateEndpoint", { numberOfKeys: 1, lua: updateEndpointLua });
     }
     this.redis = redis as Redis & StoreCommands;
+  }
+  /** New webhook settings (a config reload) for what is written from now on. */
+  configure(cfg: WebhooksConfig): void {
+    this.cfg = cfg;
   }
 
   /** How long a delivery record lives after its last change: the whole schedule plus retention. */

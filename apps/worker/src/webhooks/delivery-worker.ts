@@ -24,7 +24,7 @@ export class DeliveryWorker {
   private worker?: Worker<DeliveryJob>;
 
   constructor(
-    private readonly config: SwitchyardConfig,
+    private config: SwitchyardConfig,
     private readonly connection: Redis,
     private readonly store: WebhookStore,
     private readonly sender: WebhookSender,
@@ -47,6 +47,13 @@ export class DeliveryWorker {
     });
     this.worker.on("error", (err) => this.log.error({ err }, "webhook worker error"));
     await this.worker.waitUntilReady();
+  }
+
+  /** Takes a reloaded config: schedule, limits and concurrency apply to the next deliveries. */
+  configure(config: SwitchyardConfig): void {
+    this.config = config;
+    this.sender.timeoutMs = config.webhooks.timeout_ms;
+    if (this.worker) this.worker.concurrency = config.webhooks.concurrency;
   }
 
   async stop(): Promise<void> {

@@ -1,6 +1,15 @@
 import { Counter, Histogram, LATENCY_BUCKETS, type Registry } from "@switchyard/observability";
+import { WEBHOOK_EVENTS } from "@switchyard/webhooks";
 
-export type DeliveryOutcome = "succeeded" | "retry" | "failed" | "blocked" | "endpoint_disabled" | "skipped";
+export const DELIVERY_OUTCOMES = [
+  "succeeded",
+  "retry",
+  "failed",
+  "blocked",
+  "endpoint_disabled",
+  "skipped",
+] as const;
+export type DeliveryOutcome = (typeof DELIVERY_OUTCOMES)[number];
 
 export class WebhookMetrics {
   readonly events: Counter<"event">;
@@ -27,5 +36,11 @@ export class WebhookMetrics {
       buckets: LATENCY_BUCKETS,
       registers: [registry],
     });
+    // Series at zero from the start: dashboards and the dead-letter alert see them before the first delivery.
+    for (const event of WEBHOOK_EVENTS) {
+      this.events.inc({ event }, 0);
+      for (const outcome of DELIVERY_OUTCOMES) this.attempts.inc({ event, outcome }, 0);
+    }
+    for (const outcome of DELIVERY_OUTCOMES) this.duration.zero({ outcome });
   }
 }

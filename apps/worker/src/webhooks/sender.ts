@@ -37,7 +37,8 @@ export function webhookRetryAfter(
 export class WebhookSender {
   constructor(
     private readonly agent: Agent,
-    private readonly timeoutMs: number,
+    /** The whole attempt's limit, connect included (webhooks.timeout_ms; a reload changes it). */
+    public timeoutMs: number,
     private readonly userAgent = "Switchyard-Webhooks/1.0",
   ) {}
 

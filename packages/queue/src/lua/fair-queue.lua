@@ -38,7 +38,7 @@
   <fq>:starts:<10 s> (starts per tenant, expiring after 70 s); and the BullMQ keys
   <bull>:<queue>:{delayed,wait,meta,marker,events,active} and <bull>:<queue>:<job id>.
 
-  ARGV[1]  op: "enqueue" | "wait" | "pick" | "forget"
+  ARGV[1]  op: "enqueue" | "wait" | "pick" | "forget" | "wake"
   ARGV[2]  now in ms ("" = Redis TIME)
   ARGV[3]  <fq> key prefix
   ARGV[4]  <bull> BullMQ key prefix
@@ -53,6 +53,8 @@
            -> { 1, queue, job id, tenant, tier, cost, listed_ms, now } or
               { 0, next due time in ms (0 = nothing waiting), now }
   forget:  ARGV[5] job id -> { 1 } (the entry is dropped when its turn comes)
+  wake:    ARGV[5] resource, [6] most tickets to add -> { tickets added }: one ticket due now
+           for every job in the resource's room (the limits changed: each asks the key pool again)
 ]]
 local rcall = redis.call
 local op = ARGV[1]
@@ -254,6 +256,22 @@ if op == "wait" then
   -- Wake a blocked worker now: its next pick learns when the ticket is due and sets an alarm.
   rcall("ZADD", BULL .. ":" .. ARGV[8] .. ":marker", 0, "0")
   return { 1, at }
+end
+
+if op == "wake" then
+  local room = space(ARGV[5])
+  local jobs = 0
+  for _, tier in ipairs(rcall("ZRANGE", room.tiers, 0, -1)) do
+    for _, tenant in ipairs(rcall("ZRANGE", room.keys .. ":tier:" .. tier, 0, -1)) do
+      jobs = jobs + rcall("ZCARD", room.keys .. ":lane:" .. tenant)
+    end
+  end
+  jobs = math.min(jobs, tonumber(ARGV[6]) or 0)
+  for _ = 1, jobs do
+    local n = rcall("HINCRBY", STATE, "seq", 1)
+    rcall("ZADD", LATER, now, "t|" .. ARGV[5] .. "|wake|" .. n)
+  end
+  return { jobs }
 end
 
 if op == "forget" then
