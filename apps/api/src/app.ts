@@ -12,7 +12,8 @@ import {
   type SwitchyardConfig,
   type TenantConfig,
 } from "@switchyard/core";
-import { Counter, type Logger, type Registry } from "@switchyard/observability";
+import { Counter, type Logger, type Registry, type Tracing } from "@switchyard/observability";
+import { traceRequests } from "./http-trace";
 import type { KeyPool } from "@switchyard/limiter";
 import {
   AnswerCache,
@@ -59,6 +60,7 @@ export interface ApiInfra {
   fair: FairQueue;
   registry: Registry;
   metrics: ApiMetrics;
+  tracing: Tracing;
   log: Logger;
   adminToken?: string;
 }
@@ -134,6 +136,7 @@ export function createApp(deps: ApiInfra, config: SwitchyardConfig): Express {
   };
   const app = express();
   app.disable("x-powered-by");
+  app.use(traceRequests(deps.tracing));
   // X-Forwarded-For is believed only from server.trusted_proxies (req.ip is the client then).
   app.set("trust proxy", config.server.trusted_proxies.length > 0 ? config.server.trusted_proxies : false);
 

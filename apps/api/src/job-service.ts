@@ -39,7 +39,7 @@ import {
   type Keys,
   type Redis,
 } from "@switchyard/queue";
-import type { Logger } from "@switchyard/observability";
+import { activeTraceparent, trace, type Logger } from "@switchyard/observability";
 import { redisUnavailable } from "./errors";
 import { parseBody } from "./validate";
 
@@ -211,6 +211,7 @@ export class JobService {
         priority: req.priority,
         createdAt: now,
         traceId,
+        traceparent: activeTraceparent(),
         ...(req.metadata ? { metadata: req.metadata } : {}),
         ...(req.webhook ? { webhookUrl: req.webhook.url } : {}),
         ...(opts.sync ? { sync: true } : {}),
@@ -221,6 +222,7 @@ export class JobService {
       claim,
       admission,
     );
+    trace.getActiveSpan()?.setAttributes({ "switchyard.job.id": jobId, "switchyard.queue": queue });
     if (created.kind === "refused") throw overloaded(tenant, created);
     if (created.kind === "over_quota") throw quotaExceeded(created.quota, now);
     if (created.kind === "claimed") {

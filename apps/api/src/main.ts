@@ -3,7 +3,7 @@ import { resolve } from "node:path";
 import type { Express } from "express";
 import { configPathFor, LiveConfig, RELOAD_RESULTS } from "@switchyard/core";
 import { KeyPool } from "@switchyard/limiter";
-import { configMetrics, createLogger, createRegistry } from "@switchyard/observability";
+import { configMetrics, createLogger, createRegistry, startTracing } from "@switchyard/observability";
 import {
   checkEvictionPolicy,
   createRedis,
@@ -23,6 +23,8 @@ import { fleetMetrics } from "./fleet-metrics";
 async function main(): Promise<void> {
   const env = loadApiEnv();
   const log = createLogger("api", env.LOG_LEVEL);
+  const tracing = await startTracing("api");
+  if (tracing.enabled) log.info("tracing on: spans go to OTEL_EXPORTER_OTLP_ENDPOINT over OTLP/HTTP");
   const path = resolve(configPathFor(env.SWITCHYARD_CONFIG, __dirname));
   const live = LiveConfig.open(path);
   const config = live.config;
@@ -57,8 +59,8 @@ async function main(): Promise<void> {
   const streamed = streamEvents(subscriber, keys);
   await streamed.whenReady();
   const registry = createRegistry("api");
-  const producer = new JobProducer(bullConnection, config);
-  const deliveryQueue = new DeliveryQueue(bullConnection, config);
+  const producer = new JobProducer(bullConnection, config, tracing.bullmq);
+  const deliveryQueue = new DeliveryQueue(bullConnection, config, tracing.bullmq);
   const infra: ApiInfra = {
     live,
     redis,
@@ -74,6 +76,7 @@ async function main(): Promise<void> {
     fair: new FairQueue(redis, keys),
     registry,
     metrics: createApiMetrics(registry),
+    tracing,
     log,
     ...(env.SWITCHYARD_ADMIN_TOKEN ? { adminToken: env.SWITCHYARD_ADMIN_TOKEN } : {}),
   };
@@ -136,7 +139,7 @@ async function main(): Promise<void> {
     });
     await producer.close();
     await deliveryQueue.close();
-    await Promise.allSettled([redis.quit(), bullConnection.quit(), subscriber.quit()]);
+    await Promise.allSettled([redis.quit(), bullConnection.quit(), subscriber.quit(), tracing.shutdown()]);
     log.info("stopped");
     process.exit(0);
   };

@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
-import { QueueEvents, type Job } from "bullmq";
+import { QueueEvents, type Job, type Telemetry } from "bullmq";
 import { backoffDelay, retentionMs, type JobPayload, type SwitchyardConfig } from "@switchyard/core";
 import type { Logger } from "@switchyard/observability";
 import {
@@ -49,6 +49,8 @@ export class Dispatcher {
     private readonly runner: JobRunner,
     private readonly fair: FairQueue,
     private readonly log: Logger,
+    /** BullMQ's OpenTelemetry integration when tracing is on: each run is a span of the job's trace. */
+    private readonly telemetry?: Telemetry,
   ) {
     this.gate = new SlotGate(config.worker.concurrency);
   }
@@ -92,6 +94,7 @@ export class Dispatcher {
       stalledInterval: w.stalled_interval_ms,
       maxStalledCount: 2,
       drainDelay: 2,
+      ...(this.telemetry ? { telemetry: this.telemetry } : {}),
       settings: {
         // The runner decides every retry's timing and says so in RetryLater.
         backoffStrategy: (attemptsMade: number, type?: string, err?: Error) => {

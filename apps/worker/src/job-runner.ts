@@ -10,7 +10,7 @@ import {
   type PriceBook,
   type Usage,
 } from "@switchyard/core";
-import type { Logger } from "@switchyard/observability";
+import { trace, type Logger } from "@switchyard/observability";
 import {
   fairEntryOf,
   type FairQueue,
@@ -106,6 +106,14 @@ export class JobRunner {
       throw new UnrecoverableError("payload does not match the queue contract");
     }
     const p = parsed.data;
+    // BullMQ's span of this run (tracing on): which job, whose, which try.
+    trace.getActiveSpan()?.setAttributes({
+      "switchyard.job.id": p.job_id,
+      "switchyard.tenant": p.tenant_id,
+      "switchyard.tier": p.tier,
+      "switchyard.model": p.model,
+      "switchyard.attempt": job.attemptsMade + 1,
+    });
     const log = this.log.child({
       jobId: p.job_id,
       tenant: p.tenant_id,

@@ -1,6 +1,40 @@
-import { applyLink, type JobPayload, type ProviderConfig, type RouteLink } from "@switchyard/core";
+import {
+  applyLink,
+  type ChatRequest,
+  type JobPayload,
+  type ProviderConfig,
+  type RouteLink,
+} from "@switchyard/core";
+import { ATTR_ERROR_TYPE, ATTR_SERVER_ADDRESS, ATTR_SERVER_PORT } from "@opentelemetry/semantic-conventions";
+import {
+  ATTR_GEN_AI_OPERATION_NAME,
+  ATTR_GEN_AI_PROVIDER_NAME,
+  ATTR_GEN_AI_REQUEST_MAX_TOKENS,
+  ATTR_GEN_AI_REQUEST_MODEL,
+  ATTR_GEN_AI_REQUEST_STREAM,
+  ATTR_GEN_AI_REQUEST_TEMPERATURE,
+  ATTR_GEN_AI_REQUEST_TOP_P,
+  ATTR_GEN_AI_RESPONSE_FINISH_REASONS,
+  ATTR_GEN_AI_RESPONSE_MODEL,
+  ATTR_GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS,
+  ATTR_GEN_AI_USAGE_INPUT_TOKENS,
+  ATTR_GEN_AI_USAGE_OUTPUT_TOKENS,
+  GEN_AI_PROVIDER_NAME_VALUE_ANTHROPIC,
+  GEN_AI_PROVIDER_NAME_VALUE_GCP_GEMINI,
+  GEN_AI_PROVIDER_NAME_VALUE_OPENAI,
+} from "@opentelemetry/semantic-conventions/incubating";
 import { estimateCost, type KeyPool, type Reservation, type SettleOutcome } from "@switchyard/limiter";
-import type { Logger } from "@switchyard/observability";
+import {
+  context,
+  SpanKind,
+  SpanStatusCode,
+  trace,
+  tracingOff,
+  type Attributes,
+  type Logger,
+  type Span,
+  type Tracing,
+} from "@switchyard/observability";
 import { ProviderError, type ChatProvider, type ChatResult } from "@switchyard/providers";
 import type { WorkerMetrics } from "./metrics";
 
@@ -26,6 +60,46 @@ export type KeyedOutcome =
   /** The link cannot serve this job now: every key is out of the pool, or the call is too big for any key. */
   | { kind: "unusable"; reason: "no_keys" | "too_large"; message: string };
 
+/** gen_ai.provider.name per provider type (an OpenAI-compatible server speaks OpenAI's API). */
+const GEN_AI_PROVIDER: Record<ProviderConfig["type"], string> = {
+  openai: GEN_AI_PROVIDER_NAME_VALUE_OPENAI,
+  "openai-compatible": GEN_AI_PROVIDER_NAME_VALUE_OPENAI,
+  anthropic: GEN_AI_PROVIDER_NAME_VALUE_ANTHROPIC,
+  gemini: GEN_AI_PROVIDER_NAME_VALUE_GCP_GEMINI,
+};
+
+function serverOf(baseUrl: string | undefined): { address: string; port: number } | undefined {
+  if (!baseUrl) return undefined;
+  try {
+    const u = new URL(baseUrl);
+    return { address: u.hostname, port: Number(u.port) || (u.protocol === "https:" ? 443 : 80) };
+  } catch {
+    return undefined;
+  }
+}
+
+/** Ends an upstream attempt's span with what came back: usage and finish reason, or the error kind. */
+function endCallSpan(span: Span, outcome: { result: ChatResult } | { error: ProviderError }): void {
+  if ("result" in outcome) {
+    const r = outcome.result;
+    span.setAttributes({
+      [ATTR_GEN_AI_RESPONSE_MODEL]: r.model,
+      [ATTR_GEN_AI_RESPONSE_FINISH_REASONS]: [r.finish_reason],
+      [ATTR_GEN_AI_USAGE_INPUT_TOKENS]: r.usage.input_tokens,
+      [ATTR_GEN_AI_USAGE_OUTPUT_TOKENS]: r.usage.output_tokens,
+    });
+    if (r.usage.cached_input_tokens)
+      span.setAttribute(ATTR_GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS, r.usage.cached_input_tokens);
+  } else {
+    const e = outcome.error;
+    span.setAttribute(ATTR_ERROR_TYPE, e.kind);
+    if (e.status !== undefined) span.setAttribute("http.response.status_code", e.status);
+    // The kind and status only: an upstream's message may quote what it was sent.
+    span.setStatus({ code: SpanStatusCode.ERROR, message: e.kind });
+  }
+  span.end();
+}
+
 /** 429s from a provider that cost no attempt, per link, before each further one counts. */
 export const FREE_RATE_LIMITS = 10;
 
@@ -39,6 +113,7 @@ export class KeyedCaller {
   constructor(
     private readonly pool: KeyPool,
     private readonly metrics: WorkerMetrics,
+    private readonly tracing: Tracing = tracingOff,
   ) {}
 
   async call(
@@ -88,14 +163,17 @@ export class KeyedCaller {
       const startedAt = Date.now();
       const start = process.hrtime.bigint();
       this.metrics.inFlight.inc();
+      const span = this.tracing.enabled ? this.startSpan(p, cfg, res.key.id, request) : undefined;
       let outcome: { result: ChatResult } | { error: ProviderError };
       try {
-        outcome = {
-          result: await provider.chat(request, {
+        const call = () =>
+          provider.chat(request, {
             apiKey: res.key.secret,
             signal: signal ?? new AbortController().signal,
             ...(relay ? { onDelta: relay.onDelta } : {}),
-          }),
+          });
+        outcome = {
+          result: await (span ? context.with(trace.setSpan(context.active(), span), call) : call()),
         };
       } catch (err) {
         outcome = {
@@ -107,6 +185,7 @@ export class KeyedCaller {
       } finally {
         this.metrics.inFlight.dec();
       }
+      if (span) endCallSpan(span, outcome);
       const durationMs = Date.now() - startedAt;
       if ("result" in outcome) {
         this.metrics.observeCall(cfg.id, "ok", start);
@@ -148,6 +227,34 @@ export class KeyedCaller {
         return { kind: "error", error: new ProviderError("cancelled", "the call was cancelled", cfg.id) };
     }
     return { kind: "wait", delayMs: 100, reason: "rotating" };
+  }
+
+  /**
+   * A CLIENT span for one upstream attempt, with the GenAI semantic conventions: the operation,
+   * the provider, the model asked for and the request's parameters; the answer's model, finish
+   * reason and token usage are added when it ends. Never the prompt or the answer, never a key
+   * (only its id).
+   */
+  private startSpan(p: JobPayload, cfg: ProviderConfig, keyId: string, request: ChatRequest): Span {
+    const attributes: Attributes = {
+      [ATTR_GEN_AI_OPERATION_NAME]: "chat",
+      [ATTR_GEN_AI_PROVIDER_NAME]: GEN_AI_PROVIDER[cfg.type],
+      [ATTR_GEN_AI_REQUEST_MODEL]: request.model,
+      "switchyard.provider": cfg.id,
+      "switchyard.key.id": keyId,
+      "switchyard.job.id": p.job_id,
+      "switchyard.tenant": p.tenant_id,
+    };
+    if (request.max_tokens !== undefined) attributes[ATTR_GEN_AI_REQUEST_MAX_TOKENS] = request.max_tokens;
+    if (request.temperature !== undefined) attributes[ATTR_GEN_AI_REQUEST_TEMPERATURE] = request.temperature;
+    if (request.top_p !== undefined) attributes[ATTR_GEN_AI_REQUEST_TOP_P] = request.top_p;
+    if (p.stream) attributes[ATTR_GEN_AI_REQUEST_STREAM] = true;
+    const host = serverOf(cfg.base_url);
+    if (host) {
+      attributes[ATTR_SERVER_ADDRESS] = host.address;
+      attributes[ATTR_SERVER_PORT] = host.port;
+    }
+    return this.tracing.tracer.startSpan(`chat ${request.model}`, { kind: SpanKind.CLIENT, attributes });
   }
 
   /** How a failed call settles its key: 429 cools it, 401/403 and exhausted quota take it out. */

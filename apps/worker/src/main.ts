@@ -2,7 +2,7 @@ import { createServer } from "node:http";
 import { hostname } from "node:os";
 import { resolve } from "node:path";
 import { configPathFor, LiveConfig, RELOAD_RESULTS, retentionMs } from "@switchyard/core";
-import { configMetrics, createLogger, createRegistry } from "@switchyard/observability";
+import { configMetrics, createLogger, createRegistry, startTracing } from "@switchyard/observability";
 import { CircuitBreakers, estimatePromptTokens, KeyPool } from "@switchyard/limiter";
 import {
   AnswerCache,
@@ -32,6 +32,8 @@ import { WebhookSender } from "./webhooks/sender";
 async function main(): Promise<void> {
   const env = loadWorkerEnv();
   const log = createLogger("worker", env.LOG_LEVEL);
+  const tracing = await startTracing("worker");
+  if (tracing.enabled) log.info("tracing on: spans go to OTEL_EXPORTER_OTLP_ENDPOINT over OTLP/HTTP");
   const path = resolve(configPathFor(env.SWITCHYARD_CONFIG, __dirname));
   const live = LiveConfig.open(path);
   const config = live.config;
@@ -61,7 +63,7 @@ async function main(): Promise<void> {
   const pool = new KeyPool(redis, keys);
   const fair = new FairQueue(redis, keys);
   const runtimes = new Runtimes(config, {
-    keyed: new KeyedCaller(pool, metrics),
+    keyed: new KeyedCaller(pool, metrics, tracing),
     breakers,
     bulkheads,
     metrics,
@@ -71,7 +73,17 @@ async function main(): Promise<void> {
   });
   const streams = new JobStreams(redis, keys, retentionMs(config));
   const runner = new JobRunner(runtimes, store, metrics, log, fair, streams);
-  const dispatcher = new Dispatcher(config, bull, subscriber, keys.cancelChannel, store, runner, fair, log);
+  const dispatcher = new Dispatcher(
+    config,
+    bull,
+    subscriber,
+    keys.cancelChannel,
+    store,
+    runner,
+    fair,
+    log,
+    tracing.bullmq,
+  );
   await dispatcher.start();
   const prober = new KeyProber(
     pool,
@@ -87,7 +99,7 @@ async function main(): Promise<void> {
   const agent = guardedAgent(policy, { connectTimeoutMs: wh.connect_timeout_ms });
   const whStore = new WebhookStore(redis, keys, wh);
   const whMetrics = new WebhookMetrics(registry);
-  const deliveryQueue = new DeliveryQueue(bull, config);
+  const deliveryQueue = new DeliveryQueue(bull, config, tracing.bullmq);
   const outboxReader = createRedis(env.REDIS_URL, "worker");
   const fanout = new OutboxFanout(
     outboxReader,
@@ -106,6 +118,7 @@ async function main(): Promise<void> {
     new WebhookSender(agent, wh.timeout_ms),
     whMetrics,
     log,
+    tracing,
   );
   await deliveries.start();
   await fanout.start();
@@ -164,7 +177,13 @@ async function main(): Promise<void> {
     await agent.close();
     metricsServer?.close();
     await runtimes.close();
-    await Promise.allSettled([redis.quit(), bull.quit(), subscriber.quit(), outboxReader.quit()]);
+    await Promise.allSettled([
+      redis.quit(),
+      bull.quit(),
+      subscriber.quit(),
+      outboxReader.quit(),
+      tracing.shutdown(),
+    ]);
     log.info("stopped");
     process.exit(0);
   };

@@ -31,6 +31,8 @@ describe("ManagedWorker's contract with BullMQ internals", () => {
   it("finds the protected stalled-check starter and the lock manager where it calls them", () => {
     const proto = Worker.prototype as unknown as Record<string, unknown>;
     expect(typeof proto.startStalledCheckTimer).toBe("function");
+    // getNextJob without its telemetry span.
+    expect(typeof proto._getNextJob).toBe("function");
   });
 
   it("starts without BullMQ's main loop, fetches and completes a job, renews its lock", async () => {

@@ -28,6 +28,9 @@ import requestCancelLua from "./lua/request-cancel.lua";
  * separate from BullMQ's own job data so that cancelled and expired are first-class statuses
  * and results outlive Bull Board's bounded history. Every record has a TTL.
  */
+/** W3C trace-context traceparent: version-traceid-spanid-flags. */
+const TRACEPARENT = /^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$/;
+
 export interface NewJobRecord {
   id: string;
   tenantId: string;
@@ -37,6 +40,8 @@ export interface NewJobRecord {
   createdAt: number;
   metadata?: Record<string, string | number | boolean | null>;
   traceId: string;
+  /** The W3C traceparent of the submission (tracing on): its webhook deliveries continue that trace. */
+  traceparent?: string | undefined;
   /** The job's own webhook target (signed with the tenant's secret). */
   webhookUrl?: string;
   /** Submitted by a drop-in endpoint that waits for it: the tenant's webhook endpoints stay quiet. */
@@ -133,6 +138,8 @@ export interface JobRecord {
   webhookUrl?: string;
   /** Submitted with streaming: its answer is in its stream. */
   streamed: boolean;
+  /** The submission's trace context, when it was traced. */
+  traceparent?: string;
 }
 
 export interface TransitionOutcome {
@@ -258,6 +265,7 @@ export class JobStore {
     ];
     if (rec.metadata) fields.push("metadata", JSON.stringify(rec.metadata));
     if (rec.webhookUrl) fields.push("webhook_url", rec.webhookUrl);
+    if (rec.traceparent) fields.push("traceparent", rec.traceparent);
     if (rec.sync) fields.push("sync", "1");
     if (rec.stream) fields.push("stream", "1");
     if (rec.batchKey) fields.push("batch", rec.batchKey);
@@ -364,6 +372,7 @@ export class JobStore {
       cancelRequested,
       streamed: h.stream === "1",
       ...(h.webhook_url ? { webhookUrl: h.webhook_url } : {}),
+      ...(h.traceparent && TRACEPARENT.test(h.traceparent) ? { traceparent: h.traceparent } : {}),
     };
   }
 

@@ -1,4 +1,4 @@
-import { Queue } from "bullmq";
+import { Queue, type Telemetry } from "bullmq";
 import { jobPayloadSchema, queueAttemptCap, type JobPayload, type SwitchyardConfig } from "@switchyard/core";
 import type { Redis } from "ioredis";
 import { allJobQueues, type QueueSpec } from "./queues";
@@ -22,6 +22,8 @@ export class JobProducer {
   constructor(
     private readonly connection: Redis,
     config: SwitchyardConfig,
+    /** BullMQ's OpenTelemetry integration (bullmq-otel) when tracing is on. */
+    private readonly telemetry?: Telemetry,
   ) {
     this.addQueues(config);
   }
@@ -36,7 +38,11 @@ export class JobProducer {
       this.specs.push(spec);
       this.queues.set(
         spec.name,
-        new Queue(spec.name, { connection: this.connection, prefix: config.queue.prefix }),
+        new Queue(spec.name, {
+          connection: this.connection,
+          prefix: config.queue.prefix,
+          ...(this.telemetry ? { telemetry: this.telemetry } : {}),
+        }),
       );
     }
   }

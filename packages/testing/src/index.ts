@@ -4,3 +4,4 @@ export * from "./apps";
 export * from "./stack";
 export * from "./client";
 export * from "./receiver";
+export * from "./otlp";

@@ -1,4 +1,4 @@
-import { Queue } from "bullmq";
+import { Queue, type Telemetry } from "bullmq";
 import { z } from "zod";
 import type { SwitchyardConfig } from "@switchyard/core";
 import type { Redis } from "@switchyard/queue";
@@ -22,8 +22,14 @@ export class DeliveryQueue {
   constructor(
     connection: Redis,
     private config: SwitchyardConfig,
+    /** BullMQ's OpenTelemetry integration when tracing is on: deliveries join their job's trace. */
+    telemetry?: Telemetry,
   ) {
-    this.queue = new Queue(WEBHOOK_QUEUE, { connection, prefix: config.queue.prefix });
+    this.queue = new Queue(WEBHOOK_QUEUE, {
+      connection,
+      prefix: config.queue.prefix,
+      ...(telemetry ? { telemetry } : {}),
+    });
   }
 
   /** Takes a reloaded config (retention, retry schedule) for the deliveries added from now on. */

@@ -1,6 +1,13 @@
 import { UnrecoverableError, Worker, type Job } from "bullmq";
 import type { SwitchyardConfig } from "@switchyard/core";
-import type { Logger } from "@switchyard/observability";
+import {
+  inSpan,
+  SpanKind,
+  SpanStatusCode,
+  tracingOff,
+  type Logger,
+  type Tracing,
+} from "@switchyard/observability";
 import type { Redis } from "@switchyard/queue";
 import {
   WEBHOOK_BACKOFF,
@@ -30,6 +37,7 @@ export class DeliveryWorker {
     private readonly sender: WebhookSender,
     private readonly metrics: WebhookMetrics,
     private readonly log: Logger,
+    private readonly tracing: Tracing = tracingOff,
     private readonly random: () => number = Math.random,
   ) {}
 
@@ -40,6 +48,7 @@ export class DeliveryWorker {
       prefix: this.config.queue.prefix,
       concurrency: wh.concurrency,
       lockDuration: Math.max(30_000, wh.timeout_ms * 2),
+      ...(this.tracing.bullmq ? { telemetry: this.tracing.bullmq } : {}),
       settings: {
         backoffStrategy: (_attemptsMade: number, type?: string, err?: Error) =>
           type === WEBHOOK_BACKOFF && err instanceof RetryLater ? err.delayMs : 0,
@@ -87,7 +96,7 @@ export class DeliveryWorker {
     const now = Date.now();
     const attempt = job.attemptsMade + 1;
     const isLast = attempt >= (job.opts.attempts ?? 1);
-    const r = await this.sender.send(target.url, target.secrets, d.webhook_id, d.body);
+    const r = await this.attempt(d, target, attempt);
     const base = {
       attempts: d.attempts + 1,
       last_attempt_at: now,
@@ -132,6 +141,43 @@ export class DeliveryWorker {
     await this.store.updateDelivery(d.id, { ...base, status: "pending", next_attempt_at: now + delay });
     this.done(d, "retry", r.durationMs);
     throw new RetryLater(r.error ?? "failed", delay);
+  }
+
+  /**
+   * One signed POST, in a CLIENT span of the job's trace (the delivery was queued in it). The
+   * span names the receiver's host and path, never its query (a URL may carry a token there).
+   */
+  private attempt(d: Delivery, target: { url: string; secrets: string[] }, attempt: number) {
+    const send = () => this.sender.send(target.url, target.secrets, d.webhook_id, d.body);
+    const url = new URL(target.url);
+    return inSpan(
+      this.tracing,
+      `webhook ${d.event_type}`,
+      {
+        kind: SpanKind.CLIENT,
+        attributes: {
+          "http.request.method": "POST",
+          "server.address": url.hostname,
+          "url.path": url.pathname,
+          "switchyard.delivery.id": d.id,
+          "switchyard.delivery.attempt": attempt,
+          "switchyard.job.id": d.job_id,
+          "switchyard.webhook.event": d.event_type,
+        },
+      },
+      async (span) => {
+        const r = await send();
+        if (r.status !== undefined) span?.setAttribute("http.response.status_code", r.status);
+        if (!r.ok) {
+          span?.setAttribute(
+            "error.type",
+            r.blocked ? "blocked" : r.status ? String(r.status) : "connection",
+          );
+          span?.setStatus({ code: SpanStatusCode.ERROR, message: r.error ?? "failed" });
+        }
+        return r;
+      },
+    );
   }
 
   private async target(d: Delivery): Promise<{ url: string; secrets: string[] } | { skip: string }> {

@@ -1,4 +1,4 @@
-import type { Logger } from "@switchyard/observability";
+import { withTraceparent, type Logger } from "@switchyard/observability";
 import type { JobStore, Keys, Redis } from "@switchyard/queue";
 import {
   JOB_URL_TARGET,
@@ -154,7 +154,8 @@ export class OutboxFanout {
       });
     if (targets.length === 0) return;
     for (const t of targets) await this.store.createDelivery(t);
-    await this.queue.add(targets.map((t) => ({ deliveryId: t.id })));
+    // Queued in the submission's trace: the deliveries are the end of the job's trace.
+    await withTraceparent(rec.traceparent, () => this.queue.add(targets.map((t) => ({ deliveryId: t.id }))));
     this.metrics.events.inc({ event });
   }
 }

@@ -1,6 +1,6 @@
 import { DEFAULT_WEBHOOK_SCHEDULE } from "@switchyard/core";
 import { minimalConfig } from "@switchyard/testing";
-import type { Logger } from "@switchyard/observability";
+import { tracingOff, type Logger } from "@switchyard/observability";
 import type { Redis } from "@switchyard/queue";
 import type { WebhookStore } from "@switchyard/webhooks";
 import { DeliveryWorker } from "./delivery-worker";
@@ -17,6 +17,7 @@ const worker = (cfg: ReturnType<typeof config>, random: () => number) =>
     {} as WebhookSender,
     {} as WebhookMetrics,
     {} as Logger,
+    tracingOff,
     random,
   );
 
