@@ -58,3 +58,20 @@ ensure_redis_server() {
   fi
   die "redis-server is not installed. Install it (Debian/Ubuntu: sudo apt-get install redis-server; macOS: brew install redis) or set REDIS_URL to a running Redis."
 }
+
+# The live alert and dashboard test (test/e2e/prometheus.e2e.test.ts) runs a real Prometheus and
+# promtool (Debian's prometheus package). Installed with apt-get when missing and we are root;
+# otherwise that test says loudly that it cannot run (and fails under CI=true).
+ensure_prometheus() {
+  if command -v prometheus >/dev/null && command -v promtool >/dev/null; then return; fi
+  if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null; then
+    step "installing prometheus (and promtool) with apt-get"
+    # The package may start a daemon of its own on :9090; the test runs its own on a free port.
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null 2>&1 \
+      || { apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; } \
+      || die "apt-get could not install prometheus"
+    return
+  fi
+  printf '\033[33mwarning:\033[0m prometheus/promtool are not installed and cannot be installed here (not root);\n' >&2
+  printf '         the live Prometheus test will be skipped. Install them: sudo apt-get install prometheus\n' >&2
+}

@@ -7,6 +7,7 @@ require_node
 ensure_pnpm
 install_deps
 ensure_redis_server
+ensure_prometheus
 build_all
 step "typecheck (tsc --noEmit, every package)"
 pnpm exec turbo run typecheck --output-logs=errors-only

@@ -1,8 +1,9 @@
 import type { Queue } from "bullmq";
-import { admissionWaitBoundSeconds, type SwitchyardConfig } from "@switchyard/core";
+import { z } from "zod";
+import { admissionWaitBoundSeconds, routeLinks, type SwitchyardConfig } from "@switchyard/core";
 import type { KeyPool, KeyView } from "@switchyard/limiter";
 import { Counter, Gauge, type Registry } from "@switchyard/observability";
-import { queueNameFor, type FairQueue, type FairTenantView, type Redis } from "@switchyard/queue";
+import { queueNameFor, type FairQueue, type FairTenantView, type Keys, type Redis } from "@switchyard/queue";
 
 const STATUS_CODE: Record<KeyView["status"], number> = { active: 0, cooling: 1, disabled: 2 };
 /** BullMQ's job states reported per queue. */
@@ -14,7 +15,15 @@ interface QueueView {
   workers: number;
 }
 
+interface BreakerView {
+  provider: string;
+  scope: string;
+  /** 0 closed, 1 half-open (or open with its open period over: the next call probes), 2 open. */
+  state: number;
+}
+
 interface FleetView {
+  breakers: BreakerView[];
   providers: { provider: string; keys: KeyView[] }[];
   tenants: FairTenantView[];
   queues: QueueView[];
@@ -24,6 +33,7 @@ interface FleetView {
 export interface FleetSources {
   config: () => SwitchyardConfig;
   redis: Redis;
+  keys: Keys;
   pool: KeyPool;
   fair: FairQueue;
   /** Every BullMQ queue to report (job queues and the webhooks queue); read at each scrape. */
@@ -63,11 +73,18 @@ export function fleetMetrics(src: FleetSources, registry: Registry): void {
       src.fair.inspect(config.tenants.map((t) => ({ id: t.id, tier: t.tier }))),
       Promise.all(src.queues().map(readQueue)),
       src.redis.info("memory").then(parseMemory),
+      readBreakers(src.redis, src.keys, config),
     ])
-      .then(([providers, tenants, queues, redis]) => ({ providers, tenants, queues, redis }))
+      .then(([providers, tenants, queues, redis, breakers]) => ({
+        providers,
+        tenants,
+        queues,
+        redis,
+        breakers,
+      }))
       .catch(() => {
         skips += 1;
-        return { providers: [], tenants: [], queues: [], redis: undefined };
+        return { providers: [], tenants: [], queues: [], redis: undefined, breakers: [] };
       })
       .finally(() => setTimeout(() => (views = undefined), 100)));
   };
@@ -213,6 +230,14 @@ export function fleetMetrics(src: FleetSources, registry: Registry): void {
       for (const q of v.queues) g.set({ queue: q.queue }, q.workers);
     },
   );
+  gauge(
+    "switchyard_breaker_state",
+    "Circuit breaker state as the fleet shares it in Redis (0 closed, 1 half-open, 2 open), per provider or provider/model",
+    ["provider", "scope"],
+    (g, v) => {
+      for (const b of v.breakers) g.set({ provider: b.provider, scope: b.scope }, b.state);
+    },
+  );
   gauge("switchyard_redis_memory_used_bytes", "Redis used_memory", [], (g, v) => {
     if (v.redis) g.set(v.redis.used);
   });
@@ -229,6 +254,39 @@ export function fleetMetrics(src: FleetSources, registry: Registry): void {
       if (skips > 0) this.inc(skips);
       skips = 0;
     },
+  });
+}
+
+/**
+ * Every configured breaker's state from Redis (read-only): one per provider, or one per provider
+ * and upstream model of its routes with per_model. No hash: closed.
+ */
+async function readBreakers(redis: Redis, keys: Keys, config: SwitchyardConfig): Promise<BreakerView[]> {
+  const targets: { provider: string; scope: string; key: string }[] = [];
+  for (const p of config.providers) {
+    if (!p.breaker.enabled) continue;
+    if (!p.breaker.per_model) {
+      targets.push({ provider: p.id, scope: p.id, key: keys.breaker(p.id) });
+      continue;
+    }
+    const models = new Set(
+      Object.keys(config.models).flatMap((alias) =>
+        (routeLinks(config, alias) ?? []).filter((l) => l.provider === p.id).map((l) => l.model),
+      ),
+    );
+    for (const m of models)
+      targets.push({ provider: p.id, scope: `${p.id}/${m}`, key: keys.breaker(p.id, m) });
+  }
+  if (targets.length === 0) return [];
+  const pipe = redis.pipeline().time();
+  for (const t of targets) pipe.hmget(t.key, "state", "open_until");
+  const rows = (await pipe.exec()) ?? [];
+  const clock = z.tuple([z.coerce.number(), z.coerce.number()]).parse(rows[0]?.[1]);
+  const now = clock[0] * 1000 + Math.floor(clock[1] / 1000);
+  return targets.map((t, i) => {
+    const [state, until] = z.tuple([z.string().nullable(), z.string().nullable()]).parse(rows[i + 1]?.[1]);
+    const open = state === "open" && Number(until ?? 0) > now;
+    return { provider: t.provider, scope: t.scope, state: open ? 2 : state === "closed" || !state ? 0 : 1 };
   });
 }
 

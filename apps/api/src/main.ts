@@ -84,6 +84,7 @@ async function main(): Promise<void> {
     {
       config: () => live.config,
       redis,
+      keys,
       pool: infra.pool,
       fair: infra.fair,
       queues: () => [...producer.queues.values(), deliveryQueue.queue],

@@ -188,7 +188,7 @@ export class KeyedCaller {
       if (span) endCallSpan(span, outcome);
       const durationMs = Date.now() - startedAt;
       if ("result" in outcome) {
-        this.metrics.observeCall(cfg.id, "ok", start);
+        this.metrics.observeCall(cfg.id, link.model, "ok", start);
         await this.settle(
           res,
           { kind: "ok", usage: outcome.result.usage, reported: outcome.result.rateLimit, durationMs },
@@ -198,7 +198,7 @@ export class KeyedCaller {
         return { kind: "ok", result: outcome.result };
       }
       const err = outcome.error;
-      this.metrics.observeCall(cfg.id, err.kind, start);
+      this.metrics.observeCall(cfg.id, link.model, err.kind, start);
       const settle = this.verdict(cfg, err);
       await this.settle(
         res,

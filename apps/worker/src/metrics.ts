@@ -1,4 +1,4 @@
-import type { SwitchyardConfig, Usage } from "@switchyard/core";
+import { routeLinks, type SwitchyardConfig, type Usage } from "@switchyard/core";
 import { allJobQueues } from "@switchyard/queue";
 import type { Bulkheads } from "./bulkhead";
 import { Counter, Gauge, Histogram, LATENCY_BUCKETS, type Registry } from "@switchyard/observability";
@@ -13,7 +13,7 @@ export class WorkerMetrics {
   readonly cacheTokensSaved: Counter<"route">;
   readonly cacheCostSaved: Counter<"route">;
   readonly inFlight: Gauge;
-  private readonly upstream: Histogram<"provider" | "outcome">;
+  private readonly upstream: Histogram<"provider" | "model" | "outcome">;
   private readonly tokens: Counter<"tenant" | "provider" | "model" | "direction">;
   private readonly cost: Counter<"tenant" | "provider" | "model">;
   readonly fallbacks: Counter<"route" | "from" | "reason">;
@@ -75,8 +75,8 @@ export class WorkerMetrics {
     });
     this.upstream = new Histogram({
       name: "switchyard_upstream_request_duration_seconds",
-      help: "Upstream call duration by provider and outcome (ok or the error kind)",
-      labelNames: ["provider", "outcome"],
+      help: "Upstream call duration by provider, upstream model (the config's, a bounded set) and outcome (ok or the error kind)",
+      labelNames: ["provider", "model", "outcome"],
       buckets: LATENCY_BUCKETS,
       registers: [registry],
     });
@@ -145,8 +145,15 @@ export class WorkerMetrics {
       this.tenantStarts.inc({ tenant: t.id, tier: t.tier }, 0);
       this.tenantWait.zero({ tenant: t.id, tier: t.tier });
     }
+    const links = Object.keys(config.models).flatMap((alias) => routeLinks(config, alias) ?? []);
+    for (const l of links)
+      for (const outcome of ["ok", "timeout", "server", "rate_limit"])
+        this.upstream.zero({ provider: l.provider, model: l.model, outcome });
+    for (const [alias, m] of Object.entries(config.models))
+      for (const l of (m.chain ?? []).slice(0, -1))
+        for (const reason of ["retries_exhausted", "circuit_open"])
+          this.fallbacks.inc({ route: alias, from: l.provider, reason }, 0);
     for (const p of config.providers) {
-      this.upstream.zero({ provider: p.id, outcome: "ok" });
       this.limiterWaits.inc({ provider: p.id, reason: "limited" }, 0);
       this.bulkheadRejected.inc({ provider: p.id }, 0);
       for (const k of p.keys)
@@ -182,8 +189,8 @@ export class WorkerMetrics {
     this.circuit.set({ provider, scope }, state === "closed" ? 0 : state === "half_open" ? 1 : 2);
   }
 
-  observeCall(provider: string, outcome: string, start: bigint): void {
-    this.upstream.observe({ provider, outcome }, Number(process.hrtime.bigint() - start) / 1e9);
+  observeCall(provider: string, model: string, outcome: string, start: bigint): void {
+    this.upstream.observe({ provider, model, outcome }, Number(process.hrtime.bigint() - start) / 1e9);
   }
 
   /** What a succeeded job spent upstream. */

@@ -10,9 +10,12 @@ export function createRegistry(app: string): Registry {
   return registry;
 }
 
-/** Latency buckets from 1 ms to 2 min: HTTP handling at the low end, LLM calls at the high end. */
+/**
+ * Latency buckets from 1 ms to 2 min: HTTP handling at the low end, LLM calls at the high end;
+ * 0.2 and 0.5 are the queue-wait alert thresholds (warning, critical), so p95 against them is exact.
+ */
 export const LATENCY_BUCKETS = [
-  0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120,
+  0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120,
 ];
 
 /** What configMetrics needs of a LiveConfig (kept structural: observability knows no config). */

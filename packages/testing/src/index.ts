@@ -5,3 +5,4 @@ export * from "./stack";
 export * from "./client";
 export * from "./receiver";
 export * from "./otlp";
+export * from "./prometheus";

@@ -24,6 +24,8 @@ export interface RedisOptions {
   dir?: string;
   /** Append-only file with fsync on every write, as production runs it: nothing acknowledged is lost. */
   persist?: boolean;
+  /** A memory limit (e.g. "256mb"), as production sets one; none by default. */
+  maxmemory?: string;
 }
 
 /**
@@ -48,6 +50,7 @@ export async function startRedis(opts: RedisOptions = {}): Promise<RedisHandle> 
     "noeviction",
     "--dir",
     dir,
+    ...(opts.maxmemory ? ["--maxmemory", opts.maxmemory] : []),
   ];
   let child: ChildProcess;
   try {
