@@ -1,6 +1,4 @@
-import express, { type Express, type RequestHandler } from "express";
-import { randomUUID } from "node:crypto";
-import { pinoHttp } from "pino-http";
+import express, { type Express } from "express";
 import { createBullBoard } from "@bull-board/api";
 import { BullMQAdapter } from "@bull-board/api/bullMQAdapter";
 import { ExpressAdapter } from "@bull-board/express";
@@ -25,9 +23,11 @@ import {
   type Keys,
   type Redis,
 } from "@switchyard/queue";
+import { accessLog } from "./access-log";
 import { adminAuth, tenantAuth } from "./auth";
+import { createFastPath, type FastPath } from "./fast-path";
 import { errorHandler, REDIS_RETRY_AFTER_SECONDS } from "./errors";
-import { httpMetrics } from "./http-metrics";
+import { httpMetrics, type HttpMetrics } from "./http-metrics";
 import { JobService } from "./job-service";
 import { UsageService } from "./usage-service";
 import { BatchService } from "./batch-service";
@@ -40,7 +40,7 @@ import { jobsRouter } from "./routes/jobs";
 import { compatRouter, providerKeyOf } from "./routes/compat";
 import { TenantDirectory } from "./tenants";
 import { signatureCheck } from "./signing";
-import { ingressLimit } from "./ingress-limit";
+import { ingressFor, ingressLimit } from "./ingress-limit";
 
 /** What every version of the app shares: connections, queues, metrics; built once per process. */
 export interface ApiInfra {
@@ -68,7 +68,7 @@ export interface ApiInfra {
 /** Metrics every version of the app counts into (registered once). */
 export interface ApiMetrics {
   enqueued: Counter<"tier">;
-  http: RequestHandler;
+  http: HttpMetrics;
 }
 
 export function createApiMetrics(registry: Registry): ApiMetrics {
@@ -83,7 +83,6 @@ export function createApiMetrics(registry: Registry): ApiMetrics {
   };
 }
 
-const REQUEST_ID = /^[A-Za-z0-9._-]{1,128}$/;
 const READY_TIMEOUT_MS = 800;
 
 async function pingWithin(redis: Redis, ms: number): Promise<boolean> {
@@ -108,7 +107,14 @@ async function pingWithin(redis: Redis, ms: number): Promise<boolean> {
  * The app for one config version. A reload builds a new one and the server switches to it at
  * once; a request keeps the version it started on.
  */
-export function createApp(deps: ApiInfra, config: SwitchyardConfig): Express {
+export interface ApiApp {
+  /** POST /v1/jobs and GET /v1/jobs/:id without Express (see fast-path.ts). */
+  fast: FastPath;
+  /** Everything else. */
+  express: Express;
+}
+
+export function createApp(deps: ApiInfra, config: SwitchyardConfig): ApiApp {
   const { registry, log, redis, keys, store } = deps;
   const prices = priceBookFor(config, (msg, fields) => log.warn(fields, msg));
   const service = new JobService(
@@ -140,32 +146,8 @@ export function createApp(deps: ApiInfra, config: SwitchyardConfig): Express {
   // X-Forwarded-For is believed only from server.trusted_proxies (req.ip is the client then).
   app.set("trust proxy", config.server.trusted_proxies.length > 0 ? config.server.trusted_proxies : false);
 
-  app.use(
-    pinoHttp({
-      logger: log,
-      genReqId: (req, res) => {
-        const incoming = req.headers["x-request-id"];
-        const id = typeof incoming === "string" && REQUEST_ID.test(incoming) ? incoming : randomUUID();
-        res.setHeader("x-request-id", id);
-        return id;
-      },
-      // The access line names the request, not its headers: serialising and redacting every
-      // header on every request's child logger was ~12% of the API's CPU at ingest, and headers
-      // that are never logged cannot leak.
-      serializers: {
-        req: (req: { id?: unknown; method?: string; url?: string }) => ({
-          id: req.id,
-          method: req.method,
-          // Gemini's SDKs may send the API key as ?key=: never into the log.
-          url: req.url?.replace(/([?&]key=)[^&]*/gi, "$1[redacted]"),
-        }),
-        res: (res: { statusCode?: number }) => ({ statusCode: res.statusCode }),
-      },
-      // Health checks and scrapes would drown everything else.
-      autoLogging: { ignore: (req) => ["/healthz", "/readyz", "/metrics"].includes(req.url ?? "") },
-    }),
-  );
-  app.use(deps.metrics.http);
+  app.use(accessLog(log));
+  app.use(deps.metrics.http.middleware);
 
   app.get("/healthz", (_req, res) => {
     res.json({ status: "ok" });
@@ -190,17 +172,18 @@ export function createApp(deps: ApiInfra, config: SwitchyardConfig): Express {
   const enqueued = deps.metrics.enqueued;
   const directory = new TenantDirectory(config.tenants);
   // Health, readiness and metrics above answer before any ingress limit.
-  app.use(ingressLimit(config, deps.redis, "ip"));
-  const tenantGate = [tenantAuth(directory), ingressLimit(config, deps.redis, "tenant")];
+  const ingress = { ip: ingressFor(config, redis, "ip"), tenant: ingressFor(config, redis, "tenant") };
+  app.use(ingressLimit(ingress.ip, "ip"));
+  const tenantGate = [tenantAuth(directory), ingressLimit(ingress.tenant, "tenant")];
   const signatures = signatureCheck(redis, keys);
-  app.use(jobsRouter(service, config, tenantGate, enqueued, webhooks, signatures, follow));
+  app.use(jobsRouter(service, config, tenantGate, webhooks, signatures, follow));
   app.use(
     compatRouter({
       service,
       batches: new BatchService(config, redis, keys, service, store),
       follow,
       config,
-      tenantGate: [tenantAuth(directory, providerKeyOf), ingressLimit(config, deps.redis, "tenant")],
+      tenantGate: [tenantAuth(directory, providerKeyOf), ingressLimit(ingress.tenant, "tenant")],
       signatures,
       enqueued,
       maxBodyBytes: config.server.max_body_bytes,
@@ -234,5 +217,18 @@ export function createApp(deps: ApiInfra, config: SwitchyardConfig): Express {
 
   app.use((req, _res, next) => next(notFound(`no route ${req.method} ${req.path}`)));
   app.use(errorHandler(log, config.server.max_body_bytes));
-  return app;
+  const fast = createFastPath({
+    config,
+    log,
+    directory,
+    ingress,
+    redis,
+    keys,
+    service,
+    webhooks,
+    enqueued,
+    http: deps.metrics.http,
+    tracing: deps.tracing,
+  });
+  return { fast, express: app };
 }

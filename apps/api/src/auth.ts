@@ -1,6 +1,6 @@
 import type { NextFunction, Request, Response } from "express";
 import { timingSafeEqual, createHash } from "node:crypto";
-import { ApiError, unauthorized } from "@switchyard/core";
+import { ApiError, unauthorized, type TenantConfig } from "@switchyard/core";
 import type { TenantDirectory } from "./tenants";
 
 /**
@@ -15,21 +15,30 @@ export type KeyOf = (req: Request) => string | undefined;
  */
 export function tenantAuth(directory: TenantDirectory, keyOf?: KeyOf) {
   return (req: Request, res: Response, next: NextFunction): void => {
-    const header = req.get("authorization");
-    const other = keyOf?.(req);
-    if (!header && other === undefined)
-      return next(
-        unauthorized("missing Authorization header; send 'Authorization: Bearer <your Switchyard API key>'"),
-      );
-    const match = header === undefined ? undefined : /^Bearer\s+(\S+)\s*$/i.exec(header);
-    const key = other ?? match?.[1];
-    if (!key) return next(unauthorized("malformed Authorization header; expected 'Bearer <key>'"));
-    const tenant = directory.authenticate(key);
-    if (!tenant) return next(unauthorized("unknown API key"));
+    const tenant = authenticate(directory, req.get("authorization"), keyOf?.(req));
+    if (tenant instanceof ApiError) return next(tenant);
     res.locals.tenant = tenant;
-    req.log?.setBindings({ tenant: tenant.id });
     next();
   };
+}
+
+/**
+ * The tenant a request's key belongs to: the Bearer token of `authorization`, or `other` (a key
+ * sent the way a provider's SDK sends it) when given; a 401 saying what is wrong otherwise.
+ */
+export function authenticate(
+  directory: TenantDirectory,
+  authorization: string | undefined,
+  other?: string,
+): TenantConfig | ApiError {
+  if (!authorization && other === undefined)
+    return unauthorized(
+      "missing Authorization header; send 'Authorization: Bearer <your Switchyard API key>'",
+    );
+  const match = authorization === undefined ? undefined : /^Bearer\s+(\S+)\s*$/i.exec(authorization);
+  const key = other ?? match?.[1];
+  if (!key) return unauthorized("malformed Authorization header; expected 'Bearer <key>'");
+  return directory.authenticate(key) ?? unauthorized("unknown API key");
 }
 
 const sha = (s: string) => createHash("sha256").update(s).digest();

@@ -31,13 +31,11 @@ export const redisUnavailable = (): ApiError =>
 export function errorHandler(log: Logger, maxBodyBytes: number) {
   return (err: unknown, req: Request, res: Response, _next: NextFunction): void => {
     const e = toApiError(err, maxBodyBytes);
+    const reqId = res.locals.requestId as unknown;
     if (e.status >= 500 && e.status !== 503) {
-      (req.log ?? log).error({ err }, "request failed");
+      log.error({ err, reqId, url: req.originalUrl.split("?", 1)[0] }, "request failed");
     } else if (e.status === 503) {
-      (req.log ?? log).warn(
-        { err: { message: (err as Error)?.message } },
-        "request refused: service unavailable",
-      );
+      log.warn({ err: { message: (err as Error)?.message }, reqId }, "request refused: service unavailable");
     }
     if (res.headersSent) {
       // A stream already started: all we can do is end it.

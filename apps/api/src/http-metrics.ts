@@ -2,7 +2,13 @@ import type { NextFunction, Request, Response } from "express";
 import { Counter, Histogram, LATENCY_BUCKETS, type Registry } from "@switchyard/observability";
 
 /** HTTP request count and latency by route pattern (never the raw path: ids would explode it). */
-export function httpMetrics(registry: Registry) {
+export interface HttpMetrics {
+  record(method: string, route: string, status: number, seconds: number): void;
+  /** The same, as Express middleware (the route pattern known once the request is done). */
+  middleware: (req: Request, res: Response, next: NextFunction) => void;
+}
+
+export function httpMetrics(registry: Registry): HttpMetrics {
   const requests = new Counter({
     name: "switchyard_http_requests_total",
     help: "HTTP requests answered, by method, route pattern and status",
@@ -16,15 +22,21 @@ export function httpMetrics(registry: Registry) {
     buckets: LATENCY_BUCKETS,
     registers: [registry],
   });
-  return (req: Request, res: Response, next: NextFunction): void => {
-    const start = process.hrtime.bigint();
-    res.on("finish", () => {
-      const routePath = (req.route as { path?: string } | undefined)?.path;
-      const route = routePath ?? (req.originalUrl.startsWith("/admin/") ? "/admin/queues/*" : "unmatched");
-      const labels = { method: req.method, route, status: String(res.statusCode) };
-      requests.inc(labels);
-      latency.observe(labels, Number(process.hrtime.bigint() - start) / 1e9);
-    });
-    next();
+  const record = (method: string, route: string, status: number, seconds: number) => {
+    const labels = { method, route, status: String(status) };
+    requests.inc(labels);
+    latency.observe(labels, seconds);
+  };
+  return {
+    record,
+    middleware: (req, res, next) => {
+      const start = process.hrtime.bigint();
+      res.on("finish", () => {
+        const routePath = (req.route as { path?: string } | undefined)?.path;
+        const route = routePath ?? (req.originalUrl.startsWith("/admin/") ? "/admin/queues/*" : "unmatched");
+        record(req.method, route, res.statusCode, Number(process.hrtime.bigint() - start) / 1e9);
+      });
+      next();
+    },
   };
 }

@@ -1,3 +1,4 @@
+import type { IncomingHttpHeaders } from "node:http";
 import type { NextFunction, Request, RequestHandler, Response } from "express";
 import {
   context,
@@ -6,6 +7,7 @@ import {
   SpanKind,
   SpanStatusCode,
   trace,
+  type Context,
   type Tracing,
 } from "@switchyard/observability";
 import {
@@ -24,32 +26,53 @@ import {
 export function traceRequests(tracing: Tracing): RequestHandler {
   if (!tracing.enabled) return (_req, _res, next) => next();
   return (req: Request, res: Response, next: NextFunction): void => {
-    const parent = propagation.extract(ROOT_CONTEXT, req.headers);
-    const span = tracing.tracer.startSpan(
-      req.method,
-      {
-        kind: SpanKind.SERVER,
-        attributes: { [ATTR_HTTP_REQUEST_METHOD]: req.method, [ATTR_URL_PATH]: req.path },
-      },
-      parent,
-    );
-    let ended = false;
-    const end = () => {
-      if (ended) return;
-      ended = true;
-      const route = (req.route as { path?: string } | undefined)?.path;
-      if (route) {
-        span.updateName(`${req.method} ${route}`);
-        span.setAttribute(ATTR_HTTP_ROUTE, route);
-      }
-      span.setAttribute(ATTR_HTTP_RESPONSE_STATUS_CODE, res.statusCode);
-      const tenant = (res.locals.tenant as { id?: unknown } | undefined)?.id;
-      if (typeof tenant === "string") span.setAttribute("switchyard.tenant", tenant);
-      if (res.statusCode >= 500) span.setStatus({ code: SpanStatusCode.ERROR });
-      span.end();
-    };
+    const span = startServerSpan(tracing, req.method, req.path, req.headers);
+    const end = () =>
+      span.end(
+        (req.route as { path?: string } | undefined)?.path,
+        res.statusCode,
+        (res.locals.tenant as { id?: unknown } | undefined)?.id,
+      );
     res.on("finish", end);
     res.on("close", end);
-    context.with(trace.setSpan(parent, span), next);
+    context.with(span.context, next);
+  };
+}
+
+export interface ServerSpan {
+  /** The request's context, with the span in it: run its work in it. */
+  context: Context;
+  /** Ends the span once (later calls do nothing) with the route pattern, status and tenant. */
+  end(route: string | undefined, status: number, tenant: unknown): void;
+}
+
+/** A SERVER span continuing the request's traceparent (tracing must be on). */
+export function startServerSpan(
+  tracing: Tracing,
+  method: string,
+  path: string,
+  headers: IncomingHttpHeaders,
+): ServerSpan {
+  const parent = propagation.extract(ROOT_CONTEXT, headers);
+  const span = tracing.tracer.startSpan(
+    method,
+    { kind: SpanKind.SERVER, attributes: { [ATTR_HTTP_REQUEST_METHOD]: method, [ATTR_URL_PATH]: path } },
+    parent,
+  );
+  let ended = false;
+  return {
+    context: trace.setSpan(parent, span),
+    end(route, status, tenant) {
+      if (ended) return;
+      ended = true;
+      if (route) {
+        span.updateName(`${method} ${route}`);
+        span.setAttribute(ATTR_HTTP_ROUTE, route);
+      }
+      span.setAttribute(ATTR_HTTP_RESPONSE_STATUS_CODE, status);
+      if (typeof tenant === "string") span.setAttribute("switchyard.tenant", tenant);
+      if (status >= 500) span.setStatus({ code: SpanStatusCode.ERROR });
+      span.end();
+    },
   };
 }

@@ -17,7 +17,7 @@ import type { Redis } from "@switchyard/queue";
  */
 type Limit = { rps: number; burst: number };
 
-class Ingress {
+export class Ingress {
   private readonly limiter: BurstyRateLimiter;
   readonly policy: string;
 
@@ -52,10 +52,19 @@ class Ingress {
   }
 }
 
-function answer(res: Response, ingress: Ingress, r: RateLimiterRes, ok: boolean): ApiError | undefined {
+/**
+ * Takes one request for `key` from `ingress`: sets the RateLimit headers through `setHeader` and
+ * answers the 429 to send, or undefined when the request may go on.
+ */
+export async function takeIngress(
+  ingress: Ingress,
+  key: string,
+  setHeader: (name: string, value: string) => void,
+): Promise<ApiError | undefined> {
+  const { ok, res: r } = await ingress.take(key);
   const resetS = Math.max(0, Math.ceil(r.msBeforeNext / 1000));
-  res.set("ratelimit-policy", ingress.policy);
-  res.set("ratelimit", `"${ingress.name}";r=${Math.max(0, r.remainingPoints)};t=${resetS}`);
+  setHeader("ratelimit-policy", ingress.policy);
+  setHeader("ratelimit", `"${ingress.name}";r=${Math.max(0, r.remainingPoints)};t=${resetS}`);
   if (ok) return undefined;
   return new ApiError(
     429,
@@ -66,21 +75,28 @@ function answer(res: Response, ingress: Ingress, r: RateLimiterRes, ok: boolean)
   );
 }
 
+/** The ingress limit of one scope, when server.rate_limit sets one. */
+export function ingressFor(
+  config: SwitchyardConfig,
+  redis: Redis,
+  scope: "ip" | "tenant",
+): Ingress | undefined {
+  const l = scope === "ip" ? config.server.rate_limit?.per_ip : config.server.rate_limit?.per_tenant;
+  return l && new Ingress(redis, config.queue.prefix, scope, l);
+}
+
 /**
  * One ingress limit as middleware: `per_ip` counts the client address (Express's req.ip, with
  * trust proxy set to server.trusted_proxies), before anything else; `per_tenant` counts the
  * tenant, once auth has found it.
  */
-export function ingressLimit(config: SwitchyardConfig, redis: Redis, scope: "ip" | "tenant") {
-  const l = scope === "ip" ? config.server.rate_limit?.per_ip : config.server.rate_limit?.per_tenant;
-  const ingress = l && new Ingress(redis, config.queue.prefix, scope, l);
+export function ingressLimit(ingress: Ingress | undefined, scope: "ip" | "tenant") {
   const keyOf = (req: Request, res: Response): string =>
     scope === "ip"
       ? (req.ip ?? req.socket.remoteAddress ?? "unknown")
       : (res.locals.tenant as TenantConfig).id;
   return async (req: Request, res: Response, next: NextFunction): Promise<void> => {
     if (!ingress) return next();
-    const { ok, res: r } = await ingress.take(keyOf(req, res));
-    next(answer(res, ingress, r, ok));
+    next(await takeIngress(ingress, keyOf(req, res), (name, value) => res.set(name, value)));
   };
 }

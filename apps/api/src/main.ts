@@ -1,6 +1,5 @@
 import { createServer } from "node:http";
 import { resolve } from "node:path";
-import type { Express } from "express";
 import { configPathFor, LiveConfig, RELOAD_RESULTS } from "@switchyard/core";
 import { KeyPool } from "@switchyard/limiter";
 import { configMetrics, createLogger, createRegistry, startTracing } from "@switchyard/observability";
@@ -16,7 +15,7 @@ import {
   waitForRedis,
 } from "@switchyard/queue";
 import { AddressPolicy, DeliveryQueue } from "@switchyard/webhooks";
-import { createApiMetrics, createApp, type ApiInfra } from "./app";
+import { createApiMetrics, createApp, type ApiApp, type ApiInfra } from "./app";
 import { loadApiEnv } from "./env";
 import { fleetMetrics } from "./fleet-metrics";
 
@@ -95,7 +94,7 @@ async function main(): Promise<void> {
 
   // Hot reload: a new config builds a whole new app (auth, routes, limits, admission, quotas);
   // only when that worked does the server switch to it. A request keeps the app it started on.
-  let app: Express = createApp(infra, config);
+  let app: ApiApp = createApp(infra, config);
   live.prepare((next) => {
     producer.addQueues(next); // the new app's Bull Board shows a new dedicated queue too
     const nextApp = createApp(infra, next);
@@ -106,7 +105,10 @@ async function main(): Promise<void> {
   });
   live.watch(log);
 
-  const server = createServer((req, res) => app(req, res));
+  const server = createServer((req, res) => {
+    const current = app;
+    if (!current.fast(req, res)) current.express(req, res);
+  });
   server.listen(env.PORT, env.HOST, () => {
     const addr = server.address();
     const port = typeof addr === "object" && addr ? addr.port : env.PORT;

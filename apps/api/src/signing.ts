@@ -49,26 +49,44 @@ const refused = (message: string, reason: string) =>
  */
 export function signatureCheck(redis: Redis, keys: Keys) {
   return async (req: Request, res: Response, next: NextFunction): Promise<void> => {
-    const tenant = res.locals.tenant as TenantConfig;
-    const signing = tenant.signing;
-    const header = req.get(SIGNATURE_HEADER);
-    if (!signing || (!header && !signing.required)) return next();
-    const check = verifyRequestSignature(header, (req as WithRaw)[RAW] ?? Buffer.alloc(0), signing.secrets);
-    if (!check.ok) return next(refused(check.message, check.reason));
-    const fresh = await redis.set(
-      keys.signatureSeen(tenant.id, check.mac),
-      "1",
-      "PX",
-      2 * SIGNATURE_TOLERANCE_SECONDS * 1000,
-      "NX",
+    next(
+      await checkSignature(
+        redis,
+        keys,
+        res.locals.tenant as TenantConfig,
+        req.get(SIGNATURE_HEADER),
+        (req as WithRaw)[RAW],
+      ),
     );
-    if (fresh !== "OK")
-      return next(
-        refused(
-          "this signature was already used: sign every request anew, with its own timestamp",
-          "replayed",
-        ),
-      );
-    next();
   };
+}
+
+/**
+ * A request's signature against its tenant's signing settings: undefined when it may pass, the
+ * 403 to answer otherwise. A valid signature is remembered (SET NX) so a replay is refused.
+ */
+export async function checkSignature(
+  redis: Redis,
+  keys: Keys,
+  tenant: TenantConfig,
+  header: string | undefined,
+  raw: Buffer | undefined,
+): Promise<ApiError | undefined> {
+  const signing = tenant.signing;
+  if (!signing || (!header && !signing.required)) return undefined;
+  const check = verifyRequestSignature(header, raw ?? Buffer.alloc(0), signing.secrets);
+  if (!check.ok) return refused(check.message, check.reason);
+  const fresh = await redis.set(
+    keys.signatureSeen(tenant.id, check.mac),
+    "1",
+    "PX",
+    2 * SIGNATURE_TOLERANCE_SECONDS * 1000,
+    "NX",
+  );
+  if (fresh !== "OK")
+    return refused(
+      "this signature was already used: sign every request anew, with its own timestamp",
+      "replayed",
+    );
+  return undefined;
 }

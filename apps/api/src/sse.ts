@@ -1,4 +1,5 @@
-import type { Request, Response } from "express";
+import type { IncomingMessage, ServerResponse } from "node:http";
+import type { Response } from "express";
 
 /** Starts a server-sent event stream: status 200, the headers proxies must honour, sent now. */
 export function startSse(res: Response): void {
@@ -11,7 +12,7 @@ export function startSse(res: Response): void {
 }
 
 /** Aborts when the client goes away (or the response is done): for waits that hold a request. */
-export function abortSignalOf(req: Request, res: Response): AbortSignal {
+export function abortSignalOf(req: IncomingMessage, res: ServerResponse): AbortSignal {
   const ctrl = new AbortController();
   res.on("close", () => ctrl.abort());
   req.on("aborted", () => ctrl.abort());

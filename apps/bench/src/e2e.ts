@@ -1,5 +1,13 @@
 import { setTimeout as sleep } from "node:timers/promises";
-import { cpuPerJob, cpuSnapshot, ratio, startBenchStack, succeededRuns } from "./harness";
+import {
+  commandsPerJob,
+  cpuPerJob,
+  cpuSnapshot,
+  ratio,
+  redisCommandStats,
+  startBenchStack,
+  succeededRuns,
+} from "./harness";
 import { closedLoop } from "./load";
 import { submitRequest } from "./ingest";
 import type { ScenarioResult } from "./results";
@@ -19,6 +27,7 @@ export async function e2eScenario(opts: {
   const stack = await startBenchStack({ redisUrl: opts.redisUrl, workers: opts.workers, mockLatencyMs: 0 });
   try {
     const cpu0 = await cpuSnapshot(stack, opts.redisUrl);
+    const cmd0 = await redisCommandStats(opts.redisUrl);
     const t0 = performance.now();
     const load = await closedLoop(stack.apiUrl, submitRequest, {
       inFlight: 100,
@@ -37,12 +46,16 @@ export async function e2eScenario(opts: {
     }
     const elapsed = (performance.now() - t0) / 1000;
     const cpu = cpuPerJob(cpu0, await cpuSnapshot(stack, opts.redisUrl), done);
+    const commands = commandsPerJob(cmd0, await redisCommandStats(opts.redisUrl), done);
+    const scripts = commands.filter((c) => c.command === "evalsha" || c.command === "eval");
+    opts.log(`e2e: Redis per job: ${JSON.stringify(commands.slice(0, 12))}`);
     const perSec = done / elapsed;
     opts.log(`e2e: ${done} of ${accepted} succeeded, ${Math.round(perSec)} jobs/s`);
     return {
       scenario: "e2e",
       description: `POST to succeeded with the mock at 0 ms latency, ${opts.workers} worker processes (concurrency 256 each) and the API on one machine; 100 submissions in flight for ${opts.durationS} s, then until the last job succeeds.`,
       params: { duration_s: opts.durationS, workers: opts.workers, submit_in_flight: 100 },
+      details: { redis_commands_per_job: commands.slice(0, 25) },
       figures: [
         {
           name: "jobs succeeded end to end",
@@ -60,6 +73,21 @@ export async function e2eScenario(opts: {
         },
         { name: "CPU per job: workers", value: cpu.workers, unit: "ms" },
         { name: "CPU per job: Redis", value: cpu.redis, unit: "ms" },
+        {
+          name: "CPU per job: all three",
+          value:
+            cpu.api === null || cpu.workers === null || cpu.redis === null
+              ? null
+              : cpu.api + cpu.workers + cpu.redis,
+          unit: "ms",
+          goal: "<= 1.0 ms",
+        },
+        {
+          name: "Redis script calls per job",
+          value: scripts.reduce((n, c) => n + c.calls_per_job, 0),
+          unit: "calls",
+          note: "EVALSHA/EVAL, each one round trip",
+        },
         {
           name: "submissions accepted while workers ran",
           value: accepted / (load.elapsedMs / 1000),

@@ -68,6 +68,10 @@ export async function startBenchStack(opts: {
         PORT: String(mockPort),
         MOCK_LATENCY_MS: String(opts.mockLatencyMs),
         LOG_LEVEL: "info",
+        // The mock's default per-key limit (10,000 rpm) is learned from its headers by the key
+        // pool and would cap a throughput run at ~166 jobs/s once a minute's window fills: the
+        // upstream is not what these scenarios measure. Scenarios that test limits set their own.
+        MOCK_LIMITS: JSON.stringify({ "sk-upstream-1": { rpm: 100_000_000, tpm: 100_000_000_000 } }),
         ...opts.mockEnv,
       },
       "mock",
@@ -202,3 +206,40 @@ export function slope(points: { x: number; y: number }[]): number | null {
 
 export const ratio = (a: number | null, b: number | null): number | null =>
   a === null || b === null || b === 0 ? null : a / b;
+
+/** INFO commandstats: calls and microseconds per command (commands run inside scripts included). */
+export async function redisCommandStats(url: string): Promise<Map<string, { calls: number; usec: number }>> {
+  const c = new Redis(url);
+  try {
+    const out = new Map<string, { calls: number; usec: number }>();
+    for (const m of (await c.info("commandstats")).matchAll(/^cmdstat_([^:]+):calls=(\d+),usec=(\d+)/gm))
+      out.set(m[1] ?? "?", { calls: Number(m[2]), usec: Number(m[3]) });
+    return out;
+  } finally {
+    c.disconnect();
+  }
+}
+
+/**
+ * Commands per job between two commandstats readings, busiest first: how often each ran and the
+ * Redis time it took per job (scripts' time includes the commands they ran).
+ */
+export function commandsPerJob(
+  before: Map<string, { calls: number; usec: number }>,
+  after: Map<string, { calls: number; usec: number }>,
+  jobs: number,
+): { command: string; calls_per_job: number; usec_per_job: number }[] {
+  const rows: { command: string; calls_per_job: number; usec_per_job: number }[] = [];
+  if (jobs <= 0) return rows;
+  for (const [command, a] of after) {
+    const b = before.get(command) ?? { calls: 0, usec: 0 };
+    const calls = a.calls - b.calls;
+    if (calls <= 0) continue;
+    rows.push({
+      command,
+      calls_per_job: Math.round((calls / jobs) * 100) / 100,
+      usec_per_job: Math.round(((a.usec - b.usec) / jobs) * 10) / 10,
+    });
+  }
+  return rows.sort((x, y) => y.usec_per_job - x.usec_per_job);
+}

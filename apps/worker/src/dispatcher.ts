@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
-import { QueueEvents, type Job, type Telemetry } from "bullmq";
+import { UnrecoverableError, type Job, type Telemetry } from "bullmq";
 import { backoffDelay, retentionMs, type JobPayload, type SwitchyardConfig } from "@switchyard/core";
 import type { Logger } from "@switchyard/observability";
 import {
@@ -16,25 +16,45 @@ import { CANCEL_REASON, SHUTDOWN_REASON, type JobRunner } from "./job-runner";
 import { ManagedWorker } from "./managed-worker";
 import { RetryLater } from "./retry";
 
+/** Pickers per process: each starts jobs one after another (a pick and a fetch, two round trips). */
+const PICKERS = 16;
+
+/** Loops waiting for work; each wake-up lets one of them go (a picker that finds work wakes the next). */
+class Sleepers {
+  private readonly waiting: (() => void)[] = [];
+
+  wait(): Promise<void> {
+    return new Promise((resolve) => this.waiting.push(resolve));
+  }
+
+  wakeOne(): void {
+    this.waiting.shift()?.();
+  }
+
+  wakeAll(): void {
+    for (const w of this.waiting.splice(0)) w();
+  }
+}
+
 /**
  * Consumes every job queue in one process. A slot is taken before a job is fetched, so no job
  * sits locked in this process waiting for a slot (another worker could run it). Which job takes
  * the slot is decided fleet-wide by the fair queue: its pick moves the next job in the fair order
  * into that job's BullMQ wait list, and this process fetches it from there.
  *
- * Each queue has one fetch loop. With a slot: pick, then fetch from the picked job's queue. When
- * nothing listed is due, it takes what BullMQ itself made ready in its own queue (a retry whose
- * backoff ended, a job handed back, one released at its start deadline); when there is nothing
- * either, the slot goes back and the loop blocks in Redis on the queue's marker (BZPOPMIN, no
- * polling; a listing wakes it) and runs what it gets even if that briefly exceeds the slot count
- * by one per queue.
+ * PICKERS loops pick and fetch, each with a slot, as long as the fair queue has jobs; with none
+ * listed they sleep in this process. Each queue also has one blocker loop that waits in Redis on
+ * the queue's marker (BZPOPMIN, no polling) for what BullMQ itself makes ready (retries whose
+ * backoff ended, jobs handed back, a job released at its start deadline) and wakes a picker when
+ * a listing pokes the marker.
  */
 export class Dispatcher {
   private readonly workers = new Map<string, ManagedWorker>();
-  private readonly events: QueueEvents[] = [];
   private readonly gate: SlotGate;
   private readonly loops: Promise<void>[] = [];
   private readonly inFlight = new Set<Promise<void>>();
+  /** Pickers asleep until something may be listed. */
+  private readonly idle = new Sleepers();
   private stopping = false;
   /** A timer that wakes this process's blocked loops when the next listed job or ticket is due. */
   private alarm: { at: number; timer: NodeJS.Timeout } | undefined;
@@ -57,6 +77,7 @@ export class Dispatcher {
 
   async start(): Promise<void> {
     for (const spec of allJobQueues(this.config)) await this.startQueue(spec);
+    for (let i = 0; i < PICKERS; i++) this.loops.push(this.pickLoop());
     await this.subscriber.subscribe(this.cancelChannel);
     this.subscriber.on("message", (channel: string, jobId: string) => {
       if (channel !== this.cancelChannel) return;
@@ -92,7 +113,10 @@ export class Dispatcher {
       concurrency: w.concurrency,
       lockDuration: w.lock_duration_ms,
       stalledInterval: w.stalled_interval_ms,
-      maxStalledCount: 2,
+      // BullMQ never fails a stalled job itself (it would do so in a script whose "failed" event
+      // only a QueueEvents reader of every event sees): the runner fails a job that stalled more
+      // than MAX_STALLS times when it next runs (job-runner.ts).
+      maxStalledCount: 1_000_000,
       drainDelay: 2,
       ...(this.telemetry ? { telemetry: this.telemetry } : {}),
       settings: {
@@ -112,71 +136,63 @@ export class Dispatcher {
     await worker.startManaged();
     this.workers.set(spec.name, worker);
     this.specs.push(spec);
-    this.watchFailures(spec.name);
-    this.loops.push(this.fetchLoop(spec));
+    this.watchFailures(worker);
+    this.loops.push(this.blockLoop(spec));
   }
 
   /**
-   * A job BullMQ fails on its own (stalled too often) never passes through our runner;
-   * this makes sure its record still reaches a final status.
+   * A job that failed in BullMQ without the runner writing its end (an exception out of the runner,
+   * e.g. Redis gone mid-run, with no retry left) still gets a final record. BullMQ says so on the
+   * worker that ran it: no stream of every queue event has to be read for it.
    */
-  private watchFailures(queueName: string): void {
-    const qe = new QueueEvents(queueName, {
-      connection: this.connection.duplicate(),
-      prefix: this.config.queue.prefix,
-    });
-    qe.on("failed", ({ jobId, failedReason }) => {
+  private watchFailures(worker: ManagedWorker): void {
+    worker.on("failed", (job, err) => {
+      if (!job) return;
+      const final = err instanceof UnrecoverableError || job.attemptsMade >= (job.opts.attempts ?? 1);
+      if (!final) return;
+      const jobId = job.id ?? "";
       this.store
         .transition(
           jobId,
           "failed",
-          { finished_at: Date.now(), error: { type: "worker_failure", message: failedReason } },
+          { finished_at: Date.now(), error: { type: "worker_failure", message: err.message } },
           retentionMs(this.config),
         )
-        .catch((err: Error) => this.log.error({ err, jobId }, "could not mark failed job"));
+        .catch((e: Error) => this.log.error({ err: e, jobId }, "could not mark failed job"));
     });
-    qe.on("error", (err) => this.log.error({ err, queue: queueName }, "queue events error"));
-    this.events.push(qe);
   }
 
-  private async fetchLoop(spec: QueueSpec): Promise<void> {
-    const own = this.workers.get(spec.name);
-    if (!own) return;
+  /**
+   * A picker: takes a slot, asks the fair queue for the fleet's next job and fetches it from the
+   * queue the pick moved it to. When nothing is listed it gives the slot back and sleeps until
+   * something may be (a blocker woke up, an alarm rang). A pick that found a job wakes another
+   * sleeping picker first, so a burst of listings gets as many pickers as it needs at once.
+   */
+  private async pickLoop(): Promise<void> {
     while (!this.stopping) {
       if (!(await this.gate.acquire())) break;
       let fetched: { worker: ManagedWorker; job: Job<JobPayload> } | undefined;
       try {
         const pick = await this.fair.pick();
-        if (pick.picked) {
-          const worker = this.workers.get(pick.queue);
-          const job = await worker?.getNextJob(this.token(), { block: false });
-          // Another process may have fetched it first: pick again.
-          if (!worker || !job) {
-            this.gate.release();
-            continue;
-          }
-          fetched = { worker, job };
-        } else {
+        if (!pick.picked) {
+          this.gate.release();
           this.wakeAt(pick.nextAt, pick.now);
-          let job = await own.getNextJob(this.token(), { block: false });
-          if (!job) {
-            this.gate.release();
-            if (this.stopping) break;
-            job = await own.getNextJob(this.token(), { block: true });
-            if (!job) continue;
-            if (this.stopping) {
-              // Woken by a job after shutdown began (possibly one we just handed back): return it.
-              await job.moveToWait(job.token);
-              break;
-            }
-            this.gate.force();
-          }
-          fetched = { worker: own, job };
+          await this.idle.wait();
+          continue;
         }
+        this.idle.wakeOne();
+        const worker = this.workers.get(pick.queue);
+        const job = await worker?.getNextJob(this.token(), { block: false });
+        // Another process may have fetched it first: pick again.
+        if (!worker || !job) {
+          this.gate.release();
+          continue;
+        }
+        fetched = { worker, job };
       } catch (err) {
         this.gate.release();
         if (this.stopping) break;
-        this.log.error({ err, queue: spec.name }, "fetching a job failed; retrying in 1 s");
+        this.log.error({ err }, "picking a job failed; retrying in 1 s");
         await sleep(1_000);
         continue;
       }
@@ -185,10 +201,38 @@ export class Dispatcher {
   }
 
   /**
-   * BullMQ's blocked fetch knows nothing of the fair queue's due times (a ticket, a job listed
-   * for later): at the earliest one this process has seen, it pokes each queue's marker, as
-   * BullMQ does when a job arrives, so a blocked loop wakes and picks. `nextAt` and `now` are on
-   * Redis's clock; only their difference is used here.
+   * A queue's blocker: waits in Redis on the queue's marker (BZPOPMIN, no polling) and takes what
+   * BullMQ itself made ready there (a retry whose backoff ended, a job handed back, one released
+   * at its start deadline), beyond the slot count by at most one. A marker is also poked when a
+   * job is listed: each wake-up wakes a sleeping picker.
+   */
+  private async blockLoop(spec: QueueSpec): Promise<void> {
+    const own = this.workers.get(spec.name);
+    if (!own) return;
+    while (!this.stopping) {
+      try {
+        const job = await own.getNextJob(this.token(), { block: true });
+        this.idle.wakeOne();
+        if (!job) continue;
+        if (this.stopping) {
+          // Woken by a job after shutdown began (possibly one we just handed back): return it.
+          await job.moveToWait(job.token);
+          break;
+        }
+        this.gate.force();
+        this.track(own, job);
+      } catch (err) {
+        if (this.stopping) break;
+        this.log.error({ err, queue: spec.name }, "fetching a job failed; retrying in 1 s");
+        await sleep(1_000);
+      }
+    }
+  }
+
+  /**
+   * The fair queue's due times (a ticket, a job listed for later) are known to no blocked fetch:
+   * at the earliest one this process has seen, its sleeping pickers wake and pick. `nextAt` and
+   * `now` are on Redis's clock; only their difference is used here.
    */
   private wakeAt(nextAt: number, now: number): void {
     if (nextAt <= 0 || this.stopping) return;
@@ -198,7 +242,7 @@ export class Dispatcher {
     if (this.alarm) clearTimeout(this.alarm.timer);
     const timer = setTimeout(() => {
       this.alarm = undefined;
-      this.wakeQueues();
+      this.idle.wakeOne();
     }, delay + 2);
     timer.unref();
     this.alarm = { at, timer };
@@ -241,6 +285,7 @@ export class Dispatcher {
   async stop(graceMs: number): Promise<void> {
     this.stopping = true;
     this.gate.close();
+    this.idle.wakeAll();
     if (this.alarm) clearTimeout(this.alarm.timer);
     this.log.info(
       { inFlight: this.inFlight.size, graceMs },
@@ -258,6 +303,5 @@ export class Dispatcher {
     }
     await Promise.all([...this.workers.values()].map((w) => w.close()));
     await Promise.allSettled(this.loops);
-    await Promise.all(this.events.map((e) => e.close()));
   }
 }

@@ -10,7 +10,7 @@ import {
   type PriceBook,
   type Usage,
 } from "@switchyard/core";
-import { trace, type Logger } from "@switchyard/observability";
+import { lazyChild, trace, type Logger } from "@switchyard/observability";
 import {
   fairEntryOf,
   type FairQueue,
@@ -32,6 +32,9 @@ import { RetryLater } from "./retry";
  * ticket be lost, BullMQ releases it then and it simply asks the key pool again.
  */
 const ROOM_PARK_MS = 10 * 60_000;
+
+/** A job found stalled more often than this is failed when it next runs (BullMQ's maxStalledCount was 2). */
+export const MAX_STALLS = 2;
 
 /** Abort reasons the runner tells apart: a client's cancel ends the job, a shutdown requeues it. */
 export const CANCEL_REASON = "cancelled";
@@ -114,13 +117,23 @@ export class JobRunner {
       "switchyard.model": p.model,
       "switchyard.attempt": job.attemptsMade + 1,
     });
-    const log = this.log.child({
+    const log = lazyChild(this.log, {
       jobId: p.job_id,
       tenant: p.tenant_id,
       traceId: p.trace_id,
       attempt: job.attemptsMade + 1,
     });
     const now = Date.now();
+
+    if (job.stalledCounter > MAX_STALLS) {
+      // Its worker died (or stopped answering) that often while running it: the job itself is
+      // what kills workers. BullMQ was told never to fail it for stalling; it ends here, once.
+      const message = `the job stalled ${job.stalledCounter} times (its worker died or hung while running it)`;
+      await this.finish(rt, p, "failed", { error: { type: "worker_failure", message } });
+      this.metrics.jobs.inc({ queue: job.queueName, outcome: "failed" });
+      log.warn({ stalls: job.stalledCounter }, "job failed: it stalled too often");
+      throw new UnrecoverableError(message);
+    }
 
     if (job.attemptsMade === 0 && now > p.start_deadline) {
       await this.finish(rt, p, "expired", {

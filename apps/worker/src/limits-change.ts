@@ -1,7 +1,7 @@
 import { routeLinks, type ProviderConfig, type SwitchyardConfig } from "@switchyard/core";
 import type { KeyPool } from "@switchyard/limiter";
 import type { Logger } from "@switchyard/observability";
-import type { FairQueue, Keys, Redis } from "@switchyard/queue";
+import type { FairQueue } from "@switchyard/queue";
 
 /** What the key pool's pace depends on: the keys and their limits, the shares, the margin. */
 const limitsOf = (p: ProviderConfig): string =>
@@ -30,19 +30,17 @@ function modelsOn(config: SwitchyardConfig, providerId: string): string[] {
  * After a reload that changed a provider's keys or limits, jobs waiting for its capacity hold
  * appointments made at the old pace (a raised rpm would otherwise drain a backlog at the old,
  * slower rate): the appointment books are cleared and every job in the provider's waiting rooms
- * is freed to ask the key pool again. Every worker reloads; one of them (the first to claim the
- * config's hash) does it for the fleet.
+ * is freed to ask the key pool again. Each worker does it once its last job on the old config has
+ * ended (a job still running on it could otherwise take an old appointment after the wake-up);
+ * a job freed twice just asks the pool twice.
  */
 export async function followNewLimits(
-  deps: { redis: Redis; keys: Keys; pool: KeyPool; fair: FairQueue; log: Logger; wakeWorkers: () => void },
+  deps: { pool: KeyPool; fair: FairQueue; log: Logger; wakeWorkers: () => void },
   prev: SwitchyardConfig,
   next: SwitchyardConfig,
-  hash: string,
 ): Promise<void> {
   const changed = providersWithNewLimits(prev, next);
   if (changed.length === 0) return;
-  const claim = await deps.redis.set(`${deps.keys.prefix}:reload:${hash}`, "1", "PX", 600_000, "NX");
-  if (claim !== "OK") return;
   let freed = 0;
   for (const p of changed) {
     const models = [...new Set([...modelsOn(prev, p.id), ...modelsOn(next, p.id)])];

@@ -70,6 +70,12 @@ async function main(): Promise<void> {
     cache: (c) => new AnswerCache(redis, keys, c.cache),
     fair,
     log,
+    retired: (old, current) =>
+      void followNewLimits(
+        { pool, fair, log, wakeWorkers: () => dispatcher.wakeQueues() },
+        old,
+        current,
+      ).catch((err: Error) => log.warn({ err }, "could not free the jobs waiting at the old limits")),
   });
   const streams = new JobStreams(redis, keys, retentionMs(config));
   const runner = new JobRunner(runtimes, store, metrics, log, fair, streams);
@@ -125,16 +131,10 @@ async function main(): Promise<void> {
 
   // Hot reload: the new runtime (routes, providers, limits, tenants, cache, prices) is built
   // first; then every part switches at once. Jobs running keep the runtime they started with.
-  live.prepare((next, prev) => {
+  live.prepare((next) => {
     const switchRuntime = runtimes.prepare(next);
     return () => {
       switchRuntime();
-      followNewLimits(
-        { redis, keys, pool, fair, log, wakeWorkers: () => dispatcher.wakeQueues() },
-        prev,
-        next,
-        live.current.hash,
-      ).catch((err: Error) => log.warn({ err }, "could not free the jobs waiting at the old limits"));
       metrics.seed(next);
       whStore.configure(next.webhooks);
       deliveryQueue.configure(next);

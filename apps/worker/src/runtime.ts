@@ -68,6 +68,11 @@ export interface RuntimeParts {
   cache: (config: SwitchyardConfig) => AnswerCache;
   fair: FairQueue;
   log: Logger;
+  /**
+   * Called when a retired runtime's last job has ended, with its config and the current one: no
+   * job of this process can act on the old config any more (e.g. wait for capacity at old limits).
+   */
+  retired?: (old: SwitchyardConfig, current: SwitchyardConfig) => void;
 }
 
 /**
@@ -147,6 +152,7 @@ export class Runtimes {
   private dispose(rt: WorkerRuntime): void {
     this.retired.delete(rt);
     void rt.cacheStep.close();
+    this.parts.retired?.(rt.config, this.current_.config);
     const live = [this.current_, ...this.retired];
     for (const [id, adapter] of this.adapters) {
       if (live.some((r) => [...r.providers.values()].includes(adapter))) continue;

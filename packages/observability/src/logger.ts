@@ -49,3 +49,25 @@ export function createLogger(
     pino.destination({ dest: 1, sync: false }),
   );
 }
+
+const LEVELS = new Set(["fatal", "error", "warn", "info", "debug", "trace"]);
+const noop = () => {};
+
+/**
+ * A child logger made only when something is logged at an enabled level: a job's logger is passed
+ * everywhere but most jobs log nothing, and making a pino child serialises its bindings (a cost
+ * per job that showed in the worker's profile).
+ */
+export function lazyChild(parent: Logger, bindings: Record<string, unknown>): Logger {
+  let child: Logger | undefined;
+  const real = (): Logger => (child ??= parent.child(bindings));
+  return new Proxy(parent, {
+    get(target, prop) {
+      if (child === undefined && typeof prop === "string" && LEVELS.has(prop) && !target.isLevelEnabled(prop))
+        return noop;
+      const obj = real();
+      const value: unknown = Reflect.get(obj, prop);
+      return typeof value === "function" ? (value as (...a: unknown[]) => unknown).bind(obj) : value;
+    },
+  });
+}

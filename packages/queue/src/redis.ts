@@ -1,3 +1,4 @@
+import type { Socket } from "node:net";
 import { Redis, type RedisOptions } from "ioredis";
 import type { Logger } from "@switchyard/observability";
 
@@ -21,7 +22,7 @@ export function createRedis(url: string, role: RedisRole, extra: RedisOptions = 
     role === "command"
       ? { maxRetriesPerRequest: 0, enableOfflineQueue: false, commandTimeout: COMMAND_TIMEOUT_MS }
       : { maxRetriesPerRequest: null };
-  return new Redis(url, {
+  const redis = new Redis(url, {
     lazyConnect: false,
     enableReadyCheck: true,
     connectionName: `switchyard-${role}`,
@@ -31,7 +32,37 @@ export function createRedis(url: string, role: RedisRole, extra: RedisOptions = 
     ...failFast,
     ...extra,
   });
+  redis.on("connect", () => coalesceWrites(redis));
+  return redis;
 }
+
+/**
+ * Coalesces the commands written to Redis during one turn of the event loop into one write: the
+ * connection's socket is corked at the first write and uncorked once the turn's I/O callbacks
+ * have run (setImmediate). With hundreds of requests and jobs in flight, each making a few
+ * commands, this turns one syscall per command into one per loop turn, for this process and for
+ * Redis (which then reads them in one go); a command waits at most for the callbacks already due.
+ */
+function coalesceWrites(redis: Redis): void {
+  const stream = (redis as unknown as { stream?: Socket }).stream;
+  if (!stream || CORKED.has(stream)) return;
+  CORKED.add(stream);
+  const write = stream.write.bind(stream) as (...args: unknown[]) => boolean;
+  let corked = false;
+  const uncork = () => {
+    corked = false;
+    stream.uncork();
+  };
+  stream.write = ((...args: unknown[]) => {
+    if (!corked) {
+      corked = true;
+      stream.cork();
+      setImmediate(uncork);
+    }
+    return write(...args);
+  }) as Socket["write"];
+}
+const CORKED = new WeakSet<Socket>();
 
 /** Resolves once the client is connected; logs what to do while it is not. */
 export async function waitForRedis(redis: Redis, log: Logger, what = "Redis"): Promise<void> {

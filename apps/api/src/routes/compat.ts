@@ -24,6 +24,7 @@ import { followStream, type FollowDeps } from "../stream-follow";
 import { cacheDirectives, parseCreateJob, type JobService } from "../job-service";
 import { jsonBody, multipartBody, rawBodyOf } from "../signing";
 import { abortSignalOf, startSse } from "../sse";
+import { requestIdOf } from "../access-log";
 import { parseBody } from "../validate";
 
 /**
@@ -55,7 +56,13 @@ export function compatRouter(deps: CompatDeps): Router {
   const json = jsonBody(config);
   const syncMs = config.server.sync_timeout_seconds * 1000;
 
-  const submitFor = (req: Request, tenant: TenantConfig, fields: JobRequestFields, stream: boolean) => {
+  const submitFor = (
+    req: Request,
+    res: Response,
+    tenant: TenantConfig,
+    fields: JobRequestFields,
+    stream: boolean,
+  ) => {
     if (!ownEntry(config.models, fields.model))
       throw new ApiError(
         404,
@@ -64,7 +71,7 @@ export function compatRouter(deps: CompatDeps): Router {
         [{ path: "model", message: "unknown model" }],
       );
     const body = parseCreateJob({ ...fields, ...jobHeaders(req) }, config);
-    return service.submit(tenant, body, String(req.id), {
+    return service.submit(tenant, body, requestIdOf(res), {
       idempotencyKey: req.get("idempotency-key"),
       cache: cacheDirectives(req.get("cache-control")),
       sync: true,
@@ -86,7 +93,7 @@ export function compatRouter(deps: CompatDeps): Router {
 
   const run = async (req: Request, res: Response, dialect: Dialect, fields: JobRequestFields) => {
     const tenant = res.locals.tenant as TenantConfig;
-    const { job, replayed } = await submitFor(req, tenant, fields, false);
+    const { job, replayed } = await submitFor(req, res, tenant, fields, false);
     res.set(JOB_ID_HEADER, job.id);
     if (!replayed) deps.enqueued.inc({ tier: tenant.tier });
     const gone = abortSignalOf(req, res);
@@ -111,7 +118,7 @@ export function compatRouter(deps: CompatDeps): Router {
     includeUsage: boolean,
   ) => {
     const tenant = res.locals.tenant as TenantConfig;
-    const { job, replayed } = await submitFor(req, tenant, fields, true);
+    const { job, replayed } = await submitFor(req, res, tenant, fields, true);
     res.set(JOB_ID_HEADER, job.id);
     if (!replayed) deps.enqueued.inc({ tier: tenant.tier });
     const gone = abortSignalOf(req, res);
@@ -199,7 +206,7 @@ export function compatRouter(deps: CompatDeps): Router {
     res.json(await batches.remove(tenantOf(res), String(req.params.id)));
   });
   router.post("/v1/batches", ...deps.tenantGate, json, deps.signatures, async (req, res) => {
-    res.json(await batches.create(tenantOf(res), req.body, String(req.id)));
+    res.json(await batches.create(tenantOf(res), req.body, requestIdOf(res)));
   });
   router.get("/v1/batches", ...gate, async (req, res) => {
     res.json(await batches.list(tenantOf(res), req.query));

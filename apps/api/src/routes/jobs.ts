@@ -6,8 +6,7 @@ import {
   type SwitchyardConfig,
   type TenantConfig,
 } from "@switchyard/core";
-import type { Counter } from "@switchyard/observability";
-import { cacheDirectives, parseCreateJob, type JobService } from "../job-service";
+import type { JobService } from "../job-service";
 import type { WebhookService } from "../webhook-service";
 import { jsonBody } from "../signing";
 import { abortSignalOf, startSse } from "../sse";
@@ -17,15 +16,14 @@ import { followStream, type FollowDeps } from "../stream-follow";
 const SSE_HEARTBEAT_MS = 15_000;
 
 /**
- * /v1/jobs: submit, read (with ?wait= long-poll), cancel. Routes carry their full paths so
- * metrics see the pattern. Auth runs before the body is parsed: strangers cannot make us
- * read a megabyte.
+ * /v1/jobs/:id's events, stream, deliveries and cancel (submit and read are the fast path's).
+ * Routes carry their full paths so metrics see the pattern. Auth runs before the body is parsed:
+ * strangers cannot make us read a megabyte.
  */
 export function jobsRouter(
   service: JobService,
   config: SwitchyardConfig,
   tenantGate: RequestHandler[],
-  enqueued: Counter<"tier">,
   webhooks: WebhookService,
   signatures: RequestHandler,
   follow: FollowDeps,
@@ -40,38 +38,7 @@ export function jobsRouter(
     return id;
   };
 
-  router.post("/v1/jobs", async (req, res) => {
-    const tenant = tenantOf(res);
-    const body = parseCreateJob(req.body, config);
-    if (body.webhook) await webhooks.checkJobWebhook(tenant, body.webhook.url);
-    const key = req.get("idempotency-key");
-    const { job, replayed } = await service.submit(tenant, body, String(req.id), {
-      idempotencyKey: key,
-      cache: cacheDirectives(req.get("cache-control")),
-    });
-    if (!replayed) enqueued.inc({ tier: tenant.tier });
-    res.set("location", `/v1/jobs/${job.id}`);
-    if (replayed) res.set("idempotent-replayed", "true");
-    res.status(replayed ? 200 : 202).json(job);
-  });
-
-  router.get("/v1/jobs/:id", async (req, res) => {
-    const tenant = tenantOf(res);
-    const id = jobIdOf(req);
-    let waitMs = 0;
-    if (req.query.wait !== undefined) {
-      const raw = String(req.query.wait);
-      const n = Number(raw);
-      if (!/^\d+(\.\d+)?$/.test(raw) || n > config.server.max_wait_seconds) {
-        throw badRequest(`wait must be a number of seconds from 0 to ${config.server.max_wait_seconds}`, [
-          { path: "query.wait", message: "invalid" },
-        ]);
-      }
-      waitMs = Math.round(n * 1000);
-    }
-    const job = await service.waitForTerminal(tenant, id, waitMs, abortSignalOf(req, res));
-    res.json(job);
-  });
+  // POST /v1/jobs and GET /v1/jobs/:id are served by the fast path (fast-path.ts).
 
   /** Server-sent events: the job as GET shows it, now and at every status change, until it ends. */
   router.get("/v1/jobs/:id/events", async (req, res) => {

@@ -292,15 +292,12 @@ local function promote(jobId, f)
     return false
   end
   rcall("LPUSH", q .. ":wait", jobId)
-  local attrs = rcall("HMGET", q .. ":meta", "paused", "concurrency", "opts.maxLenEvents")
-  local maxed = attrs[1] ~= false
-  if not maxed and attrs[2] then
-    maxed = rcall("LLEN", q .. ":active") >= tonumber(attrs[2])
-  end
-  if not maxed then
-    rcall("ZADD", q .. ":marker", 0, "0")
-  end
-  rcall("XADD", q .. ":events", "MAXLEN", "~", tonumber(attrs[3]) or 10000, "*", "event", "waiting",
+  -- No marker poke (BullMQ's promote wakes a blocked worker): the picker fetches the job right
+  -- after this, and a woken worker elsewhere would only race it for the job. Should the picker's
+  -- process die in between, a blocked worker finds the job at its next wake-up (within BullMQ's
+  -- drainDelay).
+  local maxLen = tonumber(rcall("HGET", q .. ":meta", "opts.maxLenEvents")) or 10000
+  rcall("XADD", q .. ":events", "MAXLEN", "~", maxLen, "*", "event", "waiting",
     "jobId", jobId, "prev", "delayed")
   rcall("HSET", q .. ":" .. jobId, "delay", 0)
   return true
