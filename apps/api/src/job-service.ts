@@ -28,6 +28,7 @@ import {
   PRIORITY_RANK,
   type AdmissionBound,
   type AdmissionCheck,
+  type CreateOutcome,
   type QuotaName,
   queueNameFor,
   type FairQueue,
@@ -200,29 +201,61 @@ export class JobService {
     const startWithin = startWithinMs(this.config, req.ttl_seconds);
     const queue = queueNameFor(tenant);
     const admission = this.admission(tenant, req, now);
-    // The record and the key's claim are one atomic step: a crash cannot leave a claimed key
-    // without a record. A crash after it but before the enqueue is healed by the retry (replay).
-    const created = await this.store.create(
-      {
-        id: jobId,
-        tenantId: tenant.id,
-        queue,
-        model: req.model,
-        priority: req.priority,
-        createdAt: now,
-        traceId,
-        traceparent: activeTraceparent(),
-        ...(req.metadata ? { metadata: req.metadata } : {}),
-        ...(req.webhook ? { webhookUrl: req.webhook.url } : {}),
-        ...(opts.sync ? { sync: true } : {}),
-        ...(opts.stream ? { stream: true } : {}),
-        ...(opts.batchKey ? { batchKey: opts.batchKey } : {}),
-      },
-      startWithin + this.retentionMs,
-      claim,
-      admission,
-    );
+    const deadline = now + startWithin;
+    const payload = (degraded?: Degraded): JobPayload => ({
+      ...this.payload(jobId, tenant, req, deadline, traceId, opts.cache, degraded),
+      ...(opts.stream ? { stream: true as const } : {}),
+    });
+    // Two round trips: the BullMQ job is parked first, then one script admits the submission,
+    // writes its record, claims its Idempotency-Key and lists it in the fair queue (whose pick
+    // needs the job parked). A crash between the two leaves a parked job without a record or a
+    // listing: BullMQ releases it at its start deadline and the worker drops it.
+    const parked = payload();
+    try {
+      await this.producer.enqueue(this.config, queue, parked);
+    } catch (err) {
+      this.log.error({ err: { message: (err as Error).message }, jobId }, "enqueue failed");
+      throw redisUnavailable();
+    }
+    const unpark = () =>
+      this.producer
+        .removeIfIdle(queue, jobId)
+        .catch((err: Error) =>
+          this.log.warn({ err: { message: err.message }, jobId }, "could not remove a parked job"),
+        );
+    const entry = fairEntryOf(this.config, parked, queue, tenant.weight);
+    let created: CreateOutcome;
+    try {
+      // The record and the key's claim are one atomic step: a crash cannot leave a claimed key
+      // without a record.
+      created = await this.store.create(
+        {
+          id: jobId,
+          tenantId: tenant.id,
+          queue,
+          model: req.model,
+          priority: req.priority,
+          createdAt: now,
+          traceId,
+          traceparent: activeTraceparent(),
+          ...(req.metadata ? { metadata: req.metadata } : {}),
+          ...(req.webhook ? { webhookUrl: req.webhook.url } : {}),
+          ...(opts.sync ? { sync: true } : {}),
+          ...(opts.stream ? { stream: true } : {}),
+          ...(opts.batchKey ? { batchKey: opts.batchKey } : {}),
+        },
+        startWithin + this.retentionMs,
+        claim,
+        admission,
+        undefined,
+        { bullPrefix: this.config.queue.prefix, cost: entry.cost, tierWeight: entry.tierWeight },
+      );
+    } catch (err) {
+      await unpark();
+      throw err;
+    }
     trace.getActiveSpan()?.setAttributes({ "switchyard.job.id": jobId, "switchyard.queue": queue });
+    if (created.kind !== "created") await unpark();
     if (created.kind === "refused") throw overloaded(tenant, created);
     if (created.kind === "over_quota") throw quotaExceeded(created.quota, now);
     if (created.kind === "claimed") {
@@ -244,20 +277,22 @@ export class JobService {
               : {}),
           }
         : undefined;
-    try {
-      await this.dispatch(tenant, queue, {
-        ...this.payload(jobId, tenant, req, now + startWithin, traceId, opts.cache, degraded),
-        ...(opts.stream ? { stream: true as const } : {}),
-      });
-    } catch (err) {
-      // Leave nothing half-written: no record without a queued job, no key pointing nowhere.
-      this.log.error({ err: { message: (err as Error).message }, jobId }, "enqueue failed");
-      await Promise.allSettled([
-        this.store.remove(jobId),
-        this.producer.removeIfIdle(queue, jobId),
-        claim ? this.redis.del(claim.key) : Promise.resolve(),
-      ]);
-      throw redisUnavailable();
+    if (!created.listed) {
+      // Degraded: the parked job carries the original route. It is parked again with the
+      // degraded payload, then listed (the rare path: only while admission degrades).
+      try {
+        await this.producer.removeIfIdle(queue, jobId);
+        await this.dispatch(tenant, queue, payload(degraded));
+      } catch (err) {
+        // Leave nothing half-written: no record without a queued job, no key pointing nowhere.
+        this.log.error({ err: { message: (err as Error).message }, jobId }, "enqueue failed");
+        await Promise.allSettled([
+          this.store.remove(jobId),
+          this.producer.removeIfIdle(queue, jobId),
+          claim ? this.redis.del(claim.key) : Promise.resolve(),
+        ]);
+        throw redisUnavailable();
+      }
     }
     // The answer is built from what was just written: no read-back round trip on the ingest path.
     const job: JobView = {

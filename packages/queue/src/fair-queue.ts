@@ -2,7 +2,11 @@ import type { Redis } from "ioredis";
 import { z } from "zod";
 import { jobCost, type JobPayload, type Priority, type SwitchyardConfig } from "@switchyard/core";
 import type { Keys } from "./keys";
+import fairLibLua from "./lua/fair-lib.lua";
 import fairQueueLua from "./lua/fair-queue.lua";
+
+/** fair-queue.lua with the functions it shares with create-job.lua (fair-lib.lua) before it. */
+export const FAIR_QUEUE_SCRIPT = `${fairLibLua}\n${fairQueueLua}`;
 
 /**
  * The fleet-wide fair order of job starts (fair-queue.lua): start-time fair queueing over
@@ -112,7 +116,8 @@ export class FairQueue {
     redis: Redis,
     private readonly keys: Keys,
   ) {
-    if (!("syFairQueue" in redis)) redis.defineCommand("syFairQueue", { numberOfKeys: 5, lua: fairQueueLua });
+    if (!("syFairQueue" in redis))
+      redis.defineCommand("syFairQueue", { numberOfKeys: 5, lua: FAIR_QUEUE_SCRIPT });
     this.redis = redis as Redis & FairCommands;
   }
 

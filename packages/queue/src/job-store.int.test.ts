@@ -18,7 +18,7 @@ describe("JobStore", () => {
     sub.disconnect();
   });
   const open = admitAlways("t1");
-  const created = { kind: "created", estimatedWaitMs: 0, degraded: false };
+  const created = { kind: "created", estimatedWaitMs: 0, degraded: false, listed: false };
   const create = (id: string) =>
     store.create(
       {

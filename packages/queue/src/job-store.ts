@@ -19,6 +19,7 @@ import {
 import type { Redis } from "ioredis";
 import { Keys } from "./keys";
 import createJobLua from "./lua/create-job.lua";
+import fairLibLua from "./lua/fair-lib.lua";
 import releaseClaimLua from "./lua/release-claim.lua";
 import transitionLua from "./lua/transition.lua";
 import requestCancelLua from "./lua/request-cancel.lua";
@@ -95,7 +96,8 @@ export type AdmissionBound =
 export type QuotaName = "requests_per_day" | "tokens_per_day" | "usd_per_day" | "usd_per_month";
 
 export type CreateOutcome =
-  | { kind: "created"; estimatedWaitMs: number | null; degraded: boolean }
+  /** listed: the job went into the fair queue with its record (asked for, and not degraded). */
+  | { kind: "created"; estimatedWaitMs: number | null; degraded: boolean; listed: boolean }
   | { kind: "claimed"; claimedBy: string }
   | { kind: "refused"; bound: AdmissionBound; retryAfterMs: number; estimatedWaitMs: number | null }
   | { kind: "over_quota"; quota: QuotaName };
@@ -122,6 +124,18 @@ export function admitAlways(tenantId: string, tier = "paid", at = Date.now()): A
 
 /** Usage counters are kept this long (one hash per tenant per day and per month). */
 export const USAGE_RETENTION_DAYS = 400;
+
+/**
+ * Listing a new job in the fair queue with its record (create-job.lua): its BullMQ job must be
+ * parked in its queue already. The tier and tenant, queue and priority come from the record and
+ * the admission check.
+ */
+export interface Listing {
+  /** BullMQ's key prefix (the queue prefix): the listing wakes a worker on the queue's marker. */
+  bullPrefix: string;
+  cost: number;
+  tierWeight: number;
+}
 
 /** What a job really spent upstream, settled against its reservation when it ends. */
 export interface Spent {
@@ -195,7 +209,7 @@ const parseJson = <T>(raw: string | undefined, parse: (v: unknown) => T): T | un
 
 const attemptLogSchema = attemptSchema.array();
 const createReplySchema = z.union([
-  z.tuple([z.literal(1), z.number(), z.number()]),
+  z.tuple([z.literal(1), z.number(), z.number(), z.number()]),
   z.tuple([z.literal(0), z.string()]),
   z.tuple([
     z.literal(2),
@@ -222,7 +236,7 @@ export class JobStore {
     readonly keys: Keys,
   ) {
     if (!("syTransition" in redis)) {
-      redis.defineCommand("syCreateJob", { numberOfKeys: 7, lua: createJobLua });
+      redis.defineCommand("syCreateJob", { numberOfKeys: 9, lua: `${fairLibLua}\n${createJobLua}` });
       redis.defineCommand("syReleaseClaim", { numberOfKeys: 1, lua: releaseClaimLua });
       redis.defineCommand("syTransition", { numberOfKeys: 3, lua: transitionLua });
       redis.defineCommand("syRequestCancel", { numberOfKeys: 1, lua: requestCancelLua });
@@ -241,6 +255,7 @@ export class JobStore {
     idem: IdempotencyClaim | undefined,
     adm: AdmissionCheck,
     now?: number,
+    listing?: Listing,
   ): Promise<CreateOutcome> {
     const key = this.keys.job(rec.id);
     const fields: string[] = [
@@ -279,6 +294,8 @@ export class JobStore {
       this.keys.fairTier(adm.tier),
       this.keys.usage(adm.tenantId, adm.day),
       this.keys.usage(adm.tenantId, adm.month),
+      fq.tiers,
+      fq.meta,
       ttlMs,
       idem?.ttlMs ?? 0,
       idem?.value ?? "",
@@ -302,12 +319,23 @@ export class JobStore {
       USAGE_RETENTION_DAYS * 86_400_000,
       now ?? "",
       adm.degradeTo ? JSON.stringify(adm.degradeTo) : "",
+      listing ? "1" : "0",
+      fq.prefix,
+      listing?.bullPrefix ?? "",
+      rec.queue,
+      Math.max(listing?.cost ?? 1, 1e-6),
+      listing?.tierWeight ?? 1,
       ...fields,
     );
     const r = createReplySchema.parse(reply);
     switch (r[0]) {
       case 1:
-        return { kind: "created", estimatedWaitMs: r[1] < 0 ? null : r[1], degraded: r[2] === 1 };
+        return {
+          kind: "created",
+          estimatedWaitMs: r[1] < 0 ? null : r[1],
+          degraded: r[2] === 1,
+          listed: r[3] === 1,
+        };
       case 0:
         return { kind: "claimed", claimedBy: r[1] };
       case 2:

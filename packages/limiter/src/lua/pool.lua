@@ -78,22 +78,52 @@ local function num(v, default)
   return tonumber(v) or default
 end
 
+-- A window hash's fields other than its buckets ("head": running sums, oldest buckets, cooldown,
+-- reported limits, adjustments) are read once per script call with one HMGET and kept here; every
+-- write to one of them goes through hset/hincr/hdel below, so the copy stays exact. (Reading
+-- them one HGET at a time was most of the ~50 calls a reservation made.)
+local HEAD = { 'mlo', 'dlo', 'cool', 'r', 't', 'i', 'o', 'd', 'hl:r', 'hl:t', 'hl:i', 'hl:o',
+  'adj:r', 'adj:t', 'adj:i', 'adj:o', 'adj_until:r', 'adj_until:t', 'adj_until:i', 'adj_until:o' }
+local heads = {}
+local function head(h)
+  local c = heads[h]
+  if not c then
+    local vals = redis.call('HMGET', h, unpack(HEAD))
+    c = {}
+    for i, f in ipairs(HEAD) do
+      if vals[i] then c[f] = vals[i] end
+    end
+    heads[h] = c
+  end
+  return c
+end
+local function hget(h, f) return head(h)[f] end
+local function hset(h, f, v)
+  redis.call('HSET', h, f, v)
+  head(h)[f] = v
+end
+local function hincr(h, f, amount)
+  local n = redis.call('HINCRBY', h, f, amount)
+  head(h)[f] = n
+  return n
+end
+
 -- Drops the buckets that have left the window and takes them off the running sums.
 local function trim_one(h, dims, lof, bucket, span, reach)
   local cutoff = math.floor((now - span - MARGIN) / bucket)
-  local lo = tonumber(redis.call('HGET', h, lof))
+  local lo = tonumber(hget(h, lof))
   if not lo or lo >= cutoff then return end
   for idx = lo, math.min(cutoff - 1, lo + reach) do
     for _, d in ipairs(dims) do
       local f = d .. ':' .. idx
       local v = tonumber(redis.call('HGET', h, f))
       if v then
-        redis.call('HINCRBY', h, d, -v)
+        hincr(h, d, -v)
         redis.call('HDEL', h, f)
       end
     end
   end
-  redis.call('HSET', h, lof, cutoff)
+  hset(h, lof, cutoff)
 end
 
 local function trim(h)
@@ -104,7 +134,7 @@ end
 -- When will `need` of dim d have left the window? (oldest buckets first)
 local function free_at(h, d, need)
   local day = d == 'd'
-  local lo = num(redis.call('HGET', h, day and 'dlo' or 'mlo'), day and cur_d or cur_m)
+  local lo = num(hget(h, day and 'dlo' or 'mlo'), day and cur_d or cur_m)
   local last = day and cur_d or cur_m
   local acc = 0
   for idx = lo, last do
@@ -119,17 +149,19 @@ end
 
 -- The limit in force: the configured one, or the provider's reported one when that is lower.
 local function effective(h, d, configured)
-  local hl = tonumber(redis.call('HGET', h, 'hl:' .. d))
+  local hl = tonumber(hget(h, 'hl:' .. d))
   if hl and hl > 0 and (configured == 0 or hl < configured) then return hl end
   return configured
 end
 
 -- Usage the provider reported beyond ours, while its reset time has not passed.
 local function adj(h, d)
-  local a = tonumber(redis.call('HGET', h, 'adj:' .. d))
+  local a = tonumber(hget(h, 'adj:' .. d))
   if not a then return 0 end
-  if num(redis.call('HGET', h, 'adj_until:' .. d), 0) <= now then
+  if num(hget(h, 'adj_until:' .. d), 0) <= now then
     redis.call('HDEL', h, 'adj:' .. d, 'adj_until:' .. d)
+    local c = head(h)
+    c['adj:' .. d], c['adj_until:' .. d] = nil, nil
     return 0
   end
   return a
@@ -140,10 +172,10 @@ local function add(h, d, idx, amount)
   local f = d .. ':' .. idx
   local day = d == 'd'
   local lof = day and 'dlo' or 'mlo'
-  local lo = tonumber(redis.call('HGET', h, lof))
+  local lo = tonumber(hget(h, lof))
   if not lo then
     lo = math.floor((now - (day and DAY or W) - MARGIN) / (day and DB or MB))
-    redis.call('HSET', h, lof, lo)
+    hset(h, lof, lo)
   end
   if idx < lo then return end -- that bucket has left the window: nothing to correct
   if amount < 0 then
@@ -151,8 +183,10 @@ local function add(h, d, idx, amount)
     if -amount > v then amount = -v end
     if amount == 0 then return end
   end
-  redis.call('HINCRBY', h, f, amount)
-  redis.call('HINCRBY', h, d, amount)
+  local n = redis.call('HINCRBY', h, f, amount)
+  hincr(h, d, amount)
+  -- True when this write opened the bucket.
+  return n == amount
 end
 
 local function touch(h)
@@ -179,7 +213,7 @@ if op == 'reserve' then
     for j = 1, 4 do
       local L = share[j]
       if L > 0 then
-        local used = num(redis.call('HGET', share_h, names[j]), 0)
+        local used = num(hget(share_h, names[j]), 0)
         if costs[j] > L then return { 0, 0, 'too_large', now } end
         if used + costs[j] > L then
           blocked = true
@@ -200,6 +234,7 @@ if op == 'reserve' then
   end
 
   local best, best_head, best_busy = nil, -1, 0
+  local last_use = {}
   local pool_free, usable, cooling_only, impossible_all = nil, 0, true, true
   local ema_sum, conc_sum, conc_keys, conc_open = 0, 0, 0, false
   local sums = { 0, 0, 0, 0 }
@@ -210,20 +245,21 @@ if op == 'reserve' then
     local state = KEYS[base + 1]
     local scopes = { { KEYS[base + 2], KEYS[base + 3], 0 }, { KEYS[base + 4], KEYS[base + 5], 6 } }
     local lbase = 15 + (k - 1) * 12
-    local disabled = redis.call('HGET', state, 'disabled')
-    if disabled then
-      local p = num(redis.call('HGET', state, 'probe_at'), now)
+    local st = redis.call('HMGET', state, 'disabled', 'probe_at', 'ema', 'm:' .. model)
+    last_use[k] = num(st[4], 0)
+    if st[1] then
+      local p = num(st[2], now)
       if not probe_at or p < probe_at then probe_at = p end
     else
       usable = usable + 1
-      local ema = num(redis.call('HGET', state, 'ema'), 1000)
+      local ema = num(st[3], 1000)
       local fit, head, free, impossible, cooling = true, 1, 0, false, false
       local eff = { 0, 0, 0, 0 }
       local conc_k = 0
       for _, sc in ipairs(scopes) do
         local h, z, off = sc[1], sc[2], sc[3]
         trim(h)
-        local cool = num(redis.call('HGET', h, 'cool'), 0)
+        local cool = num(hget(h, 'cool'), 0)
         if cool > now then
           fit, cooling = false, true
           free = math.max(free, cool)
@@ -236,7 +272,7 @@ if op == 'reserve' then
             if costs[j] > L then
               impossible = true
             else
-              local counted = num(redis.call('HGET', h, names[j]), 0)
+              local counted = num(hget(h, names[j]), 0)
               local extra = j <= 4 and adj(h, names[j]) or 0
               local used = counted + extra
               if used + costs[j] > L then
@@ -244,7 +280,7 @@ if op == 'reserve' then
                 if counted + costs[j] > L then
                   free = math.max(free, free_at(h, names[j], counted + costs[j] - L))
                 else
-                  free = math.max(free, num(redis.call('HGET', h, 'adj_until:' .. names[j]), now))
+                  free = math.max(free, num(hget(h, 'adj_until:' .. names[j]), now))
                 end
               elseif (L - used - costs[j]) / L < head then
                 head = (L - used - costs[j]) / L
@@ -276,7 +312,8 @@ if op == 'reserve' then
           conc_sum, ema_sum, conc_keys = conc_sum + conc_k, ema_sum + ema, conc_keys + 1
         end
         if fit then
-          local busy = redis.call('ZCARD', KEYS[base + 3])
+          -- Calls in flight break ties between keys; with one key there is nothing to break.
+          local busy = n > 1 and redis.call('ZCARD', KEYS[base + 3]) or 0
           if head > best_head or (head == best_head and busy < best_busy) then
             best, best_head, best_busy = k, head, busy
           end
@@ -294,17 +331,21 @@ if op == 'reserve' then
     local targets = { KEYS[base + 2], KEYS[base + 4] }
     if share_on then table.insert(targets, share_h) end
     for _, h in ipairs(targets) do
-      for j = 1, 4 do add(h, names[j], cur_m, amounts[j]) end
+      -- A window's TTL (a day and more) is renewed with the first request of each second.
+      if add(h, 'r', cur_m, 1) then touch(h) end
+      for j = 2, 4 do add(h, names[j], cur_m, amounts[j]) end
       if h ~= share_h then add(h, 'd', cur_d, 1) end
-      touch(h)
     end
     for _, z in ipairs({ KEYS[base + 3], KEYS[base + 5] }) do
       redis.call('ZADD', z, now + slot_ttl, res_id)
       redis.call('PEXPIRE', z, slot_ttl + W)
     end
-    local state = KEYS[base + 1]
-    redis.call('HSET', state, 'm:' .. model, now)
-    redis.call('PEXPIRE', state, STATE_TTL)
+    -- The key's last use of the model (for GET /admin/keys), at most once a second.
+    if now - last_use[best] >= 1000 then
+      local state = KEYS[base + 1]
+      redis.call('HSET', state, 'm:' .. model, now)
+      redis.call('PEXPIRE', state, STATE_TTL)
+    end
     return { 1, best, cur_m, cur_d, now }
   end
 
@@ -385,8 +426,8 @@ if op == 'settle' then
   if outcome == 'rate_limited' then
     redis.call('HINCRBY', state, 'n429', 1)
     local h = cool_scope == 'model' and mw or kw
-    cooling = math.max(num(redis.call('HGET', h, 'cool'), 0), cool_until)
-    redis.call('HSET', h, 'cool', cooling)
+    cooling = math.max(num(hget(h, 'cool'), 0), cool_until)
+    hset(h, 'cool', cooling)
     touch(h)
   end
   local disabled = 0
@@ -405,14 +446,15 @@ if op == 'settle' then
     local rlimit = tonumber(ARGV[at + 2])
     local rremaining = tonumber(ARGV[at + 3])
     local rreset = tonumber(ARGV[at + 4])
-    if rlimit > 0 then redis.call('HSET', hh, 'hl:' .. d, rlimit) end
+    if rlimit > 0 and tonumber(hget(hh, 'hl:' .. d)) ~= rlimit then hset(hh, 'hl:' .. d, rlimit) end
     local L = effective(hh, d, configured)
     if L > 0 and rremaining >= 0 then
       local extra = adj(hh, d)
-      local ours = L - num(redis.call('HGET', hh, d), 0) - extra
+      local ours = L - num(hget(hh, d), 0) - extra
       if rremaining < ours then
         local until_ms = now + (rreset >= 0 and rreset or default_reset)
-        redis.call('HSET', hh, 'adj:' .. d, extra + ours - rremaining, 'adj_until:' .. d, until_ms)
+        hset(hh, 'adj:' .. d, extra + ours - rremaining)
+        hset(hh, 'adj_until:' .. d, until_ms)
       end
     end
   end
@@ -446,11 +488,11 @@ if op == 'inspect' then
   trim(h)
   redis.call('ZREMRANGEBYSCORE', z, '-inf', now)
   local out = {}
-  for _, d in ipairs({ 'r', 't', 'i', 'o' }) do table.insert(out, num(redis.call('HGET', h, d), 0) + adj(h, d)) end
-  table.insert(out, num(redis.call('HGET', h, 'd'), 0))
+  for _, d in ipairs({ 'r', 't', 'i', 'o' }) do table.insert(out, num(hget(h, d), 0) + adj(h, d)) end
+  table.insert(out, num(hget(h, 'd'), 0))
   table.insert(out, redis.call('ZCARD', z))
-  table.insert(out, num(redis.call('HGET', h, 'cool'), 0))
-  for _, d in ipairs(MIN_DIMS) do table.insert(out, num(redis.call('HGET', h, 'hl:' .. d), 0)) end
+  table.insert(out, num(hget(h, 'cool'), 0))
+  for _, d in ipairs(MIN_DIMS) do table.insert(out, num(hget(h, 'hl:' .. d), 0)) end
   return out
 end
 

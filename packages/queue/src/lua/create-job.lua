@@ -23,16 +23,23 @@
   ARGV[21] usage TTL in ms
   ARGV[22] now in ms ("" = Redis TIME)
   ARGV[23] the record's "degraded" field when degraded (JSON: route and cap)
-  ARGV[24..] field, value pairs of the record
+  ARGV[24] "1": list the job in the fair queue now (its BullMQ job is parked already), unless it
+           is degraded (the caller updates its payload and lists it); "0": do not list it
+  ARGV[25] fair queue key prefix, [26] BullMQ key prefix, [27] queue, [28] cost, [29] tier weight
+  KEYS[8]  the fair queue's backlogged tiers (zset), KEYS[9] its job facts (hash)
+  ARGV[30..] field, value pairs of the record, "id" and the job id first
+
+  (fair-lib.lua is prepended: the listing is the fair queue's own.)
 
   Returns
-    { 1, estimated wait in ms (-1: not measured yet), degraded (0|1) }   written
+    { 1, estimated wait in ms (-1: not measured yet), degraded (0|1), listed (0|1) }   written
     { 0, <idempotency record value> }        the key was claimed already (nothing written)
     { 2, bound, retry after ms, estimated wait in ms }   refused by an admission bound
     { 3, quota }                              refused by the tenant's quota
 ]]
-local rcall = redis.call
-local STATE, LANE, TIERSET, DAY, MONTH = KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
+local LANE, TIERSET, DAY, MONTH = KEYS[4], KEYS[5], KEYS[6], KEYS[7]
+STATE, TIERS, META = KEYS[3], KEYS[8], KEYS[9]
+FQ, BULL = ARGV[25], ARGV[26]
 local idem_ttl = tonumber(ARGV[2])
 if idem_ttl > 0 then
   local prior = rcall("GET", KEYS[2])
@@ -40,26 +47,24 @@ if idem_ttl > 0 then
     return { 0, prior }
   end
 end
-local now = tonumber(ARGV[22])
+now = tonumber(ARGV[22])
 if not now then
   local t = rcall("TIME")
   now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 local tier, tenant, rank, weight = ARGV[4], ARGV[5], tonumber(ARGV[6]), tonumber(ARGV[7])
 
-local function num(field)
-  return tonumber(rcall("HGET", STATE, field)) or 0
-end
-
 -- The estimated wait before this job starts: jobs of its own tenant ahead of it, at the
 -- tenant's weighted share of its tier's measured start rate, and never longer than the whole
 -- tier's backlog at the tier's rate.
-local waiting = num("n:" .. tier)
-local rate = num("cap:" .. tier)
-local c0 = num("c0:" .. tier)
+local counts = rcall("HMGET", STATE, "n:" .. tier, "cap:" .. tier, "c0:" .. tier, "cn:" .. tier, "ws:" .. tier,
+  "nt:" .. tenant)
+local waiting = tonumber(counts[1]) or 0
+local rate = tonumber(counts[2]) or 0
+local c0 = tonumber(counts[3]) or 0
 if c0 > 0 and now - c0 > 2000 then
   -- Starts have been slow since c0: the rate now is at most what was seen since then.
-  local recent = (num("cn:" .. tier) + 1) * 1000 / (now - c0)
+  local recent = ((tonumber(counts[4]) or 0) + 1) * 1000 / (now - c0)
   if rate <= 0 or recent < rate then
     rate = recent
   end
@@ -70,7 +75,7 @@ if waiting > 0 then
     est = -1
   else
     local ahead = rcall("ZCOUNT", LANE, "-inf", "(" .. tostring((rank + 1) * 1099511627776))
-    local sum = tonumber(rcall("HGET", STATE, "ws:" .. tier)) or 0
+    local sum = tonumber(counts[5]) or 0
     if not rcall("ZSCORE", TIERSET, tenant) then
       sum = sum + weight
     end
@@ -91,7 +96,7 @@ if over >= 0 and est > over then
   return refuse("tier_max_wait_seconds", est - over)
 end
 over = tonumber(ARGV[10])
-local mine = num("nt:" .. tenant)
+local mine = tonumber(counts[6]) or 0
 if over >= 0 and mine >= over then
   return refuse("tenant_max_waiting", rate > 0 and (mine - over + 1) / rate * 1000 or 5000)
 end
@@ -124,12 +129,13 @@ if cap >= 0 and (tonumber(rcall("HGET", MONTH, "c")) or 0) >= cap then
 end
 
 local usage_ttl = tonumber(ARGV[21])
-for _, k in ipairs({ DAY, MONTH }) do
-  rcall("HINCRBY", k, "r", 1)
-  rcall("HINCRBY", k, "t", tokens)
-  rcall("HINCRBY", k, "c", nano)
-  rcall("PEXPIRE", k, usage_ttl, "NX")
-end
+rcall("HINCRBY", DAY, "r", 1)
+rcall("HINCRBY", DAY, "t", tokens)
+rcall("HINCRBY", DAY, "c", nano)
+rcall("PEXPIRE", DAY, usage_ttl, "NX")
+-- The month counts only what its quota reads: USD.
+rcall("HINCRBY", MONTH, "c", nano)
+rcall("PEXPIRE", MONTH, usage_ttl, "NX")
 
 if idem_ttl > 0 then
   rcall("SET", KEYS[2], ARGV[3], "PX", idem_ttl)
@@ -141,9 +147,15 @@ if degraded == 1 then
   fields[#fields + 1] = "degraded_ms"
   fields[#fields + 1] = math.max(est, 0)
 end
-for i = 24, #ARGV do
+for i = 30, #ARGV do
   fields[#fields + 1] = ARGV[i]
 end
 rcall("HSET", KEYS[1], unpack(fields))
 rcall("PEXPIRE", KEYS[1], tonumber(ARGV[1]))
-return { 1, est, degraded }
+local listed = 0
+if ARGV[24] == "1" and degraded == 0 then
+  -- The record's first field pair is its id (JobStore.create writes it first).
+  listNow(ARGV[31], tier, tenant, ARGV[27], ARGV[28], rank, ARGV[29], weight)
+  listed = 1
+end
+return { 1, est, degraded, listed }

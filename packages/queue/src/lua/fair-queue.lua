@@ -38,6 +38,7 @@
   <fq>:starts:<10 s> (starts per tenant, expiring after 70 s); and the BullMQ keys
   <bull>:<queue>:{delayed,wait,meta,marker,events,active} and <bull>:<queue>:<job id>.
 
+  (fair-lib.lua, the functions this script shares with create-job.lua, is prepended to it.)
   ARGV[1]  op: "enqueue" | "wait" | "pick" | "forget" | "wake"
   ARGV[2]  now in ms ("" = Redis TIME)
   ARGV[3]  <fq> key prefix
@@ -56,107 +57,16 @@
   wake:    ARGV[5] resource, [6] most tickets to add -> { tickets added }: one ticket due now
            for every job in the resource's room (the limits changed: each asks the key pool again)
 ]]
-local rcall = redis.call
 local op = ARGV[1]
-local now = tonumber(ARGV[2])
+now = tonumber(ARGV[2])
 if not now then
   local t = rcall("TIME")
   now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
-local FQ = ARGV[3]
-local BULL = ARGV[4]
-local STATE, TIERS, META, LATER, EXPRESS = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-local PRIORITY_SPAN = 1099511627776 -- 2^40 arrivals per priority band
-
-local function num(field)
-  return tonumber(rcall("HGET", STATE, field)) or 0
-end
-
--- Jobs accepted and not yet started, per tier and tenant (see "Admission reads").
-local function count(tier, tenant, d)
-  local n = rcall("HINCRBY", STATE, "n:" .. tier, d)
-  if n <= 0 then
-    -- Nothing waiting: the busy period (and its rate measurement) ends; heal any drift.
-    rcall("HSET", STATE, "n:" .. tier, 0, "c0:" .. tier, 0)
-  elseif n == 1 and d > 0 then
-    rcall("HSET", STATE, "c0:" .. tier, now, "cn:" .. tier, 0)
-  end
-  if rcall("HINCRBY", STATE, "nt:" .. tenant, d) < 0 then
-    rcall("HSET", STATE, "nt:" .. tenant, 0)
-  end
-end
-
--- Counts a start of the tier while it is busy; folds the count into its rate every second.
-local function measure(tier, d)
-  local c0 = num("c0:" .. tier)
-  if c0 <= 0 then
-    return
-  end
-  local cn = math.max(0, num("cn:" .. tier) + d)
-  local elapsed = now - c0
-  if d > 0 and elapsed >= 1000 then
-    local inst = cn * 1000 / elapsed
-    local cap = num("cap:" .. tier)
-    if cap > 0 then
-      inst = 0.5 * cap + 0.5 * inst
-    end
-    rcall("HSET", STATE, "cap:" .. tier, tostring(inst), "c0:" .. tier, now, "cn:" .. tier, 0)
-  else
-    rcall("HSET", STATE, "cn:" .. tier, cn)
-  end
-end
-
-local function split(meta)
-  local out, start = {}, 1
-  while true do
-    local i = string.find(meta, "|", start, true)
-    if not i then
-      out[#out + 1] = string.sub(meta, start)
-      return out
-    end
-    out[#out + 1] = string.sub(meta, start, i - 1)
-    start = i + 1
-  end
-end
-
--- The start order, or a resource's waiting room.
-local function space(resource)
-  if resource then
-    local prefix = FQ .. ":r:" .. resource
-    return { keys = prefix, tiers = prefix .. ":tiers", field = "r:" .. resource .. "|" }
-  end
-  return { keys = FQ, tiers = TIERS, field = "" }
-end
+FQ, BULL = ARGV[3], ARGV[4]
+STATE, TIERS, META = KEYS[1], KEYS[2], KEYS[3]
+local LATER, EXPRESS = KEYS[4], KEYS[5]
 local MAIN = space(nil)
-
--- Lists a job in its tenant's lane of a space; a tier or tenant that was idle there starts at
--- the current virtual time of its level.
-local function activate(s, jobId)
-  local meta = rcall("HGET", META, jobId)
-  if not meta then
-    return
-  end
-  local f = split(meta)
-  local tier, tenant, prio = f[1], f[2], tonumber(f[5]) or 1
-  local seq = rcall("HINCRBY", STATE, "seq", 1)
-  rcall("ZADD", s.keys .. ":lane:" .. tenant, prio * PRIORITY_SPAN + seq, jobId)
-  local tierSet = s.keys .. ":tier:" .. tier
-  if not rcall("ZSCORE", tierSet, tenant) then
-    local p = math.max(num(s.field .. "p:" .. tenant), num(s.field .. "V:" .. tier))
-    rcall("HSET", STATE, s.field .. "p:" .. tenant, tostring(p))
-    rcall("ZADD", tierSet, p, tenant)
-    if s.field == "" then
-      local w = num("w:" .. tenant)
-      rcall("HSET", STATE, "we:" .. tenant, tostring(w))
-      rcall("HINCRBYFLOAT", STATE, "ws:" .. tier, w)
-    end
-  end
-  if not rcall("ZSCORE", s.tiers, tier) then
-    local P = math.max(num(s.field .. "P:" .. tier), num(s.field .. "V"))
-    rcall("HSET", STATE, s.field .. "P:" .. tier, tostring(P))
-    rcall("ZADD", s.tiers, P, tier)
-  end
-end
 
 -- Takes the next job of a space in its fair order. `usable(jobId, meta)` says whether it can be
 -- served (its BullMQ job is still there); a job that cannot is dropped without a charge. Returns
@@ -219,34 +129,24 @@ local function take(s, usable, skips)
   return nil
 end
 
-local function saveMeta(jobId)
-  local fresh = rcall("HSET", META, jobId, table.concat({ ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10], now }, "|"))
-  rcall("HSET", STATE, "W:" .. ARGV[6], ARGV[12], "w:" .. ARGV[7], ARGV[13])
-  if fresh == 1 then
-    count(ARGV[6], ARGV[7], 1)
-  end
-end
-
 if op == "enqueue" then
   local jobId = ARGV[5]
-  saveMeta(jobId)
   local delay = tonumber(ARGV[11]) or 0
   if delay > 0 then
+    saveMeta(jobId, ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10], ARGV[12], ARGV[13])
     rcall("ZADD", LATER, now + delay, jobId)
   else
-    activate(MAIN, jobId)
-    -- Wake a worker blocked on the queue's marker, as BullMQ does when a job is added.
-    rcall("ZADD", BULL .. ":" .. ARGV[8] .. ":marker", 0, "0")
+    listNow(jobId, ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10], ARGV[12], ARGV[13])
   end
   return { 1 }
 end
 
 if op == "wait" then
   local jobId, resource = ARGV[5], ARGV[14]
-  saveMeta(jobId)
+  saveMeta(jobId, ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10], ARGV[12], ARGV[13])
   -- Its pick was no start after all: it waits again for capacity.
   measure(ARGV[6], -1)
-  activate(space(resource), jobId)
+  activate(space(resource), jobId, ARGV[6], ARGV[7], tonumber(ARGV[10]) or 1)
   local at = now + math.max(0, tonumber(ARGV[11]) or 0)
   -- Every ticket is its own member: a job that waits again before an earlier ticket of its own
   -- is due (another ticket freed it meanwhile) adds a ticket instead of moving that one, so
@@ -318,7 +218,7 @@ for _, entry in ipairs(due) do
       rcall("RPUSH", EXPRESS, jobId)
     end
   else
-    activate(MAIN, entry)
+    activateListed(MAIN, entry)
   end
 end
 

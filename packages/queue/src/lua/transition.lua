@@ -64,13 +64,18 @@ if final and current[6] then
     end
   end
   for _, k in ipairs(keys) do
-    redis.call("HINCRBY", k, "t", input + output - (tonumber(current[8]) or 0))
+    -- The month keeps only what its quota reads (USD); the day keeps the whole picture.
     redis.call("HINCRBY", k, "c", nano - (tonumber(current[9]) or 0))
-    if input + output > 0 or nano > 0 then
-      redis.call("HINCRBY", k, "i", input)
-      redis.call("HINCRBY", k, "o", output)
-      redis.call("HINCRBY", k, "ci", cached)
-      redis.call("HINCRBY", k, "uc", nano)
+    if k == current[6] then
+      redis.call("HINCRBY", k, "t", input + output - (tonumber(current[8]) or 0))
+      if input + output > 0 or nano > 0 then
+        redis.call("HINCRBY", k, "i", input)
+        redis.call("HINCRBY", k, "o", output)
+        if cached > 0 then
+          redis.call("HINCRBY", k, "ci", cached)
+        end
+        redis.call("HINCRBY", k, "uc", nano)
+      end
     end
   end
   if label and label ~= "" and keys[1] == current[6] then
@@ -78,7 +83,9 @@ if final and current[6] then
     redis.call("HINCRBY", k, "m|" .. label .. "|r", 1)
     redis.call("HINCRBY", k, "m|" .. label .. "|i", input)
     redis.call("HINCRBY", k, "m|" .. label .. "|o", output)
-    redis.call("HINCRBY", k, "m|" .. label .. "|ci", cached)
+    if cached > 0 then
+      redis.call("HINCRBY", k, "m|" .. label .. "|ci", cached)
+    end
     redis.call("HINCRBY", k, "m|" .. label .. "|c", nano)
   end
 end

@@ -1,0 +1,122 @@
+--[[
+  The fair queue's shared core: the state a listing touches and the functions that list a job.
+  Not a script on its own: FairQueue prepends it to fair-queue.lua and JobStore to
+  create-job.lua (a new job is admitted, recorded and listed in one step). The including script
+  sets STATE, TIERS and META (the fair queue's state hash, backlogged tiers zset and job facts
+  hash: see fair-queue.lua), FQ and BULL (the fair queue's and BullMQ's key prefixes) and now
+  (ms) before it calls any of these.
+]]
+local rcall = redis.call
+local STATE, TIERS, META, FQ, BULL, now
+local PRIORITY_SPAN = 1099511627776 -- 2^40 arrivals per priority band
+
+local function num(field)
+  return tonumber(rcall("HGET", STATE, field)) or 0
+end
+
+-- Jobs accepted and not yet started, per tier and tenant (see "Admission reads").
+local function count(tier, tenant, d)
+  local n = rcall("HINCRBY", STATE, "n:" .. tier, d)
+  if n <= 0 then
+    -- Nothing waiting: the busy period (and its rate measurement) ends; heal any drift.
+    rcall("HSET", STATE, "n:" .. tier, 0, "c0:" .. tier, 0)
+  elseif n == 1 and d > 0 then
+    rcall("HSET", STATE, "c0:" .. tier, now, "cn:" .. tier, 0)
+  end
+  if rcall("HINCRBY", STATE, "nt:" .. tenant, d) < 0 then
+    rcall("HSET", STATE, "nt:" .. tenant, 0)
+  end
+end
+
+-- Counts a start of the tier while it is busy; folds the count into its rate every second.
+local function measure(tier, d)
+  local c0 = num("c0:" .. tier)
+  if c0 <= 0 then
+    return
+  end
+  local cn = math.max(0, num("cn:" .. tier) + d)
+  local elapsed = now - c0
+  if d > 0 and elapsed >= 1000 then
+    local inst = cn * 1000 / elapsed
+    local cap = num("cap:" .. tier)
+    if cap > 0 then
+      inst = 0.5 * cap + 0.5 * inst
+    end
+    rcall("HSET", STATE, "cap:" .. tier, tostring(inst), "c0:" .. tier, now, "cn:" .. tier, 0)
+  else
+    rcall("HSET", STATE, "cn:" .. tier, cn)
+  end
+end
+
+local function split(meta)
+  local out, start = {}, 1
+  while true do
+    local i = string.find(meta, "|", start, true)
+    if not i then
+      out[#out + 1] = string.sub(meta, start)
+      return out
+    end
+    out[#out + 1] = string.sub(meta, start, i - 1)
+    start = i + 1
+  end
+end
+
+-- The start order, or a resource's waiting room.
+local function space(resource)
+  if resource then
+    local prefix = FQ .. ":r:" .. resource
+    return { keys = prefix, tiers = prefix .. ":tiers", field = "r:" .. resource .. "|" }
+  end
+  return { keys = FQ, tiers = TIERS, field = "" }
+end
+
+-- Lists a job in its tenant's lane of a space; a tier or tenant that was idle there starts at
+-- the current virtual time of its level.
+local function activate(s, jobId, tier, tenant, prio)
+  local seq = rcall("HINCRBY", STATE, "seq", 1)
+  rcall("ZADD", s.keys .. ":lane:" .. tenant, prio * PRIORITY_SPAN + seq, jobId)
+  local tierSet = s.keys .. ":tier:" .. tier
+  if not rcall("ZSCORE", tierSet, tenant) then
+    local p = math.max(num(s.field .. "p:" .. tenant), num(s.field .. "V:" .. tier))
+    rcall("HSET", STATE, s.field .. "p:" .. tenant, tostring(p))
+    rcall("ZADD", tierSet, p, tenant)
+    if s.field == "" then
+      local w = num("w:" .. tenant)
+      rcall("HSET", STATE, "we:" .. tenant, tostring(w))
+      rcall("HINCRBYFLOAT", STATE, "ws:" .. tier, w)
+    end
+  end
+  if not rcall("ZSCORE", s.tiers, tier) then
+    local P = math.max(num(s.field .. "P:" .. tier), num(s.field .. "V"))
+    rcall("HSET", STATE, s.field .. "P:" .. tier, tostring(P))
+    rcall("ZADD", s.tiers, P, tier)
+  end
+end
+
+-- The same for a job known by its id only (its facts are in META).
+local function activateListed(s, jobId)
+  local meta = rcall("HGET", META, jobId)
+  if not meta then
+    return
+  end
+  local f = split(meta)
+  activate(s, jobId, f[1], f[2], tonumber(f[5]) or 1)
+end
+
+-- Records a job's facts (and its tier's and tenant's weights); a job new to the fair queue counts
+-- as accepted and not started.
+local function saveMeta(jobId, tier, tenant, queue, cost, rank, tierWeight, tenantWeight)
+  local fresh = rcall("HSET", META, jobId, table.concat({ tier, tenant, queue, cost, rank, now }, "|"))
+  rcall("HSET", STATE, "W:" .. tier, tierWeight, "w:" .. tenant, tenantWeight)
+  if fresh == 1 then
+    count(tier, tenant, 1)
+  end
+end
+
+-- Lists a new job in the start order now, and wakes a worker blocked on its queue's marker as
+-- BullMQ does when a job is added. Its BullMQ job must be parked already (a pick promotes it).
+local function listNow(jobId, tier, tenant, queue, cost, rank, tierWeight, tenantWeight)
+  saveMeta(jobId, tier, tenant, queue, cost, rank, tierWeight, tenantWeight)
+  activate(space(nil), jobId, tier, tenant, tonumber(rank) or 1)
+  rcall("ZADD", BULL .. ":" .. queue .. ":marker", 0, "0")
+end
