@@ -21,6 +21,26 @@ export interface JsonResponse {
   rawText: string;
 }
 
+/**
+ * The call's own signal: aborted by the caller's signal or, after `ms`, with a TimeoutError (then
+ * `timedOut`). One timer and one listener, released by done(): AbortSignal.timeout plus
+ * AbortSignal.any per call cost more (a timer that outlives the call, and any()'s bookkeeping).
+ */
+function callTimeout(caller: AbortSignal, ms: number) {
+  const ctrl = new AbortController();
+  const onAbort = () => ctrl.abort(caller.reason);
+  if (caller.aborted) ctrl.abort(caller.reason);
+  else caller.addEventListener("abort", onAbort, { once: true });
+  const timer = setTimeout(() => ctrl.abort(new DOMException("the call timed out", "TimeoutError")), ms);
+  return {
+    signal: ctrl.signal,
+    done: () => {
+      clearTimeout(timer);
+      caller.removeEventListener("abort", onAbort);
+    },
+  };
+}
+
 export class HttpClient {
   private readonly agent: Agent;
 
@@ -59,8 +79,7 @@ export class HttpClient {
     signal: AbortSignal,
     onEvent: (event: string | undefined, data: string) => void,
   ): Promise<JsonResponse> {
-    const timeout = AbortSignal.timeout(this.opts.timeoutMs);
-    const combined = AbortSignal.any([signal, timeout]);
+    const timeout = callTimeout(signal, this.opts.timeoutMs);
     let status: number | undefined;
     try {
       const res = await request(url, {
@@ -68,7 +87,7 @@ export class HttpClient {
         dispatcher: this.agent,
         headers: { accept: "text/event-stream", "content-type": "application/json", ...headers },
         body: JSON.stringify(body),
-        signal: combined,
+        signal: timeout.signal,
       });
       status = res.statusCode;
       const h = res.headers;
@@ -110,7 +129,9 @@ export class HttpClient {
       }
       return { status: res.statusCode, headers: get, body: undefined, rawText: "" };
     } catch (err) {
-      throw this.classifyTransportError(err, signal, timeout, status);
+      throw this.classifyTransportError(err, signal, timeout.signal, status);
+    } finally {
+      timeout.done();
     }
   }
 
@@ -121,8 +142,7 @@ export class HttpClient {
     body: unknown,
     signal: AbortSignal,
   ): Promise<JsonResponse> {
-    const timeout = AbortSignal.timeout(this.opts.timeoutMs);
-    const combined = AbortSignal.any([signal, timeout]);
+    const timeout = callTimeout(signal, this.opts.timeoutMs);
     let status: number | undefined;
     try {
       const res = await request(url, {
@@ -134,7 +154,7 @@ export class HttpClient {
           ...headers,
         },
         ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-        signal: combined,
+        signal: timeout.signal,
       });
       status = res.statusCode;
       const chunks: Buffer[] = [];
@@ -160,7 +180,9 @@ export class HttpClient {
       };
       return { status: res.statusCode, headers: get, body: parsed, rawText };
     } catch (err) {
-      throw this.classifyTransportError(err, signal, timeout, status);
+      throw this.classifyTransportError(err, signal, timeout.signal, status);
+    } finally {
+      timeout.done();
     }
   }
 
