@@ -13,7 +13,7 @@ import { machineFacts, writeResults, type ScenarioResult } from "./results";
 import { soakScenario } from "./soak";
 
 /**
- * `pnpm bench [--quick] [--scenario name] [--duration seconds]`: runs the benchmark scenarios on
+ * `pnpm bench [--quick] [--scenario name] [--duration seconds] [--rate n] [--soak-rate n]`: runs the benchmark scenarios on
  * this machine, starting everything they need, and writes bench/results/<time>-<name>.json/.md.
  * Raw BullMQ (baseline) runs first in every run, on the same Redis, so each figure has a ratio.
  */
@@ -150,7 +150,12 @@ async function main(): Promise<void> {
     if (run("soak")) {
       log("\n== soak");
       results.push(
-        await soakScenario({ redisUrl: redis.url, durationS: seconds(60, 600), ratePerSec: 100, log }),
+        await soakScenario({
+          redisUrl: redis.url,
+          durationS: seconds(60, 600),
+          ratePerSec: Number(arg("soak-rate") ?? 200),
+          log,
+        }),
       );
     }
   } finally {
