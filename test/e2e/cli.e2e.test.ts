@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { promisify } from "node:util";
-import { PAID_KEY, REPO_ROOT, Stack } from "@switchyard/testing";
+import { PAID_KEY, REPO_ROOT, Stack, testConfig } from "@switchyard/testing";
 
 /** The `switchyard` CLI's job commands against a running stack, as a user would type them. */
 const run = promisify(execFile);
@@ -12,7 +12,16 @@ const CLI = resolve(REPO_ROOT, "apps/cli/dist/main.js");
 describe("switchyard CLI", () => {
   let stack: Stack;
   beforeAll(async () => {
-    stack = await Stack.start({ workers: 1 });
+    // Upstream calls may take 15 s here: the watched job runs long enough for a second CLI
+    // process to start and connect while it runs, even on a loaded machine.
+    stack = await Stack.start({
+      workers: 1,
+      config: (mockUrl, prefix) => {
+        const cfg = testConfig(mockUrl, prefix);
+        for (const p of cfg.providers as Record<string, unknown>[]) p.timeout_ms = 15_000;
+        return cfg;
+      },
+    });
   });
   afterAll(async () => {
     await stack?.stop();
@@ -44,7 +53,7 @@ describe("switchyard CLI", () => {
   });
 
   it("watches a job live until it ends, then prints its answer", async () => {
-    const queued = await cli(["submit", "[[mock:delay=600]] watch me"]);
+    const queued = await cli(["submit", "[[mock:delay=4000]] watch me"]);
     const { id } = JSON.parse(queued.stdout) as { id: string };
     const watched = await cli(["watch", id]);
     expect(watched.code).toBe(0);

@@ -80,6 +80,9 @@ describe("protection", () => {
         const key = a === paid ? KEYS.paid : KEYS.free;
         expect((await waitFinal(stack.apiUrl, key, a.body.id, 30)).status).toBe("succeeded");
       }
+      // One worker with two slots never had more than two calls upstream at once.
+      const peaks = Object.values((await mockStats(stack.mockUrl)).keys).map((k) => k.max_in_flight);
+      expect(Math.max(...peaks)).toBe(2);
       // Once the backlog is gone, free work is admitted again.
       expect((await submit(stack.apiUrl, KEYS.free, chat("free again"))).status).toBe(202);
     });

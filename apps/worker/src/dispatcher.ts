@@ -201,27 +201,45 @@ export class Dispatcher {
   }
 
   /**
-   * A queue's blocker: waits in Redis on the queue's marker (BZPOPMIN, no polling) and takes what
-   * BullMQ itself made ready there (a retry whose backoff ended, a job handed back, one released
-   * at its start deadline), beyond the slot count by at most one. A marker is also poked when a
-   * job is listed: each wake-up wakes a sleeping picker.
+   * A queue's blocker: waits in Redis on the queue's marker (BZPOPMIN, no polling) for what BullMQ
+   * itself made ready there (a retry whose backoff ended, a job handed back, one released at its
+   * start deadline), then takes a slot like any picker and fetches; it fetches again while it
+   * finds jobs, as BullMQ's own loop does. A listing also pokes the marker: each wake-up wakes a
+   * sleeping picker. The slot is taken before the fetch, never after it: a blocker that took a
+   * job a picker had just moved to the wait list holds the slot that picker then gives back, so
+   * a process never runs more than `worker.concurrency` jobs.
    */
   private async blockLoop(spec: QueueSpec): Promise<void> {
     const own = this.workers.get(spec.name);
     if (!own) return;
+    let ready = false;
     while (!this.stopping) {
+      let slot = false;
       try {
-        const job = await own.getNextJob(this.token(), { block: true });
-        this.idle.wakeOne();
-        if (!job) continue;
+        if (!ready) {
+          ready = await own.waitForMarker();
+          this.idle.wakeOne();
+          if (!ready) continue;
+        }
+        if (!(await this.gate.acquire())) break;
+        slot = true;
+        const job = await own.getNextJob(this.token(), { block: false });
+        if (!job) {
+          this.gate.release();
+          ready = false;
+          continue;
+        }
+        slot = false;
         if (this.stopping) {
-          // Woken by a job after shutdown began (possibly one we just handed back): return it.
+          // Fetched as shutdown began: hand it back for another worker.
+          this.gate.release();
           await job.moveToWait(job.token);
           break;
         }
-        this.gate.force();
         this.track(own, job);
       } catch (err) {
+        if (slot) this.gate.release();
+        ready = false;
         if (this.stopping) break;
         this.log.error({ err, queue: spec.name }, "fetching a job failed; retrying in 1 s");
         await sleep(1_000);

@@ -33,6 +33,8 @@ describe("ManagedWorker's contract with BullMQ internals", () => {
     expect(typeof proto.startStalledCheckTimer).toBe("function");
     // getNextJob without its telemetry span.
     expect(typeof proto._getNextJob).toBe("function");
+    // The blocking wait on the marker, without the fetch (ManagedWorker.waitForMarker).
+    expect(typeof proto.waitForJob).toBe("function");
   });
 
   it("starts without BullMQ's main loop, fetches and completes a job, renews its lock", async () => {

@@ -1,9 +1,21 @@
+import { setTimeout as sleep } from "node:timers/promises";
 import { Worker, type GetNextJobOptions, type Job, type Processor, type WorkerOptions } from "bullmq";
 import type { JobPayload } from "@switchyard/core";
 
 /** BullMQ's fetch without its span (Worker._getNextJob, an internal: see the contract test). */
 interface UntracedFetch {
   _getNextJob(token: string, opts?: GetNextJobOptions): Promise<Job<JobPayload>>;
+}
+
+/**
+ * The blocking half of BullMQ's fetch (internals of Worker, see the contract test): the wait on
+ * the queue's marker and the due time of the next delayed job it keeps between waits.
+ */
+interface BlockingWait {
+  waitForJob(blockUntil: number): Promise<number>;
+  blockUntil: number;
+  waiting: Promise<number> | null;
+  closing: Promise<void> | undefined;
 }
 
 /**
@@ -24,6 +36,30 @@ export class ManagedWorker extends Worker<JobPayload> {
    */
   override getNextJob(token: string, opts?: GetNextJobOptions): Promise<Job<JobPayload>> {
     return (this as unknown as UntracedFetch)._getNextJob(token, opts);
+  }
+
+  /**
+   * Waits on the queue's marker as BullMQ's blocking fetch does (BZPOPMIN with BullMQ's own
+   * timeouts, delayed-job due times and reconnection), without moving a job to active: the
+   * caller takes a slot first and then fetches. Resolves true when a fetch may find a job now.
+   */
+  async waitForMarker(): Promise<boolean> {
+    const self = this as unknown as BlockingWait;
+    if (self.closing || self.waiting) return false;
+    self.waiting = self.waitForJob(self.blockUntil);
+    let blockUntil: number;
+    try {
+      blockUntil = await self.waiting;
+      self.blockUntil = blockUntil;
+    } finally {
+      self.waiting = null;
+    }
+    // Infinity: BullMQ could not wait (paused, rate limited, an error it already reported).
+    if (!Number.isFinite(blockUntil)) {
+      await sleep(200);
+      return false;
+    }
+    return blockUntil <= 0 || blockUntil - Date.now() < 1;
   }
 
   /** Starts what run() would start, minus the main loop. */

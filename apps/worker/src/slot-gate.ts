@@ -32,11 +32,6 @@ export class SlotGate {
     return new Promise((resolve) => this.waiters.push(resolve));
   }
 
-  /** Takes a slot even when none is free (a job already fetched must run); bounded by the caller. */
-  force(): void {
-    this.inUse += 1;
-  }
-
   release(): void {
     this.inUse = Math.max(0, this.inUse - 1);
     this.grant();
