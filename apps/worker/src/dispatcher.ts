@@ -165,8 +165,9 @@ export class Dispatcher {
   /**
    * A picker: takes a slot, asks the fair queue for the fleet's next job and fetches it from the
    * queue the pick moved it to. When nothing is listed it gives the slot back and sleeps until
-   * something may be (a blocker woke up, an alarm rang). A pick that found a job wakes another
-   * sleeping picker first, so a burst of listings gets as many pickers as it needs at once.
+   * something may be (a blocker woke up, an alarm rang). A pick that found a job while others
+   * were listed wakes another sleeping picker first, so a burst of listings gets as many pickers
+   * as it needs at once (and a lone listing wakes one picker, not two).
    */
   private async pickLoop(): Promise<void> {
     while (!this.stopping) {
@@ -180,7 +181,8 @@ export class Dispatcher {
           await this.idle.wait();
           continue;
         }
-        this.idle.wakeOne();
+        // More listed: another picker goes too (a burst gets as many as it needs).
+        if (pick.more) this.idle.wakeOne();
         const worker = this.workers.get(pick.queue);
         const job = await worker?.getNextJob(this.token(), { block: false });
         // Another process may have fetched it first: pick again.
@@ -217,9 +219,11 @@ export class Dispatcher {
       let slot = false;
       try {
         if (!ready) {
+          // A marker due now may be a listing: a picker looks. One for a delayed job's due
+          // time (a job parked until its start deadline sets one) wakes nobody.
           ready = await own.waitForMarker();
-          this.idle.wakeOne();
           if (!ready) continue;
+          this.idle.wakeOne();
         }
         if (!(await this.gate.acquire())) break;
         slot = true;

@@ -40,6 +40,8 @@ export type FairPick =
       /** When the job was listed (Redis time, ms). */
       listedAt: number;
       now: number;
+      /** Other jobs were listed and due when this one was picked. */
+      more: boolean;
     }
   /** Nothing to start now; nextAt is when a listed job becomes due (0: none). */
   | { picked: false; nextAt: number; now: number };
@@ -94,6 +96,7 @@ const pickedSchema = z.tuple([
   z.coerce.number(),
   z.coerce.number(),
   z.number(),
+  z.union([z.literal(0), z.literal(1)]),
 ]);
 const waitReplySchema = z.tuple([z.literal(1), z.number()]);
 const idleSchema = z.tuple([z.literal(0), z.number(), z.number()]);
@@ -172,8 +175,8 @@ export class FairQueue {
     const reply = await this.call("pick", now, MAX_SKIPS);
     const idle = idleSchema.safeParse(reply);
     if (idle.success) return { picked: false, nextAt: idle.data[1], now: idle.data[2] };
-    const [, queue, jobId, tenantId, tier, cost, listedAt, at] = pickedSchema.parse(reply);
-    return { picked: true, queue, jobId, tenantId, tier, cost, listedAt, now: at };
+    const [, queue, jobId, tenantId, tier, cost, listedAt, at, more] = pickedSchema.parse(reply);
+    return { picked: true, queue, jobId, tenantId, tier, cost, listedAt, now: at, more: more === 1 };
   }
 
   /**

@@ -229,7 +229,9 @@ local function started(jobId, f, tenant)
   local bucket = FQ .. ":starts:" .. math.floor(now / 10000)
   rcall("HINCRBY", bucket, tenant, 1)
   rcall("PEXPIRE", bucket, 70000)
-  return { 1, f[3], jobId, tenant, f[1], f[4], f[6], now }
+  -- Whether more jobs are listed now: a picker that started one wakes another only then.
+  local more = rcall("EXISTS", TIERS, EXPRESS) > 0 and 1 or 0
+  return { 1, f[3], jobId, tenant, f[1], f[4], f[6], now, more }
 end
 
 -- Jobs freed by a ticket hold capacity: they go first, without a second charge.
