@@ -82,4 +82,38 @@ describe("ManagedWorker's contract with BullMQ internals", () => {
       await queue.close();
     }
   });
+  it("waits on the queue's marker without fetching; a fetch then takes the job, a delayed one at its time", async () => {
+    const queue = new Queue("marker", { connection, prefix });
+    const worker = new ManagedWorker("marker", async () => "done", {
+      connection,
+      prefix,
+      lockDuration: 6_000,
+      stalledInterval: 60_000,
+      drainDelay: 1,
+    });
+    try {
+      await worker.startManaged();
+      await queue.add("chat", { v: 1 }, { jobId: "m1" });
+      expect(await worker.waitForMarker()).toBe(true);
+      expect(await queue.getJobState("m1")).toBe("waiting"); // the wait fetched nothing
+      const first = await worker.getNextJob("token-m1", { block: false });
+      expect(first?.id).toBe("m1");
+      if (first) await worker.processJob(first, "token-m1", () => false);
+
+      const added = Date.now();
+      await queue.add("chat", { v: 2 }, { jobId: "m2", delay: 300 });
+      // A marker may say "look" with nothing to take (BullMQ adds one after every fetch) or "not
+      // before" a delayed job's time; waiting and fetching as the blocker does ends with the job.
+      let second: Awaited<ReturnType<typeof worker.getNextJob>> | undefined;
+      for (let i = 0; i < 20 && !second; i++)
+        if (await worker.waitForMarker()) second = await worker.getNextJob("token-m2", { block: false });
+      expect(second?.id).toBe("m2");
+      expect(Date.now() - added).toBeGreaterThanOrEqual(300);
+      if (second) await worker.processJob(second, "token-m2", () => false);
+      expect(await queue.getJobState("m2")).toBe("completed");
+    } finally {
+      await worker.close();
+      await queue.close();
+    }
+  });
 });

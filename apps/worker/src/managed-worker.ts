@@ -45,7 +45,11 @@ export class ManagedWorker extends Worker<JobPayload> {
    */
   async waitForMarker(): Promise<boolean> {
     const self = this as unknown as BlockingWait;
-    if (self.closing || self.waiting) return false;
+    if (self.closing || self.waiting) {
+      // Closing, or another wait under way: nothing to wait for here (and no busy loop).
+      await sleep(200);
+      return false;
+    }
     self.waiting = self.waitForJob(self.blockUntil);
     let blockUntil: number;
     try {
