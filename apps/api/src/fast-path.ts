@@ -5,8 +5,6 @@ import proxyaddr from "proxy-addr";
 import {
   ApiError,
   badRequest,
-  JOB_ID_PATTERN,
-  notFound,
   SIGNATURE_HEADER,
   type SwitchyardConfig,
   type TenantConfig,
@@ -15,11 +13,12 @@ import { context, type Counter, type Logger, type Tracing } from "@switchyard/ob
 import type { Keys, Redis } from "@switchyard/queue";
 import { logRequest, requestId } from "./access-log";
 import { authenticate } from "./auth";
-import { toApiError } from "./errors";
+import { bodyErrors, logFailure, toApiError } from "./errors";
 import type { HttpMetrics } from "./http-metrics";
 import { startServerSpan } from "./http-trace";
 import { takeIngress, type Ingress } from "./ingress-limit";
 import { cacheDirectives, parseCreateJob, type JobService } from "./job-service";
+import { checkJobId } from "./routes/jobs";
 import { checkSignature } from "./signing";
 import { abortSignalOf } from "./sse";
 import type { TenantDirectory } from "./tenants";
@@ -88,7 +87,7 @@ export function createFastPath(deps: FastPathDeps): FastPath {
     const tenant = ctx.tenant as TenantConfig;
     await signed(req, ctx, Buffer.alloc(0), deps);
     const id = decodeSegment(pathOf(req.url ?? "").slice("/v1/jobs/".length));
-    if (!JOB_ID_PATTERN.test(id)) throw notFound(`no job ${id.slice(0, 64)}`);
+    checkJobId(id);
     let waitMs = 0;
     const raw = ctx.query.get("wait");
     if (raw !== null) {
@@ -130,12 +129,7 @@ export function createFastPath(deps: FastPathDeps): FastPath {
       answer = await (span ? context.with(span.context, work) : work());
     } catch (err) {
       const e = toApiError(err, maxBody);
-      if (e.status >= 500 && e.status !== 503) deps.log.error({ err, reqId: ctx.id }, "request failed");
-      else if (e.status === 503)
-        deps.log.warn(
-          { err: { message: (err as Error)?.message }, reqId: ctx.id },
-          "request refused: service unavailable",
-        );
+      logFailure(deps.log, err, e, { reqId: ctx.id });
       answer = { status: e.status, body: e.toBody(), ...(e.headers ? { headers: e.headers } : {}) };
     }
     if (!res.headersSent && !res.destroyed) {
@@ -211,7 +205,7 @@ function decodeSegment(s: string): string {
   try {
     return decodeURIComponent(s);
   } catch {
-    throw new ApiError(400, "invalid_request_error", "the URL path is not valid percent-encoding");
+    throw bodyErrors.badPath();
   }
 }
 
@@ -228,26 +222,22 @@ async function readJson(
 ): Promise<unknown> {
   const type = header(req, "content-type") ?? "";
   const length = Number(header(req, "content-length") ?? NaN);
-  if (Number.isFinite(length) && length > max) throw tooLarge(max);
+  if (Number.isFinite(length) && length > max) throw bodyErrors.tooLarge(max);
   const raw = JSON_TYPE.test(type) ? await readAll(req, max) : undefined;
   await signed(req, ctx, raw ?? Buffer.alloc(0), deps);
   if (raw === undefined) return undefined;
   const charset = CHARSET.exec(type)?.[1]?.toLowerCase();
-  if (charset !== undefined && charset !== "utf-8" && charset !== "utf8")
-    throw new ApiError(415, "invalid_request_error", "send the body as UTF-8 JSON");
+  if (charset !== undefined && charset !== "utf-8" && charset !== "utf8") throw bodyErrors.notUtf8();
   const text = raw.toString("utf8");
   const first = /\S/.exec(text)?.[0];
   if (first === undefined) return {};
-  if (first !== "{" && first !== "[") throw badRequest("request body is not valid JSON");
+  if (first !== "{" && first !== "[") throw bodyErrors.notJson();
   try {
     return JSON.parse(text) as unknown;
   } catch {
-    throw badRequest("request body is not valid JSON");
+    throw bodyErrors.notJson();
   }
 }
-
-const tooLarge = (max: number) =>
-  new ApiError(413, "request_too_large", `request body is larger than ${max} bytes`);
 
 function readAll(req: IncomingMessage, max: number): Promise<Buffer> {
   const encoding = (header(req, "content-encoding") ?? "identity").toLowerCase();
@@ -266,13 +256,13 @@ function readAll(req: IncomingMessage, max: number): Promise<Buffer> {
       size += c.length;
       if (size > max) {
         source.destroy();
-        reject(tooLarge(max));
+        reject(bodyErrors.tooLarge(max));
         return;
       }
       chunks.push(c);
     });
     source.on("end", () => resolve(chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks)));
-    source.on("error", () => reject(badRequest("request body was not received completely")));
-    req.on("aborted", () => reject(badRequest("request body was not received completely")));
+    source.on("error", () => reject(bodyErrors.incomplete()));
+    req.on("aborted", () => reject(bodyErrors.incomplete()));
   });
 }

@@ -206,8 +206,8 @@ export class Dispatcher {
    * A queue's blocker: waits in Redis on the queue's marker (BZPOPMIN, no polling) for what BullMQ
    * itself made ready there (a retry whose backoff ended, a job handed back, one released at its
    * start deadline), then takes a slot like any picker and fetches; it fetches again while it
-   * finds jobs, as BullMQ's own loop does. A listing also pokes the marker: each wake-up wakes a
-   * sleeping picker. The slot is taken before the fetch, never after it: a blocker that took a
+   * finds jobs, as BullMQ's own loop does. A listing also pokes the marker: a wake-up due now
+   * wakes a sleeping picker (one for a delayed job's later due time wakes nobody). The slot is taken before the fetch, never after it: a blocker that took a
    * job a picker had just moved to the wait list holds the slot that picker then gives back, so
    * a process never runs more than `worker.concurrency` jobs.
    */

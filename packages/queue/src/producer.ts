@@ -66,12 +66,11 @@ export class JobProducer {
   ): Promise<void> {
     // Built by our own typed code from a validated request: parsed where it comes back out of
     // Redis (the worker), not again here (a second full zod pass on every submission).
-    const data = payload;
     const retentionSec = Math.round(config.queue.retention_hours * 3600);
     const keep = config.queue.keep_finished_jobs;
-    await this.queue(queueName).add(CHAT_JOB, data, {
-      jobId: data.job_id,
-      delay: Math.max(1, data.start_deadline - now),
+    await this.queue(queueName).add(CHAT_JOB, payload, {
+      jobId: payload.job_id,
+      delay: Math.max(1, payload.start_deadline - now),
       attempts: queueAttemptCap(config),
       backoff: { type: BACKOFF_TYPE },
       removeOnComplete: { age: retentionSec, count: keep },

@@ -15,6 +15,12 @@ import { followStream, type FollowDeps } from "../stream-follow";
 /** An SSE comment keeps proxies from closing a quiet stream. */
 const SSE_HEARTBEAT_MS = 15_000;
 
+/** A job id from a URL, or a 404 for one that cannot be a job's. */
+export function checkJobId(id: string): string {
+  if (!JOB_ID_PATTERN.test(id)) throw notFound(`no job ${id.slice(0, 64)}`);
+  return id;
+}
+
 /**
  * /v1/jobs/:id's events, stream, deliveries and cancel (submit and read are the fast path's).
  * Routes carry their full paths so metrics see the pattern. Auth runs before the body is parsed:
@@ -32,11 +38,7 @@ export function jobsRouter(
   router.use("/v1/jobs", ...tenantGate, jsonBody(config), signatures);
 
   const tenantOf = (res: Response): TenantConfig => res.locals.tenant as TenantConfig;
-  const jobIdOf = (req: Request): string => {
-    const id = String(req.params.id);
-    if (!JOB_ID_PATTERN.test(id)) throw notFound(`no job ${id.slice(0, 64)}`);
-    return id;
-  };
+  const jobIdOf = (req: Request): string => checkJobId(String(req.params.id));
 
   // POST /v1/jobs and GET /v1/jobs/:id are served by the fast path (fast-path.ts).
 
