@@ -78,9 +78,20 @@ describe("tracing over OTLP", () => {
     expect((await waitFinal(stack.apiUrl, PAID_KEY, jobId)).status).toBe("succeeded");
     await receiver.waitFor("/hooks", 1);
 
+    // Spans come in export batches per process: wait until every one asserted below is in (a
+    // parent span ends after its children and may come in a later batch).
+    const expected = [
+      "POST /v1/jobs",
+      "add jobs-paid.chat",
+      "process jobs-paid",
+      "chat gpt-4o-mini",
+      "addBulk webhooks",
+      "process webhooks",
+      "webhook job.succeeded",
+    ];
     const spans = await eventually(
       async () => spansOf(traceId),
-      (s) => s.some((x) => x.name.startsWith("webhook ")) && s.some((x) => x.name.startsWith("chat ")),
+      (s) => expected.every((name) => s.some((x) => x.name === name)),
       20_000,
       "the job's spans at the receiver",
     );
@@ -167,8 +178,14 @@ describe("tracing over OTLP", () => {
     expect(failed?.statusCode).toBe(2);
     expect(ok?.attributes["gen_ai.usage.output_tokens"]).toBeGreaterThan(0);
     // Two runs of the job (the retry waited in BullMQ's delayed set), both under its add.
+    // The second run's span ends after its upstream span: it may come in a later export batch.
+    const runs = await eventually(
+      async () => spansOf(traceId).filter((s) => s.name === "process jobs-paid"),
+      (r) => r.length >= 2,
+      20_000,
+      "two runs of the job",
+    );
     const add = one(spansOf(traceId), "add jobs-paid.chat", PRODUCER);
-    const runs = spansOf(traceId).filter((s) => s.name === "process jobs-paid");
     expect(runs).toHaveLength(2);
     for (const r of runs) expect(r.parentSpanId).toBe(add.spanId);
   });
