@@ -189,7 +189,9 @@ export class KeyedCaller {
       const durationMs = Date.now() - startedAt;
       if ("result" in outcome) {
         this.metrics.observeCall(cfg.id, link.model, "ok", start);
-        await this.settle(
+        // Not awaited: nothing here depends on its answer, and the job's final write goes out
+        // behind it on the same connection (one write, and Redis runs them in that order).
+        void this.settle(
           res,
           { kind: "ok", usage: outcome.result.usage, reported: outcome.result.rateLimit, durationMs },
           log,
