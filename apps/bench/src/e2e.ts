@@ -7,6 +7,7 @@ import {
   redisCommandStats,
   startBenchStack,
   succeededRuns,
+  waitSucceeded,
 } from "./harness";
 import { closedLoop } from "./load";
 import { submitRequest } from "./ingest";
@@ -28,8 +29,7 @@ export async function e2eScenario(opts: {
   try {
     // A short warm-up (JIT, connection pools, scripts loaded), as ingest has, then until it drained.
     const warm = await closedLoop(stack.apiUrl, submitRequest, { inFlight: 20, durationMs: 2_000 });
-    while ((await succeededRuns(stack.workerPorts)) < (warm.statuses[202] ?? 0)) await sleep(100);
-    const warmed = await succeededRuns(stack.workerPorts);
+    const warmed = await waitSucceeded(stack.workerPorts, warm.statuses[202] ?? 0, 120_000);
     const cpu0 = await cpuSnapshot(stack, opts.redisUrl);
     const cmd0 = await redisCommandStats(opts.redisUrl);
     const t0 = performance.now();

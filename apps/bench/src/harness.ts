@@ -127,6 +127,16 @@ export async function scrapeRuns(
 /** Succeeded job runs counted by the workers' own metrics. */
 export const succeededRuns = async (ports: number[]): Promise<number> => (await scrapeRuns(ports)).succeeded;
 
+/** Waits until the workers have `target` succeeded runs, or the time is up; answers the count. */
+export async function waitSucceeded(ports: number[], target: number, timeoutMs: number): Promise<number> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const done = await succeededRuns(ports);
+    if (done >= target || Date.now() >= deadline) return done;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
 /** Resident memory of a process in MiB (Linux /proc). */
 export function rssMiB(pid: number | undefined): number | null {
   if (pid === undefined) return null;

@@ -81,16 +81,28 @@ export async function openLoop(
   const out = empty();
   const start = performance.now();
   const total = Math.round((opts.ratePerSec * opts.durationMs) / 1000);
-  const pending: Promise<void>[] = [];
-  let i = 0;
-  while (i < total) {
-    // Start every request whose time has come, then sleep a millisecond.
-    const due = Math.min(total, Math.floor(((performance.now() - start) * opts.ratePerSec) / 1000) + 1);
-    while (i < due) pending.push(one(pool, make(i++), out, opts.keepBodies ?? false));
-    await new Promise((r) => setTimeout(r, 1));
-  }
-  await Promise.all(pending);
+  await paced(opts.ratePerSec, total, (i) => one(pool, make(i), out, opts.keepBodies ?? false));
   out.elapsedMs = performance.now() - start;
   await pool.close();
   return out;
+}
+
+/**
+ * Starts `total` tasks on a fixed schedule of `ratePerSec` whatever they do (every task whose
+ * time has come, then a millisecond's sleep); resolves once all of them have ended.
+ */
+export async function paced(
+  ratePerSec: number,
+  total: number,
+  start: (i: number) => Promise<unknown>,
+): Promise<void> {
+  const t0 = performance.now();
+  const pending: Promise<unknown>[] = [];
+  let i = 0;
+  while (i < total) {
+    const due = Math.min(total, Math.floor(((performance.now() - t0) * ratePerSec) / 1000) + 1);
+    while (i < due) pending.push(start(i++));
+    await new Promise((r) => setTimeout(r, 1));
+  }
+  await Promise.all(pending);
 }

@@ -1,6 +1,5 @@
-import { setTimeout as sleep } from "node:timers/promises";
 import { PAID_KEY } from "@switchyard/testing";
-import { percentile, startBenchStack, succeededRuns } from "./harness";
+import { percentile, startBenchStack, waitSucceeded } from "./harness";
 import { openLoop } from "./load";
 import { rawOverhead } from "./raw-overhead";
 import { submitRequest } from "./ingest";
@@ -46,10 +45,7 @@ export async function overheadScenario(opts: {
       durationMs: WARM_UP_MS,
       connections: 256,
     });
-    const warmed = warm.statuses[202] ?? 0;
-    const warmDeadline = Date.now() + 60_000 + opts.latencyMs;
-    while (Date.now() < warmDeadline && (await succeededRuns(stack.workerPorts)) < warmed) await sleep(100);
-    const before = await succeededRuns(stack.workerPorts);
+    const before = await waitSucceeded(stack.workerPorts, warm.statuses[202] ?? 0, 60_000 + opts.latencyMs);
     const load = await openLoop(stack.apiUrl, submitRequest, {
       ratePerSec: opts.ratePerSec,
       durationMs: opts.durationS * 1000,
@@ -61,9 +57,7 @@ export async function overheadScenario(opts: {
     opts.log(
       `overhead: offered ${Math.round(offered)}/s, ${ids.length} accepted; waiting for them to finish`,
     );
-    const deadline = Date.now() + 180_000;
-    while (Date.now() < deadline && (await succeededRuns(stack.workerPorts)) - before < ids.length)
-      await sleep(250);
+    await waitSucceeded(stack.workerPorts, before + ids.length, 180_000);
     const jobs: JobTimes[] = [];
     for (let i = 0; i < ids.length; i += 500) {
       const batch = ids.slice(i, i + 500);

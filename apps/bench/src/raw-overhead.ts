@@ -3,6 +3,7 @@ import { Redis } from "ioredis";
 import { Pool } from "undici";
 import { percentile } from "./harness";
 import { chatBody } from "./ingest";
+import { paced } from "./load";
 
 /**
  * The overhead floor on this machine, for comparison: raw BullMQ (Queue.add, one Worker) whose
@@ -47,16 +48,9 @@ export async function rawOverhead(opts: {
   });
   try {
     await worker.waitUntilReady();
-    const start = performance.now();
-    const adds: Promise<unknown>[] = [];
-    let i = 0;
-    while (i < total) {
-      const due = Math.min(total, Math.floor(((performance.now() - start) * opts.ratePerSec) / 1000) + 1);
-      while (i < due)
-        adds.push(queue.add("chat", { i: i++ }, { removeOnComplete: { count: 5_000 }, removeOnFail: true }));
-      await new Promise((r) => setTimeout(r, 1));
-    }
-    await Promise.all(adds);
+    await paced(opts.ratePerSec, total, (i) =>
+      queue.add("chat", { i }, { removeOnComplete: { count: 5_000 }, removeOnFail: true }),
+    );
     await Promise.race([done, new Promise((r) => setTimeout(r, 60_000 + opts.latencyMs))]);
     return { p50: percentile(overheads, 50), p99: percentile(overheads, 99), jobs: overheads.length };
   } finally {

@@ -190,7 +190,7 @@ export class KeyedCaller {
       if ("result" in outcome) {
         this.metrics.observeCall(cfg.id, link.model, "ok", start);
         // Not awaited: nothing here depends on its answer, and the job's final write goes out
-        // behind it on the same connection (one write, and Redis runs them in that order).
+        // behind it on the same connection, so Redis still runs the settlement first.
         void this.settle(
           res,
           { kind: "ok", usage: outcome.result.usage, reported: outcome.result.rateLimit, durationMs },
