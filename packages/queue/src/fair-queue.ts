@@ -173,8 +173,11 @@ export class FairQueue {
   /** Chooses the next job in the fair order and moves it into its BullMQ queue's wait list. */
   async pick(now?: number): Promise<FairPick> {
     const reply = await this.call("pick", now, MAX_SKIPS);
-    const idle = idleSchema.safeParse(reply);
-    if (idle.success) return { picked: false, nextAt: idle.data[1], now: idle.data[2] };
+    // The tag first: a failed safeParse builds an error, which a busy queue would pay per pick.
+    if (Array.isArray(reply) && reply[0] === 0) {
+      const [, nextAt, at] = idleSchema.parse(reply);
+      return { picked: false, nextAt, now: at };
+    }
     const [, queue, jobId, tenantId, tier, cost, listedAt, at, more] = pickedSchema.parse(reply);
     return { picked: true, queue, jobId, tenantId, tier, cost, listedAt, now: at, more: more === 1 };
   }

@@ -102,11 +102,25 @@ export type CreateOutcome =
   | { kind: "refused"; bound: AdmissionBound; retryAfterMs: number; estimatedWaitMs: number | null }
   | { kind: "over_quota"; quota: QuotaName };
 
+const DAY_MS = 86_400_000;
+/** The last day asked about and its names: every submission asks, and formatting a date costs. */
+let periods = { day: NaN, dayName: "", monthName: "" };
+function periodsOf(at: number): typeof periods {
+  const day = Math.floor(at / DAY_MS);
+  if (day !== periods.day) {
+    const iso = new Date(day * DAY_MS).toISOString();
+    periods = {
+      day,
+      dayName: `d${iso.slice(0, 10).replace(/-/g, "")}`,
+      monthName: `m${iso.slice(0, 7).replace(/-/g, "")}`,
+    };
+  }
+  return periods;
+}
+
 /** The usage counters' period names (Keys.usage) of a UTC day (dyyyymmdd) and month (myyyymm). */
-export const dayPeriod = (at: number): string =>
-  `d${new Date(at).toISOString().slice(0, 10).replace(/-/g, "")}`;
-export const monthPeriod = (at: number): string =>
-  `m${new Date(at).toISOString().slice(0, 7).replace(/-/g, "")}`;
+export const dayPeriod = (at: number): string => periodsOf(at).dayName;
+export const monthPeriod = (at: number): string => periodsOf(at).monthName;
 
 /** Admission with no bound and no quota (tools and tests that write records directly). */
 export function admitAlways(tenantId: string, tier = "paid", at = Date.now()): AdmissionCheck {
