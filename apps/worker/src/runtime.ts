@@ -16,6 +16,7 @@ import type { Bulkheads } from "./bulkhead";
 import { CacheStep } from "./cache-step";
 import type { KeyedCaller } from "./keyed-call";
 import type { WorkerMetrics } from "./metrics";
+import { providerConnections } from "./provider-pool";
 import { RouteExecutor } from "./route-executor";
 
 /**
@@ -137,8 +138,9 @@ export class Runtimes {
   private build(config: SwitchyardConfig): WorkerRuntime {
     const providers = new Map<string, ChatProvider>();
     for (const p of config.providers) {
-      const id = `${p.id}\n${adapterSignature(p)}`;
-      const adapter = this.adapters.get(id) ?? createProvider(p);
+      const connections = providerConnections(config, p);
+      const id = `${p.id}\n${adapterSignature(p)}\n${connections}`;
+      const adapter = this.adapters.get(id) ?? createProvider(p, connections);
       this.adapters.set(id, adapter);
       providers.set(p.id, adapter);
     }

@@ -14,6 +14,8 @@ export interface AdapterOptions {
   maxResponseBytes: number;
   /** Extra headers sent on every call (e.g. anthropic-beta, OpenRouter's HTTP-Referer). */
   headers?: Record<string, string>;
+  /** Keep-alive connections to the provider at most: one per call this process may have in flight. */
+  connections?: number;
 }
 
 /** An upstream error body, reduced to what classification needs. */
@@ -47,6 +49,7 @@ export abstract class HttpAdapter implements ChatProvider {
       timeoutMs: opts.timeoutMs,
       connectTimeoutMs: opts.connectTimeoutMs,
       maxResponseBytes: opts.maxResponseBytes,
+      ...(opts.connections !== undefined ? { connections: opts.connections } : {}),
     });
   }
 

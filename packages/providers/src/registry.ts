@@ -5,9 +5,13 @@ import { GeminiProvider } from "./gemini/generate-content";
 import { OpenAIChatProvider } from "./openai/chat";
 import type { ChatProvider } from "./types";
 
-/** Builds the adapter for each configured provider; one keep-alive HTTP pool per provider. */
-export function createProvider(cfg: ProviderConfig): ChatProvider {
+/**
+ * Builds the adapter for a configured provider; one keep-alive HTTP pool per provider, of at most
+ * `connections` connections (HTTP/1.1 carries one call at a time on each).
+ */
+export function createProvider(cfg: ProviderConfig, connections?: number): ChatProvider {
   const base: AdapterOptions = {
+    ...(connections !== undefined ? { connections } : {}),
     id: cfg.id,
     baseUrl: cfg.base_url,
     timeoutMs: cfg.timeout_ms,
