@@ -49,7 +49,7 @@ export abstract class HttpAdapter implements ChatProvider {
       timeoutMs: opts.timeoutMs,
       connectTimeoutMs: opts.connectTimeoutMs,
       maxResponseBytes: opts.maxResponseBytes,
-      ...(opts.connections !== undefined ? { connections: opts.connections } : {}),
+      connections: opts.connections,
     });
   }
 

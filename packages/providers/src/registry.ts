@@ -11,12 +11,12 @@ import type { ChatProvider } from "./types";
  */
 export function createProvider(cfg: ProviderConfig, connections?: number): ChatProvider {
   const base: AdapterOptions = {
-    ...(connections !== undefined ? { connections } : {}),
     id: cfg.id,
     baseUrl: cfg.base_url,
     timeoutMs: cfg.timeout_ms,
     connectTimeoutMs: cfg.connect_timeout_ms,
     maxResponseBytes: cfg.max_response_bytes,
+    connections,
     ...(cfg.headers ? { headers: cfg.headers } : {}),
   };
   switch (cfg.type) {
@@ -32,8 +32,4 @@ export function createProvider(cfg: ProviderConfig, connections?: number): ChatP
     case "gemini":
       return new GeminiProvider({ ...base, apiVersion: cfg.api_version });
   }
-}
-
-export function createProviders(cfgs: ProviderConfig[]): Map<string, ChatProvider> {
-  return new Map(cfgs.map((c) => [c.id, createProvider(c)]));
 }
