@@ -253,3 +253,47 @@ export function commandsPerJob(
   }
   return rows.sort((x, y) => y.usec_per_job - x.usec_per_job);
 }
+
+/** A process's GC pauses of one kind, from its own metrics (prom-client's nodejs_gc_duration_seconds). */
+export interface GcPauses {
+  count: number;
+  sumMs: number;
+  /** Pauses longer than 10 ms (the histogram's bucket edge). */
+  over10ms: number;
+}
+
+/** GC pauses by kind (minor, major, incremental, weakcb) since the process started. */
+export async function gcPauses(metricsUrl: string): Promise<Map<string, GcPauses>> {
+  const text = await (await fetch(metricsUrl)).text();
+  const out = new Map<string, GcPauses>();
+  const of = (kind: string): GcPauses => {
+    let p = out.get(kind);
+    if (!p) out.set(kind, (p = { count: 0, sumMs: 0, over10ms: 0 }));
+    return p;
+  };
+  const under10 = new Map<string, number>();
+  for (const m of text.matchAll(/^nodejs_gc_duration_seconds_(bucket|sum|count)\{([^}]*)\} (\S+)$/gm)) {
+    const labels = m[2] ?? "";
+    const kind = /kind="(\w+)"/.exec(labels)?.[1];
+    const value = Number(m[3]);
+    if (!kind || !Number.isFinite(value)) continue;
+    if (m[1] === "count") of(kind).count = value;
+    else if (m[1] === "sum") of(kind).sumMs = value * 1000;
+    else if (/le="0\.01"/.test(labels)) under10.set(kind, value);
+  }
+  for (const [kind, p] of out) p.over10ms = p.count - (under10.get(kind) ?? p.count);
+  return out;
+}
+
+/** The pauses between two readings of the same process. */
+export function gcPausesBetween(
+  before: Map<string, GcPauses>,
+  after: Map<string, GcPauses>,
+): Map<string, GcPauses> {
+  const d = new Map<string, GcPauses>();
+  for (const [kind, a] of after) {
+    const b = before.get(kind) ?? { count: 0, sumMs: 0, over10ms: 0 };
+    d.set(kind, { count: a.count - b.count, sumMs: a.sumMs - b.sumMs, over10ms: a.over10ms - b.over10ms });
+  }
+  return d;
+}

@@ -1,5 +1,12 @@
 import { PAID_KEY } from "@switchyard/testing";
-import { percentile, startBenchStack, waitSucceeded } from "./harness";
+import {
+  gcPauses,
+  gcPausesBetween,
+  percentile,
+  startBenchStack,
+  waitSucceeded,
+  type GcPauses,
+} from "./harness";
 import { openLoop } from "./load";
 import { rawOverhead } from "./raw-overhead";
 import { submitRequest } from "./ingest";
@@ -46,6 +53,11 @@ export async function overheadScenario(opts: {
       connections: 256,
     });
     const before = await waitSucceeded(stack.workerPorts, warm.statuses[202] ?? 0, 60_000 + opts.latencyMs);
+    const metricsUrls = [
+      `${stack.apiUrl}/metrics`,
+      ...stack.workerPorts.map((p) => `http://127.0.0.1:${p}/metrics`),
+    ];
+    const gcBefore = await Promise.all(metricsUrls.map(gcPauses));
     const load = await openLoop(stack.apiUrl, submitRequest, {
       ratePerSec: opts.ratePerSec,
       durationMs: opts.durationS * 1000,
@@ -58,6 +70,9 @@ export async function overheadScenario(opts: {
       `overhead: offered ${Math.round(offered)}/s, ${ids.length} accepted; waiting for them to finish`,
     );
     await waitSucceeded(stack.workerPorts, before + ids.length, 180_000);
+    const gcAfter = await Promise.all(metricsUrls.map(gcPauses));
+    const windowMs = opts.durationS * 1000;
+    const gc = gcAfter.map((after, i) => gcPausesBetween(gcBefore[i] ?? new Map(), after));
     const jobs: JobTimes[] = [];
     for (let i = 0; i < ids.length; i += 500) {
       const batch = ids.slice(i, i + 500);
@@ -154,10 +169,28 @@ export async function overheadScenario(opts: {
           unit: "ms",
           note: `p99 ${part("after", 99)?.toFixed(1)} ms (settlement, result write)`,
         },
+        {
+          name: "GC pauses over 10 ms (API + workers)",
+          value: gc.reduce((n, g) => n + [...g.values()].reduce((m, p) => m + p.over10ms, 0), 0),
+          unit: "",
+          note: gc.map((g, i) => `${i === 0 ? "API" : `worker ${i}`} ${describeGc(g, windowMs)}`).join("; "),
+        },
         { name: "jobs succeeded", value: ok.length, unit: "", note: `of ${ids.length}` },
       ],
     };
   } finally {
     await stack.stop();
   }
+}
+
+/**
+ * One process's GC pauses over the measured window (and its drain), from its own metrics: a
+ * young-generation scavenge stops the process's event loop, so every job in it waits.
+ */
+function describeGc(g: Map<string, GcPauses>, windowMs: number): string {
+  const minor = g.get("minor") ?? { count: 0, sumMs: 0, over10ms: 0 };
+  const major = g.get("major") ?? { count: 0, sumMs: 0, over10ms: 0 };
+  const mean = minor.count > 0 ? minor.sumMs / minor.count : 0;
+  const share = ((minor.sumMs + major.sumMs) / windowMs) * 100;
+  return `${minor.count} scavenges (mean ${mean.toFixed(1)} ms, ${minor.over10ms} over 10 ms), ${major.count} mark-compacts (${major.sumMs.toFixed(0)} ms); ${share.toFixed(1)}% of the window`;
 }
