@@ -1,5 +1,5 @@
 import { execFile } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { promisify } from "node:util";
@@ -102,5 +102,26 @@ describe("switchyard CLI", () => {
     const failed = await cli(["submit", "--wait", "[[mock:status=400]] nope"]);
     expect(failed.code).toBe(1);
     expect(failed.stderr).toMatch(/ended failed/);
+  });
+});
+
+describe("switchyard demo", () => {
+  it("runs the service end to end on its embedded defaults and keeps the processes' logs", async () => {
+    // The README's first command, with fewer jobs: its own redis-server, the mock, the API and
+    // a worker on config/demo.yaml (REDIS_URL unset, so nothing else on the machine is used).
+    const r = await run(process.execPath, [CLI, "demo", "--once", "--jobs", "6"], {
+      env: { PATH: process.env.PATH ?? "", TMPDIR: tmpdir() },
+      timeout: 50_000,
+    });
+    expect(r.stdout).toMatch(/summary: 6 succeeded, 0 failed/);
+    const dir = /the processes' logs of this run: (\S+)/.exec(r.stdout)?.[1] ?? "";
+    expect(dir).not.toBe("");
+    try {
+      expect(readFileSync(join(dir, "api.log"), "utf8")).toMatch(/"url":"\/v1\/jobs"[^\n]*request completed/);
+      expect(readFileSync(join(dir, "worker.log"), "utf8")).toMatch(/worker ready/);
+      expect(readFileSync(join(dir, "mock.log"), "utf8")).toMatch(/mock provider listening/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

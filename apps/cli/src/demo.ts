@@ -1,4 +1,6 @@
-import { resolve } from "node:path";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
 import { SingleBar, Presets } from "cli-progress";
 import { Redis } from "ioredis";
 import type { JobView } from "@switchyard/core";
@@ -52,11 +54,28 @@ async function portOr(preferred: number): Promise<number> {
 const percentile = (sorted: number[], p: number): number =>
   sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? 0;
 
+/**
+ * Keeps what each process printed (the API's access log, the workers' and the mock's lines) in a
+ * new folder under the system's temp directory: a demo that failed or ran slow is explained there.
+ */
+function keepLogs(procs: AppProcess[]): string | undefined {
+  if (procs.length === 0) return undefined;
+  try {
+    const dir = mkdtempSync(join(tmpdir(), "switchyard-demo-"));
+    for (const p of procs) writeFileSync(join(dir, `${p.name}.log`), p.output());
+    return dir;
+  } catch {
+    return undefined;
+  }
+}
+
 export async function runDemo(opts: DemoOptions): Promise<number> {
   const procs: AppProcess[] = [];
   let redis: RedisHandle | undefined;
   const cleanup = async () => {
     await Promise.all(procs.map((p) => p.stop("SIGTERM")));
+    const logs = keepLogs(procs);
+    if (logs) console.log(`the processes' logs of this run: ${logs}`);
     await redis?.stop();
   };
   try {
