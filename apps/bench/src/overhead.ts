@@ -58,6 +58,7 @@ export async function overheadScenario(opts: {
       ...stack.workerPorts.map((p) => `http://127.0.0.1:${p}/metrics`),
     ];
     const gcBefore = await Promise.all(metricsUrls.map(gcPauses));
+    const gcFrom = Date.now();
     const load = await openLoop(stack.apiUrl, submitRequest, {
       ratePerSec: opts.ratePerSec,
       durationMs: opts.durationS * 1000,
@@ -71,7 +72,8 @@ export async function overheadScenario(opts: {
     );
     await waitSucceeded(stack.workerPorts, before + ids.length, 180_000);
     const gcAfter = await Promise.all(metricsUrls.map(gcPauses));
-    const windowMs = opts.durationS * 1000;
+    // The load and its drain: the pauses counted fell in this time.
+    const windowMs = Date.now() - gcFrom;
     const gc = gcAfter.map((after, i) => gcPausesBetween(gcBefore[i] ?? new Map(), after));
     const jobs: JobTimes[] = [];
     for (let i = 0; i < ids.length; i += 500) {
@@ -184,7 +186,7 @@ export async function overheadScenario(opts: {
 }
 
 /**
- * One process's GC pauses over the measured window (and its drain), from its own metrics: a
+ * One process's GC pauses over the measured window and its drain, from its own metrics: a
  * young-generation scavenge stops the process's event loop, so every job in it waits.
  */
 function describeGc(g: Map<string, GcPauses>, windowMs: number): string {
