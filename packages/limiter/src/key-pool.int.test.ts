@@ -34,8 +34,10 @@ const FREE: Tenant = { id: "free-co", tier: "free" };
 describe("KeyPool", () => {
   const redis = new Redis(testRedisUrl());
   let pool: KeyPool;
+  let prefix: string;
   beforeEach(() => {
-    pool = new KeyPool(redis, new Keys(uniquePrefix()));
+    prefix = uniquePrefix();
+    pool = new KeyPool(redis, new Keys(prefix));
   });
   afterAll(() => redis.disconnect());
 
@@ -285,5 +287,33 @@ describe("KeyPool", () => {
     expect(d.retryAt).toBeGreaterThan(T0 + 86_400_000);
     expect(d.retryAt).toBeLessThanOrEqual(T0 + 86_400_000 + 600_000 + 500);
     granted(await reserve(p, d.retryAt, { returning: true }));
+  });
+
+  it("bounds every key it writes with a TTL and keeps window hashes as hash tables", async () => {
+    const p = provider(
+      [
+        { id: "a", secret: "sk-a", rpm: 600 },
+        { id: "b", secret: "sk-b", rpm: 600 },
+      ],
+      { shares: [{ tier: "free", fraction: 0.5 }] },
+    );
+    // A few calls of both tiers over a few seconds, one of them cooled down by a 429.
+    for (let i = 0; i < 6; i++) {
+      const r = granted(await reserve(p, T0 + i * 1_000, { tenant: i % 2 ? FREE : PAID }));
+      await pool.settle(
+        r,
+        i === 3
+          ? { kind: "rate_limited", coolUntil: T0 + i * 1_000 + 500, now: T0 + i * 1_000 + 10 }
+          : { kind: "ok", usage: { input_tokens: 5, output_tokens: 5 }, now: T0 + i * 1_000 + 10 },
+      );
+    }
+    const keys = await redis.keys(`${prefix}:kp:*`);
+    const windows = keys.filter((k) => /:w(:|$)/.test(k) || k.includes(":share:"));
+    // Key-wide and per-model windows of both keys, and the free tier's share window.
+    expect(windows).toHaveLength(5);
+    for (const k of keys) expect([k, (await redis.pttl(k)) > 0]).toEqual([k, true]);
+    // Each call reads and writes a window's fields one by one: a listpack would be scanned
+    // whole for every field (see pool.lua).
+    for (const k of windows) expect([k, await redis.object("ENCODING", k)]).toEqual([k, "hashtable"]);
   });
 });

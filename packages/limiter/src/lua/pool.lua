@@ -83,7 +83,13 @@ end
 -- write to one of them goes through hset/hincr/hdel below, so the copy stays exact. (Reading
 -- them one HGET at a time was most of the ~50 calls a reservation made.)
 local HEAD = { 'mlo', 'dlo', 'cool', 'r', 't', 'i', 'o', 'd', 'hl:r', 'hl:t', 'hl:i', 'hl:o',
-  'adj:r', 'adj:t', 'adj:i', 'adj:o', 'adj_until:r', 'adj_until:t', 'adj_until:i', 'adj_until:o' }
+  'adj:r', 'adj:t', 'adj:i', 'adj:o', 'adj_until:r', 'adj_until:t', 'adj_until:i', 'adj_until:o', 'ht' }
+-- A window hash holds its buckets (up to ~250 fields at a minute's steady use) and each call reads
+-- and writes ~30 of them. Redis keeps a hash of up to 128 short fields as a listpack, where every
+-- field lookup scans the whole list: with a few dozen buckets that scanning was ~30% of the key
+-- pool's Redis time (callgrind). One value longer than Redis's listpack bound (64 bytes by
+-- default, hash-max-listpack-value) makes Redis keep the hash as a hash table from then on.
+local HT = 'kept as a hash table: this value is longer than hash-max-listpack-value (64 bytes)'
 local heads = {}
 local function head(h)
   local c = heads[h]
@@ -178,6 +184,7 @@ local function add(h, d, idx, amount)
     hset(h, lof, lo)
   end
   if idx < lo then return end -- that bucket has left the window: nothing to correct
+  if amount > 0 and not hget(h, 'ht') then hset(h, 'ht', HT) end
   if amount < 0 then
     local v = num(redis.call('HGET', h, f), 0)
     if -amount > v then amount = -v end
