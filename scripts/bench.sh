@@ -8,6 +8,7 @@ require_node
 ensure_pnpm
 install_deps
 ensure_redis_server
+ensure_valgrind
 build_all
 step "running the benchmark"
 exec node apps/bench/dist/main.js "$@"

@@ -62,6 +62,21 @@ ensure_redis_server() {
 # The live alert and dashboard test (test/e2e/prometheus.e2e.test.ts) runs a real Prometheus and
 # promtool (Debian's prometheus package). Installed with apt-get when missing and we are root;
 # otherwise that test says loudly that it cannot run (and fails under CI=true).
+# valgrind (callgrind) for the bench's redis-cost scenario, which counts Redis's instructions
+# per job; without it that scenario says so and the others run.
+ensure_valgrind() {
+  if command -v valgrind >/dev/null && command -v callgrind_annotate >/dev/null; then return; fi
+  if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null; then
+    step "installing valgrind with apt-get (the redis-cost scenario counts instructions with it)"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends valgrind >/dev/null 2>&1 \
+      || { apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends valgrind >/dev/null; } \
+      || printf '\033[33mwarning:\033[0m apt-get could not install valgrind; the redis-cost scenario will be skipped\n' >&2
+    return
+  fi
+  printf '\033[33mwarning:\033[0m valgrind is not installed and cannot be installed here (not root);\n' >&2
+  printf '         the redis-cost scenario will be skipped. Install it: sudo apt-get install valgrind\n' >&2
+}
+
 ensure_prometheus() {
   if command -v prometheus >/dev/null && command -v promtool >/dev/null; then return; fi
   if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null; then

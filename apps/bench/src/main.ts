@@ -9,6 +9,7 @@ import { limiterScenario } from "./limiter";
 import { overheadScenario } from "./overhead";
 import { dropinScenario } from "./dropin";
 import { protectionScenario } from "./protection";
+import { redisCostScenario } from "./redis-cost";
 import { machineFacts, writeResults, type ScenarioResult } from "./results";
 import { soakScenario } from "./soak";
 
@@ -27,6 +28,7 @@ const SCENARIOS = [
   "cache",
   "protection",
   "dropin",
+  "redis-cost",
   "soak",
 ] as const;
 type Scenario = (typeof SCENARIOS)[number];
@@ -146,6 +148,11 @@ async function main(): Promise<void> {
         await dropinScenario({ redisUrl: redis.url, durationS: seconds(5, 15), inFlight: 100, log }),
       );
       await flush();
+    }
+    if (run("redis-cost")) {
+      log("\n== redis-cost");
+      // Its own redis-server, under callgrind (slow): a small load.
+      results.push(await redisCostScenario({ durationS: seconds(8, 15), log }));
     }
     if (run("soak")) {
       log("\n== soak");

@@ -8,6 +8,8 @@ import { freePort } from "./ports";
 export interface RedisHandle {
   url: string;
   port: number;
+  /** The process started (the wrapper's, when there is one). */
+  pid: number | undefined;
   /** SIGTERM, then removes the data folder. */
   stop(): Promise<void>;
   /** SIGKILL, as a crash or an OOM kill would end it; the data folder stays for a restart. */
@@ -26,6 +28,8 @@ export interface RedisOptions {
   persist?: boolean;
   /** A memory limit (e.g. "256mb"), as production sets one; none by default. */
   maxmemory?: string;
+  /** A command that runs redis-server with the arguments after it, e.g. valgrind and its flags. */
+  wrapper?: string[];
 }
 
 /**
@@ -54,7 +58,10 @@ export async function startRedis(opts: RedisOptions = {}): Promise<RedisHandle> 
   ];
   let child: ChildProcess;
   try {
-    child = spawn("redis-server", args, { stdio: ["ignore", "pipe", "pipe"] });
+    const [command, ...before] = opts.wrapper ?? [];
+    child = command
+      ? spawn(command, [...before, "redis-server", ...args], { stdio: ["ignore", "pipe", "pipe"] })
+      : spawn("redis-server", args, { stdio: ["ignore", "pipe", "pipe"] });
   } catch (err) {
     throw new Error(
       `cannot start redis-server (${(err as Error).message}); install it (apt-get install redis-server) or set REDIS_URL`,
@@ -88,6 +95,7 @@ export async function startRedis(opts: RedisOptions = {}): Promise<RedisHandle> 
   return {
     url,
     port,
+    pid: child.pid,
     stop: async () => {
       await end("SIGTERM");
       rmSync(dir, { recursive: true, force: true });
