@@ -104,24 +104,47 @@ local function head(h)
   return c
 end
 local function hget(h, f) return head(h)[f] end
+-- A numeric head field as a number (nil when absent); parsed once per call (tonumber is a strtod).
+local function hnum(h, f)
+  local c = head(h)
+  local v = c[f]
+  if type(v) == 'string' then
+    v = tonumber(v)
+    c[f] = v
+  end
+  return v
+end
 local function hset(h, f, v)
   redis.call('HSET', h, f, v)
   head(h)[f] = v
 end
-local function hincr(h, f, amount)
-  local n = redis.call('HINCRBY', h, f, amount)
+local function hincr(h, f, amount, text)
+  local n = redis.call('HINCRBY', h, f, text or amount)
   head(h)[f] = n
   return n
+end
+
+-- A bucket's field suffix (":<n>"). Every number Redis or Lua turns into text costs a float
+-- formatting ("%.17g" or "%.14g": ~4,500 instructions, as much as a whole HINCRBY); the few
+-- bucket numbers a call uses are formatted once, and amounts go to Redis as the text they came as.
+local suffix_text = {}
+local function suffix(idx)
+  local s = suffix_text[idx]
+  if not s then
+    s = ':' .. string.format('%d', idx)
+    suffix_text[idx] = s
+  end
+  return s
 end
 
 -- Drops the buckets that have left the window and takes them off the running sums.
 local function trim_one(h, dims, lof, bucket, span, reach)
   local cutoff = math.floor((now - span - MARGIN) / bucket)
-  local lo = tonumber(hget(h, lof))
+  local lo = hnum(h, lof)
   if not lo or lo >= cutoff then return end
   for idx = lo, math.min(cutoff - 1, lo + reach) do
     for _, d in ipairs(dims) do
-      local f = d .. ':' .. idx
+      local f = d .. suffix(idx)
       local v = tonumber(redis.call('HGET', h, f))
       if v then
         hincr(h, d, -v)
@@ -140,11 +163,11 @@ end
 -- When will `need` of dim d have left the window? (oldest buckets first)
 local function free_at(h, d, need)
   local day = d == 'd'
-  local lo = num(hget(h, day and 'dlo' or 'mlo'), day and cur_d or cur_m)
+  local lo = num(hnum(h, day and 'dlo' or 'mlo'), day and cur_d or cur_m)
   local last = day and cur_d or cur_m
   local acc = 0
   for idx = lo, last do
-    acc = acc + num(redis.call('HGET', h, d .. ':' .. idx), 0)
+    acc = acc + num(redis.call('HGET', h, d .. suffix(idx)), 0)
     if acc >= need then
       if day then return (idx + 1) * DB + DAY + MARGIN end
       return (idx + 1) * MB + W + MARGIN
@@ -155,16 +178,16 @@ end
 
 -- The limit in force: the configured one, or the provider's reported one when that is lower.
 local function effective(h, d, configured)
-  local hl = tonumber(hget(h, 'hl:' .. d))
+  local hl = hnum(h, 'hl:' .. d)
   if hl and hl > 0 and (configured == 0 or hl < configured) then return hl end
   return configured
 end
 
 -- Usage the provider reported beyond ours, while its reset time has not passed.
 local function adj(h, d)
-  local a = tonumber(hget(h, 'adj:' .. d))
+  local a = hnum(h, 'adj:' .. d)
   if not a then return 0 end
-  if num(hget(h, 'adj_until:' .. d), 0) <= now then
+  if num(hnum(h, 'adj_until:' .. d), 0) <= now then
     redis.call('HDEL', h, 'adj:' .. d, 'adj_until:' .. d)
     local c = head(h)
     c['adj:' .. d], c['adj_until:' .. d] = nil, nil
@@ -173,12 +196,12 @@ local function adj(h, d)
   return a
 end
 
-local function add(h, d, idx, amount)
+local function add(h, d, idx, amount, text)
   if amount == 0 then return end
-  local f = d .. ':' .. idx
+  local f = d .. suffix(idx)
   local day = d == 'd'
   local lof = day and 'dlo' or 'mlo'
-  local lo = tonumber(hget(h, lof))
+  local lo = hnum(h, lof)
   if not lo then
     lo = math.floor((now - (day and DAY or W) - MARGIN) / (day and DB or MB))
     hset(h, lof, lo)
@@ -187,17 +210,19 @@ local function add(h, d, idx, amount)
   if amount > 0 and not hget(h, 'ht') then hset(h, 'ht', HT) end
   if amount < 0 then
     local v = num(redis.call('HGET', h, f), 0)
-    if -amount > v then amount = -v end
+    if -amount > v then amount, text = -v, nil end
     if amount == 0 then return end
   end
-  local n = redis.call('HINCRBY', h, f, amount)
-  hincr(h, d, amount)
+  local n = redis.call('HINCRBY', h, f, text or amount)
+  hincr(h, d, amount, text)
   -- True when this write opened the bucket.
   return n == amount
 end
 
+local ttl_text
 local function touch(h)
-  redis.call('PEXPIRE', h, DAY + DB + W + MARGIN)
+  ttl_text = ttl_text or tostring(DAY + DB + W + MARGIN)
+  redis.call('PEXPIRE', h, ttl_text)
 end
 
 if op == 'reserve' then
@@ -220,7 +245,7 @@ if op == 'reserve' then
     for j = 1, 4 do
       local L = share[j]
       if L > 0 then
-        local used = num(hget(share_h, names[j]), 0)
+        local used = num(hnum(share_h, names[j]), 0)
         if costs[j] > L then return { 0, 0, 'too_large', now } end
         if used + costs[j] > L then
           blocked = true
@@ -266,7 +291,7 @@ if op == 'reserve' then
       for _, sc in ipairs(scopes) do
         local h, z, off = sc[1], sc[2], sc[3]
         trim(h)
-        local cool = num(hget(h, 'cool'), 0)
+        local cool = num(hnum(h, 'cool'), 0)
         if cool > now then
           fit, cooling = false, true
           free = math.max(free, cool)
@@ -279,7 +304,7 @@ if op == 'reserve' then
             if costs[j] > L then
               impossible = true
             else
-              local counted = num(hget(h, names[j]), 0)
+              local counted = num(hnum(h, names[j]), 0)
               local extra = j <= 4 and adj(h, names[j]) or 0
               local used = counted + extra
               if used + costs[j] > L then
@@ -287,7 +312,7 @@ if op == 'reserve' then
                 if counted + costs[j] > L then
                   free = math.max(free, free_at(h, names[j], counted + costs[j] - L))
                 else
-                  free = math.max(free, num(hget(h, 'adj_until:' .. names[j]), now))
+                  free = math.max(free, num(hnum(h, 'adj_until:' .. names[j]), now))
                 end
               elseif (L - used - costs[j]) / L < head then
                 head = (L - used - costs[j]) / L
@@ -335,17 +360,19 @@ if op == 'reserve' then
   if best then
     local base = 2 + (best - 1) * 5
     local amounts = { 1, tin + tout, tin, tout }
+    local texts = { '1', tostring(tin + tout), ARGV[5], ARGV[6] }
     local targets = { KEYS[base + 2], KEYS[base + 4] }
     if share_on then table.insert(targets, share_h) end
     for _, h in ipairs(targets) do
       -- A window's TTL (a day and more) is renewed with the first request of each second.
-      if add(h, 'r', cur_m, 1) then touch(h) end
-      for j = 2, 4 do add(h, names[j], cur_m, amounts[j]) end
-      if h ~= share_h then add(h, 'd', cur_d, 1) end
+      if add(h, 'r', cur_m, 1, '1') then touch(h) end
+      for j = 2, 4 do add(h, names[j], cur_m, amounts[j], texts[j]) end
+      if h ~= share_h then add(h, 'd', cur_d, 1, '1') end
     end
+    local slot_until, slot_ttl_text = tostring(now + slot_ttl), tostring(slot_ttl + W)
     for _, z in ipairs({ KEYS[base + 3], KEYS[base + 5] }) do
-      redis.call('ZADD', z, now + slot_ttl, res_id)
-      redis.call('PEXPIRE', z, slot_ttl + W)
+      redis.call('ZADD', z, slot_until, res_id)
+      redis.call('PEXPIRE', z, slot_ttl_text)
     end
     -- The key's last use of the model (for GET /admin/keys), at most once a second.
     if now - last_use[best] >= 1000 then
@@ -410,30 +437,31 @@ if op == 'settle' then
   elseif outcome == 'rate_limited' or outcome == 'disabled' then
     din, dout = -rin, -rout -- refused upstream: no tokens were spent (the request still counts)
   end
+  local dt_text, din_text, dout_text = tostring(din + dout), tostring(din), tostring(dout)
   for _, h in ipairs({ kw, mw, share_h }) do
     if redis.call('EXISTS', h) == 1 then
-      add(h, 't', idx_m, din + dout)
-      add(h, 'i', idx_m, din)
-      add(h, 'o', idx_m, dout)
+      add(h, 't', idx_m, din + dout, dt_text)
+      add(h, 'i', idx_m, din, din_text)
+      add(h, 'o', idx_m, dout, dout_text)
     end
   end
 
   if outcome == 'ok' then
-    redis.call('HINCRBY', state, 'ok', 1)
+    redis.call('HINCRBY', state, 'ok', '1')
     if duration >= 0 then
       local ema = num(redis.call('HGET', state, 'ema'), duration)
       redis.call('HSET', state, 'ema', math.floor(ema * 0.8 + duration * 0.2))
     end
   else
-    redis.call('HINCRBY', state, 'err', 1)
+    redis.call('HINCRBY', state, 'err', '1')
   end
   redis.call('HSET', state, 'last_status', outcome, 'last_at', now)
 
   local cooling = 0
   if outcome == 'rate_limited' then
-    redis.call('HINCRBY', state, 'n429', 1)
+    redis.call('HINCRBY', state, 'n429', '1')
     local h = cool_scope == 'model' and mw or kw
-    cooling = math.max(num(hget(h, 'cool'), 0), cool_until)
+    cooling = math.max(num(hnum(h, 'cool'), 0), cool_until)
     hset(h, 'cool', cooling)
     touch(h)
   end
@@ -453,11 +481,11 @@ if op == 'settle' then
     local rlimit = tonumber(ARGV[at + 2])
     local rremaining = tonumber(ARGV[at + 3])
     local rreset = tonumber(ARGV[at + 4])
-    if rlimit > 0 and tonumber(hget(hh, 'hl:' .. d)) ~= rlimit then hset(hh, 'hl:' .. d, rlimit) end
+    if rlimit > 0 and hnum(hh, 'hl:' .. d) ~= rlimit then hset(hh, 'hl:' .. d, rlimit) end
     local L = effective(hh, d, configured)
     if L > 0 and rremaining >= 0 then
       local extra = adj(hh, d)
-      local ours = L - num(hget(hh, d), 0) - extra
+      local ours = L - num(hnum(hh, d), 0) - extra
       if rremaining < ours then
         local until_ms = now + (rreset >= 0 and rreset or default_reset)
         hset(hh, 'adj:' .. d, extra + ours - rremaining)
@@ -495,11 +523,11 @@ if op == 'inspect' then
   trim(h)
   redis.call('ZREMRANGEBYSCORE', z, '-inf', now)
   local out = {}
-  for _, d in ipairs({ 'r', 't', 'i', 'o' }) do table.insert(out, num(hget(h, d), 0) + adj(h, d)) end
-  table.insert(out, num(hget(h, 'd'), 0))
+  for _, d in ipairs({ 'r', 't', 'i', 'o' }) do table.insert(out, num(hnum(h, d), 0) + adj(h, d)) end
+  table.insert(out, num(hnum(h, 'd'), 0))
   table.insert(out, redis.call('ZCARD', z))
-  table.insert(out, num(hget(h, 'cool'), 0))
-  for _, d in ipairs(MIN_DIMS) do table.insert(out, num(hget(h, 'hl:' .. d), 0)) end
+  table.insert(out, num(hnum(h, 'cool'), 0))
+  for _, d in ipairs(MIN_DIMS) do table.insert(out, num(hnum(h, 'hl:' .. d), 0)) end
   return out
 end
 

@@ -108,7 +108,7 @@ local function take(s, usable, skips)
         rcall("ZREM", tierSet, tenant)
         if s.field == "" then
           if rcall("ZCARD", tierSet) == 0 then
-            rcall("HSET", STATE, "ws:" .. tier, 0)
+            rcall("HSET", STATE, "ws:" .. tier, "0")
           else
             rcall("HINCRBYFLOAT", STATE, "ws:" .. tier, -num("we:" .. tenant))
           end
@@ -151,10 +151,10 @@ if op == "wait" then
   -- Every ticket is its own member: a job that waits again before an earlier ticket of its own
   -- is due (another ticket freed it meanwhile) adds a ticket instead of moving that one, so
   -- the room never holds more jobs than tickets.
-  local n = rcall("HINCRBY", STATE, "seq", 1)
+  local n = rcall("HINCRBY", STATE, "seq", "1")
   rcall("ZADD", LATER, at, "t|" .. resource .. "|" .. jobId .. "|" .. n)
   -- Wake a blocked worker now: its next pick learns when the ticket is due and sets an alarm.
-  rcall("ZADD", BULL .. ":" .. ARGV[8] .. ":marker", 0, "0")
+  rcall("ZADD", BULL .. ":" .. ARGV[8] .. ":marker", "0", "0")
   return { 1, at }
 end
 
@@ -168,7 +168,7 @@ if op == "wake" then
   end
   jobs = math.min(jobs, tonumber(ARGV[6]) or 0)
   for _ = 1, jobs do
-    local n = rcall("HINCRBY", STATE, "seq", 1)
+    local n = rcall("HINCRBY", STATE, "seq", "1")
     rcall("ZADD", LATER, now, "t|" .. ARGV[5] .. "|wake|" .. n)
   end
   return { jobs }
