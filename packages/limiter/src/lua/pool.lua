@@ -60,6 +60,13 @@ if not now then
   now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
+-- now as text for Redis (formatted once: see suffix below).
+local now_text_cache = ARGV[2] ~= '' and ARGV[2] or nil
+local function now_text()
+  now_text_cache = now_text_cache or tostring(now)
+  return now_text_cache
+end
+
 local DAY = 86400000
 local DB = DAY / 144
 local MIN_DIMS = { 'r', 't', 'i', 'o' }
@@ -83,7 +90,7 @@ end
 -- write to one of them goes through hset/hincr/hdel below, so the copy stays exact. (Reading
 -- them one HGET at a time was most of the ~50 calls a reservation made.)
 local HEAD = { 'mlo', 'dlo', 'cool', 'r', 't', 'i', 'o', 'd', 'hl:r', 'hl:t', 'hl:i', 'hl:o',
-  'adj:r', 'adj:t', 'adj:i', 'adj:o', 'adj_until:r', 'adj_until:t', 'adj_until:i', 'adj_until:o', 'ht' }
+  'adj:r', 'adj:t', 'adj:i', 'adj:o', 'ht' }
 -- A window hash holds its buckets (up to ~250 fields at a minute's steady use) and each call reads
 -- and writes ~30 of them. Redis keeps a hash of up to 128 short fields as a listpack, where every
 -- field lookup scans the whole list: with a few dozen buckets that scanning was ~30% of the key
@@ -104,6 +111,17 @@ local function head(h)
   return c
 end
 local function hget(h, f) return head(h)[f] end
+-- A field read apart from the head, once per call (an adjustment's end: only read when the
+-- adjustment exists, which is rare; each field of an HMGET costs ~2,500 instructions).
+local function hextra(h, f)
+  local c = head(h)
+  local v = c[f]
+  if v == nil then
+    v = tonumber(redis.call('HGET', h, f)) or false
+    c[f] = v
+  end
+  return v or nil
+end
 -- A numeric head field as a number (nil when absent); parsed once per call (tonumber is a strtod).
 local function hnum(h, f)
   local c = head(h)
@@ -187,7 +205,7 @@ end
 local function adj(h, d)
   local a = hnum(h, 'adj:' .. d)
   if not a then return 0 end
-  if num(hnum(h, 'adj_until:' .. d), 0) <= now then
+  if num(hextra(h, 'adj_until:' .. d), 0) <= now then
     redis.call('HDEL', h, 'adj:' .. d, 'adj_until:' .. d)
     local c = head(h)
     c['adj:' .. d], c['adj_until:' .. d] = nil, nil
@@ -312,7 +330,7 @@ if op == 'reserve' then
                 if counted + costs[j] > L then
                   free = math.max(free, free_at(h, names[j], counted + costs[j] - L))
                 else
-                  free = math.max(free, num(hnum(h, 'adj_until:' .. names[j]), now))
+                  free = math.max(free, num(hextra(h, 'adj_until:' .. names[j]), now))
                 end
               elseif (L - used - costs[j]) / L < head then
                 head = (L - used - costs[j]) / L
@@ -321,7 +339,7 @@ if op == 'reserve' then
           end
         end
         local conc = tonumber(ARGV[lbase + off + 6])
-        redis.call('ZREMRANGEBYSCORE', z, '-inf', now)
+        redis.call('ZREMRANGEBYSCORE', z, '-inf', now_text())
         if conc > 0 then
           if conc_k == 0 or conc < conc_k then conc_k = conc end
           local busy = redis.call('ZCARD', z)
@@ -377,7 +395,7 @@ if op == 'reserve' then
     -- The key's last use of the model (for GET /admin/keys), at most once a second.
     if now - last_use[best] >= 1000 then
       local state = KEYS[base + 1]
-      redis.call('HSET', state, 'm:' .. model, now)
+      redis.call('HSET', state, 'm:' .. model, now_text())
       redis.call('PEXPIRE', state, STATE_TTL)
     end
     return { 1, best, cur_m, cur_d, now }
@@ -455,7 +473,7 @@ if op == 'settle' then
   else
     redis.call('HINCRBY', state, 'err', '1')
   end
-  redis.call('HSET', state, 'last_status', outcome, 'last_at', now)
+  redis.call('HSET', state, 'last_status', outcome, 'last_at', now_text())
 
   local cooling = 0
   if outcome == 'rate_limited' then
