@@ -50,7 +50,7 @@ build_all() {
 # Tests and the demo start their own redis-server when REDIS_URL is not given; they need the binary.
 ensure_redis_server() {
   if command -v redis-server >/dev/null; then return; fi
-  if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null; then
+  if can_apt; then
     step "installing redis-server with apt-get"
     apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null \
       || die "apt-get could not install redis-server"
@@ -59,34 +59,39 @@ ensure_redis_server() {
   die "redis-server is not installed. Install it (Debian/Ubuntu: sudo apt-get install redis-server; macOS: brew install redis) or set REDIS_URL to a running Redis."
 }
 
+# Installs Debian packages quietly without recommends (an update first only when the plain install
+# fails); true when they are installed. Only as root with apt-get: callers check can_apt first.
+can_apt() { [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null; }
+apt_install() {
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null 2>&1 \
+    || { apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null; }
+}
+
 # The live alert and dashboard test (test/e2e/prometheus.e2e.test.ts) runs a real Prometheus and
 # promtool (Debian's prometheus package). Installed with apt-get when missing and we are root;
 # otherwise that test says loudly that it cannot run (and fails under CI=true).
+ensure_prometheus() {
+  if command -v prometheus >/dev/null && command -v promtool >/dev/null; then return; fi
+  if can_apt; then
+    step "installing prometheus (and promtool) with apt-get"
+    # The package may start a daemon of its own on :9090; the test runs its own on a free port.
+    apt_install prometheus || die "apt-get could not install prometheus"
+    return
+  fi
+  printf '\033[33mwarning:\033[0m prometheus/promtool are not installed and cannot be installed here (not root);\n' >&2
+  printf '         the live Prometheus test will be skipped. Install them: sudo apt-get install prometheus\n' >&2
+}
+
 # valgrind (callgrind) for the bench's redis-cost scenario, which counts Redis's instructions
 # per job; without it that scenario says so and the others run.
 ensure_valgrind() {
   if command -v valgrind >/dev/null && command -v callgrind_annotate >/dev/null; then return; fi
-  if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null; then
+  if can_apt; then
     step "installing valgrind with apt-get (the redis-cost scenario counts instructions with it)"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends valgrind >/dev/null 2>&1 \
-      || { apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends valgrind >/dev/null; } \
+    apt_install valgrind \
       || printf '\033[33mwarning:\033[0m apt-get could not install valgrind; the redis-cost scenario will be skipped\n' >&2
     return
   fi
   printf '\033[33mwarning:\033[0m valgrind is not installed and cannot be installed here (not root);\n' >&2
   printf '         the redis-cost scenario will be skipped. Install it: sudo apt-get install valgrind\n' >&2
-}
-
-ensure_prometheus() {
-  if command -v prometheus >/dev/null && command -v promtool >/dev/null; then return; fi
-  if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null; then
-    step "installing prometheus (and promtool) with apt-get"
-    # The package may start a daemon of its own on :9090; the test runs its own on a free port.
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null 2>&1 \
-      || { apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; } \
-      || die "apt-get could not install prometheus"
-    return
-  fi
-  printf '\033[33mwarning:\033[0m prometheus/promtool are not installed and cannot be installed here (not root);\n' >&2
-  printf '         the live Prometheus test will be skipped. Install them: sudo apt-get install prometheus\n' >&2
 }

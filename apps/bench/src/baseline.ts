@@ -13,7 +13,8 @@ export interface Baseline {
   result: ScenarioResult;
 }
 
-const PAYLOAD = {
+/** A payload the size of a small chat job. */
+export const PAYLOAD = {
   v: 1,
   tenant_id: "bench",
   tier: "paid",
@@ -48,23 +49,9 @@ export async function baselineScenario(opts: {
     const addPerSec = added / ((performance.now() - t0) / 1000);
     opts.log(`baseline: raw Queue.add ${Math.round(addPerSec)}/s (${added} jobs)`);
 
-    let processed = 0;
-    let finish = () => {};
-    const done = new Promise<void>((resolve) => (finish = resolve));
-    const workerConnection = new Redis(opts.redisUrl, { maxRetriesPerRequest: null });
     const t1 = performance.now();
-    const worker = new Worker(
-      "raw",
-      async () => {
-        processed += 1;
-        if (processed === added) finish();
-      },
-      { connection: workerConnection, prefix, concurrency: 256 },
-    );
-    await done;
-    await worker.close();
-    await workerConnection.quit();
-    const processPerSec = processed / ((performance.now() - t1) / 1000);
+    await processRaw(opts.redisUrl, prefix, added);
+    const processPerSec = added / ((performance.now() - t1) / 1000);
     opts.log(`baseline: raw Worker ${Math.round(processPerSec)} jobs/s`);
     return {
       addPerSec,
@@ -85,4 +72,23 @@ export async function baselineScenario(opts: {
     await queue.close();
     await connection.quit();
   }
+}
+
+/** A raw BullMQ Worker (concurrency 256, like one Switchyard worker) completes `count` jobs of queue "raw" with a no-op. */
+export async function processRaw(redisUrl: string, prefix: string, count: number): Promise<void> {
+  let processed = 0;
+  let finish = () => {};
+  const done = new Promise<void>((resolve) => (finish = resolve));
+  const connection = new Redis(redisUrl, { maxRetriesPerRequest: null });
+  const worker = new Worker(
+    "raw",
+    async () => {
+      processed += 1;
+      if (processed === count) finish();
+    },
+    { connection, prefix, concurrency: 256 },
+  );
+  await done;
+  await worker.close();
+  await connection.quit();
 }

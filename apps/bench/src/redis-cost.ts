@@ -3,9 +3,10 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { Queue, Worker } from "bullmq";
+import { Queue } from "bullmq";
 import { Redis } from "ioredis";
 import { startRedis, type RedisHandle } from "@switchyard/testing";
+import { PAYLOAD, processRaw } from "./baseline";
 import { ratio, startBenchStack, waitSucceeded } from "./harness";
 import { submitRequest } from "./ingest";
 import { closedLoop } from "./load";
@@ -137,33 +138,14 @@ export async function redisCostScenario(opts: {
         Array.from({ length: 50 }, async () => {
           while (added < rawJobs) {
             added += 1;
-            await queue.add(
-              "chat",
-              {
-                tenant_id: "bench",
-                model: "gpt-4o-mini",
-                request: { messages: [{ role: "user", content: "hi" }] },
-              },
-              { removeOnComplete: { count: 5_000 }, removeOnFail: { count: 5_000 } },
-            );
+            await queue.add("chat", PAYLOAD, {
+              removeOnComplete: { count: 5_000 },
+              removeOnFail: { count: 5_000 },
+            });
           }
         }),
       );
-      let processed = 0;
-      let finish = () => {};
-      const done = new Promise<void>((resolve) => (finish = resolve));
-      const workerConnection = new Redis(redis.url, { maxRetriesPerRequest: null });
-      const worker = new Worker(
-        "raw",
-        async () => {
-          processed += 1;
-          if (processed === rawJobs) finish();
-        },
-        { connection: workerConnection, prefix, concurrency: 256 },
-      );
-      await done;
-      await worker.close();
-      await workerConnection.quit();
+      await processRaw(redis.url, prefix, rawJobs);
     });
     const rawMs = performance.now() - t0;
     await queue.close();
