@@ -262,13 +262,16 @@ export interface GcPauses {
   over10ms: number;
 }
 
+/** No pauses: a kind a process has not reported yet. */
+export const noPauses = (): GcPauses => ({ count: 0, sumMs: 0, over10ms: 0 });
+
 /** GC pauses by kind (minor, major, incremental, weakcb) since the process started. */
 export async function gcPauses(metricsUrl: string): Promise<Map<string, GcPauses>> {
   const text = await (await fetch(metricsUrl)).text();
   const out = new Map<string, GcPauses>();
   const of = (kind: string): GcPauses => {
     let p = out.get(kind);
-    if (!p) out.set(kind, (p = { count: 0, sumMs: 0, over10ms: 0 }));
+    if (!p) out.set(kind, (p = noPauses()));
     return p;
   };
   const under10 = new Map<string, number>();
@@ -292,7 +295,7 @@ export function gcPausesBetween(
 ): Map<string, GcPauses> {
   const d = new Map<string, GcPauses>();
   for (const [kind, a] of after) {
-    const b = before.get(kind) ?? { count: 0, sumMs: 0, over10ms: 0 };
+    const b = before.get(kind) ?? noPauses();
     d.set(kind, { count: a.count - b.count, sumMs: a.sumMs - b.sumMs, over10ms: a.over10ms - b.over10ms });
   }
   return d;

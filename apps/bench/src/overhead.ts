@@ -2,6 +2,7 @@ import { PAID_KEY } from "@switchyard/testing";
 import {
   gcPauses,
   gcPausesBetween,
+  noPauses,
   percentile,
   startBenchStack,
   waitSucceeded,
@@ -190,8 +191,8 @@ export async function overheadScenario(opts: {
  * young-generation scavenge stops the process's event loop, so every job in it waits.
  */
 function describeGc(g: Map<string, GcPauses>, windowMs: number): string {
-  const minor = g.get("minor") ?? { count: 0, sumMs: 0, over10ms: 0 };
-  const major = g.get("major") ?? { count: 0, sumMs: 0, over10ms: 0 };
+  const minor = g.get("minor") ?? noPauses();
+  const major = g.get("major") ?? noPauses();
   const mean = minor.count > 0 ? minor.sumMs / minor.count : 0;
   const share = ((minor.sumMs + major.sumMs) / windowMs) * 100;
   return `${minor.count} scavenges (mean ${mean.toFixed(1)} ms, ${minor.over10ms} over 10 ms), ${major.count} mark-compacts (${major.sumMs.toFixed(0)} ms); ${share.toFixed(1)}% of the window`;
