@@ -56,9 +56,13 @@ export async function startBenchStack(opts: {
     const configPath = join(dir, "config.yaml");
     writeFileSync(configPath, stringify(cfg));
     // BENCH_PROFILE_DIR=/some/dir writes a V8 CPU profile of the API and each worker there.
-    const profile = process.env.BENCH_PROFILE_DIR
-      ? ["--cpu-prof", `--cpu-prof-dir=${process.env.BENCH_PROFILE_DIR}`]
-      : [];
+    // BENCH_NODE_ARGS="--flag ..." passes V8/Node flags to the API and the workers (to try them).
+    const nodeArgs = [
+      ...(process.env.BENCH_PROFILE_DIR
+        ? ["--cpu-prof", `--cpu-prof-dir=${process.env.BENCH_PROFILE_DIR}`]
+        : []),
+      ...(process.env.BENCH_NODE_ARGS ?? "").split(/\s+/).filter(Boolean),
+    ];
     // BENCH_LOG_LEVEL (default info, as shipped): the API writes one access-log line per request.
     const level = process.env.BENCH_LOG_LEVEL ?? "info";
     const common = { REDIS_URL: opts.redisUrl, SWITCHYARD_CONFIG: configPath, LOG_LEVEL: level };
@@ -76,7 +80,7 @@ export async function startBenchStack(opts: {
       },
       "mock",
     );
-    const api = startApp("api", { ...common, PORT: String(apiPort), HOST: "127.0.0.1" }, "api", profile);
+    const api = startApp("api", { ...common, PORT: String(apiPort), HOST: "127.0.0.1" }, "api", nodeArgs);
     procs.push(mock, api);
     await Promise.all([
       mock.waitForOutput(/mock provider listening/),
@@ -84,7 +88,7 @@ export async function startBenchStack(opts: {
     ]);
     const workers: AppProcess[] = [];
     for (const [i, port] of workerPorts.entries()) {
-      const w = startApp("worker", { ...common, METRICS_PORT: String(port) }, `worker${i + 1}`, profile);
+      const w = startApp("worker", { ...common, METRICS_PORT: String(port) }, `worker${i + 1}`, nodeArgs);
       procs.push(w);
       workers.push(w);
       await waitHttp(`http://127.0.0.1:${port}/healthz`);
