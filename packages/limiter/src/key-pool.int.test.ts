@@ -316,4 +316,24 @@ describe("KeyPool", () => {
     // whole for every field (see pool.lua).
     for (const k of windows) expect([k, await redis.object("ENCODING", k)]).toEqual([k, "hashtable"]);
   });
+
+  it("gives a state or window hash that a settlement creates its TTL", async () => {
+    // A settlement renews no TTL of a key in use (its reservations do, once a second), so one
+    // that finds its key's state or window gone (deleted by hand, say) must bound what it writes.
+    const p = provider([{ id: "a", secret: "sk-a" }]);
+    const r = granted(await reserve(p, T0));
+    const keys = new Keys(prefix);
+    const state = keys.keyState("up", "a");
+    const window = keys.keyWindow("up", "a", "m");
+    await redis.del(state, window);
+    await pool.settle(r, {
+      kind: "ok",
+      usage: { input_tokens: 5, output_tokens: 5 },
+      now: T0 + 10,
+      reported: { requests: { limit: 500, remaining: 400, resetMs: 1_000 } },
+    });
+    expect(await redis.hget(state, "ok")).toBe("1");
+    expect(await redis.hget(window, "hl:r")).toBe("500");
+    for (const k of [state, window]) expect([k, (await redis.pttl(k)) > 0]).toEqual([k, true]);
+  });
 });

@@ -86,10 +86,12 @@ local function num(v, default)
 end
 
 -- A window hash's fields other than its buckets ("head": running sums, oldest buckets, cooldown,
--- reported limits, adjustments) are read once per script call with one HMGET and kept here; every
--- write to one of them goes through hset/hincr/hdel below, so the copy stays exact. (Reading
--- them one HGET at a time was most of the ~50 calls a reservation made.)
-local HEAD = { 'mlo', 'dlo', 'cool', 'r', 't', 'i', 'o', 'd', 'hl:r', 'hl:t', 'hl:i', 'hl:o',
+-- reported limits, adjustments) are read once per script call and kept here; every write to one
+-- of them goes through hset/hincr/hdel below, so the copy stays exact. (Reading them one HGET at
+-- a time was most of the ~50 calls a reservation made.) A reservation reads the whole head with
+-- one HMGET; a settlement reads only the oldest buckets ("mlo", "dlo": what trimming needs) of a
+-- window whose limits it does not look at: each field of an HMGET costs ~2,500 instructions.
+local REST = { 'cool', 'r', 't', 'i', 'o', 'd', 'hl:r', 'hl:t', 'hl:i', 'hl:o',
   'adj:r', 'adj:t', 'adj:i', 'adj:o', 'ht' }
 -- A window hash holds its buckets (up to ~250 fields at a minute's steady use) and each call reads
 -- and writes ~30 of them. Redis keeps a hash of up to 128 short fields as a listpack, where every
@@ -98,21 +100,48 @@ local HEAD = { 'mlo', 'dlo', 'cool', 'r', 't', 'i', 'o', 'd', 'hl:r', 'hl:t', 'h
 -- default, hash-max-listpack-value) makes Redis keep the hash as a hash table from then on.
 local HT = 'kept as a hash table: this value is longer than hash-max-listpack-value (64 bytes)'
 local heads = {}
-local function head(h)
+local function fill_rest(c, v, o)
+  c.cool, c.r, c.t, c.i, c.o, c.d = v[o + 1] or nil, v[o + 2] or nil, v[o + 3] or nil, v[o + 4] or nil,
+    v[o + 5] or nil, v[o + 6] or nil
+  c['hl:r'], c['hl:t'], c['hl:i'], c['hl:o'] = v[o + 7] or nil, v[o + 8] or nil, v[o + 9] or nil, v[o + 10] or nil
+  c['adj:r'], c['adj:t'], c['adj:i'], c['adj:o'] = v[o + 11] or nil, v[o + 12] or nil, v[o + 13] or nil,
+    v[o + 14] or nil
+  c.ht = v[o + 15] or nil
+  c['.all'] = true
+end
+-- The head of window h: its oldest buckets, and every other head field too when `all` (or when
+-- they were read already). The field ".all" says the whole head is here.
+local function load(h, all)
   local c = heads[h]
+  if c and (not all or c['.all']) then return c end
   if not c then
-    local vals = redis.call('HMGET', h, unpack(HEAD))
-    c = {}
-    for i, f in ipairs(HEAD) do
-      if vals[i] then c[f] = vals[i] end
-    end
+    local v = all and redis.call('HMGET', h, 'mlo', 'dlo', unpack(REST)) or redis.call('HMGET', h, 'mlo', 'dlo')
+    -- One constructor naming every field sizes the table once (absent fields stay nil); filling
+    -- it a field at a time made Lua grow and rehash it several times per window.
+    c = { mlo = v[1] or nil, dlo = v[2] or nil, cool = nil, r = nil, t = nil, i = nil, o = nil, d = nil,
+      ['hl:r'] = nil, ['hl:t'] = nil, ['hl:i'] = nil, ['hl:o'] = nil, ['adj:r'] = nil, ['adj:t'] = nil,
+      ['adj:i'] = nil, ['adj:o'] = nil, ht = nil, ['adj_until:r'] = nil, ['adj_until:t'] = nil,
+      ['adj_until:i'] = nil, ['adj_until:o'] = nil, ['.all'] = nil }
     heads[h] = c
+    if all then fill_rest(c, v, 2) end
+  else
+    -- Values this call wrote meanwhile went to Redis too: what is read back is the same.
+    fill_rest(c, redis.call('HMGET', h, unpack(REST)), 0)
   end
   return c
 end
-local function hget(h, f) return head(h)[f] end
+local function head(h) return heads[h] or load(h, false) end
+local function full(h) return load(h, true) end
+-- The cached table that holds head field f of window h (inlined checks: these run ~40 times per
+-- call, and every Lua function call costs).
+local function of(h, f)
+  local c = heads[h]
+  if c and (c['.all'] or f == 'mlo' or f == 'dlo') then return c end
+  return load(h, f ~= 'mlo' and f ~= 'dlo')
+end
+local function hget(h, f) return of(h, f)[f] end
 -- A field read apart from the head, once per call (an adjustment's end: only read when the
--- adjustment exists, which is rare; each field of an HMGET costs ~2,500 instructions).
+-- adjustment exists, which is rare).
 local function hextra(h, f)
   local c = head(h)
   local v = c[f]
@@ -124,7 +153,8 @@ local function hextra(h, f)
 end
 -- A numeric head field as a number (nil when absent); parsed once per call (tonumber is a strtod).
 local function hnum(h, f)
-  local c = head(h)
+  local c = heads[h]
+  if not (c and (c['.all'] or f == 'mlo' or f == 'dlo')) then c = load(h, f ~= 'mlo' and f ~= 'dlo') end
   local v = c[f]
   if type(v) == 'string' then
     v = tonumber(v)
@@ -225,7 +255,6 @@ local function add(h, d, idx, amount, text)
     hset(h, lof, lo)
   end
   if idx < lo then return end -- that bucket has left the window: nothing to correct
-  if amount > 0 and not hget(h, 'ht') then hset(h, 'ht', HT) end
   if amount < 0 then
     local v = num(redis.call('HGET', h, f), 0)
     if -amount > v then amount, text = -v, nil end
@@ -258,6 +287,7 @@ if op == 'reserve' then
   -- The tier's or tenant's share of the pool, when it has one.
   local share_on = share[1] + share[2] + share[3] + share[4] > 0
   if share_on then
+    full(share_h)
     trim(share_h)
     local free, spacing, blocked = 0, 2, false
     for j = 1, 4 do
@@ -308,6 +338,7 @@ if op == 'reserve' then
       local conc_k = 0
       for _, sc in ipairs(scopes) do
         local h, z, off = sc[1], sc[2], sc[3]
+        full(h) -- its limits are read below: the whole head in one HMGET
         trim(h)
         local cool = num(hnum(h, 'cool'), 0)
         if cool > now then
@@ -382,6 +413,7 @@ if op == 'reserve' then
     local targets = { KEYS[base + 2], KEYS[base + 4] }
     if share_on then table.insert(targets, share_h) end
     for _, h in ipairs(targets) do
+      if not hget(h, 'ht') then hset(h, 'ht', HT) end
       -- A window's TTL (a day and more) is renewed with the first request of each second.
       if add(h, 'r', cur_m, 1, '1') then touch(h) end
       for j = 2, 4 do add(h, names[j], cur_m, amounts[j], texts[j]) end
@@ -441,7 +473,14 @@ if op == 'settle' then
 
   redis.call('ZREM', ks, res_id)
   redis.call('ZREM', ms, res_id)
-  for _, h in ipairs({ kw, mw, share_h }) do trim(h) end -- a missing hash stays missing
+  -- The window whose limits the provider's headers correct is read whole (one HMGET); of the
+  -- others only what trimming needs. A missing hash stays missing; the share window is looked at
+  -- only when the job had a share (without one, KEYS[6] names no window).
+  local hh = hdr_scope == 'model' and mw or kw
+  full(hh)
+  local windows = { kw, mw }
+  if redis.call('EXISTS', share_h) == 1 then windows[3] = share_h end
+  for _, h in ipairs(windows) do trim(h) end
 
   local din, dout = 0, 0
   if uin >= 0 and uout >= 0 then
@@ -456,24 +495,25 @@ if op == 'settle' then
     din, dout = -rin, -rout -- refused upstream: no tokens were spent (the request still counts)
   end
   local dt_text, din_text, dout_text = tostring(din + dout), tostring(din), tostring(dout)
-  for _, h in ipairs({ kw, mw, share_h }) do
-    if redis.call('EXISTS', h) == 1 then
+  for k, h in ipairs(windows) do
+    -- (the share window exists: checked above)
+    if k == 3 or redis.call('EXISTS', h) == 1 then
       add(h, 't', idx_m, din + dout, dt_text)
       add(h, 'i', idx_m, din, din_text)
       add(h, 'o', idx_m, dout, dout_text)
     end
   end
 
-  if outcome == 'ok' then
-    redis.call('HINCRBY', state, 'ok', '1')
-    if duration >= 0 then
-      local ema = num(redis.call('HGET', state, 'ema'), duration)
-      redis.call('HSET', state, 'ema', math.floor(ema * 0.8 + duration * 0.2))
-    end
+  -- A counter at 1 means this call may have created the state hash: it gets its TTL then (the
+  -- reservations renew it at least once a second while the key is used).
+  local counted = redis.call('HINCRBY', state, outcome == 'ok' and 'ok' or 'err', '1')
+  if outcome == 'ok' and duration >= 0 then
+    local ema = num(redis.call('HGET', state, 'ema'), duration)
+    redis.call('HSET', state, 'last_status', outcome, 'last_at', now_text(),
+      'ema', string.format('%d', math.floor(ema * 0.8 + duration * 0.2)))
   else
-    redis.call('HINCRBY', state, 'err', '1')
+    redis.call('HSET', state, 'last_status', outcome, 'last_at', now_text())
   end
-  redis.call('HSET', state, 'last_status', outcome, 'last_at', now_text())
 
   local cooling = 0
   if outcome == 'rate_limited' then
@@ -492,14 +532,17 @@ if op == 'settle' then
   -- What the provider reports corrects our view: a lower limit is learned, and usage we did
   -- not see (another client on the same key) is charged to the current bucket.
   -- The extra usage is kept apart and dropped at the provider's reset time, not a window later.
-  local hh = hdr_scope == 'model' and mw or kw
+  local wrote = false
   for j, d in ipairs(MIN_DIMS) do
     local at = 19 + (j - 1) * 4
     local configured = tonumber(ARGV[at + 1])
     local rlimit = tonumber(ARGV[at + 2])
     local rremaining = tonumber(ARGV[at + 3])
     local rreset = tonumber(ARGV[at + 4])
-    if rlimit > 0 and hnum(hh, 'hl:' .. d) ~= rlimit then hset(hh, 'hl:' .. d, rlimit) end
+    if rlimit > 0 and hnum(hh, 'hl:' .. d) ~= rlimit then
+      hset(hh, 'hl:' .. d, rlimit)
+      wrote = true
+    end
     local L = effective(hh, d, configured)
     if L > 0 and rremaining >= 0 then
       local extra = adj(hh, d)
@@ -508,11 +551,14 @@ if op == 'settle' then
         local until_ms = now + (rreset >= 0 and rreset or default_reset)
         hset(hh, 'adj:' .. d, extra + ours - rremaining)
         hset(hh, 'adj_until:' .. d, until_ms)
+        wrote = true
       end
     end
   end
-  touch(hh)
-  redis.call('PEXPIRE', state, STATE_TTL)
+  -- A window this call may have created gets its TTL; one in use has it (renewed by the
+  -- reservations, with the first of each second).
+  if wrote then touch(hh) end
+  if counted == 1 then redis.call('PEXPIRE', state, STATE_TTL) end
   return { cooling, disabled }
 end
 
@@ -538,6 +584,7 @@ end
 if op == 'inspect' then
   set_window(ARGV[3], ARGV[4])
   local h, z = KEYS[1], KEYS[2]
+  full(h)
   trim(h)
   redis.call('ZREMRANGEBYSCORE', z, '-inf', now)
   local out = {}
