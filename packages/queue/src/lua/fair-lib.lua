@@ -30,13 +30,18 @@ local function count(tier, tenant, d)
   end
 end
 
--- Counts a start of the tier while it is busy; folds the count into its rate every second.
+-- Counts a start (d = 1) or a start taken back (d = -1) of the tier while it is busy; folds the
+-- count into its rate every second.
 local function measure(tier, d)
   local c0 = num("c0:" .. tier)
   if c0 <= 0 then
     return
   end
-  local cn = math.max(0, num("cn:" .. tier) + d)
+  local cn = rcall("HINCRBY", STATE, "cn:" .. tier, d > 0 and "1" or "-1")
+  if cn < 0 then
+    rcall("HSET", STATE, "cn:" .. tier, "0")
+    cn = 0
+  end
   local elapsed = now - c0
   if d > 0 and elapsed >= 1000 then
     local inst = cn * 1000 / elapsed
@@ -44,9 +49,7 @@ local function measure(tier, d)
     if cap > 0 then
       inst = 0.5 * cap + 0.5 * inst
     end
-    rcall("HSET", STATE, "cap:" .. tier, tostring(inst), "c0:" .. tier, now, "cn:" .. tier, 0)
-  else
-    rcall("HSET", STATE, "cn:" .. tier, cn)
+    rcall("HSET", STATE, "cap:" .. tier, tostring(inst), "c0:" .. tier, now, "cn:" .. tier, "0")
   end
 end
 
@@ -76,7 +79,8 @@ end
 -- the current virtual time of its level.
 local function activate(s, jobId, tier, tenant, prio)
   local seq = rcall("HINCRBY", STATE, "seq", "1")
-  rcall("ZADD", s.keys .. ":lane:" .. tenant, prio * PRIORITY_SPAN + seq, jobId)
+  -- Whole numbers below 2^53 as %d: cheaper than the float formatting of a number argument.
+  rcall("ZADD", s.keys .. ":lane:" .. tenant, string.format("%d", prio * PRIORITY_SPAN + seq), jobId)
   local tierSet = s.keys .. ":tier:" .. tier
   if not rcall("ZSCORE", tierSet, tenant) then
     local p = math.max(num(s.field .. "p:" .. tenant), num(s.field .. "V:" .. tier))
