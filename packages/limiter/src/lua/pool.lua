@@ -132,8 +132,7 @@ local function load(h, all)
 end
 local function head(h) return heads[h] or load(h, false) end
 local function full(h) return load(h, true) end
--- The cached table that holds head field f of window h (inlined checks: these run ~40 times per
--- call, and every Lua function call costs).
+-- The cached table that holds head field f of window h, read when first needed.
 local function of(h, f)
   local c = heads[h]
   if c and (c['.all'] or f == 'mlo' or f == 'dlo') then return c end
@@ -153,6 +152,7 @@ local function hextra(h, f)
 end
 -- A numeric head field as a number (nil when absent); parsed once per call (tonumber is a strtod).
 local function hnum(h, f)
+  -- of(h, f) inlined: hnum runs ~40 times per call, and each Lua function call costs.
   local c = heads[h]
   if not (c and (c['.all'] or f == 'mlo' or f == 'dlo')) then c = load(h, f ~= 'mlo' and f ~= 'dlo') end
   local v = c[f]
