@@ -116,7 +116,7 @@ async function main(): Promise<void> {
             latencyMs: 1000,
             workers: 2,
             log,
-            between: flush,
+            flush,
           }),
         );
         await flush();

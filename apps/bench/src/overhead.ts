@@ -211,13 +211,13 @@ export async function overheadSweep(opts: {
   latencyMs: number;
   workers: number;
   log: (s: string) => void;
-  /** Called between two rates (the caller flushes Redis). */
-  between: () => Promise<void>;
+  /** Empties Redis before each rate tried. */
+  flush: () => Promise<void>;
 }): Promise<ScenarioResult> {
   const tried: Figure[] = [];
   let held: number | null = null;
   for (const rate of SWEEP_RATES.filter((r) => r < opts.missedAt)) {
-    await opts.between();
+    await opts.flush();
     opts.log(`overhead sweep: ${rate} jobs/s`);
     const r = await overheadScenario({ ...opts, ratePerSec: rate });
     const p99 = figure(r, "overhead p99");
