@@ -10,7 +10,7 @@ import { OVERHEAD_P99_GOAL_MS, overheadScenario, overheadSweep } from "./overhea
 import { dropinScenario } from "./dropin";
 import { protectionScenario } from "./protection";
 import { redisCostScenario } from "./redis-cost";
-import { machineFacts, writeResults, type ScenarioResult } from "./results";
+import { figureValue, machineFacts, writeResults, type ScenarioResult } from "./results";
 import { soakScenario } from "./soak";
 
 /**
@@ -104,7 +104,7 @@ async function main(): Promise<void> {
       results.push(overhead);
       await flush();
       // Missed at the offered rate: the highest rate this machine holds (issue 18 asks for it).
-      const p99 = overhead.figures.find((f) => f.name === "overhead p99")?.value ?? null;
+      const p99 = figureValue(overhead, "overhead p99");
       if (p99 !== null && p99 > OVERHEAD_P99_GOAL_MS && !process.argv.includes("--no-sweep")) {
         log("\n== overhead sweep");
         results.push(

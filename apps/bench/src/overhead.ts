@@ -11,7 +11,7 @@ import {
 import { openLoop } from "./load";
 import { rawOverhead } from "./raw-overhead";
 import { submitRequest } from "./ingest";
-import type { Figure, ScenarioResult } from "./results";
+import { figureValue as figure, type Figure, type ScenarioResult } from "./results";
 
 /** Submissions before the measured window, at the same rate, not counted. */
 const WARM_UP_MS = 3_000;
@@ -196,8 +196,7 @@ export async function overheadScenario(opts: {
   }
 }
 
-const figure = (r: ScenarioResult, name: string): number | null =>
-  r.figures.find((f) => f.name === name)?.value ?? null;
+const ms = (v: number | null): string => (v === null ? "n/a" : `${v.toFixed(0)} ms`);
 
 /**
  * When the offered rate misses the p99 goal, the highest rate this machine holds within it: the
@@ -216,14 +215,14 @@ export async function overheadSweep(opts: {
 }): Promise<ScenarioResult> {
   const tried: Figure[] = [];
   let held: number | null = null;
-  for (const rate of SWEEP_RATES.filter((r) => r < opts.missedAt)) {
+  const rates = SWEEP_RATES.filter((r) => r < opts.missedAt);
+  for (const rate of rates) {
     await opts.flush();
     opts.log(`overhead sweep: ${rate} jobs/s`);
     const r = await overheadScenario({ ...opts, ratePerSec: rate });
     const p99 = figure(r, "overhead p99");
     const raw = figure(r, "raw BullMQ + the same call: overhead p99");
     const succeeded = figure(r, "jobs succeeded");
-    const ms = (v: number | null): string => (v === null ? "n/a" : `${v.toFixed(0)} ms`);
     tried.push({
       name: `overhead p99 at ${rate} jobs/s`,
       value: p99,
@@ -239,7 +238,7 @@ export async function overheadSweep(opts: {
   }
   return {
     scenario: "overhead-sweep",
-    description: `The offered ${opts.missedAt} jobs/s missed the overhead p99 goal (<= ${OVERHEAD_P99_GOAL_MS} ms); the overhead scenario again at ${SWEEP_RATES.filter((r) => r < opts.missedAt).join(", ")} jobs/s (highest first, ${opts.durationS} s each, mock at ${opts.latencyMs} ms, its own raw BullMQ floor at each rate) until one holds it.`,
+    description: `The offered ${opts.missedAt} jobs/s missed the overhead p99 goal (<= ${OVERHEAD_P99_GOAL_MS} ms); the overhead scenario again at ${rates.join(", ")} jobs/s (highest first, ${opts.durationS} s each, mock at ${opts.latencyMs} ms, its own raw BullMQ floor at each rate) until one holds it.`,
     params: { missed_at: opts.missedAt, duration_s: opts.durationS, rates: SWEEP_RATES },
     figures: [
       {

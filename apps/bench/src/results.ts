@@ -21,6 +21,10 @@ export interface ScenarioResult {
   details?: Record<string, unknown>;
 }
 
+/** A figure's value in a scenario's result, by name (null when absent or not measured). */
+export const figureValue = (r: ScenarioResult, name: string): number | null =>
+  r.figures.find((f) => f.name === name)?.value ?? null;
+
 export function machineFacts(): Record<string, unknown> {
   let commit = "unknown";
   try {
