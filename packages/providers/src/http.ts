@@ -1,5 +1,6 @@
 import { createParser } from "eventsource-parser";
-import { Agent, errors as undiciErrors, request } from "undici";
+import type { IncomingHttpHeaders } from "node:http";
+import { Agent, errors as undiciErrors, type Dispatcher } from "undici";
 import { ProviderError } from "./errors";
 
 /**
@@ -21,24 +22,138 @@ export interface JsonResponse {
   rawText: string;
 }
 
+type Method = "GET" | "POST";
+
+/** How a call ended early: cancelled by the caller's signal or past the total timeout. */
+type Stop = "cancelled" | "timeout";
+
+/** What one exchange answers: the status, the headers and, unless streamed, the body's text. */
+interface Answer {
+  status: number;
+  headers: IncomingHttpHeaders;
+  text: string;
+}
+
 /**
- * The call's own signal: aborted by the caller's signal or, after `ms`, with a TimeoutError (then
- * `timedOut`). One timer and one listener, released by done(): AbortSignal.timeout plus
- * AbortSignal.any per call cost more (a timer that outlives the call, and any()'s bookkeeping).
+ * One HTTP exchange as an undici dispatch handler: the answer is gathered here (at most
+ * `max` bytes) or, for a 2xx streamed answer, handed to `stream` piece by piece. The caller's
+ * signal and the total timeout abort it with one listener and one timer, both released when
+ * it ends, and a call aborted while still waiting for a connection ends at once.
+ *
+ * undici's request() costs ~30 µs more CPU per call (~75 against ~45 µs measured against the
+ * mock on this machine): its AbortSignal plumbing and the Readable it wraps every body in.
  */
-function callTimeout(caller: AbortSignal, ms: number) {
-  const ctrl = new AbortController();
-  const onAbort = () => ctrl.abort(caller.reason);
-  if (caller.aborted) ctrl.abort(caller.reason);
-  else caller.addEventListener("abort", onAbort, { once: true });
-  const timer = setTimeout(() => ctrl.abort(new DOMException("the call timed out", "TimeoutError")), ms);
-  return {
-    signal: ctrl.signal,
-    done: () => {
-      clearTimeout(timer);
-      caller.removeEventListener("abort", onAbort);
-    },
+class Exchange implements Dispatcher.DispatchHandler {
+  private controller: Dispatcher.DispatchController | undefined;
+  private pending: Error | undefined;
+  private readonly timer: NodeJS.Timeout;
+  private chunks: Buffer[] = [];
+  private size = 0;
+  private done = false;
+  status: number | undefined;
+  headers: IncomingHttpHeaders = {};
+  stopped: Stop | undefined;
+
+  constructor(
+    private readonly caller: AbortSignal,
+    timeoutMs: number,
+    private readonly max: number,
+    private readonly tooLarge: (status: number) => Error,
+    private readonly resolve: (a: Answer) => void,
+    private readonly reject: (err: unknown) => void,
+    private readonly stream?: (chunk: Buffer) => void,
+  ) {
+    this.timer = setTimeout(() => this.stop("timeout", new Error("the call timed out")), timeoutMs);
+    caller.addEventListener("abort", this.onCallerAbort);
+  }
+
+  private readonly onCallerAbort = (): void => this.stop("cancelled", new Error("the call was cancelled"));
+
+  /** Ends the call early: aborts it on its connection (or when it gets one) and rejects now. */
+  stop(why: Stop, err: Error): void {
+    if (this.done) return;
+    this.stopped = why;
+    if (this.controller) this.controller.abort(err);
+    else this.pending = err;
+    this.finish(err);
+  }
+
+  private finish(err: unknown, answer?: Answer): void {
+    if (this.done) return;
+    this.done = true;
+    clearTimeout(this.timer);
+    this.caller.removeEventListener("abort", this.onCallerAbort);
+    this.chunks = [];
+    if (answer) this.resolve(answer);
+    else this.reject(err);
+  }
+
+  onRequestStart(controller: Dispatcher.DispatchController): void {
+    this.controller = controller;
+    if (this.pending) controller.abort(this.pending);
+  }
+
+  onResponseStart(_c: Dispatcher.DispatchController, status: number, headers: IncomingHttpHeaders): void {
+    this.status = status;
+    this.headers = headers;
+  }
+
+  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    if (this.done) return;
+    this.size += chunk.length;
+    // A streamed 2xx answer is bounded by its own reader; anything read whole by `max`.
+    if (this.stream && this.status !== undefined && this.status >= 200 && this.status < 300) {
+      try {
+        this.stream(chunk);
+      } catch (err) {
+        controller.abort(err instanceof Error ? err : new Error(String(err)));
+        this.finish(err);
+      }
+      return;
+    }
+    if (this.size > this.max) {
+      const err = this.tooLarge(this.status ?? 0);
+      controller.abort(err);
+      this.finish(err);
+      return;
+    }
+    this.chunks.push(chunk);
+  }
+
+  onResponseEnd(): void {
+    const chunks = this.chunks;
+    const text =
+      chunks.length === 0
+        ? ""
+        : (chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks)).toString("utf8");
+    this.finish(undefined, { status: this.status ?? 0, headers: this.headers, text });
+  }
+
+  onResponseError(_c: Dispatcher.DispatchController, err: Error): void {
+    this.finish(err);
+  }
+}
+
+/** The headers of a JSON call: ours first, the adapter's (auth, version) after. */
+const jsonHeaders = (headers: Record<string, string>, hasBody: boolean): Record<string, string> =>
+  hasBody
+    ? { accept: "application/json", "content-type": "application/json", ...headers }
+    : { accept: "application/json", ...headers };
+
+const headerOf =
+  (h: IncomingHttpHeaders) =>
+  (name: string): string | undefined => {
+    const v = h[name.toLowerCase()];
+    return Array.isArray(v) ? v[0] : v;
   };
+
+function parseJson(text: string): unknown {
+  if (text.length === 0) return undefined;
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    return undefined;
+  }
 }
 
 export class HttpClient {
@@ -55,17 +170,19 @@ export class HttpClient {
     });
   }
 
-  postJson(
+  async postJson(
     url: string,
     headers: Record<string, string>,
     body: unknown,
     signal: AbortSignal,
   ): Promise<JsonResponse> {
-    return this.send("POST", url, headers, body, signal);
+    const a = await this.exchange("POST", url, jsonHeaders(headers, true), JSON.stringify(body), signal);
+    return { status: a.status, headers: headerOf(a.headers), body: parseJson(a.text), rawText: a.text };
   }
 
-  getJson(url: string, headers: Record<string, string>, signal: AbortSignal): Promise<JsonResponse> {
-    return this.send("GET", url, headers, undefined, signal);
+  async getJson(url: string, headers: Record<string, string>, signal: AbortSignal): Promise<JsonResponse> {
+    const a = await this.exchange("GET", url, jsonHeaders(headers, false), undefined, signal);
+    return { status: a.status, headers: headerOf(a.headers), body: parseJson(a.text), rawText: a.text };
   }
 
   /**
@@ -79,138 +196,91 @@ export class HttpClient {
     signal: AbortSignal,
     onEvent: (event: string | undefined, data: string) => void,
   ): Promise<JsonResponse> {
-    const timeout = callTimeout(signal, this.opts.timeoutMs);
-    let status: number | undefined;
-    try {
-      const res = await request(url, {
-        method: "POST",
-        dispatcher: this.agent,
-        headers: { accept: "text/event-stream", "content-type": "application/json", ...headers },
-        body: JSON.stringify(body),
-        signal: timeout.signal,
-      });
-      status = res.statusCode;
-      const h = res.headers;
-      const get = (name: string): string | undefined => {
-        const v = h[name.toLowerCase()];
-        return Array.isArray(v) ? v[0] : v;
-      };
-      if (res.statusCode < 200 || res.statusCode >= 300) {
-        const rawText = (await res.body.text()).slice(0, this.opts.maxResponseBytes);
-        let parsed: unknown;
+    let failure: unknown;
+    const parser = createParser({
+      onEvent: (e) => {
+        if (failure !== undefined) return;
         try {
-          parsed = rawText ? JSON.parse(rawText) : undefined;
-        } catch {
-          parsed = undefined;
+          onEvent(e.event, e.data);
+        } catch (err) {
+          failure = err;
         }
-        return { status: res.statusCode, headers: get, body: parsed, rawText };
-      }
-      let failure: unknown;
-      const parser = createParser({
-        onEvent: (e) => {
-          if (failure === undefined) {
-            try {
-              onEvent(e.event, e.data);
-            } catch (err) {
-              failure = err;
-            }
-          }
-        },
-      });
-      let size = 0;
-      for await (const chunk of res.body) {
-        const buf = chunk as Buffer;
-        size = this.within(size + buf.length, res);
-        parser.feed(buf.toString("utf8"));
-        if (failure !== undefined) {
-          res.body.destroy();
-          throw failure;
-        }
-      }
-      return { status: res.statusCode, headers: get, body: undefined, rawText: "" };
-    } catch (err) {
-      throw this.classifyTransportError(err, signal, timeout.signal, status);
-    } finally {
-      timeout.done();
-    }
+      },
+    });
+    let size = 0;
+    const a = await this.exchange(
+      "POST",
+      url,
+      { accept: "text/event-stream", "content-type": "application/json", ...headers },
+      JSON.stringify(body),
+      signal,
+      (chunk) => {
+        size += chunk.length;
+        if (size > this.opts.maxResponseBytes) throw this.tooLarge(200);
+        parser.feed(chunk.toString("utf8"));
+        if (failure !== undefined) throw failure;
+      },
+    );
+    const ok = a.status >= 200 && a.status < 300;
+    return {
+      status: a.status,
+      headers: headerOf(a.headers),
+      body: ok ? undefined : parseJson(a.text),
+      rawText: ok ? "" : a.text,
+    };
   }
 
-  private async send(
-    method: "GET" | "POST",
+  private async exchange(
+    method: Method,
     url: string,
     headers: Record<string, string>,
-    body: unknown,
+    body: string | undefined,
     signal: AbortSignal,
-  ): Promise<JsonResponse> {
-    const timeout = callTimeout(signal, this.opts.timeoutMs);
-    let status: number | undefined;
+    stream?: (chunk: Buffer) => void,
+  ): Promise<Answer> {
+    if (signal.aborted) throw new ProviderError("cancelled", "the call was cancelled", this.opts.provider);
+    const u = new URL(url);
+    let ex: Exchange | undefined;
     try {
-      const res = await request(url, {
-        method,
-        dispatcher: this.agent,
-        headers: {
-          accept: "application/json",
-          ...(body === undefined ? {} : { "content-type": "application/json" }),
-          ...headers,
-        },
-        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-        signal: timeout.signal,
+      return await new Promise<Answer>((resolve, reject) => {
+        ex = new Exchange(
+          signal,
+          this.opts.timeoutMs,
+          this.opts.maxResponseBytes,
+          (status) => this.tooLarge(status),
+          resolve,
+          reject,
+          stream,
+        );
+        this.agent.dispatch(
+          { origin: u.origin, path: u.pathname + u.search, method, headers, body: body ?? null },
+          ex,
+        );
       });
-      status = res.statusCode;
-      const chunks: Buffer[] = [];
-      let size = 0;
-      for await (const chunk of res.body) {
-        const buf = chunk as Buffer;
-        size = this.within(size + buf.length, res);
-        chunks.push(buf);
-      }
-      const rawText = Buffer.concat(chunks).toString("utf8");
-      let parsed: unknown = undefined;
-      if (rawText.length > 0) {
-        try {
-          parsed = JSON.parse(rawText);
-        } catch {
-          parsed = undefined;
-        }
-      }
-      const h = res.headers;
-      const get = (name: string): string | undefined => {
-        const v = h[name.toLowerCase()];
-        return Array.isArray(v) ? v[0] : v;
-      };
-      return { status: res.statusCode, headers: get, body: parsed, rawText };
     } catch (err) {
-      throw this.classifyTransportError(err, signal, timeout.signal, status);
-    } finally {
-      timeout.done();
+      throw this.classifyTransportError(err, ex?.stopped, ex?.status);
     }
   }
 
-  /** The bytes read so far, or a malformed-answer error (the body dropped) past maxResponseBytes. */
-  private within(size: number, res: { statusCode: number; body: { destroy(): unknown } }): number {
-    if (size <= this.opts.maxResponseBytes) return size;
-    res.body.destroy();
-    throw new ProviderError(
+  private tooLarge(status: number): ProviderError {
+    return new ProviderError(
       "malformed",
       `response larger than ${this.opts.maxResponseBytes} bytes`,
       this.opts.provider,
-      {
-        status: res.statusCode,
-      },
+      { status },
     );
   }
 
   /** `status` is set when the answer's head arrived and the failure came while reading its body. */
   private classifyTransportError(
     err: unknown,
-    caller: AbortSignal,
-    timeout: AbortSignal,
+    stopped: Stop | undefined,
     status: number | undefined,
   ): ProviderError {
     const p = this.opts.provider;
     if (err instanceof ProviderError) return err;
-    if (caller.aborted) return new ProviderError("cancelled", "the call was cancelled", p);
-    if (timeout.aborted)
+    if (stopped === "cancelled") return new ProviderError("cancelled", "the call was cancelled", p);
+    if (stopped === "timeout")
       return new ProviderError("timeout", `no complete answer within ${this.opts.timeoutMs} ms`, p);
     if (err instanceof undiciErrors.ConnectTimeoutError) {
       return new ProviderError("timeout", `connect timed out after ${this.opts.connectTimeoutMs} ms`, p);
