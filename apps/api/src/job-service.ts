@@ -206,23 +206,30 @@ export class JobService {
       ...this.payload(jobId, tenant, req, deadline, traceId, opts.cache, degraded),
       ...(opts.stream ? { stream: true as const } : {}),
     });
-    // Two round trips: the BullMQ job is parked first, then one script admits the submission,
-    // writes its record, claims its Idempotency-Key and lists it in the fair queue (whose pick
-    // needs the job parked). A crash between the two leaves a parked job without a record or a
-    // listing: BullMQ releases it at its start deadline and the worker drops it.
+    // One round trip: one script admits the submission, writes its record, claims its
+    // Idempotency-Key, parks its BullMQ job (until its start deadline) and lists it in the fair
+    // queue, all or nothing. With BullMQ's telemetry on, BullMQ parks the job itself first (its
+    // add opens the producer span and carries its context): a crash between the two leaves a
+    // parked job without a record or a listing, which BullMQ releases at its start deadline and
+    // the worker drops.
     const parked = payload();
-    try {
-      await this.producer.enqueue(this.config, queue, parked);
-    } catch (err) {
-      this.log.error({ err: { message: (err as Error).message }, jobId }, "enqueue failed");
-      throw redisUnavailable();
+    const park = this.producer.parkable(this.config, parked, now);
+    if (!park) {
+      try {
+        await this.producer.enqueue(this.config, queue, parked, now);
+      } catch (err) {
+        this.log.error({ err: { message: (err as Error).message }, jobId }, "enqueue failed");
+        throw redisUnavailable();
+      }
     }
     const unpark = () =>
-      this.producer
-        .removeIfIdle(queue, jobId)
-        .catch((err: Error) =>
-          this.log.warn({ err: { message: err.message }, jobId }, "could not remove a parked job"),
-        );
+      park
+        ? Promise.resolve()
+        : this.producer
+            .removeIfIdle(queue, jobId)
+            .catch((err: Error) =>
+              this.log.warn({ err: { message: err.message }, jobId }, "could not remove a parked job"),
+            );
     const entry = fairEntryOf(this.config, parked, queue, tenant.weight);
     let created: CreateOutcome;
     try {
@@ -248,7 +255,12 @@ export class JobService {
         claim,
         admission,
         undefined,
-        { bullPrefix: this.config.queue.prefix, cost: entry.cost, tierWeight: entry.tierWeight },
+        {
+          bullPrefix: this.config.queue.prefix,
+          cost: entry.cost,
+          tierWeight: entry.tierWeight,
+          ...(park ? { park } : {}),
+        },
       );
     } catch (err) {
       await unpark();
@@ -278,10 +290,11 @@ export class JobService {
           }
         : undefined;
     if (!created.listed) {
-      // Degraded: the parked job carries the original route. It is parked again with the
-      // degraded payload, then listed (the rare path: only while admission degrades).
+      // Degraded: the script parked nothing, or BullMQ parked the job with the original route
+      // (removed here). The job is parked with the degraded payload, then listed (the rare path:
+      // only while admission degrades).
       try {
-        await this.producer.removeIfIdle(queue, jobId);
+        if (!park) await this.producer.removeIfIdle(queue, jobId);
         await this.dispatch(tenant, queue, payload(degraded));
       } catch (err) {
         // Leave nothing half-written: no record without a queued job, no key pointing nowhere.

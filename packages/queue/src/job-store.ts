@@ -149,6 +149,21 @@ export interface Listing {
   bullPrefix: string;
   cost: number;
   tierWeight: number;
+  /** The BullMQ job to park with the listing (JobProducer.parkable); absent: parked already. */
+  park?: ParkedJob;
+}
+
+/** A BullMQ job as BullMQ's own add would store it, parked in its queue's delayed set. */
+export interface ParkedJob {
+  name: string;
+  /** The job's data, as JSON. */
+  data: string;
+  /** Its options, as JSON (BullMQ's stored form). */
+  opts: string;
+  /** When it was added, ms. */
+  timestamp: number;
+  /** How long it stays parked, ms (> 0). */
+  delay: number;
 }
 
 /** What a job really spent upstream, settled against its reservation when it ends. */
@@ -234,6 +249,12 @@ const createReplySchema = z.union([
   z.tuple([z.literal(3), z.enum(["requests_per_day", "tokens_per_day", "usd_per_day", "usd_per_month"])]),
 ]);
 const degradedToSchema = z.object({ model: z.string(), max_tokens_cap: z.number().int().optional() });
+/** ARGV[30..36] of create-job.lua: the BullMQ job it parks, or nothing to park. */
+const parkArgs = (p: ParkedJob | undefined): (string | number)[] =>
+  p
+    ? ["1", p.name, p.data, p.opts, p.timestamp, p.delay, p.timestamp + p.delay]
+    : ["", "", "", "", "", "", ""];
+
 const orNone = (n: number | undefined): number => (n === undefined ? -1 : Math.max(0, Math.round(n)));
 const statusSchema = z.enum(JOB_STATUSES);
 const prioritySchema = z.enum(PRIORITIES);
@@ -339,6 +360,7 @@ export class JobStore {
       rec.queue,
       Math.max(listing?.cost ?? 1, 1e-6),
       listing?.tierWeight ?? 1,
+      ...parkArgs(listing?.park),
       ...fields,
     );
     const r = createReplySchema.parse(reply);

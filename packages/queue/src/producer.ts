@@ -1,6 +1,7 @@
 import { Queue, type Telemetry } from "bullmq";
 import { queueAttemptCap, type JobPayload, type SwitchyardConfig } from "@switchyard/core";
 import type { Redis } from "ioredis";
+import type { ParkedJob } from "./job-store";
 import { allJobQueues, type QueueSpec } from "./queues";
 
 /** BullMQ job name for chat jobs; the only kind this version has. */
@@ -53,6 +54,20 @@ export class JobProducer {
     return q;
   }
 
+  /** BullMQ's options for a parked job (until its start deadline; the fair queue releases it earlier). */
+  private static parkOptions(config: SwitchyardConfig, payload: JobPayload, now: number) {
+    const retentionSec = Math.round(config.queue.retention_hours * 3600);
+    const keep = config.queue.keep_finished_jobs;
+    return {
+      jobId: payload.job_id,
+      delay: Math.max(1, payload.start_deadline - now),
+      attempts: queueAttemptCap(config),
+      backoff: { type: BACKOFF_TYPE },
+      removeOnComplete: { age: retentionSec, count: keep },
+      removeOnFail: { age: retentionSec, count: keep },
+    };
+  }
+
   /**
    * Parks the job until its start deadline (the fair queue releases it earlier); BullMQ treats a
    * second add with the same jobId as a no-op. Order comes from the fair queue, not from BullMQ
@@ -66,16 +81,24 @@ export class JobProducer {
   ): Promise<void> {
     // Built by our own typed code from a validated request: parsed where it comes back out of
     // Redis (the worker), not again here (a second full zod pass on every submission).
-    const retentionSec = Math.round(config.queue.retention_hours * 3600);
-    const keep = config.queue.keep_finished_jobs;
-    await this.queue(queueName).add(CHAT_JOB, payload, {
-      jobId: payload.job_id,
-      delay: Math.max(1, payload.start_deadline - now),
-      attempts: queueAttemptCap(config),
-      backoff: { type: BACKOFF_TYPE },
-      removeOnComplete: { age: retentionSec, count: keep },
-      removeOnFail: { age: retentionSec, count: keep },
-    });
+    await this.queue(queueName).add(CHAT_JOB, payload, JobProducer.parkOptions(config, payload, now));
+  }
+
+  /**
+   * The job as BullMQ's add would store it, for the submission's own script to park
+   * (create-job.lua), or undefined when BullMQ must add it itself: with telemetry on, BullMQ's
+   * add opens the producer span and carries its context in the job's options.
+   */
+  parkable(config: SwitchyardConfig, payload: JobPayload, now = Date.now()): ParkedJob | undefined {
+    if (this.telemetry) return undefined;
+    const opts = JobProducer.parkOptions(config, payload, now);
+    return {
+      name: CHAT_JOB,
+      data: JSON.stringify(payload),
+      opts: JSON.stringify(opts),
+      timestamp: now,
+      delay: opts.delay,
+    };
   }
 
   /** Removes a job that no worker holds. False when it is locked by a worker or gone. */
