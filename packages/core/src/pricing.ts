@@ -1,7 +1,7 @@
 import { calcPrice, type PriceCalculation } from "@pydantic/genai-prices";
 import type { SwitchyardConfig } from "./config";
 import type { ProviderType } from "./config-providers";
-import { applyLink, estimatePromptTokens, resolveRoute } from "./routes";
+import { linkMaxTokens, estimatePromptTokens, resolveRoute } from "./routes";
 import type { ModelPrice } from "./config-protection";
 import { ownEntry } from "./own";
 import type { ChatMessage, Usage } from "./schemas";
@@ -154,12 +154,10 @@ export function estimateSpend(
   let tokens = prompt;
   let usd = 0;
   for (const link of route?.links ?? []) {
-    const applied = applyLink(
-      { messages: req.messages, ...(req.max_tokens ? { max_tokens: req.max_tokens } : {}) },
-      link,
-    );
     const output =
-      applied.max_tokens ?? cfg.providers.find((p) => p.id === link.provider)?.default_max_tokens ?? 0;
+      linkMaxTokens(req.max_tokens || undefined, link.options) ??
+      cfg.providers.find((p) => p.id === link.provider)?.default_max_tokens ??
+      0;
     tokens = Math.max(tokens, prompt + output);
     usd = Math.max(
       usd,

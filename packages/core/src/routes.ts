@@ -71,6 +71,17 @@ export function resolveRoute(
   return fallback && m.default !== undefined ? { name: m.default, links: fallback } : undefined;
 }
 
+/**
+ * The max_tokens one link sends for a request asking for `asked`: the link's default when the
+ * request names none, capped by the link's cap (undefined: neither says).
+ */
+export function linkMaxTokens(asked: number | undefined, o: RouteLink["options"]): number | undefined {
+  const maxTokens = asked ?? o.max_tokens;
+  if (maxTokens !== undefined)
+    return o.max_tokens_cap === undefined ? maxTokens : Math.min(maxTokens, o.max_tokens_cap);
+  return o.max_tokens_cap;
+}
+
 /** The request as one link sends it: its model, and its defaults, caps and overrides applied. */
 export function applyLink(
   req: Omit<ChatRequest, "model">,
@@ -78,10 +89,8 @@ export function applyLink(
 ): ChatRequest & { extraBody?: Record<string, unknown> } {
   const o = link.options;
   const out: ChatRequest & { extraBody?: Record<string, unknown> } = { ...req, model: link.model };
-  const maxTokens = req.max_tokens ?? o.max_tokens;
-  if (maxTokens !== undefined)
-    out.max_tokens = o.max_tokens_cap === undefined ? maxTokens : Math.min(maxTokens, o.max_tokens_cap);
-  else if (o.max_tokens_cap !== undefined) out.max_tokens = o.max_tokens_cap;
+  const maxTokens = linkMaxTokens(req.max_tokens, o);
+  if (maxTokens !== undefined) out.max_tokens = maxTokens;
   if (o.temperature !== undefined) out.temperature = o.temperature;
   if (o.extra_body) out.extraBody = o.extra_body;
   return out;
@@ -100,12 +109,10 @@ export function jobCost(
   const prompt = estimatePromptTokens(req.messages);
   const link = resolveRoute(cfg, req.model, req)?.links[0];
   if (!link) return prompt + 1;
-  const applied = applyLink(
-    { messages: req.messages, ...(req.max_tokens ? { max_tokens: req.max_tokens } : {}) },
-    link,
-  );
+  // (a max_tokens of 0 counts as none, as everywhere the estimate is made)
+  const maxTokens = linkMaxTokens(req.max_tokens || undefined, link.options);
   const provider = cfg.providers.find((p) => p.id === link.provider);
-  return prompt + (applied.max_tokens ?? provider?.default_max_tokens ?? 1);
+  return prompt + (maxTokens ?? provider?.default_max_tokens ?? 1);
 }
 
 /** The longest chain any alias can resolve to; BullMQ's attempt cap is sized from it. */
