@@ -115,10 +115,15 @@ export function jobCost(
   return prompt + (maxTokens ?? provider?.default_max_tokens ?? 1);
 }
 
+const chainLengths = new WeakMap<SwitchyardConfig["models"], number>();
 /** The longest chain any alias can resolve to; BullMQ's attempt cap is sized from it. */
 export function longestChain(cfg: SwitchyardConfig): number {
+  // Asked on every submission; a config's models never change once parsed (a reload parses anew).
+  const known = chainLengths.get(cfg.models);
+  if (known !== undefined) return known;
   let n = 1;
   for (const alias of Object.keys(cfg.models)) n = Math.max(n, routeLinks(cfg, alias)?.length ?? 1);
+  chainLengths.set(cfg.models, n);
   return n;
 }
 
