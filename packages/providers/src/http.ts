@@ -35,8 +35,8 @@ interface Answer {
 }
 
 /**
- * One HTTP exchange as an undici dispatch handler: the answer is gathered here (at most
- * `max` bytes) or, for a 2xx streamed answer, handed to `stream` piece by piece. The caller's
+ * One HTTP exchange as an undici dispatch handler: the answer (at most `max` bytes) is
+ * gathered here or, for a 2xx streamed answer, handed to `stream` piece by piece. The caller's
  * signal and the total timeout abort it with one listener and one timer, both released when
  * it ends, and a call aborted while still waiting for a connection ends at once.
  *
@@ -101,7 +101,12 @@ class Exchange implements Dispatcher.DispatchHandler {
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
     if (this.done) return;
     this.size += chunk.length;
-    // A streamed 2xx answer is bounded by its own reader; anything read whole by `max`.
+    if (this.size > this.max) {
+      const err = this.tooLarge(this.status ?? 0);
+      controller.abort(err);
+      this.finish(err);
+      return;
+    }
     if (this.stream && this.status !== undefined && this.status >= 200 && this.status < 300) {
       try {
         this.stream(chunk);
@@ -109,12 +114,6 @@ class Exchange implements Dispatcher.DispatchHandler {
         controller.abort(err instanceof Error ? err : new Error(String(err)));
         this.finish(err);
       }
-      return;
-    }
-    if (this.size > this.max) {
-      const err = this.tooLarge(this.status ?? 0);
-      controller.abort(err);
-      this.finish(err);
       return;
     }
     this.chunks.push(chunk);
@@ -147,13 +146,17 @@ const headerOf =
     return Array.isArray(v) ? v[0] : v;
   };
 
-function parseJson(text: string): unknown {
-  if (text.length === 0) return undefined;
-  try {
-    return JSON.parse(text) as unknown;
-  } catch {
-    return undefined;
+/** An answer as adapters read it: its body parsed when it is JSON (undefined when empty or not). */
+function jsonResponse(a: Answer): JsonResponse {
+  let body: unknown;
+  if (a.text.length > 0) {
+    try {
+      body = JSON.parse(a.text) as unknown;
+    } catch {
+      body = undefined;
+    }
   }
+  return { status: a.status, headers: headerOf(a.headers), body, rawText: a.text };
 }
 
 export class HttpClient {
@@ -176,13 +179,13 @@ export class HttpClient {
     body: unknown,
     signal: AbortSignal,
   ): Promise<JsonResponse> {
-    const a = await this.exchange("POST", url, jsonHeaders(headers, true), JSON.stringify(body), signal);
-    return { status: a.status, headers: headerOf(a.headers), body: parseJson(a.text), rawText: a.text };
+    return jsonResponse(
+      await this.exchange("POST", url, jsonHeaders(headers, true), JSON.stringify(body), signal),
+    );
   }
 
   async getJson(url: string, headers: Record<string, string>, signal: AbortSignal): Promise<JsonResponse> {
-    const a = await this.exchange("GET", url, jsonHeaders(headers, false), undefined, signal);
-    return { status: a.status, headers: headerOf(a.headers), body: parseJson(a.text), rawText: a.text };
+    return jsonResponse(await this.exchange("GET", url, jsonHeaders(headers, false), undefined, signal));
   }
 
   /**
@@ -207,7 +210,6 @@ export class HttpClient {
         }
       },
     });
-    let size = 0;
     const a = await this.exchange(
       "POST",
       url,
@@ -215,19 +217,12 @@ export class HttpClient {
       JSON.stringify(body),
       signal,
       (chunk) => {
-        size += chunk.length;
-        if (size > this.opts.maxResponseBytes) throw this.tooLarge(200);
         parser.feed(chunk.toString("utf8"));
         if (failure !== undefined) throw failure;
       },
     );
-    const ok = a.status >= 200 && a.status < 300;
-    return {
-      status: a.status,
-      headers: headerOf(a.headers),
-      body: ok ? undefined : parseJson(a.text),
-      rawText: ok ? "" : a.text,
-    };
+    // A 2xx answer went to the parser piece by piece: its gathered text is empty.
+    return jsonResponse(a);
   }
 
   private async exchange(

@@ -93,8 +93,8 @@ export class JobProducer {
     if (this.telemetry) return undefined;
     const opts = JobProducer.parkOptions(config, payload, now);
     const { age, count } = opts.removeOnComplete;
-    // JSON.stringify(opts), written out: the same text at a fraction of the cost (whole numbers
-    // and a job id of [0-9a-z_] only; park.int.test.ts compares the two).
+    // JSON.stringify(opts), written out: the same text at a fraction of the cost (park.int.test.ts
+    // compares what it stores with what BullMQ's add stores).
     const keep = `{"age":${age},"count":${count}}`;
     return {
       name: CHAT_JOB,
