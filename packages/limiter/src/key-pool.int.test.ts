@@ -126,6 +126,34 @@ describe("KeyPool", () => {
     denied(await reserve(p, T0 + 200, { tin: 100, tout: 100 }));
   });
 
+  it("counts total tokens as input plus output, sliding out bucket by bucket", async () => {
+    const p = provider([{ id: "a", secret: "sk-a", tpm: 1000 }]);
+    granted(await reserve(p, T0, { tin: 300, tout: 100 })); // 400 in the second T0
+    granted(await reserve(p, T0 + 20_000, { tin: 100, tout: 400 })); // 900 in all
+    // 200 more would make 1,100: refused until T0's 400 leave the window (a minute, the margin).
+    const d = await reserve(p, T0 + 30_000, { tin: 100, tout: 100 });
+    if (d.granted) throw new Error("expected a refusal");
+    expect(d.retryAt).toBeGreaterThanOrEqual(T0 + 60_000);
+    expect(d.retryAt).toBeLessThan(T0 + 62_000);
+    granted(await reserve(p, d.retryAt + 1, { tin: 100, tout: 100, returning: true }));
+    const [view] = await pool.inspect(p, d.retryAt + 2);
+    expect(view?.usage).toMatchObject({ tokens: 700, input_tokens: 200, output_tokens: 500 });
+  });
+
+  it("drops the total-token fields a window kept before total tokens were input plus output", async () => {
+    const p = provider([{ id: "a", secret: "sk-a", tpm: 1000 }]);
+    granted(await reserve(p, T0, { tin: 100, tout: 100 }));
+    const window = new Keys(prefix).keyWindow("up", "a");
+    // What the older script wrote beside the input and output buckets: a sum and its buckets.
+    await redis.hset(window, "t", "200", `t:${Math.floor(T0 / 1000)}`, "200", "t:1", "5");
+    granted(await reserve(p, T0 + 10, { tin: 100, tout: 100 }));
+    const fields = await redis.hkeys(window);
+    expect(fields.filter((f) => f === "t" || f.startsWith("t:"))).toEqual([]);
+    expect(fields).toEqual(expect.arrayContaining(["i", "o", `i:${Math.floor(T0 / 1000)}`]));
+    const [view] = await pool.inspect(p, T0 + 20);
+    expect(view?.usage).toMatchObject({ tokens: 400, input_tokens: 200, output_tokens: 200 });
+  });
+
   it("holds a slot per call in flight; a slot its worker never released expires", async () => {
     const p = provider([{ id: "a", secret: "sk-a", max_concurrency: 1 }]);
     const r = granted(await reserve(p, T0));

@@ -2,10 +2,11 @@
   The key pool: every provider key's usage in rolling windows, its calls in flight, its
   cooldown and health, shared by every worker. One call per question, atomic.
 
-  Windows. Usage is counted in sub-buckets: 60 per minute window (fields "r:<n>", "t:<n>",
-  "i:<n>", "o:<n>" for requests, total tokens, input tokens, output tokens; "mlo" is the
-  oldest live bucket) and 144 per day window ("d:<n>" requests; "dlo"). Running sums sit in
-  "r", "t", "i", "o", "d". A bucket leaves the window only when all of it is older than the
+  Windows. Usage is counted in sub-buckets: 60 per minute window (fields "r:<n>", "i:<n>",
+  "o:<n>" for requests, input tokens, output tokens; "mlo" is the oldest live bucket) and 144
+  per day window ("d:<n>" requests; "dlo"). Running sums sit in "r", "i", "o", "d". Total
+  tokens ("t", what a tpm limit counts) are input plus output: they are not stored apart (a
+  window written before this was so may hold "t" fields; a reservation drops them). A bucket leaves the window only when all of it is older than the
   window (plus window_margin_ms), so the sum over any true rolling window never exceeds what
   was counted: the limiter may under-use a key by part of one bucket, never over-use it.
 
@@ -69,7 +70,9 @@ end
 
 local DAY = 86400000
 local DB = DAY / 144
+-- The dimensions limits name (r t i o) and the ones stored (r i o: t is i + o).
 local MIN_DIMS = { 'r', 't', 'i', 'o' }
+local STORED_DIMS = { 'r', 'i', 'o' }
 local STATE_TTL = 7 * DAY
 
 local W, MB, MARGIN, cur_m, cur_d
@@ -204,8 +207,26 @@ local function trim_one(h, dims, lof, bucket, span, reach)
 end
 
 local function trim(h)
-  trim_one(h, MIN_DIMS, 'mlo', MB, W, 70)
+  trim_one(h, STORED_DIMS, 'mlo', MB, W, 70)
   trim_one(h, { 'd' }, 'dlo', DB, DAY, 150)
+end
+
+-- A window written when total tokens were stored apart ("t" and "t:<n>", before input plus
+-- output stood for them): those fields go, once (the head was read whole: "t" is in it).
+local function drop_stored_total(h)
+  if hget(h, 't') == nil then return end
+  local gone = { 't' }
+  for _, f in ipairs(redis.call('HKEYS', h)) do
+    if string.sub(f, 1, 2) == 't:' then gone[#gone + 1] = f end
+  end
+  redis.call('HDEL', h, unpack(gone))
+  head(h).t = nil
+end
+
+-- What the window counts of dim d: total tokens are input plus output.
+local function counted_of(h, d)
+  if d == 't' then return num(hnum(h, 'i'), 0) + num(hnum(h, 'o'), 0) end
+  return num(hnum(h, d), 0)
 end
 
 -- When will `need` of dim d have left the window? (oldest buckets first)
@@ -215,7 +236,12 @@ local function free_at(h, d, need)
   local last = day and cur_d or cur_m
   local acc = 0
   for idx = lo, last do
-    acc = acc + num(redis.call('HGET', h, d .. suffix(idx)), 0)
+    if d == 't' then
+      local v = redis.call('HMGET', h, 'i' .. suffix(idx), 'o' .. suffix(idx))
+      acc = acc + num(v[1], 0) + num(v[2], 0)
+    else
+      acc = acc + num(redis.call('HGET', h, d .. suffix(idx)), 0)
+    end
     if acc >= need then
       if day then return (idx + 1) * DB + DAY + MARGIN end
       return (idx + 1) * MB + W + MARGIN
@@ -288,12 +314,13 @@ if op == 'reserve' then
   local share_on = share[1] + share[2] + share[3] + share[4] > 0
   if share_on then
     full(share_h)
+    drop_stored_total(share_h)
     trim(share_h)
     local free, spacing, blocked = 0, 2, false
     for j = 1, 4 do
       local L = share[j]
       if L > 0 then
-        local used = num(hnum(share_h, names[j]), 0)
+        local used = counted_of(share_h, names[j])
         if costs[j] > L then return { 0, 0, 'too_large', now } end
         if used + costs[j] > L then
           blocked = true
@@ -339,6 +366,7 @@ if op == 'reserve' then
       for _, sc in ipairs(scopes) do
         local h, z, off = sc[1], sc[2], sc[3]
         full(h) -- its limits are read below: the whole head in one HMGET
+        drop_stored_total(h)
         trim(h)
         local cool = num(hnum(h, 'cool'), 0)
         if cool > now then
@@ -353,7 +381,7 @@ if op == 'reserve' then
             if costs[j] > L then
               impossible = true
             else
-              local counted = num(hnum(h, names[j]), 0)
+              local counted = counted_of(h, names[j])
               local extra = j <= 4 and adj(h, names[j]) or 0
               local used = counted + extra
               if used + costs[j] > L then
@@ -408,15 +436,14 @@ if op == 'reserve' then
 
   if best then
     local base = 2 + (best - 1) * 5
-    local amounts = { 1, tin + tout, tin, tout }
-    local texts = { '1', tostring(tin + tout), ARGV[5], ARGV[6] }
     local targets = { KEYS[base + 2], KEYS[base + 4] }
     if share_on then table.insert(targets, share_h) end
     for _, h in ipairs(targets) do
       if not hget(h, 'ht') then hset(h, 'ht', HT) end
       -- A window's TTL (a day and more) is renewed with the first request of each second.
       if add(h, 'r', cur_m, 1, '1') then touch(h) end
-      for j = 2, 4 do add(h, names[j], cur_m, amounts[j], texts[j]) end
+      add(h, 'i', cur_m, tin, ARGV[5])
+      add(h, 'o', cur_m, tout, ARGV[6])
       if h ~= share_h then add(h, 'd', cur_d, 1, '1') end
     end
     local slot_until, slot_ttl_text = tostring(now + slot_ttl), tostring(slot_ttl + W)
@@ -494,11 +521,10 @@ if op == 'settle' then
   elseif outcome == 'rate_limited' or outcome == 'disabled' then
     din, dout = -rin, -rout -- refused upstream: no tokens were spent (the request still counts)
   end
-  local dt_text, din_text, dout_text = tostring(din + dout), tostring(din), tostring(dout)
+  local din_text, dout_text = tostring(din), tostring(dout)
   for k, h in ipairs(windows) do
     -- (the share window exists: checked above)
     if k == 3 or redis.call('EXISTS', h) == 1 then
-      add(h, 't', idx_m, din + dout, dt_text)
       add(h, 'i', idx_m, din, din_text)
       add(h, 'o', idx_m, dout, dout_text)
     end
@@ -546,7 +572,7 @@ if op == 'settle' then
     local L = effective(hh, d, configured)
     if L > 0 and rremaining >= 0 then
       local extra = adj(hh, d)
-      local ours = L - num(hnum(hh, d), 0) - extra
+      local ours = L - counted_of(hh, d) - extra
       if rremaining < ours then
         local until_ms = now + (rreset >= 0 and rreset or default_reset)
         hset(hh, 'adj:' .. d, extra + ours - rremaining)
@@ -588,7 +614,7 @@ if op == 'inspect' then
   trim(h)
   redis.call('ZREMRANGEBYSCORE', z, '-inf', now)
   local out = {}
-  for _, d in ipairs({ 'r', 't', 'i', 'o' }) do table.insert(out, num(hnum(h, d), 0) + adj(h, d)) end
+  for _, d in ipairs(MIN_DIMS) do table.insert(out, counted_of(h, d) + adj(h, d)) end
   table.insert(out, num(hnum(h, 'd'), 0))
   table.insert(out, redis.call('ZCARD', z))
   table.insert(out, num(hnum(h, 'cool'), 0))
