@@ -16,8 +16,10 @@ import { CANCEL_REASON, SHUTDOWN_REASON, type JobRunner } from "./job-runner";
 import { ManagedWorker } from "./managed-worker";
 import { RetryLater } from "./retry";
 
-/** Pickers per process: each starts jobs one after another (a pick and a fetch, two round trips). */
+/** Pickers per process: each starts jobs one pick after another (a pick, then its fetches). */
 const PICKERS = 16;
+/** Jobs one pick starts at most (one per free slot): one script call for several starts at high rates. */
+const PICK_BATCH = 8;
 
 /** Loops waiting for work; each wake-up lets one of them go (a picker that finds work wakes the next). */
 class Sleepers {
@@ -163,42 +165,52 @@ export class Dispatcher {
   }
 
   /**
-   * A picker: takes a slot, asks the fair queue for the fleet's next job and fetches it from the
-   * queue the pick moved it to. When nothing is listed it gives the slot back and sleeps until
-   * something may be (a blocker woke up, an alarm rang). A pick that found a job while others
-   * were listed wakes another sleeping picker first, so a burst of listings gets as many pickers
-   * as it needs at once (and a lone listing wakes one picker, not two).
+   * A picker: takes a slot (and up to PICK_BATCH - 1 more that are free), asks the fair queue for
+   * the fleet's next jobs, as many as it holds slots, and fetches them from the queues the pick
+   * moved them to. When nothing is listed it gives the slots back and sleeps until something may
+   * be (a blocker woke up, an alarm rang). A pick that found jobs while others were listed wakes
+   * another sleeping picker first, so a burst of listings gets as many pickers as it needs at once
+   * (and a lone listing wakes one picker, not two).
    */
   private async pickLoop(): Promise<void> {
     while (!this.stopping) {
       if (!(await this.gate.acquire())) break;
-      let fetched: { worker: ManagedWorker; job: Job<JobPayload> } | undefined;
+      let slots = 1 + this.gate.tryAcquire(PICK_BATCH - 1);
       try {
-        const pick = await this.fair.pick();
-        if (!pick.picked) {
-          this.gate.release();
+        const pick = await this.fair.pickMany(slots);
+        // Slots the pick found no job for go back at once.
+        for (; slots > pick.starts.length; slots--) this.gate.release();
+        if (pick.starts.length === 0) {
           this.wakeAt(pick.nextAt, pick.now);
           await this.idle.wait();
           continue;
         }
         // More listed: another picker goes too (a burst gets as many as it needs).
         if (pick.more) this.idle.wakeOne();
-        const worker = this.workers.get(pick.queue);
-        const job = await worker?.getNextJob(this.token(), { block: false });
-        // Another process may have fetched it first: pick again.
-        if (!worker || !job) {
-          this.gate.release();
-          continue;
+        const fetches = await Promise.allSettled(
+          pick.starts.map(async (s) => {
+            const worker = this.workers.get(s.queue);
+            const job = await worker?.getNextJob(this.token(), { block: false });
+            return worker && job ? { worker, job } : undefined;
+          }),
+        );
+        let failure: unknown;
+        for (const f of fetches) {
+          slots--;
+          if (f.status === "fulfilled" && f.value) this.track(f.value.worker, f.value.job);
+          else {
+            // Another process may have fetched it first: the slot goes back, and picks go on.
+            this.gate.release();
+            if (f.status === "rejected") failure = f.reason;
+          }
         }
-        fetched = { worker, job };
+        if (failure !== undefined) throw failure;
       } catch (err) {
-        this.gate.release();
+        for (; slots > 0; slots--) this.gate.release();
         if (this.stopping) break;
         this.log.error({ err }, "picking a job failed; retrying in 1 s");
         await sleep(1_000);
-        continue;
       }
-      this.track(fetched.worker, fetched.job);
     }
   }
 

@@ -17,6 +17,22 @@ describe("SlotGate", () => {
     expect(gate.used).toBe(2);
   });
 
+  it("takes only free slots without waiting, and none once closed", async () => {
+    const gate = new SlotGate(4);
+    expect(await gate.acquire()).toBe(true);
+    expect(gate.tryAcquire(2)).toBe(2);
+    expect(gate.tryAcquire(5)).toBe(1);
+    expect(gate.used).toBe(4);
+    expect(gate.tryAcquire(1)).toBe(0);
+    const waiter = gate.acquire();
+    gate.release();
+    expect(await waiter).toBe(true);
+    expect(gate.used).toBe(4);
+    gate.release();
+    gate.close();
+    expect(gate.tryAcquire(1)).toBe(0);
+  });
+
   it("answers false to every waiter when it closes, and to later callers", async () => {
     const gate = new SlotGate(1);
     await gate.acquire();

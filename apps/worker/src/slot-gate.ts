@@ -32,6 +32,14 @@ export class SlotGate {
     return new Promise((resolve) => this.waiters.push(resolve));
   }
 
+  /** Takes up to `n` free slots without waiting (none while others wait); answers how many. */
+  tryAcquire(n: number): number {
+    if (this.closed || this.waiters.length > 0) return 0;
+    const k = Math.max(0, Math.min(n, this.permits - this.inUse));
+    this.inUse += k;
+    return k;
+  }
+
   release(): void {
     this.inUse = Math.max(0, this.inUse - 1);
     this.grant();

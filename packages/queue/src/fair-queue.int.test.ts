@@ -156,6 +156,47 @@ describe("FairQueue", () => {
     expect(await starts(3, T0, "job")).toEqual([kept, expect.stringMatching(/^job_b_/)]);
   });
 
+  it("starts several jobs in one pick in exactly the order as many single picks would", async () => {
+    // The same listings twice (two prefixes): tiers 4:1, weights 2:1, a cost, a priority and a
+    // job gone from BullMQ meanwhile; one side picks one at a time, the other 5 per call.
+    const listAll = async (): Promise<string> => {
+      for (let i = 0; i < 6; i++) await list("a", { tenantWeight: 2 });
+      for (let i = 0; i < 4; i++) await list("b", { cost: i === 0 ? 3 : 1 });
+      await list("b", { priority: "high" });
+      const gone = await list("c");
+      for (let i = 0; i < 3; i++) await list("f", { tier: "free" });
+      await queues.get("jobs-paid")?.remove(gone);
+      return gone;
+    };
+    await listAll();
+    const one = await starts(20, T0, "job");
+    const rename = (ids: string[]) => ids.map((id) => id.replace(/_\d+$/, ""));
+    keys = new Keys(uniquePrefix());
+    fq = new FairQueue(redis, keys);
+    for (const q of queues.values()) await q.close();
+    queues = new Map(
+      ["jobs-paid", "jobs-free"].map((q) => [q, new Queue(q, { connection: redis, prefix: keys.prefix })]),
+    );
+    const gone = await listAll();
+    const batched: string[] = [];
+    const sizes: number[] = [];
+    for (;;) {
+      const p = await fq.pickMany(5, T0);
+      if (p.starts.length === 0) {
+        expect(p).toEqual({ starts: [], more: false, nextAt: 0, now: T0 });
+        break;
+      }
+      sizes.push(p.starts.length);
+      expect(p.more).toBe(batched.length + p.starts.length < one.length);
+      batched.push(...p.starts.map((s) => s.jobId));
+      for (const s of p.starts) expect(await queues.get(s.queue)?.getJobState(s.jobId)).toBe("waiting");
+    }
+    expect(one).toHaveLength(14);
+    expect(rename(batched)).toEqual(rename(one));
+    expect(batched).not.toContain(gone);
+    expect(sizes).toEqual([5, 5, 4]);
+  });
+
   it("moves the picked job into BullMQ's wait list, where a worker's getNextJob takes it", async () => {
     const free = await list("f1", { tier: "free" });
     const paid = await list("p1", { tier: "paid" });
@@ -224,6 +265,22 @@ describe("FairQueue", () => {
       // a's pass in the start order is untouched: its next new job is next.
       await list("a", {}, T0 + 100);
       expect(await starts(3, T0 + 100)).toEqual(["a", "b", "b"]);
+    });
+
+    it("starts the jobs freed by tickets first in a pick of several, then the start order", async () => {
+      const first = await waitFor("a", 100);
+      const second = await waitFor("c", 100);
+      const later = await waitFor("d", 900);
+      for (let i = 0; i < 3; i++) await list("b");
+      const p = await fq.pickMany(4, T0 + 100);
+      expect(p.starts.map((s) => s.jobId)).toEqual([
+        first,
+        second,
+        expect.stringMatching(/^job_b_/),
+        expect.stringMatching(/^job_b_/),
+      ]);
+      expect(p.more).toBe(true);
+      expect(p.starts.map((s) => s.jobId)).not.toContain(later);
     });
 
     it("keeps every ticket when a job waits again before its own earlier ticket is due", async () => {

@@ -46,6 +46,26 @@ export type FairPick =
   /** Nothing to start now; nextAt is when a listed job becomes due (0: none). */
   | { picked: false; nextAt: number; now: number };
 
+/** A job a pick started: moved into its BullMQ queue's wait list. */
+export interface FairStart {
+  queue: string;
+  jobId: string;
+  tenantId: string;
+  tier: string;
+  cost: number;
+  /** When the job was listed (Redis time, ms). */
+  listedAt: number;
+}
+
+/** What one pick of several started, in the fair order (none: `nextAt` says when one is due, 0: none). */
+export interface FairPicks {
+  starts: FairStart[];
+  /** Other jobs were listed and due after these were picked. */
+  more: boolean;
+  nextAt: number;
+  now: number;
+}
+
 export interface FairTenantView {
   tenant: string;
   tier: string;
@@ -87,16 +107,14 @@ export const PRIORITY_RANK: Record<Priority, number> = { high: 0, normal: 1, low
 /** How many stale entries (jobs cancelled or expired meanwhile) one pick may skip. */
 const MAX_SKIPS = 20;
 
-const pickedSchema = z.tuple([
-  z.literal(1),
+const pickedHeadSchema = z.tuple([z.literal(1), z.number(), z.union([z.literal(0), z.literal(1)])]);
+const startSchema = z.tuple([
   z.string(),
   z.string(),
   z.string(),
   z.string(),
   z.coerce.number(),
   z.coerce.number(),
-  z.number(),
-  z.union([z.literal(0), z.literal(1)]),
 ]);
 const waitReplySchema = z.tuple([z.literal(1), z.number()]);
 const idleSchema = z.tuple([z.literal(0), z.number(), z.number()]);
@@ -172,14 +190,34 @@ export class FairQueue {
 
   /** Chooses the next job in the fair order and moves it into its BullMQ queue's wait list. */
   async pick(now?: number): Promise<FairPick> {
-    const reply = await this.call("pick", now, MAX_SKIPS);
+    const p = await this.pickMany(1, now);
+    const s = p.starts[0];
+    return s
+      ? { picked: true, ...s, now: p.now, more: p.more }
+      : { picked: false, nextAt: p.nextAt, now: p.now };
+  }
+
+  /**
+   * Chooses up to `max` jobs, the next ones in the fair order (as `max` picks one after another
+   * would), and moves each into its BullMQ queue's wait list: one script call for several starts
+   * when a process has several free slots.
+   */
+  async pickMany(max: number, now?: number): Promise<FairPicks> {
+    const reply = await this.call("pick", now, MAX_SKIPS, Math.max(1, Math.floor(max)));
     // The tag first: a failed safeParse builds an error, which a busy queue would pay per pick.
     if (Array.isArray(reply) && reply[0] === 0) {
       const [, nextAt, at] = idleSchema.parse(reply);
-      return { picked: false, nextAt, now: at };
+      return { starts: [], more: false, nextAt, now: at };
     }
-    const [, queue, jobId, tenantId, tier, cost, listedAt, at, more] = pickedSchema.parse(reply);
-    return { picked: true, queue, jobId, tenantId, tier, cost, listedAt, now: at, more: more === 1 };
+    if (!Array.isArray(reply) || reply.length < 9 || (reply.length - 3) % 6 !== 0)
+      throw new Error("the fair queue's pick answered a reply of an unexpected shape");
+    const [, at, more] = pickedHeadSchema.parse(reply.slice(0, 3));
+    const starts: FairStart[] = [];
+    for (let i = 3; i < reply.length; i += 6) {
+      const [queue, jobId, tenantId, tier, cost, listedAt] = startSchema.parse(reply.slice(i, i + 6));
+      starts.push({ queue, jobId, tenantId, tier, cost, listedAt });
+    }
+    return { starts, more: more === 1, nextAt: 0, now: at };
   }
 
   /**

@@ -50,8 +50,11 @@
   wait:    ARGV[5..10] as enqueue, [11] the ticket is due in (ms from now), [12] tier weight,
            [13] tenant weight, [14] resource ("provider/model")
            -> { 1, ticket due at (ms) }
-  pick:    ARGV[5] how many stale entries (jobs gone) to skip at most
-           -> { 1, queue, job id, tenant, tier, cost, listed_ms, now } or
+  pick:    ARGV[5] how many stale entries (jobs gone) to skip at most per job, [6] how many jobs
+           to start at most (1 when absent): the next ones in the fair order, as that many picks
+           one after another would
+           -> { 1, now, more (1: jobs still listed and due), then per job started: queue, job id,
+                tenant, tier, cost, listed_ms } or
               { 0, next due time in ms (0 = nothing waiting), now }
   forget:  ARGV[5] job id -> { 1 } (the entry is dropped when its turn comes)
   wake:    ARGV[5] resource, [6] most tickets to add -> { tickets added }: one ticket due now
@@ -227,6 +230,8 @@ for _, entry in ipairs(due) do
   end
 end
 
+local want = math.max(1, tonumber(ARGV[6]) or 1)
+local out = { 1, now, 0 }
 local function started(jobId, f, tenant)
   count(f[1], tenant, -1)
   measure(f[1], 1)
@@ -236,31 +241,40 @@ local function started(jobId, f, tenant)
   if rcall("HINCRBY", bucket, tenant, "1") == 1 then
     rcall("PEXPIRE", bucket, "70000")
   end
-  -- Whether more jobs are listed now: a picker that started one wakes another only then.
-  local more = rcall("EXISTS", TIERS, EXPRESS) > 0 and 1 or 0
-  return { 1, f[3], jobId, tenant, f[1], f[4], f[6], now, more }
+  local n = #out
+  out[n + 1], out[n + 2], out[n + 3], out[n + 4], out[n + 5], out[n + 6] = f[3], jobId, tenant, f[1], f[4], f[6]
 end
 
 -- Jobs freed by a ticket hold capacity: they go first, without a second charge.
-for _ = 0, skips do
+local budget = skips * want
+while #out < 3 + 6 * want and budget >= 0 do
   local jobId = rcall("LPOP", EXPRESS)
   if not jobId then
     break
   end
+  budget = budget - 1
   local meta = rcall("HGET", META, jobId)
   rcall("HDEL", META, jobId)
   local f = meta and split(meta)
   if f and promote(jobId, f) then
-    return started(jobId, f, f[2])
+    started(jobId, f, f[2])
   elseif f then
     count(f[1], f[2], -1)
   end
 end
 
-local jobId, f, tenant = take(MAIN, promote, skips)
-if jobId then
+while #out < 3 + 6 * want do
+  local jobId, f, tenant = take(MAIN, promote, skips)
+  if not jobId then
+    break
+  end
   rcall("HDEL", META, jobId)
-  return started(jobId, f, tenant)
+  started(jobId, f, tenant)
+end
+if #out > 3 then
+  -- Whether more jobs are listed now: a picker that started some wakes another only then.
+  out[3] = rcall("EXISTS", TIERS, EXPRESS) > 0 and 1 or 0
+  return out
 end
 local nextAt = rcall("ZRANGE", LATER, 0, 0, "WITHSCORES")
 return { 0, tonumber(nextAt[2]) or 0, now }
