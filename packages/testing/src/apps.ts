@@ -17,6 +17,16 @@ export interface AppProcess {
   kill(): Promise<void>;
 }
 
+/**
+ * What a worker is started with (docker-compose.yml sets the same): a young generation of up to
+ * 64 MB per semi-space instead of V8's 16. A job's state lives as long as its upstream call; with
+ * the default size, scavenges come often enough that calls of a second survive them and are
+ * promoted, and the old generation fills with them (mark-compacts of 15-35 ms at 300-400 jobs/s
+ * per two workers). With 64 MB they mostly die young: 4x fewer scavenges and no mark-compacts
+ * in the README's runs, for up to ~100 MB more RSS under load.
+ */
+export const WORKER_NODE_OPTIONS = "--max-semi-space-size=64";
+
 /** Starts a built app (apps/<name>/dist/main.js) as a real process. */
 export function startApp(
   name: AppName,
@@ -27,7 +37,12 @@ export function startApp(
   const main = resolve(REPO_ROOT, "apps", name, "dist/main.js");
   if (!existsSync(main)) throw new Error(`${main} is missing: build first (pnpm build)`);
   const child = spawn(process.execPath, ["--enable-source-maps", ...nodeArgs, main], {
-    env: { PATH: process.env.PATH ?? "", LOG_LEVEL: "info", ...env },
+    env: {
+      PATH: process.env.PATH ?? "",
+      LOG_LEVEL: "info",
+      ...(name === "worker" ? { NODE_OPTIONS: WORKER_NODE_OPTIONS } : {}),
+      ...env,
+    },
     stdio: ["ignore", "pipe", "pipe"],
   });
   let out = "";
