@@ -29,23 +29,6 @@ export interface FairEntry {
   delayMs?: number;
 }
 
-export type FairPick =
-  | {
-      picked: true;
-      queue: string;
-      jobId: string;
-      tenantId: string;
-      tier: string;
-      cost: number;
-      /** When the job was listed (Redis time, ms). */
-      listedAt: number;
-      now: number;
-      /** Other jobs were listed and due when this one was picked. */
-      more: boolean;
-    }
-  /** Nothing to start now; nextAt is when a listed job becomes due (0: none). */
-  | { picked: false; nextAt: number; now: number };
-
 /** A job a pick started: moved into its BullMQ queue's wait list. */
 export interface FairStart {
   queue: string;
@@ -56,6 +39,16 @@ export interface FairStart {
   /** When the job was listed (Redis time, ms). */
   listedAt: number;
 }
+
+export type FairPick =
+  | (FairStart & {
+      picked: true;
+      now: number;
+      /** Other jobs were listed and due when this one was picked. */
+      more: boolean;
+    })
+  /** Nothing to start now; nextAt is when a listed job becomes due (0: none). */
+  | { picked: false; nextAt: number; now: number };
 
 /** What one pick of several started, in the fair order (none: `nextAt` says when one is due, 0: none). */
 export interface FairPicks {
