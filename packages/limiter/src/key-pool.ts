@@ -9,6 +9,12 @@ import {
 import type { Keys } from "@switchyard/queue";
 import type { Redis } from "ioredis";
 import poolLua from "./lua/pool.lua";
+import poolAdminLua from "./lua/pool-admin.lua";
+import poolReserveLua from "./lua/pool-reserve.lua";
+import poolSettleLua from "./lua/pool-settle.lua";
+
+/** One script: the window helpers, then each op's file (see pool.lua). */
+const POOL_SCRIPT = [poolLua, poolReserveLua, poolSettleLua, poolAdminLua].join("\n");
 
 /**
  * The fleet-wide key pool: before each upstream call a worker reserves a request, its
@@ -141,7 +147,7 @@ export class KeyPool {
     redis: Redis,
     private readonly keys: Keys,
   ) {
-    if (!("syPool" in redis)) redis.defineCommand("syPool", { lua: poolLua });
+    if (!("syPool" in redis)) redis.defineCommand("syPool", { lua: POOL_SCRIPT });
     this.redis = redis as Redis & PoolCommands;
     this.noShare = `${keys.prefix}:kp:-:noshare`;
   }

@@ -1,0 +1,200 @@
+--[[
+  The key pool's reservation (pool.lua's helpers come first in the same script).
+
+  reserve   KEYS: book hash, share window hash, then per candidate key 5 keys:
+                  state, key window, key slots, model window, model slots
+            ARGV: op, now ("" = Redis TIME), reservation id, model, tokens_in, tokens_out,
+                  slot_ttl_ms, window_ms, margin_ms, returning (0|1),
+                  share rpm, tpm, itpm, otpm (0 = no share), n_keys,
+                  then per key 12 limits: key-wide rpm tpm itpm otpm rpd max_concurrency,
+                  per-model rpm tpm itpm otpm rpd max_concurrency (0 = unlimited)
+            Returns {1, key index (1-based), minute bucket, day bucket, now}
+                 or {0, come back at (ms), reason, now}
+                    reason: limited | cooling | share | disabled | too_large
+]]
+if op == 'reserve' then
+  local res_id, model = ARGV[3], ARGV[4]
+  local tin, tout = tonumber(ARGV[5]), tonumber(ARGV[6])
+  local slot_ttl = tonumber(ARGV[7])
+  set_window(ARGV[8], ARGV[9])
+  local returning = ARGV[10] == '1'
+  local share = { tonumber(ARGV[11]), tonumber(ARGV[12]), tonumber(ARGV[13]), tonumber(ARGV[14]) }
+  local n = tonumber(ARGV[15])
+  local costs = { 1, tin + tout, tin, tout, 1 }
+  local names = { 'r', 't', 'i', 'o', 'd' }
+  local book, share_h = KEYS[1], KEYS[2]
+
+  -- The tier's or tenant's share of the pool, when it has one.
+  local share_on = share[1] + share[2] + share[3] + share[4] > 0
+  if share_on then
+    full(share_h)
+    drop_stored_total(share_h)
+    trim(share_h)
+    local free, spacing, blocked = 0, 2, false
+    for j = 1, 4 do
+      local L = share[j]
+      if L > 0 then
+        local used = counted_of(share_h, names[j])
+        if costs[j] > L then return { 0, 0, 'too_large', now } end
+        if used + costs[j] > L then
+          blocked = true
+          free = math.max(free, free_at(share_h, names[j], used + costs[j] - L))
+        end
+        spacing = math.max(spacing, costs[j] * W / L)
+      end
+    end
+    if blocked then
+      local at = math.max(free, now)
+      if not returning then
+        at = math.max(at, num(redis.call('HGET', share_h, 'book'), 0))
+        redis.call('HSET', share_h, 'book', math.floor(at + spacing))
+        touch(share_h)
+      end
+      return { 0, math.floor(at), 'share', now }
+    end
+  end
+
+  local best, best_head, best_busy = nil, -1, 0
+  local last_use = {}
+  local pool_free, usable, cooling_only, impossible_all = nil, 0, true, true
+  local ema_sum, conc_sum, conc_keys, conc_open = 0, 0, 0, false
+  local sums = { 0, 0, 0, 0 }
+  local open = { false, false, false, false }
+  local probe_at = nil
+  for k = 1, n do
+    local base = 2 + (k - 1) * 5
+    local state = KEYS[base + 1]
+    local scopes = { { KEYS[base + 2], KEYS[base + 3], 0 }, { KEYS[base + 4], KEYS[base + 5], 6 } }
+    local lbase = 15 + (k - 1) * 12
+    local st = redis.call('HMGET', state, 'disabled', 'probe_at', 'ema', 'm:' .. model)
+    last_use[k] = num(st[4], 0)
+    if st[1] then
+      local p = num(st[2], now)
+      if not probe_at or p < probe_at then probe_at = p end
+    else
+      usable = usable + 1
+      local ema = num(st[3], 1000)
+      local fit, head, free, impossible, cooling = true, 1, 0, false, false
+      local eff = { 0, 0, 0, 0 }
+      local conc_k = 0
+      for _, sc in ipairs(scopes) do
+        local h, z, off = sc[1], sc[2], sc[3]
+        full(h) -- its limits are read below: the whole head in one HMGET
+        drop_stored_total(h)
+        trim(h)
+        local cool = num(hnum(h, 'cool'), 0)
+        if cool > now then
+          fit, cooling = false, true
+          free = math.max(free, cool)
+        end
+        for j = 1, 5 do
+          local L = tonumber(ARGV[lbase + off + j])
+          if j <= 4 then L = effective(h, names[j], L) end
+          if L > 0 then
+            if j <= 4 and (eff[j] == 0 or L < eff[j]) then eff[j] = L end
+            if costs[j] > L then
+              impossible = true
+            else
+              local counted = counted_of(h, names[j])
+              local extra = j <= 4 and adj(h, names[j]) or 0
+              local used = counted + extra
+              if used + costs[j] > L then
+                fit = false
+                if counted + costs[j] > L then
+                  free = math.max(free, free_at(h, names[j], counted + costs[j] - L))
+                else
+                  free = math.max(free, num(hextra(h, 'adj_until:' .. names[j]), now))
+                end
+              elseif (L - used - costs[j]) / L < head then
+                head = (L - used - costs[j]) / L
+              end
+            end
+          end
+        end
+        local conc = tonumber(ARGV[lbase + off + 6])
+        redis.call('ZREMRANGEBYSCORE', z, '-inf', now_text())
+        if conc > 0 then
+          if conc_k == 0 or conc < conc_k then conc_k = conc end
+          local busy = redis.call('ZCARD', z)
+          if busy >= conc then
+            fit = false
+            free = math.max(free, now + math.max(20, math.floor(ema / conc)))
+          elseif (conc - busy - 1) / conc < head then
+            head = (conc - busy - 1) / conc
+          end
+        end
+      end
+      if not impossible then
+        impossible_all = false
+        for j = 1, 4 do
+          if eff[j] == 0 then open[j] = true else sums[j] = sums[j] + eff[j] end
+        end
+        if conc_k == 0 then
+          conc_open = true
+        else
+          conc_sum, ema_sum, conc_keys = conc_sum + conc_k, ema_sum + ema, conc_keys + 1
+        end
+        if fit then
+          -- Calls in flight break ties between keys; with one key there is nothing to break.
+          local busy = n > 1 and redis.call('ZCARD', KEYS[base + 3]) or 0
+          if head > best_head or (head == best_head and busy < best_busy) then
+            best, best_head, best_busy = k, head, busy
+          end
+        else
+          if not cooling then cooling_only = false end
+          if not pool_free or free < pool_free then pool_free = free end
+        end
+      end
+    end
+  end
+
+  if best then
+    local base = 2 + (best - 1) * 5
+    local targets = { KEYS[base + 2], KEYS[base + 4] }
+    if share_on then table.insert(targets, share_h) end
+    for _, h in ipairs(targets) do
+      if not hget(h, 'ht') then hset(h, 'ht', HT) end
+      -- A window's TTL (a day and more) is renewed with the first request of each second.
+      if add(h, 'r', cur_m, 1, '1') then touch(h) end
+      add(h, 'i', cur_m, tin, ARGV[5])
+      add(h, 'o', cur_m, tout, ARGV[6])
+      if h ~= share_h then add(h, 'd', cur_d, 1, '1') end
+    end
+    local slot_until, slot_ttl_text = tostring(now + slot_ttl), tostring(slot_ttl + W)
+    for _, z in ipairs({ KEYS[base + 3], KEYS[base + 5] }) do
+      redis.call('ZADD', z, slot_until, res_id)
+      redis.call('PEXPIRE', z, slot_ttl_text)
+    end
+    -- The key's last use of the model (for GET /admin/keys), at most once a second.
+    if now - last_use[best] >= 1000 then
+      local state = KEYS[base + 1]
+      redis.call('HSET', state, 'm:' .. model, now_text())
+      redis.call('PEXPIRE', state, STATE_TTL)
+    end
+    return { 1, best, cur_m, cur_d, now }
+  end
+
+  if usable == 0 then return { 0, probe_at or now, 'disabled', now } end
+  if impossible_all then return { 0, 0, 'too_large', now } end
+
+  -- No key has room: give the job an appointment. Appointments are spaced by what one job
+  -- costs the pool, so waiting jobs come back one by one as capacity frees, not all at once.
+  -- Token costs are estimates (max_tokens is an upper bound): scale them by how much of its
+  -- reservation a call has really used lately ("fill"), so appointments follow real use.
+  local fill = num(redis.call('HGET', book, 'fill'), 1)
+  local spacing = 2
+  for j = 1, 4 do
+    local c = j == 1 and costs[j] or costs[j] * fill
+    if not open[j] and sums[j] > 0 then spacing = math.max(spacing, c * W / sums[j]) end
+  end
+  if not conc_open and conc_sum > 0 then spacing = math.max(spacing, ema_sum / conc_keys / conc_sum) end
+  -- Jobs back from an appointment that still do not fit queue on their own, shorter line
+  -- ("front"), ahead of the main one ("at"); both are spaced, so no two share a moment.
+  local at = math.max(pool_free or now, now)
+  local line = returning and 'front' or 'at'
+  at = math.max(at, num(redis.call('HGET', book, line), 0))
+  redis.call('HSET', book, line, math.floor(at + spacing))
+  local ttl = math.floor(at + spacing - now) + W
+  if redis.call('PTTL', book) < ttl then redis.call('PEXPIRE', book, ttl) end
+  return { 0, math.floor(at), cooling_only and 'cooling' or 'limited', now }
+end
