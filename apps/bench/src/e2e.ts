@@ -13,18 +13,25 @@ import { closedLoop } from "./load";
 import { submitRequest } from "./ingest";
 import type { ScenarioResult } from "./results";
 
-/**
- * End to end: jobs per second from POST to succeeded with the mock answering at once. Clients
- * keep submitting for the duration while the workers run; the rate is the succeeded jobs over
- * the time from the first submission to the last success.
- */
-export async function e2eScenario(opts: {
+/** One deployment's run: jobs per second, CPU per job and script calls per job. */
+interface E2eRun {
+  workers: number;
+  perSec: number;
+  done: number;
+  accepted: number;
+  elapsed: number;
+  submitSeconds: number;
+  cpu: { api: number | null; workers: number | null; redis: number | null };
+  scriptCalls: number;
+  commands: ReturnType<typeof commandsPerJob>;
+}
+
+async function e2eRun(opts: {
   redisUrl: string;
   durationS: number;
   workers: number;
-  rawProcessPerSec: number;
   log: (s: string) => void;
-}): Promise<ScenarioResult> {
+}): Promise<E2eRun> {
   const stack = await startBenchStack({ redisUrl: opts.redisUrl, workers: opts.workers, mockLatencyMs: 0 });
   try {
     // A short warm-up (JIT, connection pools, scripts loaded), as ingest has, then until it drained.
@@ -38,8 +45,9 @@ export async function e2eScenario(opts: {
       durationMs: opts.durationS * 1000,
     });
     const accepted = load.statuses[202] ?? 0;
+    const tag = `e2e, ${opts.workers} worker${opts.workers === 1 ? "" : "s"}`;
     opts.log(
-      `e2e: ${accepted} submitted in ${(load.elapsedMs / 1000).toFixed(1)} s; waiting for the workers`,
+      `${tag}: ${accepted} submitted in ${(load.elapsedMs / 1000).toFixed(1)} s; waiting for the workers`,
     );
     let done = 0;
     const deadline = Date.now() + 120_000;
@@ -52,54 +60,95 @@ export async function e2eScenario(opts: {
     const cpu = cpuPerJob(cpu0, await cpuSnapshot(stack, opts.redisUrl), done);
     const commands = commandsPerJob(cmd0, await redisCommandStats(opts.redisUrl), done);
     const scripts = commands.filter((c) => c.command === "evalsha" || c.command === "eval");
-    opts.log(`e2e: Redis per job: ${JSON.stringify(commands.slice(0, 12))}`);
+    opts.log(`${tag}: Redis per job: ${JSON.stringify(commands.slice(0, 12))}`);
     const perSec = done / elapsed;
-    opts.log(`e2e: ${done} of ${accepted} succeeded, ${Math.round(perSec)} jobs/s`);
+    opts.log(`${tag}: ${done} of ${accepted} succeeded, ${Math.round(perSec)} jobs/s`);
     return {
-      scenario: "e2e",
-      description: `POST to succeeded with the mock at 0 ms latency, ${opts.workers} worker processes (concurrency 256 each) and the API on one machine; after a 2 s warm-up, 100 submissions in flight for ${opts.durationS} s, then until the last job succeeds.`,
-      params: { duration_s: opts.durationS, workers: opts.workers, submit_in_flight: 100 },
-      details: { redis_commands_per_job: commands.slice(0, 25) },
-      figures: [
-        {
-          name: "jobs succeeded end to end",
-          value: perSec,
-          unit: "jobs/s",
-          goal: ">= 3000/s",
-          note: `${done} of ${accepted} in ${elapsed.toFixed(1)} s`,
-        },
-        { name: "ratio to raw Worker", value: ratio(perSec, opts.rawProcessPerSec), unit: "x" },
-        {
-          name: "CPU per job: API",
-          value: cpu.api,
-          unit: "ms",
-          note: "user + system time over the run / jobs",
-        },
-        { name: "CPU per job: workers", value: cpu.workers, unit: "ms" },
-        { name: "CPU per job: Redis", value: cpu.redis, unit: "ms" },
-        {
-          name: "CPU per job: all three",
-          value:
-            cpu.api === null || cpu.workers === null || cpu.redis === null
-              ? null
-              : cpu.api + cpu.workers + cpu.redis,
-          unit: "ms",
-          goal: "<= 1.0 ms",
-        },
-        {
-          name: "Redis script calls per job",
-          value: scripts.reduce((n, c) => n + c.calls_per_job, 0),
-          unit: "calls",
-          note: "EVALSHA/EVAL, each one round trip",
-        },
-        {
-          name: "submissions accepted while workers ran",
-          value: accepted / (load.elapsedMs / 1000),
-          unit: "jobs/s",
-        },
-      ],
+      workers: opts.workers,
+      perSec,
+      done,
+      accepted,
+      elapsed,
+      submitSeconds: load.elapsedMs / 1000,
+      cpu,
+      scriptCalls: scripts.reduce((n, c) => n + c.calls_per_job, 0),
+      commands,
     };
   } finally {
     await stack.stop();
   }
+}
+
+/** A run's figures; `suffix` tells the deployments apart (none for the two-worker run, as before). */
+function e2eFigures(r: E2eRun, rawProcessPerSec: number, suffix: string): ScenarioResult["figures"] {
+  const { api, workers, redis } = r.cpu;
+  return [
+    {
+      name: `jobs succeeded end to end${suffix}`,
+      value: r.perSec,
+      unit: "jobs/s",
+      goal: ">= 3000/s",
+      note: `${r.done} of ${r.accepted} in ${r.elapsed.toFixed(1)} s`,
+    },
+    { name: `ratio to raw Worker${suffix}`, value: ratio(r.perSec, rawProcessPerSec), unit: "x" },
+    {
+      name: `CPU per job: API${suffix}`,
+      value: api,
+      unit: "ms",
+      note: "user + system time over the run / jobs",
+    },
+    { name: `CPU per job: workers${suffix}`, value: workers, unit: "ms" },
+    { name: `CPU per job: Redis${suffix}`, value: redis, unit: "ms" },
+    {
+      name: `CPU per job: all three${suffix}`,
+      value: api === null || workers === null || redis === null ? null : api + workers + redis,
+      unit: "ms",
+      goal: "<= 1.0 ms",
+    },
+    {
+      name: `Redis script calls per job${suffix}`,
+      value: r.scriptCalls,
+      unit: "calls",
+      note: "EVALSHA/EVAL, each one round trip",
+    },
+    {
+      name: `submissions accepted while workers ran${suffix}`,
+      value: r.accepted / r.submitSeconds,
+      unit: "jobs/s",
+    },
+  ];
+}
+
+/**
+ * End to end: jobs per second from POST to succeeded with the mock answering at once. Clients
+ * keep submitting for the duration while the workers run; the rate is the succeeded jobs over
+ * the time from the first submission to the last success. Two deployments on the same machine,
+ * one after the other: one worker process (the whole worker.concurrency in one process) and two
+ * (the deployment of the earlier rounds), so what a second process on two shared cores costs
+ * shows in the same run.
+ */
+export async function e2eScenario(opts: {
+  redisUrl: string;
+  durationS: number;
+  rawProcessPerSec: number;
+  log: (s: string) => void;
+  /** Between the runs: the next one starts on an empty Redis. */
+  flush: () => Promise<void>;
+}): Promise<ScenarioResult> {
+  const one = await e2eRun({ ...opts, workers: 1 });
+  await opts.flush();
+  const two = await e2eRun({ ...opts, workers: 2 });
+  return {
+    scenario: "e2e",
+    description: `POST to succeeded with the mock at 0 ms latency, the API and one worker process (concurrency 256), then the API and two worker processes (256 each), on one machine; each after a 2 s warm-up, 100 submissions in flight for ${opts.durationS} s, then until the last job succeeds. Figures without a suffix are the two-process run (as in earlier rounds).`,
+    params: { duration_s: opts.durationS, workers: [1, 2], submit_in_flight: 100 },
+    details: {
+      redis_commands_per_job: two.commands.slice(0, 25),
+      redis_commands_per_job_1_worker: one.commands.slice(0, 25),
+    },
+    figures: [
+      ...e2eFigures(one, opts.rawProcessPerSec, " (1 worker)"),
+      ...e2eFigures(two, opts.rawProcessPerSec, ""),
+    ],
+  };
 }

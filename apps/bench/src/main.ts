@@ -83,9 +83,9 @@ async function main(): Promise<void> {
         await e2eScenario({
           redisUrl: redis.url,
           durationS: seconds(10, 30),
-          workers: 2,
           rawProcessPerSec: base.processPerSec,
           log,
+          flush,
         }),
       );
       await flush();
