@@ -364,4 +364,17 @@ describe("KeyPool", () => {
     expect(await redis.hget(window, "hl:r")).toBe("500");
     for (const k of [state, window]) expect([k, (await redis.pttl(k)) > 0]).toEqual([k, true]);
   });
+
+  it("writes no token correction into a window that is gone between reservation and settlement", async () => {
+    const p = provider([{ id: "a", secret: "sk-a" }]);
+    const r = granted(await reserve(p, T0, { tin: 10, tout: 100 }));
+    const keys = new Keys(prefix);
+    const keyWide = keys.keyWindow("up", "a");
+    const perModel = keys.keyWindow("up", "a", "m");
+    await redis.del(keyWide);
+    await pool.settle(r, { kind: "ok", usage: { input_tokens: 10, output_tokens: 20 }, now: T0 + 10 });
+    // The key-wide window is not recreated (it would have no TTL); the per-model one is corrected.
+    expect(await redis.exists(keyWide)).toBe(0);
+    expect(await redis.hmget(perModel, "i", "o")).toEqual(["10", "20"]);
+  });
 });

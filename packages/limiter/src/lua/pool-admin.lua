@@ -41,7 +41,7 @@ if op == 'inspect' then
   table.insert(out, num(hnum(h, 'd'), 0))
   table.insert(out, redis.call('ZCARD', z))
   table.insert(out, num(hnum(h, 'cool'), 0))
-  for _, d in ipairs(MIN_DIMS) do table.insert(out, num(hnum(h, 'hl:' .. d), 0)) end
+  for _, d in ipairs(MIN_DIMS) do table.insert(out, num(hnum(h, HL[d]), 0)) end
   return out
 end
 

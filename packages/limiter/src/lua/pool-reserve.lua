@@ -18,7 +18,7 @@ if op == 'reserve' then
   local slot_ttl = tonumber(ARGV[7])
   set_window(ARGV[8], ARGV[9])
   local returning = ARGV[10] == '1'
-  local share = { tonumber(ARGV[11]), tonumber(ARGV[12]), tonumber(ARGV[13]), tonumber(ARGV[14]) }
+  local share = { limit_arg(ARGV[11]), limit_arg(ARGV[12]), limit_arg(ARGV[13]), limit_arg(ARGV[14]) }
   local n = tonumber(ARGV[15])
   local costs = { 1, tin + tout, tin, tout, 1 }
   local names = { 'r', 't', 'i', 'o', 'd' }
@@ -88,7 +88,7 @@ if op == 'reserve' then
           free = math.max(free, cool)
         end
         for j = 1, 5 do
-          local L = tonumber(ARGV[lbase + off + j])
+          local L = limit_arg(ARGV[lbase + off + j])
           if j <= 4 then L = effective(h, names[j], L) end
           if L > 0 then
             if j <= 4 and (eff[j] == 0 or L < eff[j]) then eff[j] = L end
@@ -103,7 +103,7 @@ if op == 'reserve' then
                 if counted + costs[j] > L then
                   free = math.max(free, free_at(h, names[j], counted + costs[j] - L))
                 else
-                  free = math.max(free, num(hextra(h, 'adj_until:' .. names[j]), now))
+                  free = math.max(free, num(hextra(h, ADJ_UNTIL[names[j]]), now))
                 end
               elseif (L - used - costs[j]) / L < head then
                 head = (L - used - costs[j]) / L
@@ -111,7 +111,7 @@ if op == 'reserve' then
             end
           end
         end
-        local conc = tonumber(ARGV[lbase + off + 6])
+        local conc = limit_arg(ARGV[lbase + off + 6])
         redis.call('ZREMRANGEBYSCORE', z, '-inf', now_text())
         if conc > 0 then
           if conc_k == 0 or conc < conc_k then conc_k = conc end

@@ -43,15 +43,19 @@ if op == 'settle' then
       local fill = num(redis.call('HGET', book, 'fill'), 1)
       fill = fill * 0.9 + 0.1 * math.min(2, (uin + uout) / (rin + rout))
       redis.call('HSET', book, 'fill', tostring(math.max(0.05, fill)))
-      if redis.call('PTTL', book) < 10 * W then redis.call('PEXPIRE', book, 10 * W) end
+      -- Renewed once half of its TTL is gone, not by every settlement.
+      if redis.call('PTTL', book) < 5 * W then redis.call('PEXPIRE', book, string.format('%d', 10 * W)) end
     end
   elseif outcome == 'rate_limited' or outcome == 'disabled' then
     din, dout = -rin, -rout -- refused upstream: no tokens were spent (the request still counts)
   end
-  local din_text, dout_text = tostring(din), tostring(dout)
+  -- Whole numbers: '%d' is a cheap integer formatting, where tostring is a float one ('%.14g').
+  local din_text, dout_text = string.format('%d', din), string.format('%d', dout)
   for k, h in ipairs(windows) do
-    -- (the share window exists: checked above)
-    if k == 3 or redis.call('EXISTS', h) == 1 then
+    -- A window the reservation wrote to has its oldest minute bucket ("mlo", read for trimming
+    -- above); one without it is gone (expired or deleted by hand) and is not recreated here
+    -- without its TTL. (The share window exists: checked above.)
+    if k == 3 or hnum(h, 'mlo') ~= nil then
       add(h, 'i', idx_m, din, din_text)
       add(h, 'o', idx_m, dout, dout_text)
     end
@@ -88,23 +92,26 @@ if op == 'settle' then
   local wrote = false
   for j, d in ipairs(MIN_DIMS) do
     local at = 19 + (j - 1) * 4
-    local configured = tonumber(ARGV[at + 1])
-    local rlimit = tonumber(ARGV[at + 2])
-    local rremaining = tonumber(ARGV[at + 3])
-    local rreset = tonumber(ARGV[at + 4])
-    if rlimit > 0 and hnum(hh, 'hl:' .. d) ~= rlimit then
-      hset(hh, 'hl:' .. d, rlimit)
-      wrote = true
-    end
-    local L = effective(hh, d, configured)
-    if L > 0 and rremaining >= 0 then
-      local extra = adj(hh, d)
-      local ours = L - counted_of(hh, d) - extra
-      if rremaining < ours then
-        local until_ms = now + (rreset >= 0 and rreset or default_reset)
-        hset(hh, 'adj:' .. d, extra + ours - rremaining)
-        hset(hh, 'adj_until:' .. d, until_ms)
+    -- A dimension the provider reported nothing of (limit and remaining -1) changes nothing.
+    if ARGV[at + 2] ~= '-1' or ARGV[at + 3] ~= '-1' then
+      local configured = limit_arg(ARGV[at + 1])
+      local rlimit = tonumber(ARGV[at + 2])
+      local rremaining = tonumber(ARGV[at + 3])
+      local rreset = tonumber(ARGV[at + 4])
+      if rlimit > 0 and hnum(hh, HL[d]) ~= rlimit then
+        hset(hh, HL[d], rlimit)
         wrote = true
+      end
+      local L = effective(hh, d, configured)
+      if L > 0 and rremaining >= 0 then
+        local extra = adj(hh, d)
+        local ours = L - counted_of(hh, d) - extra
+        if rremaining < ours then
+          local until_ms = now + (rreset >= 0 and rreset or default_reset)
+          hset(hh, ADJ[d], extra + ours - rremaining)
+          hset(hh, ADJ_UNTIL[d], until_ms)
+          wrote = true
+        end
       end
     end
   end

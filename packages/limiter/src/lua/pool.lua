@@ -60,6 +60,18 @@ local function num(v, default)
   return tonumber(v) or default
 end
 
+-- An ARGV limit as a number: most are "0" (no such limit), which needs no tonumber (a strtod,
+-- ~2,200 instructions; a reservation reads a dozen limits).
+local function limit_arg(a)
+  if a == '0' then return 0 end
+  return tonumber(a)
+end
+
+-- Head field names per dimension, made once (joining strings in the hot loops made new ones).
+local HL = { r = 'hl:r', t = 'hl:t', i = 'hl:i', o = 'hl:o' }
+local ADJ = { r = 'adj:r', t = 'adj:t', i = 'adj:i', o = 'adj:o' }
+local ADJ_UNTIL = { r = 'adj_until:r', t = 'adj_until:t', i = 'adj_until:i', o = 'adj_until:o' }
+
 -- A window hash's fields other than its buckets ("head": running sums, oldest buckets, cooldown,
 -- reported limits, adjustments) are read once per script call and kept here; every write to one
 -- of them goes through hset/hincr/hdel below, so the copy stays exact. (Reading them one HGET at
@@ -224,19 +236,19 @@ end
 
 -- The limit in force: the configured one, or the provider's reported one when that is lower.
 local function effective(h, d, configured)
-  local hl = hnum(h, 'hl:' .. d)
+  local hl = hnum(h, HL[d])
   if hl and hl > 0 and (configured == 0 or hl < configured) then return hl end
   return configured
 end
 
 -- Usage the provider reported beyond ours, while its reset time has not passed.
 local function adj(h, d)
-  local a = hnum(h, 'adj:' .. d)
+  local a = hnum(h, ADJ[d])
   if not a then return 0 end
-  if num(hextra(h, 'adj_until:' .. d), 0) <= now then
-    redis.call('HDEL', h, 'adj:' .. d, 'adj_until:' .. d)
+  if num(hextra(h, ADJ_UNTIL[d]), 0) <= now then
+    redis.call('HDEL', h, ADJ[d], ADJ_UNTIL[d])
     local c = head(h)
-    c['adj:' .. d], c['adj_until:' .. d] = nil, nil
+    c[ADJ[d]], c[ADJ_UNTIL[d]] = nil, nil
     return 0
   end
   return a
