@@ -1,9 +1,11 @@
 import { PAID_KEY } from "@switchyard/testing";
 import {
+  commandsPerJob,
   gcPauses,
   gcPausesBetween,
   noPauses,
   percentile,
+  redisCommandStats,
   startBenchStack,
   waitSucceeded,
   type GcPauses,
@@ -65,6 +67,7 @@ export async function overheadScenario(opts: {
     ];
     const gcBefore = await Promise.all(metricsUrls.map(gcPauses));
     const gcFrom = Date.now();
+    const cmd0 = await redisCommandStats(opts.redisUrl);
     const load = await openLoop(stack.apiUrl, submitRequest, {
       ratePerSec: opts.ratePerSec,
       durationMs: opts.durationS * 1000,
@@ -78,6 +81,8 @@ export async function overheadScenario(opts: {
     );
     await waitSucceeded(stack.workerPorts, before + ids.length, 180_000);
     const gcAfter = await Promise.all(metricsUrls.map(gcPauses));
+    const commands = commandsPerJob(cmd0, await redisCommandStats(opts.redisUrl), ids.length);
+    opts.log(`overhead: Redis per job: ${JSON.stringify(commands.slice(0, 8))}`);
     // The load and its drain: the pauses counted fell in this time.
     const windowMs = Date.now() - gcFrom;
     const gc = gcAfter.map((after, i) => gcPausesBetween(gcBefore[i] ?? new Map(), after));
@@ -139,6 +144,7 @@ export async function overheadScenario(opts: {
         workers: opts.workers,
         worker_concurrency: Math.max(64, concurrency),
       },
+      details: { redis_commands_per_job: commands.slice(0, 25) },
       figures: [
         {
           name: "offered rate achieved",
