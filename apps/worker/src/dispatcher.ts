@@ -6,6 +6,7 @@ import type { Logger } from "@switchyard/observability";
 import {
   allJobQueues,
   BACKOFF_TYPE,
+  LISTED_MARKER,
   type FairQueue,
   type JobStore,
   type QueueSpec,
@@ -21,19 +22,34 @@ const PICKERS = 16;
 /** Jobs one pick starts at most (one per free slot): one script call for several starts at high rates. */
 const PICK_BATCH = 8;
 
-/** Loops waiting for work; each wake-up lets one of them go (a picker that finds work wakes the next). */
-class Sleepers {
+/**
+ * Loops waiting for work; each wake-up lets one of them go (a picker that finds work wakes the
+ * next). A wake-up that finds none asleep (every picker busy fetching or waiting for a slot) is
+ * kept, up to `cap`, for the next one that would sleep: a picker sleeps once a pick leaves
+ * nothing listed, and a listing made while it fetched must still get a pick.
+ */
+export class Sleepers {
   private readonly waiting: (() => void)[] = [];
+  private kept = 0;
+
+  constructor(private readonly cap: number) {}
 
   wait(): Promise<void> {
+    if (this.kept > 0) {
+      this.kept--;
+      return Promise.resolve();
+    }
     return new Promise((resolve) => this.waiting.push(resolve));
   }
 
   wakeOne(): void {
-    this.waiting.shift()?.();
+    const next = this.waiting.shift();
+    if (next) next();
+    else if (this.kept < this.cap) this.kept++;
   }
 
   wakeAll(): void {
+    this.kept = 0;
     for (const w of this.waiting.splice(0)) w();
   }
 }
@@ -46,9 +62,9 @@ class Sleepers {
  *
  * PICKERS loops pick and fetch, each with a slot, as long as the fair queue has jobs; with none
  * listed they sleep in this process. Each queue also has one blocker loop that waits in Redis on
- * the queue's marker (BZPOPMIN, no polling) for what BullMQ itself makes ready (retries whose
- * backoff ended, jobs handed back, a job released at its start deadline) and wakes a picker when
- * a listing pokes the marker.
+ * the queue's marker (BZPOPMIN, no polling): a listing's wake-up (LISTED_MARKER) wakes a picker,
+ * and what BullMQ itself makes ready (retries whose backoff ended, jobs handed back, a job
+ * released at its start deadline) the blocker fetches.
  */
 export class Dispatcher {
   private readonly workers = new Map<string, ManagedWorker>();
@@ -56,7 +72,7 @@ export class Dispatcher {
   private readonly loops: Promise<void>[] = [];
   private readonly inFlight = new Set<Promise<void>>();
   /** Pickers asleep until something may be listed. */
-  private readonly idle = new Sleepers();
+  private readonly idle = new Sleepers(PICKERS);
   private stopping = false;
   /** A timer that wakes this process's blocked loops when the next listed job or ticket is due. */
   private alarm: { at: number; timer: NodeJS.Timeout } | undefined;
@@ -167,10 +183,11 @@ export class Dispatcher {
   /**
    * A picker: takes a slot (and up to PICK_BATCH - 1 more that are free), asks the fair queue for
    * the fleet's next jobs, as many as it holds slots, and fetches them from the queues the pick
-   * moved them to. When nothing is listed it gives the slots back and sleeps until something may
-   * be (a blocker woke up, an alarm rang). A pick that found jobs while others were listed wakes
-   * another sleeping picker first, so a burst of listings gets as many pickers as it needs at once
-   * (and a lone listing wakes one picker, not two).
+   * moved them to. When the pick leaves nothing listed it sleeps until something may be (a
+   * blocker saw a listing, an alarm rang at the next due time), without a further pick that
+   * would find nothing. A pick that found jobs while others were listed wakes another sleeping
+   * picker first, so a burst of listings gets as many pickers as it needs at once (and a lone
+   * listing wakes one picker, not two).
    */
   private async pickLoop(): Promise<void> {
     while (!this.stopping) {
@@ -205,6 +222,10 @@ export class Dispatcher {
           }
         }
         if (failure !== undefined) throw failure;
+        if (!pick.more) {
+          this.wakeAt(pick.nextAt, pick.now);
+          await this.idle.wait();
+        }
       } catch (err) {
         for (; slots > 0; slots--) this.gate.release();
         if (this.stopping) break;
@@ -215,13 +236,14 @@ export class Dispatcher {
   }
 
   /**
-   * A queue's blocker: waits in Redis on the queue's marker (BZPOPMIN, no polling) for what BullMQ
-   * itself made ready there (a retry whose backoff ended, a job handed back, one released at its
-   * start deadline), then takes a slot like any picker and fetches; it fetches again while it
-   * finds jobs, as BullMQ's own loop does. A listing also pokes the marker: a wake-up due now
-   * wakes a sleeping picker (one for a delayed job's later due time wakes nobody). The slot is taken before the fetch, never after it: a blocker that took a
-   * job a picker had just moved to the wait list holds the slot that picker then gives back, so
-   * a process never runs more than `worker.concurrency` jobs.
+   * A queue's blocker: waits in Redis on the queue's marker (BZPOPMIN, no polling). A listing's
+   * wake-up (LISTED_MARKER) wakes a sleeping picker and nothing else. What BullMQ itself made
+   * ready there (a retry whose backoff ended, a job handed back, one released at its start
+   * deadline; BullMQ also marks "look now" after every fetch) the blocker fetches, taking a slot
+   * like any picker, and fetches again while it finds jobs, as BullMQ's own loop does. The slot
+   * is taken before the fetch, never after it: a blocker that took a job a picker had just moved
+   * to the wait list holds the slot that picker then gives back, so a process never runs more
+   * than `worker.concurrency` jobs.
    */
   private async blockLoop(spec: QueueSpec): Promise<void> {
     const own = this.workers.get(spec.name);
@@ -231,11 +253,10 @@ export class Dispatcher {
       let slot = false;
       try {
         if (!ready) {
-          // A marker due now may be a listing: a picker looks. One for a delayed job's due
-          // time (a job parked until its start deadline sets one) wakes nobody.
-          ready = await own.waitForMarker();
-          if (!ready) continue;
-          this.idle.wakeOne();
+          const seen = await own.waitForMarker();
+          if (seen === "listed") this.idle.wakeOne();
+          if (seen !== "ready") continue;
+          ready = true;
         }
         if (!(await this.gate.acquire())) break;
         slot = true;
@@ -282,12 +303,12 @@ export class Dispatcher {
     this.alarm = { at, timer };
   }
 
-  /** Pokes every queue's marker, as BullMQ does when a job arrives: blocked loops (fleet-wide) pick. */
+  /** Pokes every queue's marker as a listing does: blocked loops (fleet-wide) have a picker pick. */
   wakeQueues(): void {
     const prefix = this.config.queue.prefix;
     for (const spec of this.specs)
       this.connection
-        .zadd(`${prefix}:${spec.name}:marker`, 0, "0")
+        .zadd(`${prefix}:${spec.name}:marker`, LISTED_MARKER.score, LISTED_MARKER.member)
         .catch((err: Error) => this.log.warn({ err, queue: spec.name }, "could not wake the queue"));
   }
 

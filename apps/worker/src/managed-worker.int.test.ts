@@ -2,6 +2,7 @@ import { readFileSync } from "node:fs";
 import { Queue, Worker } from "bullmq";
 import { Redis } from "ioredis";
 import { eventually, testRedisUrl, uniquePrefix } from "@switchyard/testing";
+import { LISTED_MARKER } from "@switchyard/queue";
 import { ManagedWorker } from "./managed-worker";
 
 /**
@@ -94,7 +95,7 @@ describe("ManagedWorker's contract with BullMQ internals", () => {
     try {
       await worker.startManaged();
       await queue.add("chat", { v: 1 }, { jobId: "m1" });
-      expect(await worker.waitForMarker()).toBe(true);
+      expect(await worker.waitForMarker()).toBe("ready");
       expect(await queue.getJobState("m1")).toBe("waiting"); // the wait fetched nothing
       const first = await worker.getNextJob("token-m1", { block: false });
       expect(first?.id).toBe("m1");
@@ -106,11 +107,32 @@ describe("ManagedWorker's contract with BullMQ internals", () => {
       // before" a delayed job's time; waiting and fetching as the blocker does ends with the job.
       let second: Awaited<ReturnType<typeof worker.getNextJob>> | undefined;
       for (let i = 0; i < 20 && !second; i++)
-        if (await worker.waitForMarker()) second = await worker.getNextJob("token-m2", { block: false });
+        if ((await worker.waitForMarker()) === "ready")
+          second = await worker.getNextJob("token-m2", { block: false });
       expect(second?.id).toBe("m2");
       expect(Date.now() - added).toBeGreaterThanOrEqual(300);
       if (second) await worker.processJob(second, "token-m2", () => false);
       expect(await queue.getJobState("m2")).toBe("completed");
+
+      // A listing's wake-up says "listed" (a picker picks; nothing to fetch) and keeps the due
+      // time of the delayed job BullMQ is waiting for: that job is still fetched at its time.
+      const marker = `${prefix}:marker:marker`;
+      // (BullMQ's "look now" after the fetch above is dropped: the waits below start clean.)
+      await connection.del(marker);
+      const third = Date.now();
+      await queue.add("chat", { v: 3 }, { jobId: "m3", delay: 400 });
+      // The delay marker first: "not before" its time.
+      expect(await worker.waitForMarker()).toBe("none");
+      await connection.zadd(marker, LISTED_MARKER.score, LISTED_MARKER.member);
+      expect(await worker.waitForMarker()).toBe("listed");
+      expect(await queue.getJobState("m3")).toBe("delayed");
+      let late: Awaited<ReturnType<typeof worker.getNextJob>> | undefined;
+      for (let i = 0; i < 20 && !late; i++)
+        if ((await worker.waitForMarker()) === "ready")
+          late = await worker.getNextJob("token-m3", { block: false });
+      expect(late?.id).toBe("m3");
+      expect(Date.now() - third).toBeGreaterThanOrEqual(400);
+      if (late) await worker.processJob(late, "token-m3", () => false);
     } finally {
       await worker.close();
       await queue.close();

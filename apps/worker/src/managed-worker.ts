@@ -41,29 +41,35 @@ export class ManagedWorker extends Worker<JobPayload> {
   /**
    * Waits on the queue's marker as BullMQ's blocking fetch does (BZPOPMIN with BullMQ's own
    * timeouts, delayed-job due times and reconnection), without moving a job to active: the
-   * caller takes a slot first and then fetches. Resolves true when a fetch may find a job now.
+   * caller takes a slot first and then fetches. Says what it found:
+   * - "listed": the fair queue listed a job (LISTED_MARKER, score -1): a picker picks; there is
+   *   nothing to fetch (the due time of BullMQ's next delayed job is kept for the next wait);
+   * - "ready": BullMQ made a job ready (its "look now" marker, or a delayed job's time came): fetch;
+   * - "none": nothing yet (a later due time, closing, or BullMQ could not wait).
    */
-  async waitForMarker(): Promise<boolean> {
+  async waitForMarker(): Promise<"listed" | "ready" | "none"> {
     const self = this as unknown as BlockingWait;
     if (self.closing || self.waiting) {
       // Closing, or another wait under way: nothing to wait for here (and no busy loop).
       await sleep(200);
-      return false;
+      return "none";
     }
     self.waiting = self.waitForJob(self.blockUntil);
     let blockUntil: number;
     try {
       blockUntil = await self.waiting;
-      self.blockUntil = blockUntil;
     } finally {
       self.waiting = null;
     }
+    // BullMQ answers the popped marker's score: only a listing's is below 0.
+    if (blockUntil < 0) return "listed";
+    self.blockUntil = blockUntil;
     // Infinity: BullMQ could not wait (paused, rate limited, an error it already reported).
     if (!Number.isFinite(blockUntil)) {
       await sleep(200);
-      return false;
+      return "none";
     }
-    return blockUntil <= 0 || blockUntil - Date.now() < 1;
+    return blockUntil <= 0 || blockUntil - Date.now() < 1 ? "ready" : "none";
   }
 
   /** Starts what run() would start, minus the main loop. */

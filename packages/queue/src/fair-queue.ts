@@ -50,7 +50,10 @@ export type FairPick =
   /** Nothing to start now; nextAt is when a listed job becomes due (0: none). */
   | { picked: false; nextAt: number; now: number };
 
-/** What one pick of several started, in the fair order (none: `nextAt` says when one is due, 0: none). */
+/**
+ * What one pick of several started, in the fair order. With no more listed now (none started,
+ * or `more` false), `nextAt` says when a listed job is next due (0: none).
+ */
 export interface FairPicks {
   starts: FairStart[];
   /** Other jobs were listed and due after these were picked. */
@@ -100,7 +103,12 @@ export const PRIORITY_RANK: Record<Priority, number> = { high: 0, normal: 1, low
 /** How many stale entries (jobs cancelled or expired meanwhile) one pick may skip. */
 const MAX_SKIPS = 20;
 
-const pickedHeadSchema = z.tuple([z.literal(1), z.number(), z.union([z.literal(0), z.literal(1)])]);
+const pickedHeadSchema = z.tuple([
+  z.literal(1),
+  z.number(),
+  z.union([z.literal(0), z.literal(1)]),
+  z.number(),
+]);
 const startSchema = z.tuple([
   z.string(),
   z.string(),
@@ -202,15 +210,15 @@ export class FairQueue {
       const [, nextAt, at] = idleSchema.parse(reply);
       return { starts: [], more: false, nextAt, now: at };
     }
-    if (!Array.isArray(reply) || reply.length < 9 || (reply.length - 3) % 6 !== 0)
+    if (!Array.isArray(reply) || reply.length < 10 || (reply.length - 4) % 6 !== 0)
       throw new Error("the fair queue's pick answered a reply of an unexpected shape");
-    const [, at, more] = pickedHeadSchema.parse(reply.slice(0, 3));
+    const [, at, more, nextAt] = pickedHeadSchema.parse(reply.slice(0, 4));
     const starts: FairStart[] = [];
-    for (let i = 3; i < reply.length; i += 6) {
+    for (let i = 4; i < reply.length; i += 6) {
       const [queue, jobId, tenantId, tier, cost, listedAt] = startSchema.parse(reply.slice(i, i + 6));
       starts.push({ queue, jobId, tenantId, tier, cost, listedAt });
     }
-    return { starts, more: more === 1, nextAt: 0, now: at };
+    return { starts, more: more === 1, nextAt, now: at };
   }
 
   /**

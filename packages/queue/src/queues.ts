@@ -23,3 +23,11 @@ export function allJobQueues(config: Pick<SwitchyardConfig, "tenants">): QueueSp
     if (t.dedicated_queue) specs.push({ name: tenantQueueName(t.id), tier: t.tier });
   return specs;
 }
+
+/**
+ * The fair queue's wake-up on a BullMQ queue's marker (the sorted set BullMQ's blocked fetch
+ * waits on): a listing adds this member, at a score below any of BullMQ's own (0 "look now",
+ * a delayed job's due time), so a worker's blocker tells "a job was listed: a picker picks" from
+ * "BullMQ made a job ready: fetch" (fair-lib.lua writes the same two values).
+ */
+export const LISTED_MARKER = { member: "l", score: -1 } as const;

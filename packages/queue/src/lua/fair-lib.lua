@@ -119,10 +119,17 @@ local function saveMeta(jobId, tier, tenant, queue, cost, rank, tierWeight, tena
   end
 end
 
--- Lists a new job in the start order now, and wakes a worker blocked on its queue's marker as
--- BullMQ does when a job is added. Its BullMQ job must be parked already (a pick promotes it).
+-- Wakes a worker blocked on a queue's marker for a listing: member "l" at score -1
+-- (LISTED_MARKER in queues.ts), below BullMQ's own members, so the worker has a picker pick
+-- instead of fetching from BullMQ's wait list (where nothing is until a pick moves a job there).
+local function wakeForListing(queue)
+  rcall("ZADD", BULL .. ":" .. queue .. ":marker", "-1", "l")
+end
+
+-- Lists a new job in the start order now, and wakes a worker blocked on its queue's marker.
+-- Its BullMQ job must be parked already (a pick promotes it).
 local function listNow(jobId, tier, tenant, queue, cost, rank, tierWeight, tenantWeight)
   saveMeta(jobId, tier, tenant, queue, cost, rank, tierWeight, tenantWeight)
   activate(space(nil), jobId, tier, tenant, tonumber(rank) or 1)
-  rcall("ZADD", BULL .. ":" .. queue .. ":marker", "0", "0")
+  wakeForListing(queue)
 end

@@ -53,7 +53,8 @@
   pick:    ARGV[5] how many stale entries (jobs gone) to skip at most per job, [6] how many jobs
            to start at most (1 when absent): the next ones in the fair order, as that many picks
            one after another would
-           -> { 1, now, more (1: jobs still listed and due), then per job started: queue, job id,
+           -> { 1, now, more (1: jobs still listed and due), next due time in ms when none are
+                (0 = nothing waiting, or more is 1), then per job started: queue, job id,
                 tenant, tier, cost, listed_ms } or
               { 0, next due time in ms (0 = nothing waiting), now }
   forget:  ARGV[5] job id -> { 1 } (the entry is dropped when its turn comes)
@@ -162,7 +163,7 @@ if op == "wait" then
   local n = rcall("HINCRBY", STATE, "seq", "1")
   rcall("ZADD", LATER, at, "t|" .. resource .. "|" .. jobId .. "|" .. n)
   -- Wake a blocked worker now: its next pick learns when the ticket is due and sets an alarm.
-  rcall("ZADD", BULL .. ":" .. ARGV[8] .. ":marker", "0", "0")
+  wakeForListing(ARGV[8])
   return { 1, at }
 end
 
@@ -231,7 +232,7 @@ for _, entry in ipairs(due) do
 end
 
 local want = math.max(1, tonumber(ARGV[6]) or 1)
-local out = { 1, now, 0 }
+local out = { 1, now, 0, 0 }
 local function started(jobId, f, tenant)
   count(f[1], tenant, -1)
   measure(f[1], 1)
@@ -247,7 +248,7 @@ end
 
 -- Jobs freed by a ticket hold capacity: they go first, without a second charge.
 local budget = skips * want
-while #out < 3 + 6 * want and budget >= 0 do
+while #out < 4 + 6 * want and budget >= 0 do
   local jobId = rcall("LPOP", EXPRESS)
   if not jobId then
     break
@@ -263,7 +264,7 @@ while #out < 3 + 6 * want and budget >= 0 do
   end
 end
 
-while #out < 3 + 6 * want do
+while #out < 4 + 6 * want do
   local jobId, f, tenant = take(MAIN, promote, skips)
   if not jobId then
     break
@@ -271,10 +272,19 @@ while #out < 3 + 6 * want do
   rcall("HDEL", META, jobId)
   started(jobId, f, tenant)
 end
-if #out > 3 then
-  -- Whether more jobs are listed now: a picker that started some wakes another only then.
-  out[3] = rcall("EXISTS", TIERS, EXPRESS) > 0 and 1 or 0
+local function nextDue()
+  local first = rcall("ZRANGE", LATER, 0, 0, "WITHSCORES")
+  return tonumber(first[2]) or 0
+end
+if #out > 4 then
+  -- Whether more jobs are listed now: a picker that started some wakes another only then. With
+  -- none, when the next one (a ticket, a job listed for later) is due: the picker sleeps until
+  -- then, or until a listing wakes it.
+  if rcall("EXISTS", TIERS, EXPRESS) > 0 then
+    out[3] = 1
+  else
+    out[4] = nextDue()
+  end
   return out
 end
-local nextAt = rcall("ZRANGE", LATER, 0, 0, "WITHSCORES")
-return { 0, tonumber(nextAt[2]) or 0, now }
+return { 0, nextDue(), now }
