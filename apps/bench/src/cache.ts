@@ -3,7 +3,15 @@ import { Redis } from "ioredis";
 import { cachePlan, resolveRoute } from "@switchyard/core";
 import { AnswerCache, Keys } from "@switchyard/queue";
 import { minimalConfig, PAID_KEY, uniquePrefix } from "@switchyard/testing";
-import { cpuPerJob, cpuSnapshot, ratio, redisCpuSeconds, startBenchStack, succeededRuns } from "./harness";
+import {
+  cpuPerJob,
+  cpuSnapshot,
+  ratio,
+  redisCpuSeconds,
+  startBenchStack,
+  succeededRuns,
+  type ThroughputOpts,
+} from "./harness";
 import { closedLoop } from "./load";
 import type { Figure, ScenarioResult } from "./results";
 
@@ -115,13 +123,7 @@ async function missCpu(redisUrl: string, n: number): Promise<{ client: number; r
   }
 }
 
-export async function cacheScenario(opts: {
-  redisUrl: string;
-  durationS: number;
-  rawProcessPerSec: number;
-  log: (s: string) => void;
-  flush: () => Promise<void>;
-}): Promise<ScenarioResult> {
+export async function cacheScenario(opts: ThroughputOpts): Promise<ScenarioResult> {
   const half = await run(opts.redisUrl, "cached", 0.5, opts.durationS);
   await opts.flush();
   const hitRate = half.done > 0 ? 1 - half.upstream / half.done : null;

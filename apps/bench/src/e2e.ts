@@ -8,6 +8,7 @@ import {
   startBenchStack,
   succeededRuns,
   waitSucceeded,
+  type ThroughputOpts,
 } from "./harness";
 import { closedLoop } from "./load";
 import { submitRequest } from "./ingest";
@@ -127,14 +128,7 @@ function e2eFigures(r: E2eRun, rawProcessPerSec: number, suffix: string): Scenar
  * (the deployment of the earlier rounds), so what a second process on two shared cores costs
  * shows in the same run.
  */
-export async function e2eScenario(opts: {
-  redisUrl: string;
-  durationS: number;
-  rawProcessPerSec: number;
-  log: (s: string) => void;
-  /** Between the runs: the next one starts on an empty Redis. */
-  flush: () => Promise<void>;
-}): Promise<ScenarioResult> {
+export async function e2eScenario(opts: ThroughputOpts): Promise<ScenarioResult> {
   const one = await e2eRun({ ...opts, workers: 1 });
   await opts.flush();
   const two = await e2eRun({ ...opts, workers: 2 });

@@ -16,6 +16,16 @@ import {
  * A Switchyard stack for one scenario, as real processes on the run's Redis: mock provider,
  * API and N workers (each serving /metrics). Logs at warn so logging does not dominate.
  */
+/** What a throughput scenario, read against raw BullMQ's Worker, is given. */
+export interface ThroughputOpts {
+  redisUrl: string;
+  durationS: number;
+  rawProcessPerSec: number;
+  log: (s: string) => void;
+  /** Empties Redis between the scenario's runs: each starts on an empty one. */
+  flush: () => Promise<void>;
+}
+
 export interface BenchStack {
   apiUrl: string;
   mockUrl: string;

@@ -12,6 +12,16 @@ import { ManagedWorker } from "./managed-worker";
  */
 const PINNED_BULLMQ = "6.7.0";
 
+/** Waits and fetches as the blocker does, until a fetch takes a job (20 waits at most). */
+async function fetchWhenReady(worker: ManagedWorker, token: string) {
+  for (let i = 0; i < 20; i++)
+    if ((await worker.waitForMarker()) === "ready") {
+      const job = await worker.getNextJob(token, { block: false });
+      if (job) return job;
+    }
+  return undefined;
+}
+
 describe("ManagedWorker's contract with BullMQ internals", () => {
   const connection = new Redis(testRedisUrl(), { maxRetriesPerRequest: null });
   const prefix = uniquePrefix();
@@ -105,10 +115,7 @@ describe("ManagedWorker's contract with BullMQ internals", () => {
       await queue.add("chat", { v: 2 }, { jobId: "m2", delay: 300 });
       // A marker may say "look" with nothing to take (BullMQ adds one after every fetch) or "not
       // before" a delayed job's time; waiting and fetching as the blocker does ends with the job.
-      let second: Awaited<ReturnType<typeof worker.getNextJob>> | undefined;
-      for (let i = 0; i < 20 && !second; i++)
-        if ((await worker.waitForMarker()) === "ready")
-          second = await worker.getNextJob("token-m2", { block: false });
+      const second = await fetchWhenReady(worker, "token-m2");
       expect(second?.id).toBe("m2");
       expect(Date.now() - added).toBeGreaterThanOrEqual(300);
       if (second) await worker.processJob(second, "token-m2", () => false);
@@ -126,10 +133,7 @@ describe("ManagedWorker's contract with BullMQ internals", () => {
       await connection.zadd(marker, LISTED_MARKER.score, LISTED_MARKER.member);
       expect(await worker.waitForMarker()).toBe("listed");
       expect(await queue.getJobState("m3")).toBe("delayed");
-      let late: Awaited<ReturnType<typeof worker.getNextJob>> | undefined;
-      for (let i = 0; i < 20 && !late; i++)
-        if ((await worker.waitForMarker()) === "ready")
-          late = await worker.getNextJob("token-m3", { block: false });
+      const late = await fetchWhenReady(worker, "token-m3");
       expect(late?.id).toBe("m3");
       expect(Date.now() - third).toBeGreaterThanOrEqual(400);
       if (late) await worker.processJob(late, "token-m3", () => false);
