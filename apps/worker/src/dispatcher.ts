@@ -239,8 +239,9 @@ export class Dispatcher {
    * A queue's blocker: waits in Redis on the queue's marker (BZPOPMIN, no polling). A listing's
    * wake-up (LISTED_MARKER) wakes a sleeping picker and nothing else. What BullMQ itself made
    * ready there (a retry whose backoff ended, a job handed back, one released at its start
-   * deadline; BullMQ also marks "look now" after every fetch) the blocker fetches, taking a slot
-   * like any picker, and fetches again while it finds jobs, as BullMQ's own loop does. The slot
+   * deadline; BullMQ also marks "look now" after every fetch) the blocker fetches, once a cheap
+   * check says a fetch would find a job, taking a slot like any picker, and fetches again while
+   * it finds jobs, as BullMQ's own loop does. The slot
    * is taken before the fetch, never after it: a blocker that took a job a picker had just moved
    * to the wait list holds the slot that picker then gives back, so a process never runs more
    * than `worker.concurrency` jobs.
@@ -256,6 +257,8 @@ export class Dispatcher {
           const seen = await own.waitForMarker();
           if (seen === "listed") this.idle.wakeOne();
           if (seen !== "ready") continue;
+          // Mostly BullMQ's "look now" after a picker's fetch: a fetch only if it would find a job.
+          if (!(await own.hasWork(this.connection))) continue;
           ready = true;
         }
         if (!(await this.gate.acquire())) break;

@@ -142,4 +142,41 @@ describe("ManagedWorker's contract with BullMQ internals", () => {
       await queue.close();
     }
   });
+
+  it("tells a fetch that would find a job from BullMQ's look-now mark after a fetch", async () => {
+    const queue = new Queue("work", { connection, prefix });
+    const worker = new ManagedWorker("work", async () => "done", {
+      connection,
+      prefix,
+      lockDuration: 6_000,
+      stalledInterval: 60_000,
+      drainDelay: 1,
+    });
+    try {
+      await worker.startManaged();
+      expect(await worker.hasWork(connection)).toBe(false);
+      await queue.add("chat", { v: 1 }, { jobId: "w1" });
+      expect(await worker.hasWork(connection)).toBe(true);
+      const job = await worker.getNextJob("token-w1", { block: false });
+      expect(job?.id).toBe("w1");
+      // The fetch left BullMQ's "look now" mark: the wait says ready, the check says nothing is there.
+      expect(await worker.waitForMarker()).toBe("ready");
+      expect(await worker.hasWork(connection)).toBe(false);
+      if (job) await worker.processJob(job, "token-w1", () => false);
+
+      await queue.add("chat", { v: 2 }, { jobId: "w2", priority: 3 });
+      expect(await worker.hasWork(connection)).toBe(true); // prioritized
+      const second = await worker.getNextJob("token-w2", { block: false });
+      if (second) await worker.processJob(second, "token-w2", () => false);
+
+      // A delayed job counts once its time has come (a fetch then promotes it), not before.
+      const at = Date.now();
+      await queue.add("chat", { v: 3 }, { jobId: "w3", delay: 60_000 });
+      expect(await worker.hasWork(connection, at)).toBe(false);
+      expect(await worker.hasWork(connection, at + 60_001)).toBe(true);
+    } finally {
+      await worker.close();
+      await queue.close();
+    }
+  });
 });
