@@ -2,7 +2,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { Redis } from "ioredis";
 import { Pool } from "undici";
 import type { ConfigDoc } from "@switchyard/testing";
-import { percentile, startBenchStack, type BenchStack } from "./harness";
+import { percentile, startBenchStack, wholeMs, type BenchStack } from "./harness";
 import type { Figure, ScenarioResult } from "./results";
 
 /**
@@ -109,10 +109,10 @@ async function lightWaits(
   await pool.close();
   const done = times.filter((t) => t.started_at !== undefined);
   return {
-    startMs: done.map((t) => ((t.started_at ?? 0) - t.created_at) * 1000),
+    startMs: done.map((t) => wholeMs((t.started_at ?? 0) - t.created_at)),
     finishMs: times
       .filter((t) => t.finished_at !== undefined)
-      .map((t) => ((t.finished_at ?? 0) - t.created_at) * 1000),
+      .map((t) => wholeMs((t.finished_at ?? 0) - t.created_at)),
   };
 }
 

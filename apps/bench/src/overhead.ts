@@ -9,6 +9,7 @@ import {
   startBenchStack,
   waitSucceeded,
   type GcPauses,
+  wholeMs,
 } from "./harness";
 import { openLoop } from "./load";
 import { rawOverhead } from "./raw-overhead";
@@ -100,8 +101,8 @@ export async function overheadScenario(opts: {
       jobs.push(...got);
     }
     const ok = jobs.filter((j) => j.status === "succeeded" && j.finished_at !== undefined);
-    const overhead = ok.map((j) => ((j.finished_at ?? 0) - j.created_at) * 1000 - opts.latencyMs);
-    const wait = ok.map((j) => ((j.started_at ?? j.created_at) - j.created_at) * 1000);
+    const overhead = ok.map((j) => wholeMs((j.finished_at ?? 0) - j.created_at) - opts.latencyMs);
+    const wait = ok.map((j) => wholeMs((j.started_at ?? j.created_at) - j.created_at));
     // Where the rest goes, from the last attempt's start and duration: running to the upstream
     // call (route, limiter), the call beyond the mock's latency, and the call's end to the final write.
     const parts = ok.flatMap((j) => {
@@ -109,9 +110,9 @@ export async function overheadScenario(opts: {
       if (!a || j.started_at === undefined || j.finished_at === undefined) return [];
       return [
         {
-          before: (a.started_at - j.started_at) * 1000,
+          before: wholeMs(a.started_at - j.started_at),
           call: a.duration_ms - opts.latencyMs,
-          after: (j.finished_at - a.started_at) * 1000 - a.duration_ms,
+          after: wholeMs(j.finished_at - a.started_at) - a.duration_ms,
         },
       ];
     });
