@@ -38,8 +38,9 @@
 
   Parking the BullMQ job here saves the submission a round trip and BullMQ's client-side work
   (~13% of the API's CPU per submission), and makes the record, the parked job and the listing
-  one atomic step. It writes exactly what BullMQ 6.7.0's addDelayedJob writes for a new job with
-  a custom id (pinned; packages/queue/src/park.int.test.ts compares the two key by key).
+  one atomic step. It writes what BullMQ 6.7.0's addDelayedJob writes for a new job with a
+  custom id, less the delay marker (see park below); BullMQ is pinned and
+  packages/queue/src/park.int.test.ts compares the two key by key.
 
   Returns
     { 1, estimated wait in ms (-1: not measured yet), degraded (0|1), listed (0|1) }   written
@@ -166,9 +167,9 @@ rcall("HSET", KEYS[1], unpack(fields))
 rcall("PEXPIRE", KEYS[1], ARGV[1])
 
 -- BullMQ 6.7.0's addDelayedJob for a new job with a custom id, step for step (its includes
--- storeJob, getOrSetMaxEvents, getDelayedScore and addDelayMarkerIfNeeded): the id counter, the
--- job hash, the "added" event, the delayed set (the due time in the score's upper bits, a
--- counter within the millisecond in its lower 12), the "delayed" event and the delay marker.
+-- storeJob, getOrSetMaxEvents and getDelayedScore; not addDelayMarkerIfNeeded): the id counter,
+-- the job hash, the "added" event, the delayed set (the due time in the score's upper bits, a
+-- counter within the millisecond in its lower 12) and the "delayed" event.
 local function park(jobId, queue, name, data, opts, timestamp, delay, due)
   local q = BULL .. ":" .. queue .. ":"
   local delayedKey, eventsKey, metaKey = q .. "delayed", q .. "events", q .. "meta"
@@ -191,11 +192,10 @@ local function park(jobId, queue, name, data, opts, timestamp, delay, due)
   end
   rcall("ZADD", delayedKey, score, jobId)
   rcall("XADD", eventsKey, "MAXLEN", "~", maxEvents, "*", "event", "delayed", "jobId", jobId, "delay", due)
-  local first = rcall("ZRANGE", delayedKey, 0, 0, "WITHSCORES")
-  local soonest = tonumber(first[2])
-  if soonest ~= nil then
-    rcall("ZADD", q .. "marker", soonest / 0x1000, "1")
-  end
+  -- No delay marker (BullMQ's addDelayMarkerIfNeeded): it would wake a blocked worker for every
+  -- submission only to learn a due time that is the job's start deadline, a safety net for a
+  -- listing that was lost (a job released then is expired by its runner). Workers find such a
+  -- job within their drain delay: their blocked wait times out and they look.
 end
 
 local listed = 0
