@@ -31,6 +31,20 @@ describe("ManagedWorker's contract with BullMQ internals", () => {
     connection.disconnect();
   });
 
+  /** A queue and a started ManagedWorker on it whose jobs do nothing (1 s drain delay). */
+  const noopWorker = async (name: string) => {
+    const queue = new Queue(name, { connection, prefix });
+    const worker = new ManagedWorker(name, async () => "done", {
+      connection,
+      prefix,
+      lockDuration: 6_000,
+      stalledInterval: 60_000,
+      drainDelay: 1,
+    });
+    await worker.startManaged();
+    return { queue, worker };
+  };
+
   it("runs on the exact BullMQ version it was written for", () => {
     const pkgPath = require.resolve("bullmq/package.json");
     const version: unknown = JSON.parse(readFileSync(pkgPath, "utf8")).version;
@@ -94,16 +108,8 @@ describe("ManagedWorker's contract with BullMQ internals", () => {
     }
   });
   it("waits on the queue's marker without fetching; a fetch then takes the job, a delayed one at its time", async () => {
-    const queue = new Queue("marker", { connection, prefix });
-    const worker = new ManagedWorker("marker", async () => "done", {
-      connection,
-      prefix,
-      lockDuration: 6_000,
-      stalledInterval: 60_000,
-      drainDelay: 1,
-    });
+    const { queue, worker } = await noopWorker("marker");
     try {
-      await worker.startManaged();
       await queue.add("chat", { v: 1 }, { jobId: "m1" });
       expect(await worker.waitForMarker()).toBe("ready");
       expect(await queue.getJobState("m1")).toBe("waiting"); // the wait fetched nothing
@@ -144,16 +150,8 @@ describe("ManagedWorker's contract with BullMQ internals", () => {
   });
 
   it("tells a fetch that would find a job from BullMQ's look-now mark after a fetch", async () => {
-    const queue = new Queue("work", { connection, prefix });
-    const worker = new ManagedWorker("work", async () => "done", {
-      connection,
-      prefix,
-      lockDuration: 6_000,
-      stalledInterval: 60_000,
-      drainDelay: 1,
-    });
+    const { queue, worker } = await noopWorker("work");
     try {
-      await worker.startManaged();
       expect(await worker.hasWork(connection)).toBe(false);
       await queue.add("chat", { v: 1 }, { jobId: "w1" });
       expect(await worker.hasWork(connection)).toBe(true);
