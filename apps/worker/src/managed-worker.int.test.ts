@@ -31,8 +31,14 @@ describe("ManagedWorker's contract with BullMQ internals", () => {
     connection.disconnect();
   });
 
-  /** A queue and a started ManagedWorker on it whose jobs do nothing (1 s drain delay). */
-  const noopWorker = async (name: string) => {
+  /**
+   * Runs `body` with a queue and a started ManagedWorker on it whose jobs do nothing (1 s drain
+   * delay), and closes both after it.
+   */
+  const withNoopWorker = async (
+    name: string,
+    body: (queue: Queue, worker: ManagedWorker) => Promise<void>,
+  ): Promise<void> => {
     const queue = new Queue(name, { connection, prefix });
     const worker = new ManagedWorker(name, async () => "done", {
       connection,
@@ -41,8 +47,13 @@ describe("ManagedWorker's contract with BullMQ internals", () => {
       stalledInterval: 60_000,
       drainDelay: 1,
     });
-    await worker.startManaged();
-    return { queue, worker };
+    try {
+      await worker.startManaged();
+      await body(queue, worker);
+    } finally {
+      await worker.close();
+      await queue.close();
+    }
   };
 
   it("runs on the exact BullMQ version it was written for", () => {
@@ -108,8 +119,7 @@ describe("ManagedWorker's contract with BullMQ internals", () => {
     }
   });
   it("waits on the queue's marker without fetching; a fetch then takes the job, a delayed one at its time", async () => {
-    const { queue, worker } = await noopWorker("marker");
-    try {
+    await withNoopWorker("marker", async (queue, worker) => {
       await queue.add("chat", { v: 1 }, { jobId: "m1" });
       expect(await worker.waitForMarker()).toBe("ready");
       expect(await queue.getJobState("m1")).toBe("waiting"); // the wait fetched nothing
@@ -143,15 +153,11 @@ describe("ManagedWorker's contract with BullMQ internals", () => {
       expect(late?.id).toBe("m3");
       expect(Date.now() - third).toBeGreaterThanOrEqual(400);
       if (late) await worker.processJob(late, "token-m3", () => false);
-    } finally {
-      await worker.close();
-      await queue.close();
-    }
+    });
   });
 
   it("tells a fetch that would find a job from BullMQ's look-now mark after a fetch", async () => {
-    const { queue, worker } = await noopWorker("work");
-    try {
+    await withNoopWorker("work", async (queue, worker) => {
       expect(await worker.hasWork(connection)).toBe(false);
       await queue.add("chat", { v: 1 }, { jobId: "w1" });
       expect(await worker.hasWork(connection)).toBe(true);
@@ -172,9 +178,6 @@ describe("ManagedWorker's contract with BullMQ internals", () => {
       await queue.add("chat", { v: 3 }, { jobId: "w3", delay: 60_000 });
       expect(await worker.hasWork(connection, at)).toBe(false);
       expect(await worker.hasWork(connection, at + 60_001)).toBe(true);
-    } finally {
-      await worker.close();
-      await queue.close();
-    }
+    });
   });
 });
