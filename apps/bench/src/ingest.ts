@@ -1,5 +1,7 @@
-import { PAID_KEY } from "@switchyard/testing";
-import { cpuPerJob, cpuSnapshot, percentile, ratio, startBenchStack } from "./harness";
+import { spawn } from "node:child_process";
+import { join } from "node:path";
+import { PAID_KEY, freePort } from "@switchyard/testing";
+import { cpuSeconds, percentile, ratio, redisCpuSeconds, startBenchStack } from "./harness";
 import { closedLoop } from "./load";
 import type { ScenarioResult } from "./results";
 
@@ -18,9 +20,73 @@ export const submitRequest = (i: number) => ({
   body: chatBody(i),
 });
 
+/** The ingest floor (raw-http.ts) as its own process; stop() ends it. */
+async function startRawHttp(
+  redisUrl: string,
+): Promise<{ url: string; pid: number | undefined; stop(): Promise<void> }> {
+  const port = await freePort();
+  const child = spawn(process.execPath, [join(__dirname, "raw-http.js")], {
+    env: { PATH: process.env.PATH ?? "", PORT: String(port), REDIS_URL: redisUrl },
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error("raw-http did not start within 20 s")), 20_000);
+    child.stdout.on("data", (d: Buffer) => {
+      if (d.toString().includes("raw-http listening")) {
+        clearTimeout(timer);
+        resolve();
+      }
+    });
+    child.once("exit", (code) => {
+      clearTimeout(timer);
+      reject(new Error(`raw-http exited with code ${code} before listening`));
+    });
+  });
+  return {
+    url: `http://127.0.0.1:${port}`,
+    pid: child.pid,
+    stop: async () => {
+      child.kill("SIGTERM");
+      await exited;
+    },
+  };
+}
+
+/** A closed loop of submissions with the CPU of the server process, Redis and this load generator. */
+async function measureIngest(
+  url: string,
+  serverPid: number | undefined,
+  redisUrl: string,
+  inFlight: number,
+  durationMs: number,
+) {
+  // A short warm-up: JIT, connection pools, Redis scripts loaded.
+  await closedLoop(url, submitRequest, { inFlight: 20, durationMs: 2_000 });
+  const server0 = cpuSeconds(serverPid);
+  const redis0 = await redisCpuSeconds(redisUrl);
+  const load0 = process.cpuUsage();
+  const r = await closedLoop(url, submitRequest, { inFlight, durationMs });
+  const load = process.cpuUsage(load0);
+  const accepted = r.statuses[202] ?? 0;
+  const per = (seconds: number) => (accepted > 0 ? (seconds * 1000) / accepted : null);
+  return {
+    r,
+    accepted,
+    perSec: accepted / (r.elapsedMs / 1000),
+    cpu: {
+      server: per(cpuSeconds(serverPid) - server0),
+      redis: per((await redisCpuSeconds(redisUrl)) - redis0),
+      load: per((load.user + load.system) / 1e6),
+    },
+  };
+}
+
 /**
  * Ingest: accepted POST /v1/jobs per second with `inFlight` requests kept going, API alone (no
- * worker competes for the CPU), against raw Queue.add measured in the same run.
+ * worker competes for the CPU), against raw Queue.add measured in the same run; then the same
+ * load against raw BullMQ behind Node's bare HTTP server (raw-http.ts), the floor of this stack
+ * on this machine: what any Node service that stores each submission with BullMQ can reach here.
  */
 export async function ingestScenario(opts: {
   redisUrl: string;
@@ -30,42 +96,67 @@ export async function ingestScenario(opts: {
   log: (s: string) => void;
 }): Promise<ScenarioResult> {
   const stack = await startBenchStack({ redisUrl: opts.redisUrl, workers: 0, mockLatencyMs: 0 });
+  let sy: Awaited<ReturnType<typeof measureIngest>>;
   try {
-    // A short warm-up: JIT, connection pools, Redis scripts loaded.
-    await closedLoop(stack.apiUrl, submitRequest, { inFlight: 20, durationMs: 2_000 });
-    const cpu0 = await cpuSnapshot(stack, opts.redisUrl);
-    const r = await closedLoop(stack.apiUrl, submitRequest, {
-      inFlight: opts.inFlight,
-      durationMs: opts.durationS * 1000,
-    });
-    const accepted = r.statuses[202] ?? 0;
-    const cpu = cpuPerJob(cpu0, await cpuSnapshot(stack, opts.redisUrl), accepted);
-    const perSec = accepted / (r.elapsedMs / 1000);
-    opts.log(
-      `ingest: ${Math.round(perSec)} accepted/s, statuses ${JSON.stringify(r.statuses)}, errors ${r.errors}`,
+    sy = await measureIngest(
+      stack.apiUrl,
+      stack.api.child.pid,
+      opts.redisUrl,
+      opts.inFlight,
+      opts.durationS * 1000,
     );
-    return {
-      scenario: "ingest",
-      description: `POST /v1/jobs with ${opts.inFlight} requests in flight for ${opts.durationS} s against the API process alone (no worker running), after a 2 s warm-up.`,
-      params: { duration_s: opts.durationS, in_flight: opts.inFlight },
-      figures: [
-        {
-          name: "accepted submissions",
-          value: perSec,
-          unit: "jobs/s",
-          goal: ">= 5000/s",
-          note: `${accepted} answered 202`,
-        },
-        { name: "ratio to raw Queue.add", value: ratio(perSec, opts.rawAddPerSec), unit: "x" },
-        { name: "CPU per submission: API", value: cpu.api, unit: "ms" },
-        { name: "CPU per submission: Redis", value: cpu.redis, unit: "ms" },
-        { name: "latency p50", value: percentile(r.latencies, 50), unit: "ms" },
-        { name: "latency p95", value: percentile(r.latencies, 95), unit: "ms" },
-        { name: "latency p99", value: percentile(r.latencies, 99), unit: "ms", goal: "<= 20 ms" },
-      ],
-      details: { statuses: r.statuses, errors: r.errors },
-    };
   } finally {
     await stack.stop();
   }
+  opts.log(
+    `ingest: ${Math.round(sy.perSec)} accepted/s, statuses ${JSON.stringify(sy.r.statuses)}, errors ${sy.r.errors}`,
+  );
+  const raw = await startRawHttp(opts.redisUrl);
+  let floor: Awaited<ReturnType<typeof measureIngest>>;
+  try {
+    floor = await measureIngest(raw.url, raw.pid, opts.redisUrl, opts.inFlight, opts.durationS * 1000);
+  } finally {
+    await raw.stop();
+  }
+  opts.log(
+    `ingest floor (raw BullMQ behind node:http): ${Math.round(floor.perSec)} accepted/s, p99 ${percentile(floor.r.latencies, 99)?.toFixed(1)} ms`,
+  );
+  return {
+    scenario: "ingest",
+    description: `POST /v1/jobs with ${opts.inFlight} requests in flight for ${opts.durationS} s against the API process alone (no worker running), after a 2 s warm-up; then the same load against the floor: raw BullMQ Queue.add behind Node's bare HTTP server in its own process (no authentication, validation, idempotency, quotas, logging or metrics). The load generator runs in the bench process on the same two cores; its CPU per submission is shown for both.`,
+    params: { duration_s: opts.durationS, in_flight: opts.inFlight },
+    figures: [
+      {
+        name: "accepted submissions",
+        value: sy.perSec,
+        unit: "jobs/s",
+        goal: ">= 5000/s",
+        note: `${sy.accepted} answered 202`,
+      },
+      { name: "ratio to raw Queue.add", value: ratio(sy.perSec, opts.rawAddPerSec), unit: "x" },
+      { name: "CPU per submission: API", value: sy.cpu.server, unit: "ms" },
+      { name: "CPU per submission: Redis", value: sy.cpu.redis, unit: "ms" },
+      { name: "CPU per submission: load generator", value: sy.cpu.load, unit: "ms" },
+      { name: "latency p50", value: percentile(sy.r.latencies, 50), unit: "ms" },
+      { name: "latency p95", value: percentile(sy.r.latencies, 95), unit: "ms" },
+      { name: "latency p99", value: percentile(sy.r.latencies, 99), unit: "ms", goal: "<= 20 ms" },
+      {
+        name: "floor: raw BullMQ behind node:http",
+        value: floor.perSec,
+        unit: "jobs/s",
+        note: `${floor.accepted} answered 202`,
+      },
+      { name: "ratio to the floor", value: ratio(sy.perSec, floor.perSec), unit: "x" },
+      { name: "floor CPU per submission: server", value: floor.cpu.server, unit: "ms" },
+      { name: "floor CPU per submission: Redis", value: floor.cpu.redis, unit: "ms" },
+      { name: "floor CPU per submission: load generator", value: floor.cpu.load, unit: "ms" },
+      { name: "floor latency p50", value: percentile(floor.r.latencies, 50), unit: "ms" },
+      { name: "floor latency p99", value: percentile(floor.r.latencies, 99), unit: "ms" },
+    ],
+    details: {
+      statuses: sy.r.statuses,
+      errors: sy.r.errors,
+      floor: { statuses: floor.r.statuses, errors: floor.r.errors },
+    },
+  };
 }
