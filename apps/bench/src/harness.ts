@@ -43,6 +43,8 @@ export async function startBenchStack(opts: {
   mockEnv?: Record<string, string>;
   config?: (cfg: ConfigDoc) => void;
   workerConcurrency?: number;
+  /** Node flags for the API and the workers, after BENCH_NODE_ARGS's. */
+  nodeArgs?: string[];
 }): Promise<BenchStack> {
   const dir = mkdtempSync(join(tmpdir(), "switchyard-bench-"));
   const procs: AppProcess[] = [];
@@ -72,6 +74,7 @@ export async function startBenchStack(opts: {
         ? ["--cpu-prof", `--cpu-prof-dir=${process.env.BENCH_PROFILE_DIR}`]
         : []),
       ...(process.env.BENCH_NODE_ARGS ?? "").split(/\s+/).filter(Boolean),
+      ...(opts.nodeArgs ?? []),
     ];
     // BENCH_LOG_LEVEL (default info, as shipped): the API writes one access-log line per request.
     const level = process.env.BENCH_LOG_LEVEL ?? "info";

@@ -3,11 +3,17 @@ import { Redis } from "ioredis";
 import { rssMiB, slope, startBenchStack } from "./harness";
 import { openLoop } from "./load";
 import { submitRequest } from "./ingest";
+import { connectInspector, type Inspector } from "./inspector";
 import type { ScenarioResult } from "./results";
 
 /**
  * Soak: a steady rate for the duration; RSS of the API and each worker and Redis used_memory
  * sampled every 5 s. Growth per minute is the least-squares slope after the first third (warm-up).
+ * Every 30 s the API and the workers are also asked, through their V8 inspectors, for a full
+ * collection, and their RSS and used heap are read after it: the plain samples land anywhere on
+ * V8's collection cycle (the API's swings by ~40 MiB over ~2 minutes, as long as a third of the
+ * fitted window), the ones after a collection show what the process keeps, which is what grows
+ * when something leaks.
  * Job records live for queue.retention_hours, so Redis grows by design during a soak shorter than
  * that; its figure is reported with that in mind.
  */
@@ -17,10 +23,20 @@ export async function soakScenario(opts: {
   ratePerSec: number;
   log: (s: string) => void;
 }): Promise<ScenarioResult> {
-  const stack = await startBenchStack({ redisUrl: opts.redisUrl, workers: 2, mockLatencyMs: 50 });
+  const stack = await startBenchStack({
+    redisUrl: opts.redisUrl,
+    workers: 2,
+    mockLatencyMs: 50,
+    nodeArgs: ["--inspect=127.0.0.1:0"],
+  });
   const redis = new Redis(opts.redisUrl);
   const samples: { t: number; api: number | null; workers: (number | null)[]; redis: number }[] = [];
+  // After a full collection: RSS and used heap of the API ([0]) and each worker, MiB.
+  const collected: { t: number; rss: (number | null)[]; heap: number[] }[] = [];
+  const procs = [stack.api, ...stack.workers];
+  const inspectors: Inspector[] = [];
   try {
+    for (const p of procs) inspectors.push(await connectInspector(p));
     const start = Date.now();
     let running = true;
     const sampler = (async () => {
@@ -38,6 +54,16 @@ export async function soakScenario(opts: {
           opts.log(
             `  soak ${Math.round(last.t * 60)} s: api ${last.api?.toFixed(0)} MiB, workers ${last.workers.map((w) => w?.toFixed(0)).join("/")} MiB, redis ${last.redis.toFixed(1)} MiB`,
           );
+        if (samples.length % 6 === 1) {
+          const heap: number[] = [];
+          const rss: (number | null)[] = [];
+          for (const [i, ins] of inspectors.entries()) {
+            await ins.collectGarbage();
+            heap.push(await ins.heapUsedMiB());
+            rss.push(rssMiB(procs[i]?.child.pid));
+          }
+          collected.push({ t: (Date.now() - start) / 60_000, rss, heap });
+        }
         await sleep(5_000);
       }
     })();
@@ -52,11 +78,34 @@ export async function soakScenario(opts: {
     const growth = (pick: (s: (typeof samples)[number]) => number | null) =>
       slope(warm.flatMap((s) => (pick(s) === null ? [] : [{ x: s.t, y: pick(s) as number }])));
     const workerGrowth = stack.workers.map((_, i) => growth((s) => s.workers[i] ?? null));
+    const warmCollected = collected.filter((s) => s.t >= opts.durationS / 60 / 3);
+    const collectedGrowth = (pick: (s: (typeof collected)[number]) => number | null) =>
+      slope(warmCollected.flatMap((s) => (pick(s) === null ? [] : [{ x: s.t, y: pick(s) as number }])));
+    const firstC = collected[0];
+    const lastC = collected[collected.length - 1];
+    const afterCollection = procs.flatMap((p, i) => {
+      const label = i === 0 ? "api" : `worker ${i}`;
+      return [
+        {
+          name: `${label} RSS growth after a full collection`,
+          value: collectedGrowth((s) => s.rss[i] ?? null),
+          unit: "MiB/min",
+          goal: "< 1 MiB/min",
+          note: `${firstC?.rss[i]?.toFixed(0)} -> ${lastC?.rss[i]?.toFixed(0)} MiB, ${warmCollected.length} collections fitted`,
+        },
+        {
+          name: `${label} used heap growth after a full collection`,
+          value: collectedGrowth((s) => s.heap[i] ?? null),
+          unit: "MiB/min",
+          note: `${firstC?.heap[i]?.toFixed(1)} -> ${lastC?.heap[i]?.toFixed(1)} MiB`,
+        },
+      ];
+    });
     const first = samples[0];
     const last = samples[samples.length - 1];
     return {
       scenario: "soak",
-      description: `${opts.ratePerSec} jobs/s for ${opts.durationS} s (mock latency 50 ms, 2 workers). Memory sampled every 5 s; growth = least-squares slope after the first third of the run.`,
+      description: `${opts.ratePerSec} jobs/s for ${opts.durationS} s (mock latency 50 ms, 2 workers). Memory sampled every 5 s; every 30 s also RSS and V8's used heap right after a full collection asked for through each process's inspector. Growth = least-squares slope after the first third of the run.`,
       params: { duration_s: opts.durationS, rate_per_s: opts.ratePerSec },
       figures: [
         {
@@ -79,11 +128,13 @@ export async function soakScenario(opts: {
           unit: "MiB/min",
           note: `${first?.redis.toFixed(1)} -> ${last?.redis.toFixed(1)} MiB; job records are kept queue.retention_hours (24 h by default), so this grows by design until then`,
         },
+        ...afterCollection,
         { name: "jobs accepted", value: load.statuses[202] ?? 0, unit: "" },
       ],
-      details: { samples },
+      details: { samples, collected },
     };
   } finally {
+    for (const ins of inspectors) ins.close();
     await redis.quit();
     await stack.stop();
   }
