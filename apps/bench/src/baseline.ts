@@ -1,5 +1,6 @@
 import { Queue, Worker } from "bullmq";
 import { Redis } from "ioredis";
+import { redisCpuSeconds } from "./harness";
 import type { ScenarioResult } from "./results";
 
 /**
@@ -10,6 +11,8 @@ import type { ScenarioResult } from "./results";
 export interface Baseline {
   addPerSec: number;
   processPerSec: number;
+  /** CPU ms per job of raw add + process: this (client) process and Redis. */
+  cpuPerJobMs: number;
   result: ScenarioResult;
 }
 
@@ -33,6 +36,8 @@ export async function baselineScenario(opts: {
   const queue = new Queue("raw", { connection, prefix });
   try {
     let added = 0;
+    const client0 = process.cpuUsage();
+    const redis0 = await redisCpuSeconds(opts.redisUrl);
     const end = Date.now() + opts.durationS * 1000;
     const t0 = performance.now();
     await Promise.all(
@@ -52,18 +57,27 @@ export async function baselineScenario(opts: {
     const t1 = performance.now();
     await processRaw(opts.redisUrl, prefix, added);
     const processPerSec = added / ((performance.now() - t1) / 1000);
-    opts.log(`baseline: raw Worker ${Math.round(processPerSec)} jobs/s`);
+    const client = process.cpuUsage(client0);
+    const clientMs = (client.user + client.system) / 1000 / added;
+    const redisMs = (((await redisCpuSeconds(opts.redisUrl)) - redis0) * 1000) / added;
+    opts.log(
+      `baseline: raw Worker ${Math.round(processPerSec)} jobs/s; CPU per job (add + process) ${(clientMs + redisMs).toFixed(3)} ms`,
+    );
     return {
       addPerSec,
       processPerSec,
+      cpuPerJobMs: clientMs + redisMs,
       result: {
         scenario: "baseline",
         description:
-          "Raw BullMQ on the same Redis, measured in the same run: Queue.add with 200 adds in flight, then one raw Worker (concurrency 256) completing those jobs with a no-op processor.",
+          "Raw BullMQ on the same Redis, measured in the same run: Queue.add with 200 adds in flight, then one raw Worker (concurrency 256) completing those jobs with a no-op processor. CPU per job: the bench process (client and worker) and Redis over both phases, divided by the jobs.",
         params: { duration_s: opts.durationS, in_flight: 200, worker_concurrency: 256 },
         figures: [
           { name: "raw Queue.add", value: addPerSec, unit: "jobs/s", note: `${added} jobs` },
           { name: "raw Worker, no-op", value: processPerSec, unit: "jobs/s" },
+          { name: "raw CPU per job (add + process): client", value: clientMs, unit: "ms" },
+          { name: "raw CPU per job (add + process): Redis", value: redisMs, unit: "ms" },
+          { name: "raw CPU per job (add + process): both", value: clientMs + redisMs, unit: "ms" },
         ],
       },
     };

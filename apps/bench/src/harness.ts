@@ -21,6 +21,8 @@ export interface ThroughputOpts {
   redisUrl: string;
   durationS: number;
   rawProcessPerSec: number;
+  /** Raw BullMQ's CPU ms per job (add + process, client + Redis) from the same run. */
+  rawCpuPerJobMs?: number;
   log: (s: string) => void;
   /** Empties Redis between the scenario's runs: each starts on an empty one. */
   flush: () => Promise<void>;
