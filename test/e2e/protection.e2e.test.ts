@@ -1,6 +1,6 @@
 import { PriceBook, type JobView } from "@switchyard/core";
 import { freePort, http, Stack, testConfig, type ConfigDoc } from "@switchyard/testing";
-import { chat, mockStats, submit, waitFinal } from "./helpers";
+import { chat, clearFaults, mockStats, standingFault, submit, waitFinal } from "./helpers";
 
 /**
  * Admission control, degrade, quotas and cost across real processes: the free tier is refused
@@ -112,32 +112,32 @@ describe("protection", () => {
         backlog.push(
           await submit(stack.apiUrl, KEYS.free, {
             ...chat(`[[mock:delay=250]] backlog ${i}`),
-            model: "claude-sonnet-4-5",
+            model: "claude-sonnet-4-6",
           }),
         );
       let degraded: JobView | undefined;
       for (let i = 0; i < 40 && !degraded; i++) {
         const r = await submit(stack.apiUrl, KEYS.free, {
           ...chat("one two three four five six seven"),
-          model: "claude-sonnet-4-5",
+          model: "claude-sonnet-4-6",
           max_tokens: 50,
         });
         expect(r.status).toBe(202);
         if (r.body.degraded) degraded = r.body;
         else await new Promise((res) => setTimeout(res, 100));
       }
-      expect(degraded?.degraded).toMatchObject({ from: "claude-sonnet-4-5", to: "fast", max_tokens_cap: 3 });
+      expect(degraded?.degraded).toMatchObject({ from: "claude-sonnet-4-6", to: "fast", max_tokens_cap: 3 });
       expect(degraded?.degraded?.estimated_wait_seconds).toBeGreaterThan(0);
       const done = await waitFinal(stack.apiUrl, KEYS.free, degraded?.id ?? "", 30);
       expect(done.status).toBe("succeeded");
-      expect(done.model).toBe("claude-sonnet-4-5");
+      expect(done.model).toBe("claude-sonnet-4-6");
       // Served by the cheaper route, its max_tokens capped, and it says so.
       expect(done.result).toMatchObject({
         provider: "openai",
         model: "gpt-4o-mini",
         finish_reason: "length",
         output_text: "Echo: one two",
-        degraded: { from: "claude-sonnet-4-5", to: "fast", max_tokens_cap: 3 },
+        degraded: { from: "claude-sonnet-4-6", to: "fast", max_tokens_cap: 3 },
       });
       expect(done.degraded).toEqual(done.result?.degraded);
       for (const b of backlog) await waitFinal(stack.apiUrl, KEYS.free, b.body.id, 30);
@@ -191,16 +191,25 @@ describe("protection", () => {
     });
 
     it("never overshoots a token quota by more than one request's estimate", async () => {
-      // Each request reserves its prompt estimate plus max_tokens (40): about 46 tokens.
-      const answers = await Promise.all(
-        Array.from({ length: 30 }, (_, i) =>
-          submit(
-            stack.apiUrl,
-            KEYS.budget,
-            chat(`budget ${i} one two three four five six`, { max_tokens: 40 }),
+      // Each request reserves its prompt estimate plus max_tokens (40): about 46 tokens. The
+      // upstream holds its answers while the burst is answered: a job that settled during the
+      // burst would give back the part of its reservation it did not use, and a later request
+      // could then be admitted (rightly), which would make the count depend on the machine's speed.
+      await standingFault(stack.mockUrl, { fault: "delay=3000" });
+      let answers: Awaited<ReturnType<typeof submit>>[];
+      try {
+        answers = await Promise.all(
+          Array.from({ length: 30 }, (_, i) =>
+            submit(
+              stack.apiUrl,
+              KEYS.budget,
+              chat(`budget ${i} one two three four five six`, { max_tokens: 40 }),
+            ),
           ),
-        ),
-      );
+        );
+      } finally {
+        await clearFaults(stack.mockUrl);
+      }
       const admitted = answers.filter((a) => a.status === 202);
       expect(admitted.length).toBeGreaterThanOrEqual(6); // 300 / 46
       expect(admitted.length).toBeLessThanOrEqual(7);
@@ -216,7 +225,7 @@ describe("protection", () => {
 
     it("adds usage and cost up to what the mock counted, per model and per day, for this tenant only", async () => {
       const before = await mockStats(stack.mockUrl);
-      const models = ["gpt-4o-mini", "claude-sonnet-4-5", "gemini-2.5-flash"];
+      const models = ["gpt-4o-mini", "claude-sonnet-4-6", "gemini-2.5-flash"];
       const jobs = [];
       for (let i = 0; i < 9; i++) {
         const model = models[i % 3] ?? "gpt-4o-mini";
@@ -245,7 +254,7 @@ describe("protection", () => {
       const row = (m: string) => usage.body.data.find((d) => d.model === m);
       const upstream: Record<string, string> = {
         "openai/gpt-4o-mini": "sk-upstream-1",
-        "anthropic/claude-sonnet-4-5": "sk-ant-upstream-1",
+        "anthropic/claude-sonnet-4-6": "sk-ant-upstream-1",
         "gemini/gemini-2.5-flash": "gm-upstream-1",
       };
       const book = new PriceBook([
