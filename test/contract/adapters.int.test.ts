@@ -34,7 +34,7 @@ const adapters: Record<
   anthropic: {
     make: () =>
       new AnthropicMessagesProvider({ ...common, id: "anthropic", baseUrl: base, defaultMaxTokens: 64 }),
-    model: "claude-sonnet-4-5",
+    model: "claude-sonnet-4-6",
     key: "sk-ant-test",
     hints: ["all", "header", "reset"],
   },

@@ -78,7 +78,7 @@ describe("@anthropic-ai/sdk", () => {
 
   it("parses a message with content blocks, stop_reason and usage", async () => {
     const r = await client().messages.create({
-      model: "claude-sonnet-4-5",
+      model: "claude-sonnet-4-6",
       max_tokens: 2,
       system: "be brief",
       messages: [{ role: "user", content: "one two three" }],
@@ -92,7 +92,7 @@ describe("@anthropic-ai/sdk", () => {
   it("raises OverloadedError on 529 and RateLimitError with retry-after on 429", async () => {
     const over = await client()
       .messages.create({
-        model: "claude-sonnet-4-5",
+        model: "claude-sonnet-4-6",
         max_tokens: 5,
         messages: [{ role: "user", content: "[[mock:status=529]]" }],
       })
@@ -105,7 +105,7 @@ describe("@anthropic-ai/sdk", () => {
     });
     const limited = await client()
       .messages.create({
-        model: "claude-sonnet-4-5",
+        model: "claude-sonnet-4-6",
         max_tokens: 5,
         messages: [{ role: "user", content: "[[mock:status=429,retry_after=4]]" }],
       })
@@ -122,7 +122,7 @@ describe("streaming with the other SDKs", () => {
     const client = new Anthropic({ apiKey: "sk-ant-sdk", baseURL: base, maxRetries: 0 });
     const deltas: string[] = [];
     const stream = client.messages.stream({
-      model: "claude-sonnet-4-5",
+      model: "claude-sonnet-4-6",
       max_tokens: 20,
       messages: [{ role: "user", content: "hello anthropic stream" }],
     });

@@ -61,7 +61,7 @@ describe("bad input", () => {
     const res = await post({ key: PAID_KEY, json: { ...chat("x"), model: "gpt-9" } });
     expect(res.status).toBe(400);
     expect(res.body.error.message).toMatch(
-      /unknown model 'gpt-9'.*claude-sonnet-4-5, fast, gemini-2.5-flash, gpt-4o-mini, smart/,
+      /unknown model 'gpt-9'.*claude-sonnet-4-6, fast, gemini-2.5-flash, gpt-4o-mini, smart/,
     );
     expect(res.body.error.details?.[0]?.path).toBe("model");
   });

@@ -30,7 +30,7 @@ describe("circuit breaker across worker processes", () => {
           "gemini-first": {
             chain: [
               { provider: "gemini", model: "gemini-2.5-flash" },
-              { provider: "anthropic", model: "claude-sonnet-4-5" },
+              { provider: "anthropic", model: "claude-sonnet-4-6" },
             ],
           },
         });

@@ -71,7 +71,7 @@ describe("drop-in endpoints", () => {
     it("lists the configured models and retrieves one", async () => {
       const ids = [];
       for await (const m of client().models.list()) ids.push(m.id);
-      expect(ids).toEqual(["claude-sonnet-4-5", "fast", "gemini-2.5-flash", "gpt-4o-mini", "smart"]);
+      expect(ids).toEqual(["claude-sonnet-4-6", "fast", "gemini-2.5-flash", "gpt-4o-mini", "smart"]);
       expect((await client().models.retrieve("smart")).id).toBe("smart");
       await expect(client().models.retrieve("gpt-9")).rejects.toBeInstanceOf(OpenAI.NotFoundError);
     });
@@ -85,7 +85,7 @@ describe("drop-in endpoints", () => {
           max_tokens: 20,
         });
         expect(r.choices[0]?.message.content).toBe("Echo: fall back please");
-        expect(r.model).toBe("claude-sonnet-4-5");
+        expect(r.model).toBe("claude-sonnet-4-6");
       } finally {
         await clearFaults();
       }
@@ -140,7 +140,7 @@ describe("drop-in endpoints", () => {
     it("answers messages.create with a message (x-api-key auth, system prompt)", async () => {
       const { data, response } = await client()
         .messages.create({
-          model: "claude-sonnet-4-5",
+          model: "claude-sonnet-4-6",
           max_tokens: 20,
           system: "be brief",
           messages: [{ role: "user", content: "hello anthropic drop-in" }],
@@ -167,7 +167,7 @@ describe("drop-in endpoints", () => {
       const call = (c: Anthropic, body: Record<string, unknown>) =>
         c.messages
           .create({
-            model: "claude-sonnet-4-5",
+            model: "claude-sonnet-4-6",
             max_tokens: 10,
             messages: [{ role: "user", content: "x" }],
             ...body,
@@ -288,7 +288,7 @@ describe("drop-in endpoints", () => {
       const client = new Anthropic({ apiKey: PAID_KEY, baseURL: stack.apiUrl, maxRetries: 0 });
       const texts: string[] = [];
       const stream = client.messages.stream({
-        model: "claude-sonnet-4-5",
+        model: "claude-sonnet-4-6",
         max_tokens: 20,
         messages: [{ role: "user", content: "hello streamed anthropic" }],
       });

@@ -44,7 +44,7 @@ describe("hardening", () => {
     it("never shows a provider key an upstream echoed back, in the job, its events or the logs", async () => {
       const secrets = ["sk-upstream-1", "gm-upstream-1", "sk-ant-upstream-1"];
       const failed: JobView[] = [];
-      for (const model of ["gpt-4o-mini", "gemini-2.5-flash", "claude-sonnet-4-5"]) {
+      for (const model of ["gpt-4o-mini", "gemini-2.5-flash", "claude-sonnet-4-6"]) {
         const res = await submit(
           stack.apiUrl,
           PAID_KEY,

@@ -152,7 +152,7 @@ maybe("alert rules and dashboards against a live Prometheus", () => {
         [PAID_KEY, chat("[[mock:status=400]] refused")] as const,
         [PAID_KEY, chat("[[mock:status=500,times=1,id=prom-500]] retried")] as const,
         [PAID_KEY, chat("[[mock:status=429,times=1,id=prom-429,retry_after=0]] limited")] as const,
-        [PAID_KEY, chat("to anthropic", { model: "claude-sonnet-4-5" })] as const,
+        [PAID_KEY, chat("to anthropic", { model: "claude-sonnet-4-6" })] as const,
       ];
       const ids: [string, string][] = [];
       for (const [key, body] of bodies) {

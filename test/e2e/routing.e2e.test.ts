@@ -71,7 +71,7 @@ describe("routes and providers", () => {
       "anthropic:failed:server",
       "gemini:succeeded",
     ]);
-    expect(done.result?.attempts?.[2]).toMatchObject({ model: "claude-sonnet-4-5", status: 529 });
+    expect(done.result?.attempts?.[2]).toMatchObject({ model: "claude-sonnet-4-6", status: 529 });
     expect(done.attempts).toBe(5);
   });
 
@@ -109,7 +109,7 @@ describe("routes and providers", () => {
   });
 
   describe.each([
-    ["claude-sonnet-4-5", "anthropic"],
+    ["claude-sonnet-4-6", "anthropic"],
     ["gemini-2.5-flash", "gemini"],
     ["gpt-4o-mini", "openai"],
   ])("every fault kind of %s", (model, provider) => {

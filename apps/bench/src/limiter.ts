@@ -15,7 +15,7 @@ const KEYS = [
   { id: "k2", secret: "sk-bench-2", rpm: 200, tpm: 25_000 },
   { id: "k3", secret: "sk-bench-3", rpm: 500, tpm: 60_000 },
 ];
-const MODEL = "claude-sonnet-4-5";
+const MODEL = "claude-sonnet-4-6";
 const MAX_TOKENS = 64;
 const WORDS =
   "the quick brown fox jumps over a lazy dog while seven wizards quietly judge boxing matches far away".split(

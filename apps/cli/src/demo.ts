@@ -139,7 +139,7 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
     const latencies: number[] = [];
     const priorities = ["high", "normal", "low"] as const;
     // One provider model of each wire format, a three-provider fallback chain and a rules alias.
-    const models = ["gpt-4o-mini", "claude-sonnet-4-5", "gemini-2.5-flash", "smart", "auto"];
+    const models = ["gpt-4o-mini", "claude-sonnet-4-6", "gemini-2.5-flash", "smart", "auto"];
     const servedBy = new Map<string, number>();
     await Promise.all(
       Array.from({ length: opts.jobs }, async (_, i) => {

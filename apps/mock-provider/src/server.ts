@@ -157,7 +157,7 @@ export class MockProvider {
     const format = gemini ? geminiFormat : anthropic ? anthropicFormat : openaiFormat;
     const key = format.apiKey(req, url);
     if (!this.keyWorks(key)) return send(res, format.invalidKey());
-    const ids = ["gpt-4o-mini", "claude-sonnet-4-5", "gemini-2.5-flash"];
+    const ids = ["gpt-4o-mini", "claude-sonnet-4-6", "gemini-2.5-flash"];
     const body = gemini
       ? { models: ids.map((id) => ({ name: `models/${id}` })) }
       : anthropic

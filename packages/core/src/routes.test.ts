@@ -15,7 +15,7 @@ models:
   smart:
     chain:
       - { provider: openai, model: gpt-4o }
-      - { provider: anthropic, model: claude-sonnet-4-5, options: { max_tokens: 1000 } }
+      - { provider: anthropic, model: claude-sonnet-4-6, options: { max_tokens: 1000 } }
       - { provider: gemini, model: gemini-2.5-flash }
   auto:
     rules:
@@ -46,7 +46,7 @@ describe("routes", () => {
     const smart = resolveRoute(cfg, "smart", { messages: user("x") });
     expect(smart?.links.map((l) => `${l.provider}/${l.model}`)).toEqual([
       "openai/gpt-4o",
-      "anthropic/claude-sonnet-4-5",
+      "anthropic/claude-sonnet-4-6",
       "gemini/gemini-2.5-flash",
     ]);
     expect(resolveRoute(cfg, "nope", { messages: user("x") })).toBeUndefined();
@@ -67,7 +67,7 @@ describe("routes", () => {
   it("applies a link's defaults, caps, overrides and extra body", () => {
     const links = resolveRoute(cfg, "smart", { messages: user("x") })?.links ?? [];
     const base = { messages: user("x") };
-    expect(applyLink(base, links[1]!)).toEqual({ ...base, model: "claude-sonnet-4-5", max_tokens: 1000 });
+    expect(applyLink(base, links[1]!)).toEqual({ ...base, model: "claude-sonnet-4-6", max_tokens: 1000 });
     expect(applyLink({ ...base, max_tokens: 50 }, links[1]!).max_tokens).toBe(50);
     const cheap = resolveRoute(cfg, "cheap", base)!.links[0]!;
     expect(applyLink({ ...base, max_tokens: 4000 }, cheap)).toEqual({
@@ -113,7 +113,7 @@ describe("routes", () => {
     const demo = parseConfig(readFileSync(join(__dirname, "../../../config/demo.yaml"), "utf8"), {});
     const one = (m: string) => resolveRoute(demo, m, { messages: user("x") })?.links.map((l) => l.provider);
     expect(one("gpt-4o-mini")).toEqual(["openai"]);
-    expect(one("claude-sonnet-4-5")).toEqual(["anthropic"]);
+    expect(one("claude-sonnet-4-6")).toEqual(["anthropic"]);
     expect(one("gemini-2.5-flash")).toEqual(["gemini"]);
     expect(one("smart")).toEqual(["openai", "anthropic", "gemini"]);
   });

@@ -82,12 +82,12 @@ export function testConfig(
     models: {
       "gpt-4o-mini": { provider: "openai" },
       fast: { provider: "openai", model: "gpt-4o-mini" },
-      "claude-sonnet-4-5": { provider: "anthropic" },
+      "claude-sonnet-4-6": { provider: "anthropic" },
       "gemini-2.5-flash": { provider: "gemini" },
       smart: {
         chain: [
           { provider: "openai", model: "gpt-4o" },
-          { provider: "anthropic", model: "claude-sonnet-4-5" },
+          { provider: "anthropic", model: "claude-sonnet-4-6" },
           { provider: "gemini", model: "gemini-2.5-flash" },
         ],
       },
