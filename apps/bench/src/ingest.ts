@@ -83,6 +83,36 @@ async function measureIngest(
 }
 
 /**
+ * One measured run as figures: accepted per second, CPU per submission of the server process,
+ * Redis and the load generator, latencies. `prefix` tells the floor's apart ("" for Switchyard's,
+ * whose names are those of earlier result files).
+ */
+const runFigures = (
+  m: Awaited<ReturnType<typeof measureIngest>>,
+  names: { accepted: string; prefix: string; server: string },
+  goals: { accepted?: string; p99?: string } = {},
+): ScenarioResult["figures"] => [
+  {
+    name: names.accepted,
+    value: m.perSec,
+    unit: "jobs/s",
+    ...(goals.accepted ? { goal: goals.accepted } : {}),
+    note: `${m.accepted} answered 202`,
+  },
+  { name: `${names.prefix}CPU per submission: ${names.server}`, value: m.cpu.server, unit: "ms" },
+  { name: `${names.prefix}CPU per submission: Redis`, value: m.cpu.redis, unit: "ms" },
+  { name: `${names.prefix}CPU per submission: load generator`, value: m.cpu.load, unit: "ms" },
+  { name: `${names.prefix}latency p50`, value: percentile(m.r.latencies, 50), unit: "ms" },
+  { name: `${names.prefix}latency p95`, value: percentile(m.r.latencies, 95), unit: "ms" },
+  {
+    name: `${names.prefix}latency p99`,
+    value: percentile(m.r.latencies, 99),
+    unit: "ms",
+    ...(goals.p99 ? { goal: goals.p99 } : {}),
+  },
+];
+
+/**
  * Ingest: accepted POST /v1/jobs per second with `inFlight` requests kept going, API alone (no
  * worker competes for the CPU), against raw Queue.add measured in the same run; then the same
  * load against raw BullMQ behind Node's bare HTTP server (raw-http.ts), the floor of this stack
@@ -126,32 +156,18 @@ export async function ingestScenario(opts: {
     description: `POST /v1/jobs with ${opts.inFlight} requests in flight for ${opts.durationS} s against the API process alone (no worker running), after a 2 s warm-up; then the same load against the floor: raw BullMQ Queue.add behind Node's bare HTTP server in its own process (no authentication, validation, idempotency, quotas, logging or metrics). The load generator runs in the bench process on the same two cores; its CPU per submission is shown for both.`,
     params: { duration_s: opts.durationS, in_flight: opts.inFlight },
     figures: [
-      {
-        name: "accepted submissions",
-        value: sy.perSec,
-        unit: "jobs/s",
-        goal: ">= 5000/s",
-        note: `${sy.accepted} answered 202`,
-      },
+      ...runFigures(
+        sy,
+        { accepted: "accepted submissions", prefix: "", server: "API" },
+        { accepted: ">= 5000/s", p99: "<= 20 ms" },
+      ),
       { name: "ratio to raw Queue.add", value: ratio(sy.perSec, opts.rawAddPerSec), unit: "x" },
-      { name: "CPU per submission: API", value: sy.cpu.server, unit: "ms" },
-      { name: "CPU per submission: Redis", value: sy.cpu.redis, unit: "ms" },
-      { name: "CPU per submission: load generator", value: sy.cpu.load, unit: "ms" },
-      { name: "latency p50", value: percentile(sy.r.latencies, 50), unit: "ms" },
-      { name: "latency p95", value: percentile(sy.r.latencies, 95), unit: "ms" },
-      { name: "latency p99", value: percentile(sy.r.latencies, 99), unit: "ms", goal: "<= 20 ms" },
-      {
-        name: "floor: raw BullMQ behind node:http",
-        value: floor.perSec,
-        unit: "jobs/s",
-        note: `${floor.accepted} answered 202`,
-      },
+      ...runFigures(floor, {
+        accepted: "floor: raw BullMQ behind node:http",
+        prefix: "floor ",
+        server: "server",
+      }),
       { name: "ratio to the floor", value: ratio(sy.perSec, floor.perSec), unit: "x" },
-      { name: "floor CPU per submission: server", value: floor.cpu.server, unit: "ms" },
-      { name: "floor CPU per submission: Redis", value: floor.cpu.redis, unit: "ms" },
-      { name: "floor CPU per submission: load generator", value: floor.cpu.load, unit: "ms" },
-      { name: "floor latency p50", value: percentile(floor.r.latencies, 50), unit: "ms" },
-      { name: "floor latency p99", value: percentile(floor.r.latencies, 99), unit: "ms" },
     ],
     details: {
       statuses: sy.r.statuses,
