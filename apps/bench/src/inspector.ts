@@ -40,7 +40,13 @@ export async function connectInspector(app: AppProcess, timeoutMs = 10_000): Pro
   const pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
   ws.addEventListener("message", (ev) => {
     if (typeof ev.data !== "string") return;
-    const parsed = Reply.safeParse(JSON.parse(ev.data));
+    let json: unknown;
+    try {
+      json = JSON.parse(ev.data);
+    } catch {
+      return; // not a protocol message
+    }
+    const parsed = Reply.safeParse(json);
     if (!parsed.success) return; // an event, not a reply
     const p = pending.get(parsed.data.id);
     if (!p) return;

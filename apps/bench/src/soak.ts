@@ -83,7 +83,7 @@ export async function soakScenario(opts: {
       slope(warmCollected.flatMap((s) => (pick(s) === null ? [] : [{ x: s.t, y: pick(s) as number }])));
     const firstC = collected[0];
     const lastC = collected[collected.length - 1];
-    const afterCollection = procs.flatMap((p, i) => {
+    const afterCollection = procs.flatMap((_, i) => {
       const label = i === 0 ? "api" : `worker ${i}`;
       return [
         {
