@@ -9,7 +9,7 @@ import type { ScenarioResult } from "./results";
 /**
  * Soak: a steady rate for the duration; RSS of the API and each worker and Redis used_memory
  * sampled every 5 s. Growth per minute is the least-squares slope after the first third (warm-up).
- * Every 30 s the API and the workers are also asked, through their V8 inspectors, for a full
+ * Every 30 s (every 10 s in a quick run) the API and the workers are also asked, through their V8 inspectors, for a full
  * collection, and their RSS and used heap are read after it: the plain samples land anywhere on
  * V8's collection cycle (the API's swings by ~40 MiB over ~2 minutes, as long as a third of the
  * fitted window), the ones after a collection show what the process keeps, which is what grows
@@ -35,6 +35,9 @@ export async function soakScenario(opts: {
   const collected: { t: number; rss: (number | null)[]; heap: number[] }[] = [];
   const procs = [stack.api, ...stack.workers];
   const inspectors: Inspector[] = [];
+  // A collection every 6th sample (30 s) in a full run, more often in a short one so that a quick
+  // run fits more than one point after its warm-up: about 20 collections per run, every 10 s at most.
+  const collectEvery = Math.max(2, Math.min(6, Math.round(opts.durationS / 20 / 5)));
   try {
     for (const p of procs) inspectors.push(await connectInspector(p));
     const start = Date.now();
@@ -54,7 +57,7 @@ export async function soakScenario(opts: {
           opts.log(
             `  soak ${Math.round(last.t * 60)} s: api ${last.api?.toFixed(0)} MiB, workers ${last.workers.map((w) => w?.toFixed(0)).join("/")} MiB, redis ${last.redis.toFixed(1)} MiB`,
           );
-        if (samples.length % 6 === 1) {
+        if (samples.length % collectEvery === 1 % collectEvery) {
           const heap: number[] = [];
           const rss: (number | null)[] = [];
           for (const [i, ins] of inspectors.entries()) {
@@ -105,7 +108,7 @@ export async function soakScenario(opts: {
     const last = samples[samples.length - 1];
     return {
       scenario: "soak",
-      description: `${opts.ratePerSec} jobs/s for ${opts.durationS} s (mock latency 50 ms, 2 workers). Memory sampled every 5 s; every 30 s also RSS and V8's used heap right after a full collection asked for through each process's inspector. Growth = least-squares slope after the first third of the run.`,
+      description: `${opts.ratePerSec} jobs/s for ${opts.durationS} s (mock latency 50 ms, 2 workers). Memory sampled every 5 s; every ${collectEvery * 5} s also RSS and V8's used heap right after a full collection asked for through each process's inspector. Growth = least-squares slope after the first third of the run.`,
       params: { duration_s: opts.durationS, rate_per_s: opts.ratePerSec },
       figures: [
         {
