@@ -30,7 +30,7 @@ async function startRawHttp(
     stdio: ["ignore", "pipe", "inherit"],
   });
   const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
-  await new Promise<void>((resolve, reject) => {
+  const listening = new Promise<void>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error("raw-http did not start within 20 s")), 20_000);
     child.stdout.on("data", (d: Buffer) => {
       if (d.toString().includes("raw-http listening")) {
@@ -43,6 +43,12 @@ async function startRawHttp(
       reject(new Error(`raw-http exited with code ${code} before listening`));
     });
   });
+  try {
+    await listening;
+  } catch (err) {
+    child.kill("SIGKILL"); // it did not start: leave no process behind
+    throw err;
+  }
   return {
     url: `http://127.0.0.1:${port}`,
     pid: child.pid,
