@@ -59,16 +59,19 @@ async function startRawHttp(
   };
 }
 
-/** A closed loop of submissions with the CPU of the server process, Redis and this load generator. */
-async function measureIngest(
+/**
+ * A closed loop of submissions with the CPU per accepted submission of the server process, Redis
+ * and this load generator, after a short warm-up (JIT, connection pools, Redis scripts loaded).
+ */
+export async function measureIngest(
   url: string,
   serverPid: number | undefined,
   redisUrl: string,
   inFlight: number,
   durationMs: number,
+  warmupMs = 2_000,
 ) {
-  // A short warm-up: JIT, connection pools, Redis scripts loaded.
-  await closedLoop(url, submitRequest, { inFlight: 20, durationMs: 2_000 });
+  await closedLoop(url, submitRequest, { inFlight: 20, durationMs: warmupMs });
   const server0 = cpuSeconds(serverPid);
   const redis0 = await redisCpuSeconds(redisUrl);
   const load0 = process.cpuUsage();

@@ -1,9 +1,9 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { PAID_KEY } from "@switchyard/testing";
 import type { ConfigDoc } from "@switchyard/testing";
-import { cpuPerJob, cpuSnapshot, percentile, ratio, startBenchStack } from "./harness";
-import { submitRequest } from "./ingest";
-import { closedLoop, openLoop } from "./load";
+import { percentile, ratio, startBenchStack } from "./harness";
+import { measureIngest, submitRequest } from "./ingest";
+import { openLoop } from "./load";
 import type { ScenarioResult } from "./results";
 
 /**
@@ -40,17 +40,13 @@ async function ingestCpu(redisUrl: string, durationS: number, checks: boolean) {
     ...(checks ? { config: FAR } : {}),
   });
   try {
-    await closedLoop(stack.apiUrl, submitRequest, { inFlight: 20, durationMs: 1_500 });
-    const cpu0 = await cpuSnapshot(stack, redisUrl);
-    const r = await closedLoop(stack.apiUrl, submitRequest, { inFlight: 64, durationMs: durationS * 1000 });
-    const accepted = r.statuses[202] ?? 0;
-    const cpu = cpuPerJob(cpu0, await cpuSnapshot(stack, redisUrl), accepted);
+    const m = await measureIngest(stack.apiUrl, stack.api.child.pid, redisUrl, 64, durationS * 1000, 1_500);
     return {
-      accepted,
-      statuses: r.statuses,
-      perSec: accepted / (r.elapsedMs / 1000),
-      api: cpu.api ?? 0,
-      redis: cpu.redis ?? 0,
+      accepted: m.accepted,
+      statuses: m.r.statuses,
+      perSec: m.perSec,
+      api: m.cpu.server ?? 0,
+      redis: m.cpu.redis ?? 0,
     };
   } finally {
     await stack.stop();
