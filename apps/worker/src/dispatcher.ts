@@ -6,6 +6,7 @@ import type { Logger } from "@switchyard/observability";
 import {
   allJobQueues,
   BACKOFF_TYPE,
+  directQueues,
   LISTED_MARKER,
   type FairQueue,
   type JobStore,
@@ -182,8 +183,9 @@ export class Dispatcher {
 
   /**
    * A picker: takes a slot (and up to PICK_BATCH - 1 more that are free), asks the fair queue for
-   * the fleet's next jobs, as many as it holds slots, and fetches them from the queues the pick
-   * moved them to. When the pick leaves nothing listed it sleeps until something may be (a
+   * the fleet's next jobs, as many as it holds slots, which the pick moves to active and locks for
+   * this process (fair-queue.lua, "Direct starts"; a job the pick put in a wait list instead, as
+   * a paused queue's, is fetched from there). When the pick leaves nothing listed it sleeps until something may be (a
    * blocker saw a listing, an alarm rang at the next due time), without a further pick that
    * would find nothing. A pick that found jobs while others were listed wakes another sleeping
    * picker first, so a burst of listings gets as many pickers as it needs at once (and a lone
@@ -194,7 +196,12 @@ export class Dispatcher {
       if (!(await this.gate.acquire())) break;
       let slots = 1 + this.gate.tryAcquire(PICK_BATCH - 1);
       try {
-        const pick = await this.fair.pickMany(slots);
+        const token = this.token();
+        const pick = await this.fair.pickMany(slots, undefined, {
+          queues: directQueues(this.workers.keys()),
+          lockMs: this.config.worker.lock_duration_ms,
+          token,
+        });
         // Slots the pick found no job for go back at once.
         for (; slots > pick.starts.length; slots--) this.gate.release();
         if (pick.starts.length === 0) {
@@ -207,7 +214,10 @@ export class Dispatcher {
         const fetches = await Promise.allSettled(
           pick.starts.map(async (s) => {
             const worker = this.workers.get(s.queue);
-            const job = await worker?.getNextJob(this.token(), { block: false });
+            // Started directly (moved to active and locked for this process), else fetched.
+            const job = s.job
+              ? await worker?.adopt(s.job.hash, s.jobId, s.job.token)
+              : await worker?.getNextJob(this.token(), { block: false });
             return worker && job ? { worker, job } : undefined;
           }),
         );
@@ -239,7 +249,7 @@ export class Dispatcher {
    * A queue's blocker: waits in Redis on the queue's marker (BZPOPMIN, no polling). A listing's
    * wake-up (LISTED_MARKER) wakes a sleeping picker and nothing else. What BullMQ itself made
    * ready there (a retry whose backoff ended, a job handed back, one released at its start
-   * deadline; BullMQ also marks "look now" after every fetch) the blocker fetches, once a cheap
+   * deadline; BullMQ also marks "look now" after every fetch of its own) the blocker fetches, once a cheap
    * check says a fetch would find a job, taking a slot like any picker, and fetches again while
    * it finds jobs, as BullMQ's own loop does. The slot
    * is taken before the fetch, never after it: a blocker that took a job a picker had just moved
@@ -257,7 +267,7 @@ export class Dispatcher {
           const seen = await own.waitForMarker();
           if (seen === "listed") this.idle.wakeOne();
           if (seen !== "ready") continue;
-          // Mostly BullMQ's "look now" after a picker's fetch: a fetch only if it would find a job.
+          // Often BullMQ's "look now" after a fetch of its own: a fetch only if it would find a job.
           if (!(await own.hasWork(this.connection))) continue;
           ready = true;
         }

@@ -1,5 +1,13 @@
 import { setTimeout as sleep } from "node:timers/promises";
-import { Worker, type GetNextJobOptions, type Job, type Processor, type WorkerOptions } from "bullmq";
+import {
+  raw2NextJobData,
+  Worker,
+  type GetNextJobOptions,
+  type Job,
+  type JobJson,
+  type Processor,
+  type WorkerOptions,
+} from "bullmq";
 import type { Redis } from "ioredis";
 import { z } from "zod";
 import type { JobPayload } from "@switchyard/core";
@@ -44,6 +52,19 @@ export class ManagedWorker extends Worker<JobPayload> {
   }
 
   /**
+   * A job the fair queue's pick moved to active and locked for this process (fair-queue.lua,
+   * "Direct starts"), from its job hash, as BullMQ's fetch makes one from what its moveToActive
+   * answers (raw2NextJobData, then nextJobFromJobData: an internal, see the contract test).
+   * Undefined when the hash is empty (the job's hash was gone: BullMQ's stalled-job check takes
+   * the entry out of the active list).
+   */
+  adopt(hash: string[], jobId: string, token: string): Promise<Job<JobPayload> | undefined> {
+    if (hash.length === 0) return Promise.resolve(undefined);
+    const [data] = raw2NextJobData([hash, jobId, 0, 0]) as [JobJson | undefined];
+    return this.nextJobFromJobData(data, jobId, token);
+  }
+
+  /**
    * Waits on the queue's marker as BullMQ's blocking fetch does (BZPOPMIN with BullMQ's own
    * timeouts, delayed-job due times and reconnection), without moving a job to active: the
    * caller takes a slot first and then fetches. Says what it found:
@@ -80,8 +101,8 @@ export class ManagedWorker extends Worker<JobPayload> {
   /**
    * Whether a fetch now would find a job: one in the wait list or the prioritized set, or a
    * delayed job whose time has come (BullMQ's fetch promotes it). BullMQ marks "look now" after
-   * every fetch (a job fetched by a picker included), so a blocker woken by that mark would
-   * mostly run a fetch script to find nothing; these three reads in one round trip cost a
+   * every fetch of its own (a blocker's), so a blocker woken by that mark would mostly run a
+   * fetch script to find nothing; these three reads in one round trip cost a
    * fraction of one. (BullMQ's key layout, as the park contract test pins it; a delayed job's
    * score is its due time in ms times 4096 plus a counter.)
    */

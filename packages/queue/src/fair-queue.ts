@@ -29,7 +29,10 @@ export interface FairEntry {
   delayMs?: number;
 }
 
-/** A job a pick started: moved into its BullMQ queue's wait list. */
+/**
+ * A job a pick started: moved into its BullMQ queue's wait list, or, when the pick was asked to
+ * start jobs directly, moved to active and locked for the picker (`job` holds it).
+ */
 export interface FairStart {
   queue: string;
   jobId: string;
@@ -38,7 +41,22 @@ export interface FairStart {
   cost: number;
   /** When the job was listed (Redis time, ms). */
   listedAt: number;
+  /** Started directly: BullMQ's job hash (HGETALL's field, value list) and its lock token. */
+  job?: { hash: string[]; token: string };
 }
+
+/** Asks a pick to start jobs directly (fair-queue.lua, "Direct starts") for the picking process. */
+export interface DirectStart {
+  /** The BullMQ queues the process consumes: a job of another queue goes to its wait list. */
+  queues: string;
+  /** BullMQ's lock duration (the workers' lockDuration). */
+  lockMs: number;
+  /** Lock tokens are this, ":", and the job's position among the starts (from 1). */
+  token: string;
+}
+
+/** The queues argument of a direct start: "|a|b|". */
+export const directQueues = (names: Iterable<string>): string => `|${[...names].join("|")}|`;
 
 export type FairPick =
   | (FairStart & {
@@ -116,7 +134,10 @@ const startSchema = z.tuple([
   z.string(),
   z.coerce.number(),
   z.coerce.number(),
+  z.union([z.literal(0), z.array(z.string())]),
 ]);
+/** Fields per started job in a pick's reply. */
+const START_FIELDS = 7;
 const waitReplySchema = z.tuple([z.literal(1), z.number()]);
 const idleSchema = z.tuple([z.literal(0), z.number(), z.number()]);
 
@@ -200,23 +221,30 @@ export class FairQueue {
 
   /**
    * Chooses up to `max` jobs, the next ones in the fair order (as `max` picks one after another
-   * would), and moves each into its BullMQ queue's wait list: one script call for several starts
-   * when a process has several free slots.
+   * would), and moves each into its BullMQ queue's wait list, or with `direct` to active for the
+   * caller: one script call for several starts when a process has several free slots.
    */
-  async pickMany(max: number, now?: number): Promise<FairPicks> {
-    const reply = await this.call("pick", now, MAX_SKIPS, Math.max(1, Math.floor(max)));
+  async pickMany(max: number, now?: number, direct?: DirectStart): Promise<FairPicks> {
+    const want = Math.max(1, Math.floor(max));
+    const reply = await (direct
+      ? this.call("pick", now, MAX_SKIPS, want, Math.round(direct.lockMs), direct.token, direct.queues)
+      : this.call("pick", now, MAX_SKIPS, want));
     // The tag first: a failed safeParse builds an error, which a busy queue would pay per pick.
     if (Array.isArray(reply) && reply[0] === 0) {
       const [, nextAt, at] = idleSchema.parse(reply);
       return { starts: [], more: false, nextAt, now: at };
     }
-    if (!Array.isArray(reply) || reply.length < 10 || (reply.length - 4) % 6 !== 0)
+    if (!Array.isArray(reply) || reply.length < 4 + START_FIELDS || (reply.length - 4) % START_FIELDS !== 0)
       throw new Error("the fair queue's pick answered a reply of an unexpected shape");
     const [, at, more, nextAt] = pickedHeadSchema.parse(reply.slice(0, 4));
     const starts: FairStart[] = [];
-    for (let i = 4; i < reply.length; i += 6) {
-      const [queue, jobId, tenantId, tier, cost, listedAt] = startSchema.parse(reply.slice(i, i + 6));
-      starts.push({ queue, jobId, tenantId, tier, cost, listedAt });
+    for (let i = 4; i < reply.length; i += START_FIELDS) {
+      const [queue, jobId, tenantId, tier, cost, listedAt, hash] = startSchema.parse(
+        reply.slice(i, i + START_FIELDS),
+      );
+      const start: FairStart = { queue, jobId, tenantId, tier, cost, listedAt };
+      if (hash !== 0 && direct) start.job = { hash, token: `${direct.token}:${starts.length + 1}` };
+      starts.push(start);
     }
     return { starts, more: more === 1, nextAt, now: at };
   }

@@ -3,9 +3,10 @@
   tier -> tenant -> the tenant's own jobs (priority, then age).
 
   New jobs wait parked in their BullMQ queue's delayed set (until their start deadline, a safety
-  net) and are listed here. "pick" chooses the next job in the fair order and moves it into its
-  BullMQ queue's wait list exactly as BullMQ's own promote does, so a worker's getNextJob takes it
-  and BullMQ runs the job's whole lifecycle (lock, stall recovery, retries, completion).
+  net) and are listed here. "pick" chooses the next job in the fair order and moves it to active
+  for the picking worker as BullMQ's own fetch would (see "Direct starts"), or into its BullMQ
+  queue's wait list exactly as BullMQ's own promote does, for a worker's getNextJob to take it;
+  BullMQ runs the rest of the job's lifecycle (lock renewal, stall recovery, retries, completion).
 
   Every backlogged tier and tenant has a pass (its virtual time). The smallest pass is served
   next; serving a job of cost c adds c / weight to its tier's pass and to its tenant's pass. The
@@ -52,11 +53,27 @@
            -> { 1, ticket due at (ms) }
   pick:    ARGV[5] how many stale entries (jobs gone) to skip at most per job, [6] how many jobs
            to start at most (1 when absent): the next ones in the fair order, as that many picks
-           one after another would
+           one after another would; [7] lock duration in ms, [8] lock token base, [9] the queues
+           the picking process consumes ("|a|b|"): with them, a started job of such a queue is
+           moved to active and locked for the picker (see "Direct starts"); without them ("" or
+           absent) every started job goes to its queue's wait list
            -> { 1, now, more (1: jobs still listed and due), next due time in ms when none are
                 (0 = nothing waiting, or more is 1), then per job started: queue, job id,
-                tenant, tier, cost, listed_ms } or
+                tenant, tier, cost, listed_ms, the BullMQ job hash as HGETALL answers it when the
+                job was started directly (its lock token: the token base, ":", its position
+                among the starts from 1), else 0 } or
               { 0, next due time in ms (0 = nothing waiting), now }
+
+  Direct starts. BullMQ's fetch (moveToActive) after a promote to the wait list costs a second
+  script call per job, and the "look now" mark it leaves wakes a blocked worker for nothing. A
+  picker that says which queues it consumes and how long a lock lasts has its jobs moved to
+  active here, with what BullMQ 6.7.0's moveToActive writes for a job it takes from the wait list
+  (prepareJobForProcessing: the lock with the token, the "active" event, processedOn, the
+  attempts-started counter; the job goes to the head of the active list, as RPOPLPUSH puts it),
+  and the picker hands the job hash to BullMQ's worker as its fetch would
+  (ManagedWorker.adopt; park.int.test.ts compares the two ways key by key). A queue that BullMQ
+  would not fetch from as simply (paused, a global concurrency, a rate limit in its meta) is
+  promoted to the wait list as before, for BullMQ's own fetch to decide.
   forget:  ARGV[5] job id -> { 1 } (the entry is dropped when its turn comes)
   wake:    ARGV[5] resource, [6] most tickets to add -> { tickets added }: one ticket due now
            for every job in the resource's room (the limits changed: each asks the key pool again)
@@ -194,12 +211,45 @@ if op == "forget" then
 end
 
 -- op == "pick"
--- Moves a parked job into its BullMQ queue's wait list, as BullMQ's promote script does.
+local LOCK_MS, TOKEN, SERVES = ARGV[7] or "", ARGV[8] or "", ARGV[9] or ""
+-- Per queue, read once per call: the events stream's bound when its jobs start directly, else
+-- false (see "Direct starts").
+local direct = {}
+local function directly(queue)
+  local d = direct[queue]
+  if d == nil then
+    d = false
+    if LOCK_MS ~= "" and string.find(SERVES, "|" .. queue .. "|", 1, true) then
+      local m = rcall("HMGET", BULL .. ":" .. queue .. ":meta", "paused", "concurrency", "max", "opts.maxLenEvents")
+      if not m[1] and not m[2] and not m[3] then
+        d = tonumber(m[4]) or 10000
+      end
+    end
+    direct[queue] = d
+  end
+  return d
+end
+-- Jobs started by this call so far, and the job hash of the one promote just started directly.
+local starts, hash = 0, 0
+-- Moves a parked job into its BullMQ queue's wait list, as BullMQ's promote script does, or
+-- straight to active for the picker (see "Direct starts").
 local function promote(jobId, f)
   local q = BULL .. ":" .. f[3]
   if rcall("ZREM", q .. ":delayed", jobId) ~= 1 then
     return false
   end
+  local maxLen = directly(f[3])
+  if maxLen then
+    local jobKey = q .. ":" .. jobId
+    rcall("LPUSH", q .. ":active", jobId)
+    rcall("SET", jobKey .. ":lock", TOKEN .. ":" .. string.format("%d", starts + 1), "PX", LOCK_MS)
+    rcall("XADD", q .. ":events", "MAXLEN", "~", maxLen, "*", "event", "active", "jobId", jobId, "prev", "delayed")
+    rcall("HSET", jobKey, "delay", 0, "processedOn", string.format("%d", now))
+    rcall("HINCRBY", jobKey, "ats", "1")
+    hash = rcall("HGETALL", jobKey)
+    return true
+  end
+  hash = 0
   rcall("LPUSH", q .. ":wait", jobId)
   -- No marker poke (BullMQ's promote wakes a blocked worker): the picker fetches the job right
   -- after this, and a woken worker elsewhere would only race it for the job. Should the picker's
@@ -243,12 +293,14 @@ local function started(jobId, f, tenant)
     rcall("PEXPIRE", bucket, "70000")
   end
   local n = #out
-  out[n + 1], out[n + 2], out[n + 3], out[n + 4], out[n + 5], out[n + 6] = f[3], jobId, tenant, f[1], f[4], f[6]
+  out[n + 1], out[n + 2], out[n + 3], out[n + 4], out[n + 5], out[n + 6], out[n + 7] =
+    f[3], jobId, tenant, f[1], f[4], f[6], hash
+  starts = starts + 1
 end
 
 -- Jobs freed by a ticket hold capacity: they go first, without a second charge.
 local budget = skips * want
-while #out < 4 + 6 * want and budget >= 0 do
+while starts < want and budget >= 0 do
   local jobId = rcall("LPOP", EXPRESS)
   if not jobId then
     break
@@ -264,7 +316,7 @@ while #out < 4 + 6 * want and budget >= 0 do
   end
 end
 
-while #out < 4 + 6 * want do
+while starts < want do
   local jobId, f, tenant = take(MAIN, promote, skips)
   if not jobId then
     break

@@ -1,0 +1,167 @@
+import { Queue, type Job } from "bullmq";
+import { Redis } from "ioredis";
+import { testRedisUrl, uniquePrefix } from "@switchyard/testing";
+import { directQueues, FairQueue, Keys, type FairStart } from "@switchyard/queue";
+import { ManagedWorker } from "./managed-worker";
+
+/**
+ * A pick that starts its jobs directly (fair-queue.lua, "Direct starts") writes what BullMQ
+ * 6.7.0's promote and moveToActive write for the job together, and ManagedWorker.adopt makes
+ * the same Job that BullMQ's fetch makes: compared key by key and field by field with the two
+ * steps BullMQ takes, on two prefixes of one Redis, and the adopted job runs to completion in a
+ * BullMQ worker. BullMQ is pinned exactly (managed-worker.int.test.ts); a version that stores
+ * an active job differently fails here before any job is lost to it.
+ */
+describe("a job started directly by the fair queue's pick, against BullMQ's promote and fetch", () => {
+  const redis = new Redis(testRedisUrl(), { maxRetriesPerRequest: null });
+  const name = "jobs-paid";
+  const LOCK_MS = 6_000;
+  const prefixes: string[] = [];
+  const closing: { close(): Promise<void> }[] = [];
+  afterEach(async () => {
+    await Promise.all(closing.splice(0).map((c) => c.close()));
+  });
+  afterAll(async () => {
+    for (const p of prefixes) {
+      const found = await redis.keys(`${p}*`);
+      if (found.length) await redis.del(...found);
+    }
+    redis.disconnect();
+  });
+
+  /** A fresh prefix with a queue, a started ManagedWorker and the fair queue; `ids` parked and listed. */
+  const setUp = async (ids: string[]) => {
+    const keys = new Keys(uniquePrefix());
+    prefixes.push(keys.prefix);
+    const queue = new Queue(name, { connection: redis, prefix: keys.prefix });
+    const done: string[] = [];
+    const worker = new ManagedWorker(
+      name,
+      async (job) => {
+        done.push(String(job.id));
+        return "done";
+      },
+      {
+        connection: redis,
+        prefix: keys.prefix,
+        lockDuration: LOCK_MS,
+        stalledInterval: 60_000,
+        drainDelay: 1,
+      },
+    );
+    closing.push(worker, queue);
+    await worker.startManaged();
+    const fair = new FairQueue(redis, keys);
+    for (const id of ids) {
+      await queue.add("chat", { v: 1, id }, { jobId: id, delay: 3_600_000, attempts: 3 });
+      await fair.enqueue({
+        jobId: id,
+        tier: "paid",
+        tenantId: "t",
+        queue: name,
+        cost: 1,
+        priority: "normal",
+        tierWeight: 1,
+        tenantWeight: 1,
+      });
+    }
+    return { prefix: keys.prefix, queue, worker, fair, done, q: `${keys.prefix}:${name}:` };
+  };
+  const direct = (token: string, queues = [name]) => ({
+    queues: directQueues(queues),
+    lockMs: LOCK_MS,
+    token,
+  });
+  const stream = async (key: string) => (await redis.xrange(key, "-", "+")).map(([, fields]) => fields);
+  /** A Job's JSON without what differs by clock or by token. */
+  const comparable = (job: Job) => {
+    const { processedOn, timestamp, ...rest } = job.asJSON();
+    return { rest, processedOn: typeof processedOn, timestamp: typeof timestamp };
+  };
+
+  it("writes the same job hash, lock, active list and Job as promote plus BullMQ's fetch", async () => {
+    const ids = ["job_d1", "job_d2"];
+    const ours = await setUp(ids);
+    const theirs = await setUp(ids);
+
+    const pick = await ours.fair.pickMany(2, undefined, direct("tok"));
+    expect(pick.starts.map((s) => s.jobId)).toEqual(ids);
+    const adopted: Job[] = [];
+    for (const s of pick.starts) {
+      expect(s.job?.token).toBe(`tok:${adopted.length + 1}`);
+      const job = s.job && (await ours.worker.adopt(s.job.hash, s.jobId, s.job.token));
+      if (!job) throw new Error("the direct start gave no job");
+      adopted.push(job);
+    }
+
+    const promoted = await theirs.fair.pickMany(2);
+    expect(promoted.starts.every((s: FairStart) => s.job === undefined)).toBe(true);
+    const fetched: Job[] = [];
+    for (const [i] of ids.entries()) {
+      const job = await theirs.worker.getNextJob(`tok:${i + 1}`, { block: false });
+      if (!job) throw new Error("BullMQ's fetch found no job");
+      fetched.push(job);
+    }
+    // BullMQ's fetch takes the wait list's oldest first, as the pick started them.
+    expect(fetched.map((j) => j.id)).toEqual(ids);
+
+    for (const [i, id] of ids.entries()) {
+      const mine = adopted[i] as Job;
+      const bull = fetched[i] as Job;
+      expect(comparable(mine)).toEqual(comparable(bull));
+      expect(mine.token).toBe(bull.token);
+      expect(mine.attemptsStarted).toBe(1);
+      expect(Math.abs((mine.processedOn ?? 0) - Date.now())).toBeLessThan(10_000);
+
+      const a = await redis.hgetall(ours.q + id);
+      const b = await redis.hgetall(theirs.q + id);
+      expect(Object.keys(a).sort()).toEqual(Object.keys(b).sort());
+      const { processedOn: pa, timestamp: ta, ...restA } = a;
+      const { processedOn: pb, timestamp: tb, ...restB } = b;
+      expect(restA).toEqual(restB);
+      for (const t of [pa, ta, pb, tb]) expect(Number(t)).toBeGreaterThan(0);
+
+      expect(await redis.get(`${ours.q}${id}:lock`)).toBe(`tok:${i + 1}`);
+      expect(await redis.get(`${theirs.q}${id}:lock`)).toBe(`tok:${i + 1}`);
+      for (const q of [ours.q, theirs.q]) {
+        const ttl = await redis.pttl(`${q}${id}:lock`);
+        expect(ttl).toBeGreaterThan(0);
+        expect(ttl).toBeLessThanOrEqual(LOCK_MS);
+      }
+    }
+    for (const q of [ours.q, theirs.q]) {
+      expect(await redis.lrange(`${q}active`, 0, -1)).toEqual([...ids].reverse());
+      expect(await redis.llen(`${q}wait`)).toBe(0);
+      expect(await redis.zcard(`${q}delayed`)).toBe(0);
+    }
+    // The job never passed through the wait list: its events say so.
+    const events = (await stream(`${ours.q}events`)).filter((e) => e[1] === "active");
+    expect(events).toEqual(ids.map((id) => ["event", "active", "jobId", id, "prev", "delayed"]));
+    const bullEvents = (await stream(`${theirs.q}events`)).filter((e) => e[1] === "active");
+    expect(bullEvents).toEqual(ids.map((id) => ["event", "active", "jobId", id, "prev", "waiting"]));
+
+    // The adopted jobs run and complete in BullMQ (its completion checks the lock's token).
+    for (const job of adopted) await ours.worker.processJob(job, job.token ?? "", () => false);
+    expect(ours.done).toEqual(ids);
+    for (const id of ids) expect(await ours.queue.getJobState(id)).toBe("completed");
+    expect(await redis.llen(`${ours.q}active`)).toBe(0);
+  });
+
+  it("promotes to the wait list instead, for BullMQ's fetch, a paused queue's job or one of a queue the picker does not consume", async () => {
+    const paused = await setUp(["job_p"]);
+    await paused.queue.pause();
+    const p = await paused.fair.pickMany(1, undefined, direct("tok"));
+    expect(p.starts).toHaveLength(1);
+    expect(p.starts[0]?.job).toBeUndefined();
+    expect(await redis.lrange(`${paused.q}wait`, 0, -1)).toEqual(["job_p"]);
+    expect(await redis.llen(`${paused.q}active`)).toBe(0);
+    expect(await redis.exists(`${paused.q}job_p:lock`)).toBe(0);
+
+    const other = await setUp(["job_o"]);
+    const o = await other.fair.pickMany(1, undefined, direct("tok", ["jobs-free"]));
+    expect(o.starts[0]?.job).toBeUndefined();
+    expect(await redis.lrange(`${other.q}wait`, 0, -1)).toEqual(["job_o"]);
+    const job = await other.worker.getNextJob("tok-o", { block: false });
+    expect(job?.id).toBe("job_o");
+  });
+});
