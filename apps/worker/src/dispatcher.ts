@@ -185,11 +185,11 @@ export class Dispatcher {
    * A picker: takes a slot (and up to PICK_BATCH - 1 more that are free), asks the fair queue for
    * the fleet's next jobs, as many as it holds slots, which the pick moves to active and locks for
    * this process (fair-queue.lua, "Direct starts"; a job the pick put in a wait list instead, as
-   * a paused queue's, is fetched from there). When the pick leaves nothing listed it sleeps until something may be (a
-   * blocker saw a listing, an alarm rang at the next due time), without a further pick that
-   * would find nothing. A pick that found jobs while others were listed wakes another sleeping
-   * picker first, so a burst of listings gets as many pickers as it needs at once (and a lone
-   * listing wakes one picker, not two).
+   * a paused queue's, is fetched from there). When the pick leaves nothing listed it sleeps until
+   * something may be (a blocker saw a listing, an alarm rang at the next due time), without a
+   * further pick that would find nothing. A pick that found jobs while others were listed wakes
+   * another sleeping picker first, so a burst of listings gets as many pickers as it needs at once
+   * (and a lone listing wakes one picker, not two).
    */
   private async pickLoop(): Promise<void> {
     while (!this.stopping) {
@@ -249,9 +249,9 @@ export class Dispatcher {
    * A queue's blocker: waits in Redis on the queue's marker (BZPOPMIN, no polling). A listing's
    * wake-up (LISTED_MARKER) wakes a sleeping picker and nothing else. What BullMQ itself made
    * ready there (a retry whose backoff ended, a job handed back, one released at its start
-   * deadline; BullMQ also marks "look now" after every fetch of its own) the blocker fetches, once a cheap
-   * check says a fetch would find a job, taking a slot like any picker, and fetches again while
-   * it finds jobs, as BullMQ's own loop does. The slot
+   * deadline; BullMQ also marks "look now" after every fetch of its own) the blocker fetches,
+   * once a cheap check says a fetch would find a job, taking a slot like any picker, and fetches
+   * again while it finds jobs, as BullMQ's own loop does. The slot
    * is taken before the fetch, never after it: a blocker that took a job a picker had just moved
    * to the wait list holds the slot that picker then gives back, so a process never runs more
    * than `worker.concurrency` jobs.

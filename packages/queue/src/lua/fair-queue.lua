@@ -63,6 +63,9 @@
                 job was started directly (its lock token: the token base, ":", its position
                 among the starts from 1), else 0 } or
               { 0, next due time in ms (0 = nothing waiting), now }
+  forget:  ARGV[5] job id -> { 1 } (the entry is dropped when its turn comes)
+  wake:    ARGV[5] resource, [6] most tickets to add -> { tickets added }: one ticket due now
+           for every job in the resource's room (the limits changed: each asks the key pool again)
 
   Direct starts. BullMQ's fetch (moveToActive) after a promote to the wait list costs a second
   script call per job, and the "look now" mark it leaves wakes a blocked worker for nothing. A
@@ -70,13 +73,10 @@
   active here, with what BullMQ 6.7.0's moveToActive writes for a job it takes from the wait list
   (prepareJobForProcessing: the lock with the token, the "active" event, processedOn, the
   attempts-started counter; the job goes to the head of the active list, as RPOPLPUSH puts it),
-  and the picker hands the job hash to BullMQ's worker as its fetch would
-  (ManagedWorker.adopt; park.int.test.ts compares the two ways key by key). A queue that BullMQ
-  would not fetch from as simply (paused, a global concurrency, a rate limit in its meta) is
-  promoted to the wait list as before, for BullMQ's own fetch to decide.
-  forget:  ARGV[5] job id -> { 1 } (the entry is dropped when its turn comes)
-  wake:    ARGV[5] resource, [6] most tickets to add -> { tickets added }: one ticket due now
-           for every job in the resource's room (the limits changed: each asks the key pool again)
+  and the picker hands the job hash to BullMQ's worker as its fetch would (ManagedWorker.adopt;
+  direct-start.int.test.ts compares the two ways key by key). A queue that BullMQ would not fetch
+  from as simply (paused, a global concurrency, a rate limit in its meta) is promoted to the wait
+  list as before, for BullMQ's own fetch to decide.
 ]]
 local op = ARGV[1]
 now = tonumber(ARGV[2])
