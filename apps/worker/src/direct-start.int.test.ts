@@ -1,6 +1,6 @@
 import { Queue, type Job } from "bullmq";
 import { Redis } from "ioredis";
-import { testRedisUrl, uniquePrefix } from "@switchyard/testing";
+import { eventually, testRedisUrl, uniquePrefix } from "@switchyard/testing";
 import { directQueues, FairQueue, Keys, type FairStart } from "@switchyard/queue";
 import { ManagedWorker } from "./managed-worker";
 
@@ -29,8 +29,11 @@ describe("a job started directly by the fair queue's pick, against BullMQ's prom
     redis.disconnect();
   });
 
-  /** A fresh prefix with a queue, a started ManagedWorker and the fair queue; `ids` parked and listed. */
-  const setUp = async (ids: string[]) => {
+  /**
+   * A fresh prefix with a queue, a started ManagedWorker (BullMQ's lock `lockMs`, its stalled
+   * check every `stalledMs`) and the fair queue; `ids` parked and listed.
+   */
+  const setUp = async (ids: string[], lockMs = LOCK_MS, stalledMs = 60_000) => {
     const keys = new Keys(uniquePrefix());
     prefixes.push(keys.prefix);
     const queue = new Queue(name, { connection: redis, prefix: keys.prefix });
@@ -44,8 +47,8 @@ describe("a job started directly by the fair queue's pick, against BullMQ's prom
       {
         connection: redis,
         prefix: keys.prefix,
-        lockDuration: LOCK_MS,
-        stalledInterval: 60_000,
+        lockDuration: lockMs,
+        stalledInterval: stalledMs,
         drainDelay: 1,
       },
     );
@@ -145,6 +148,29 @@ describe("a job started directly by the fair queue's pick, against BullMQ's prom
     expect(ours.done).toEqual(ids);
     for (const id of ids) expect(await ours.queue.getJobState(id)).toBe("completed");
     expect(await redis.llen(`${ours.q}active`)).toBe(0);
+  });
+
+  it("leaves a job whose picker died before taking it to BullMQ's stall recovery, which hands it to a worker", async () => {
+    const s = await setUp(["job_s"], 1_000, 500);
+    // The picking process dies right after its pick: the job is active and locked, and no one
+    // runs it or renews its lock.
+    const pick = await s.fair.pickMany(1, undefined, { ...direct("gone"), lockMs: 1_000 });
+    expect(pick.starts[0]?.job).toBeDefined();
+    expect(await redis.lrange(`${s.q}active`, 0, -1)).toEqual(["job_s"]);
+    // Once the lock has run out, BullMQ's stalled check (startManaged starts it) moves it back.
+    await eventually(
+      () => redis.lrange(`${s.q}wait`, 0, -1),
+      (wait) => wait.includes("job_s"),
+      20_000,
+      "the job back in the wait list",
+    );
+    const job = await s.worker.getNextJob("tok-again", { block: false });
+    if (!job) throw new Error("no job to fetch after the stall recovery");
+    expect(job.id).toBe("job_s");
+    expect(job.stalledCounter).toBe(1);
+    await s.worker.processJob(job, "tok-again", () => false);
+    expect(s.done).toEqual(["job_s"]);
+    expect(await s.queue.getJobState("job_s")).toBe("completed");
   });
 
   it("promotes to the wait list instead, for BullMQ's fetch, a paused queue's job or one of a queue the picker does not consume", async () => {
