@@ -9,11 +9,11 @@ import type { ScenarioResult } from "./results";
 /**
  * Soak: a steady rate for the duration; RSS of the API and each worker and Redis used_memory
  * sampled every 5 s. Growth per minute is the least-squares slope after the first third (warm-up).
- * Every 30 s (every 10 s in a quick run) the API and the workers are also asked, through their V8 inspectors, for a full
- * collection, and their RSS and used heap are read after it: the plain samples land anywhere on
- * V8's collection cycle (the API's swings by ~40 MiB over ~2 minutes, as long as a third of the
- * fitted window), the ones after a collection show what the process keeps, which is what grows
- * when something leaks.
+ * Every 30 s (every 10 s in a quick run) the API and the workers are also asked, through their
+ * V8 inspectors, for a full collection, and their RSS and used heap are read after it: the plain
+ * samples land anywhere on V8's collection cycle (the API's swings by ~40 MiB over ~2 minutes, as
+ * long as a third of the fitted window), the ones after a collection show what the process keeps,
+ * which is what grows when something leaks.
  * Job records live for queue.retention_hours, so Redis grows by design during a soak shorter than
  * that; its figure is reported with that in mind.
  */
@@ -57,7 +57,7 @@ export async function soakScenario(opts: {
           opts.log(
             `  soak ${Math.round(last.t * 60)} s: api ${last.api?.toFixed(0)} MiB, workers ${last.workers.map((w) => w?.toFixed(0)).join("/")} MiB, redis ${last.redis.toFixed(1)} MiB`,
           );
-        if (samples.length % collectEvery === 1 % collectEvery) {
+        if (samples.length % collectEvery === 1) {
           const heap: number[] = [];
           const rss: (number | null)[] = [];
           for (const [i, ins] of inspectors.entries()) {

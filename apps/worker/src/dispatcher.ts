@@ -69,6 +69,8 @@ export class Sleepers {
  */
 export class Dispatcher {
   private readonly workers = new Map<string, ManagedWorker>();
+  /** The queues this process consumes, as a direct start names them (set when one starts). */
+  private serves = directQueues([]);
   private readonly gate: SlotGate;
   private readonly loops: Promise<void>[] = [];
   private readonly inFlight = new Set<Promise<void>>();
@@ -154,6 +156,7 @@ export class Dispatcher {
     );
     await worker.startManaged();
     this.workers.set(spec.name, worker);
+    this.serves = directQueues(this.workers.keys());
     this.specs.push(spec);
     this.watchFailures(worker);
     this.loops.push(this.blockLoop(spec));
@@ -198,7 +201,7 @@ export class Dispatcher {
       try {
         const token = this.token();
         const pick = await this.fair.pickMany(slots, undefined, {
-          queues: directQueues(this.workers.keys()),
+          queues: this.serves,
           lockMs: this.config.worker.lock_duration_ms,
           token,
         });
