@@ -1,7 +1,7 @@
 import { Queue, type Job } from "bullmq";
 import { Redis } from "ioredis";
 import { eventually, testRedisUrl, uniquePrefix } from "@switchyard/testing";
-import { directQueues, FairQueue, Keys, type FairStart } from "@switchyard/queue";
+import { directQueues, FairQueue, JobStore, Keys, type FairStart } from "@switchyard/queue";
 import { ManagedWorker } from "./managed-worker";
 
 /**
@@ -68,7 +68,7 @@ describe("a job started directly by the fair queue's pick, against BullMQ's prom
         tenantWeight: 1,
       });
     }
-    return { prefix: keys.prefix, queue, worker, fair, done, q: `${keys.prefix}:${name}:` };
+    return { keys, prefix: keys.prefix, queue, worker, fair, done, q: `${keys.prefix}:${name}:` };
   };
   const direct = (token: string, queues = [name]) => ({
     queues: directQueues(queues),
@@ -171,6 +171,97 @@ describe("a job started directly by the fair queue's pick, against BullMQ's prom
     await s.worker.processJob(job, "tok-again", () => false);
     expect(s.done).toEqual(["job_s"]);
     expect(await s.queue.getJobState("job_s")).toBe("completed");
+  });
+
+  it("marks a first start's record running as the runner's transition would, and leaves the rest to the runner", async () => {
+    const RUNNING_TTL = 900_000;
+    const ids = ["job_m", "job_final", "job_gone", "job_again", "job_late"];
+    const s = await setUp(ids.slice(0, 4));
+    // A job whose parking (its start deadline) ended a moment ago, not yet released by BullMQ.
+    await s.queue.add("chat", { v: 1, id: "job_late" }, { jobId: "job_late", delay: 1, attempts: 3 });
+    await s.fair.enqueue({
+      jobId: "job_late",
+      tier: "paid",
+      tenantId: "t",
+      queue: name,
+      cost: 1,
+      priority: "normal",
+      tierWeight: 1,
+      tenantWeight: 1,
+    });
+    const log = JSON.stringify([
+      {
+        provider: "mock",
+        model: "m",
+        outcome: "failed",
+        error_type: "server",
+        status: 500,
+        duration_ms: 3,
+        started_at: 1,
+      },
+    ]);
+    const record = { status: "queued", tenant: "t", attempt_log: log, cancel_requested: "1" };
+    for (const id of ["job_m", "job_again", "job_late", "job_twin"]) await redis.hset(s.keys.job(id), record);
+    await redis.hset(s.keys.job("job_final"), { ...record, status: "cancelled" });
+    // Started before (handed back and listed again): BullMQ's attempts-started counter is 1.
+    await redis.hset(`${s.q}job_again`, "ats", "1");
+    await new Promise((r) => setTimeout(r, 5));
+
+    const sub = new Redis(testRedisUrl());
+    closing.push({ close: async () => void sub.disconnect() });
+    const heard: string[] = [];
+    await sub.subscribe(s.keys.jobEventsChannel);
+    sub.on("message", (_ch: string, m: string) => heard.push(m));
+
+    const pick = await s.fair.pickMany(5, undefined, { ...direct("tok"), runningTtlMs: RUNNING_TTL });
+    expect(pick.starts.map((x) => x.jobId)).toEqual(ids);
+    const running = new Map(pick.starts.map((x) => [x.jobId, x.job?.running]));
+    // Every one was started directly; only the first starts within their deadline were marked.
+    expect(pick.starts.every((x) => x.job !== undefined)).toBe(true);
+    expect(running.get("job_again")).toBeUndefined();
+    expect(running.get("job_late")).toBeUndefined();
+    expect(running.get("job_final")).toEqual({
+      applied: false,
+      exists: true,
+      status: "cancelled",
+      cancelRequested: true,
+      attemptLog: JSON.parse(log),
+    });
+    expect(running.get("job_gone")).toEqual({
+      applied: false,
+      exists: false,
+      status: "",
+      cancelRequested: false,
+      attemptLog: [],
+    });
+
+    // The runner's own transition, on a twin record, answers and writes the same.
+    const store = new JobStore(redis, s.keys);
+    const twin = await store.transition("job_twin", "running", { started_at: Date.now() }, RUNNING_TTL);
+    expect(running.get("job_m")).toEqual(twin);
+    expect(twin).toMatchObject({ applied: true, exists: true, status: "running", cancelRequested: true });
+    const mine = await redis.hgetall(s.keys.job("job_m"));
+    const theirs = await redis.hgetall(s.keys.job("job_twin"));
+    const { started_at: a, ...restMine } = mine;
+    const { started_at: b, ...restTheirs } = theirs;
+    expect(restMine).toEqual(restTheirs);
+    for (const t of [a, b]) expect(Math.abs(Number(t) - Date.now())).toBeLessThan(10_000);
+    for (const id of ["job_m", "job_twin"]) {
+      const ttl = await redis.pttl(s.keys.job(id));
+      expect(ttl).toBeGreaterThan(RUNNING_TTL - 10_000);
+      expect(ttl).toBeLessThanOrEqual(RUNNING_TTL);
+    }
+    // Not marked: unchanged, for the runner to check and mark.
+    for (const id of ["job_again", "job_late"]) expect(await redis.hgetall(s.keys.job(id))).toEqual(record);
+    expect(await redis.hget(s.keys.job("job_final"), "status")).toBe("cancelled");
+    expect(await redis.exists(s.keys.job("job_gone"))).toBe(0);
+    await eventually(
+      async () => heard,
+      (h) => h.length >= 2,
+      5_000,
+      "both status messages",
+    );
+    expect(heard).toEqual(["job_m running", "job_twin running"]);
   });
 
   it("promotes to the wait list instead, for BullMQ's fetch, a paused queue's job or one of a queue the picker does not consume", async () => {

@@ -14,6 +14,7 @@ import {
   type Redis,
 } from "@switchyard/queue";
 import { SlotGate } from "./slot-gate";
+import { runningTtlMs } from "./runtime";
 import { CANCEL_REASON, SHUTDOWN_REASON, type JobRunner } from "./job-runner";
 import { ManagedWorker } from "./managed-worker";
 import { RetryLater } from "./retry";
@@ -71,6 +72,8 @@ export class Dispatcher {
   private readonly workers = new Map<string, ManagedWorker>();
   /** The queues this process consumes, as a direct start names them (set when one starts). */
   private serves = directQueues([]);
+  /** A running record's TTL on the current config, for the running marks of direct starts. */
+  private runningTtlMs: number;
   private readonly gate: SlotGate;
   private readonly loops: Promise<void>[] = [];
   private readonly inFlight = new Set<Promise<void>>();
@@ -94,6 +97,7 @@ export class Dispatcher {
     private readonly telemetry?: Telemetry,
   ) {
     this.gate = new SlotGate(config.worker.concurrency);
+    this.runningTtlMs = runningTtlMs(config);
   }
 
   async start(): Promise<void> {
@@ -118,6 +122,7 @@ export class Dispatcher {
    */
   async configure(config: SwitchyardConfig): Promise<void> {
     this.config = config;
+    this.runningTtlMs = runningTtlMs(config);
     this.gate.resize(config.worker.concurrency);
     for (const spec of allJobQueues(config))
       if (!this.workers.has(spec.name) && !this.stopping) {
@@ -204,6 +209,7 @@ export class Dispatcher {
           queues: this.serves,
           lockMs: this.config.worker.lock_duration_ms,
           token,
+          runningTtlMs: this.runningTtlMs,
         });
         // Slots the pick found no job for go back at once.
         for (; slots > pick.starts.length; slots--) this.gate.release();
@@ -221,6 +227,8 @@ export class Dispatcher {
             const job = s.job
               ? await worker?.adopt(s.job.hash, s.jobId, s.job.token)
               : await worker?.getNextJob(this.token(), { block: false });
+            // Its record was marked running by the pick: the runner does not mark it again.
+            if (job && s.job?.running) this.runner.markedRunning(job, s.job.running);
             return worker && job ? { worker, job } : undefined;
           }),
         );

@@ -20,6 +20,7 @@ import {
   type StreamEnd,
   type StreamFailure,
   type TransitionFields,
+  type TransitionOutcome,
 } from "@switchyard/queue";
 import type { RouteOutcome } from "./route-executor";
 import type { Runtimes, WorkerRuntime } from "./runtime";
@@ -59,6 +60,8 @@ const attemptCount = (log: Attempt[]): number => log.filter((a) => a.outcome !==
 export class JobRunner {
   /** Relays of the streamed jobs running in this process. */
   private readonly relays = new Map<string, StreamRelay>();
+  /** Jobs whose record the fair queue's pick marked running, with what the mark answered. */
+  private readonly marked = new WeakMap<Job<JobPayload>, TransitionOutcome>();
 
   constructor(
     private readonly runtimes: Runtimes,
@@ -68,6 +71,15 @@ export class JobRunner {
     private readonly fair: FairQueue,
     private readonly streams: JobStreams,
   ) {}
+
+  /**
+   * The pick that started `job` marked its record running already (its first start, within its
+   * start deadline: fair-queue.lua, "Running mark"): its run uses that answer instead of marking
+   * the record itself.
+   */
+  markedRunning(job: Job<JobPayload>, outcome: TransitionOutcome): void {
+    this.marked.set(job, outcome);
+  }
 
   /** Runs a job on the config version current when it starts, to its end. */
   async run(
@@ -124,6 +136,8 @@ export class JobRunner {
       attempt: job.attemptsMade + 1,
     });
     const now = Date.now();
+    const marked = this.marked.get(job);
+    this.marked.delete(job);
 
     if (job.stalledCounter > MAX_STALLS) {
       // Its worker died (or stopped answering) that often while running it: the job itself is
@@ -135,7 +149,8 @@ export class JobRunner {
       throw new UnrecoverableError(message);
     }
 
-    if (job.attemptsMade === 0 && now > p.start_deadline) {
+    // A job the pick marked running was within its deadline on Redis's clock when it started.
+    if (!marked && job.attemptsMade === 0 && now > p.start_deadline) {
       await this.finish(rt, p, "expired", {
         error: { type: "expired", message: "the job was not started before its deadline" },
       });
@@ -143,7 +158,8 @@ export class JobRunner {
       return { status: "expired" };
     }
 
-    const started = await this.store.transition(p.job_id, "running", { started_at: now }, rt.runningTtlMs);
+    const started =
+      marked ?? (await this.store.transition(p.job_id, "running", { started_at: now }, rt.runningTtlMs));
     if (!started.exists) {
       log.warn("job record is gone (retention expired); dropping the job");
       return { status: "skipped" };

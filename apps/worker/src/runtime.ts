@@ -41,10 +41,14 @@ export class WorkerRuntime {
     this.tenants = new Map(config.tenants.map((t) => [t.id, t]));
     this.retentionMs = retentionMs(config);
     this.redactor = SecretRedactor.fromConfig(config);
-    const maxTimeout = Math.max(...config.providers.map((p) => p.timeout_ms));
-    this.runningTtlMs =
-      this.retentionMs + queueAttemptCap(config) * (maxTimeout + config.queue.backoff_max_ms);
+    this.runningTtlMs = runningTtlMs(config);
   }
+}
+
+/** How long a running record is kept: past every attempt and backoff, then the retention. */
+export function runningTtlMs(config: SwitchyardConfig): number {
+  const maxTimeout = Math.max(...config.providers.map((p) => p.timeout_ms));
+  return retentionMs(config) + queueAttemptCap(config) * (maxTimeout + config.queue.backoff_max_ms);
 }
 
 /** What an adapter is built from: a change of any of it needs a new adapter (and HTTP pool). */

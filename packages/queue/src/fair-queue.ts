@@ -2,6 +2,7 @@ import type { Redis } from "ioredis";
 import { z } from "zod";
 import { jobCost, type JobPayload, type Priority, type SwitchyardConfig } from "@switchyard/core";
 import type { Keys } from "./keys";
+import { transitionOutcome, type TransitionOutcome } from "./job-store";
 import fairLibLua from "./lua/fair-lib.lua";
 import fairQueueLua from "./lua/fair-queue.lua";
 
@@ -41,8 +42,12 @@ export interface FairStart {
   cost: number;
   /** When the job was listed (Redis time, ms). */
   listedAt: number;
-  /** Started directly: BullMQ's job hash (HGETALL's field, value list) and its lock token. */
-  job?: { hash: string[]; token: string };
+  /**
+   * Started directly: BullMQ's job hash (HGETALL's field, value list) and its lock token; and,
+   * when the pick marked the job's record running (its first start, within its start deadline:
+   * `DirectStart.runningTtlMs`), what that transition answered.
+   */
+  job?: { hash: string[]; token: string; running?: TransitionOutcome };
 }
 
 /** Asks a pick to start jobs directly (fair-queue.lua, "Direct starts") for the picking process. */
@@ -53,6 +58,11 @@ export interface DirectStart {
   lockMs: number;
   /** Lock tokens are this, ":", and the job's position among the starts (from 1). */
   token: string;
+  /**
+   * Also mark a job's record running, with this TTL (ms), on its first start (fair-queue.lua,
+   * "Running mark"): the runner then skips its own transition to running.
+   */
+  runningTtlMs?: number;
 }
 
 /** The queues argument of a direct start: "|a|b|". */
@@ -135,9 +145,10 @@ const startSchema = z.tuple([
   z.coerce.number(),
   z.coerce.number(),
   z.union([z.literal(0), z.array(z.string())]),
+  z.unknown(),
 ]);
 /** Fields per started job in a pick's reply. */
-const START_FIELDS = 7;
+const START_FIELDS = 8;
 const waitReplySchema = z.tuple([z.literal(1), z.number()]);
 const idleSchema = z.tuple([z.literal(0), z.number(), z.number()]);
 
@@ -226,8 +237,21 @@ export class FairQueue {
    */
   async pickMany(max: number, now?: number, direct?: DirectStart): Promise<FairPicks> {
     const want = Math.max(1, Math.floor(max));
+    const mark =
+      direct?.runningTtlMs !== undefined
+        ? [this.keys.job(""), Math.round(direct.runningTtlMs), this.keys.jobEventsChannel]
+        : [];
     const reply = await (direct
-      ? this.call("pick", now, MAX_SKIPS, want, Math.round(direct.lockMs), direct.token, direct.queues)
+      ? this.call(
+          "pick",
+          now,
+          MAX_SKIPS,
+          want,
+          Math.round(direct.lockMs),
+          direct.token,
+          direct.queues,
+          ...mark,
+        )
       : this.call("pick", now, MAX_SKIPS, want));
     // The tag first: a failed safeParse builds an error, which a busy queue would pay per pick.
     if (Array.isArray(reply) && reply[0] === 0) {
@@ -239,11 +263,14 @@ export class FairQueue {
     const [, at, more, nextAt] = pickedHeadSchema.parse(reply.slice(0, 4));
     const starts: FairStart[] = [];
     for (let i = 4; i < reply.length; i += START_FIELDS) {
-      const [queue, jobId, tenantId, tier, cost, listedAt, hash] = startSchema.parse(
+      const [queue, jobId, tenantId, tier, cost, listedAt, hash, running] = startSchema.parse(
         reply.slice(i, i + START_FIELDS),
       );
       const start: FairStart = { queue, jobId, tenantId, tier, cost, listedAt };
-      if (hash !== 0 && direct) start.job = { hash, token: `${direct.token}:${starts.length + 1}` };
+      if (hash !== 0 && direct) {
+        start.job = { hash, token: `${direct.token}:${starts.length + 1}` };
+        if (running !== 0) start.job.running = transitionOutcome(running);
+      }
       starts.push(start);
     }
     return { starts, more: more === 1, nextAt, now: at };

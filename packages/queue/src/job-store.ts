@@ -210,6 +210,18 @@ export interface TransitionFields {
 /** { applied (1|0|-1), status, cancel_requested, attempt_log } as the scripts return them. */
 const luaReplySchema = z.tuple([z.number().int(), z.string()], z.string());
 
+/** A transition's answer (transition.lua's, or the running mark of a pick: fair-queue.lua). */
+export function transitionOutcome(reply: unknown): TransitionOutcome {
+  const [applied, after, cancel, log] = luaReplySchema.parse(reply);
+  return {
+    applied: applied === 1,
+    exists: applied !== -1,
+    status: after,
+    cancelRequested: cancel === "1",
+    attemptLog: parseJson(log, (v) => attemptLogSchema.parse(v)) ?? [],
+  };
+}
+
 /** Terminal events waiting for fan-out; a safety cap, far above any healthy backlog. */
 const OUTBOX_CAP = 1_000_000;
 
@@ -460,7 +472,7 @@ export class JobStore {
       if (v === undefined) continue;
       args.push(k, v === null ? "" : typeof v === "object" ? JSON.stringify(v) : String(v));
     }
-    const [applied, after, cancel, log] = luaReplySchema.parse(
+    return transitionOutcome(
       await this.redis.syTransition(
         this.keys.job(jobId),
         this.keys.webhookOutbox,
@@ -468,13 +480,6 @@ export class JobStore {
         ...args,
       ),
     );
-    return {
-      applied: applied === 1,
-      exists: applied !== -1,
-      status: after,
-      cancelRequested: cancel === "1",
-      attemptLog: parseJson(log, (v) => attemptLogSchema.parse(v)) ?? [],
-    };
   }
 
   async requestCancel(

@@ -56,12 +56,17 @@
            one after another would; [7] lock duration in ms, [8] lock token base, [9] the queues
            the picking process consumes ("|a|b|"): with them, a started job of such a queue is
            moved to active and locked for the picker (see "Direct starts"); without them ("" or
-           absent) every started job goes to its queue's wait list
+           absent) every started job goes to its queue's wait list; [10] the job records' key
+           prefix ("<prefix>:job:"), [11] the TTL in ms of a running record, [12] the pub/sub
+           channel of status changes: with them, a job started directly for the first time is
+           also marked running (see "Running mark"); without them ("" or absent) it is not
            -> { 1, now, more (1: jobs still listed and due), next due time in ms when none are
                 (0 = nothing waiting, or more is 1), then per job started: queue, job id,
                 tenant, tier, cost, listed_ms, the BullMQ job hash as HGETALL answers it when the
                 job was started directly (its lock token: the token base, ":", its position
-                among the starts from 1), else 0 } or
+                among the starts from 1), else 0, and the running mark's answer (as
+                transition.lua's: { applied (1|0|-1), status, cancel_requested, attempt_log })
+                when the job was marked running, else 0 } or
               { 0, next due time in ms (0 = nothing waiting), now }
   forget:  ARGV[5] job id -> { 1 } (the entry is dropped when its turn comes)
   wake:    ARGV[5] resource, [6] most tickets to add -> { tickets added }: one ticket due now
@@ -77,6 +82,15 @@
   direct-start.int.test.ts compares the two ways key by key). A queue that BullMQ would not fetch
   from as simply (paused, a global concurrency, a rate limit in its meta) is promoted to the wait
   list as before, for BullMQ's own fetch to decide.
+
+  Running mark. A job's first start directly (BullMQ's attempts-started counter is 1 after it)
+  also moves its record to "running" here, as the runner's transition.lua call would: a record
+  that is not final gets status "running" and started_at (now), the running TTL, and the status
+  message; its cancel flag and attempt log are answered, as transition.lua answers them. That
+  call was one more script call per job. A job past its start deadline (the end of its parking,
+  timestamp + delay, as the producer parks it) is not marked: the runner expires it. A job started
+  before (handed back to wait for capacity, and picked again) is not marked either: the runner
+  checks what it must first and marks it itself (job-runner.ts).
 ]]
 local op = ARGV[1]
 now = tonumber(ARGV[2])
@@ -212,6 +226,7 @@ end
 
 -- op == "pick"
 local LOCK_MS, TOKEN, SERVES = ARGV[7] or "", ARGV[8] or "", ARGV[9] or ""
+local RECORD, RUN_TTL, CHANNEL = ARGV[10] or "", ARGV[11] or "", ARGV[12] or ""
 -- Per queue, read once per call: the events stream's bound when its jobs start directly, else
 -- false (see "Direct starts").
 local direct = {}
@@ -229,8 +244,28 @@ local function directly(queue)
   end
   return d
 end
--- Jobs started by this call so far, and the job hash of the one promote just started directly.
-local starts, hash = 0, 0
+-- Jobs started by this call so far; the job hash of the one promote just started directly, and
+-- its running mark.
+local starts, hash, mark = 0, 0, 0
+local FINAL = { succeeded = true, failed = true, cancelled = true, expired = true }
+-- Marks a job's record running (see "Running mark"); returns what transition.lua would.
+local function markRunning(jobId, nowText)
+  local rec = RECORD .. jobId
+  local cur = rcall("HMGET", rec, "status", "cancel_requested", "attempt_log")
+  local status = cur[1]
+  if not status then
+    return { -1, "", "", "" }
+  end
+  if FINAL[status] then
+    return { 0, status, cur[2] or "", cur[3] or "" }
+  end
+  rcall("HSET", rec, "status", "running", "started_at", nowText)
+  rcall("PEXPIRE", rec, RUN_TTL)
+  if status ~= "running" then
+    rcall("PUBLISH", CHANNEL, jobId .. " running")
+  end
+  return { 1, "running", cur[2] or "", cur[3] or "" }
+end
 -- Moves a parked job into its BullMQ queue's wait list, as BullMQ's promote script does, or
 -- straight to active for the picker (see "Direct starts").
 local function promote(jobId, f)
@@ -241,15 +276,22 @@ local function promote(jobId, f)
   local maxLen = directly(f[3])
   if maxLen then
     local jobKey = q .. ":" .. jobId
+    -- The end of its parking (its start deadline), read before the start resets the delay.
+    local parking = RUN_TTL ~= "" and rcall("HMGET", jobKey, "timestamp", "delay")
+    local nowText = string.format("%d", now)
     rcall("LPUSH", q .. ":active", jobId)
     rcall("SET", jobKey .. ":lock", TOKEN .. ":" .. string.format("%d", starts + 1), "PX", LOCK_MS)
     rcall("XADD", q .. ":events", "MAXLEN", "~", maxLen, "*", "event", "active", "jobId", jobId, "prev", "delayed")
-    rcall("HSET", jobKey, "delay", 0, "processedOn", string.format("%d", now))
-    rcall("HINCRBY", jobKey, "ats", "1")
+    rcall("HSET", jobKey, "delay", 0, "processedOn", nowText)
+    local ats = rcall("HINCRBY", jobKey, "ats", "1")
     hash = rcall("HGETALL", jobKey)
+    mark = 0
+    if parking and ats == 1 and now <= (tonumber(parking[1]) or 0) + (tonumber(parking[2]) or 0) then
+      mark = markRunning(jobId, nowText)
+    end
     return true
   end
-  hash = 0
+  hash, mark = 0, 0
   rcall("LPUSH", q .. ":wait", jobId)
   -- No marker poke (BullMQ's promote wakes a blocked worker): the picker fetches the job right
   -- after this, and a woken worker elsewhere would only race it for the job. Should the picker's
@@ -293,8 +335,8 @@ local function started(jobId, f, tenant)
     rcall("PEXPIRE", bucket, "70000")
   end
   local n = #out
-  out[n + 1], out[n + 2], out[n + 3], out[n + 4], out[n + 5], out[n + 6], out[n + 7] =
-    f[3], jobId, tenant, f[1], f[4], f[6], hash
+  out[n + 1], out[n + 2], out[n + 3], out[n + 4], out[n + 5], out[n + 6], out[n + 7], out[n + 8] =
+    f[3], jobId, tenant, f[1], f[4], f[6], hash, mark
   starts = starts + 1
 end
 
