@@ -106,8 +106,15 @@ export class Dispatcher {
     await this.subscriber.subscribe(this.cancelChannel);
     this.subscriber.on("message", (channel: string, jobId: string) => {
       if (channel !== this.cancelChannel) return;
+      let running = false;
       for (const worker of this.workers.values())
-        if (worker.cancelJob(jobId, CANCEL_REASON)) this.log.info({ jobId }, "cancelling running job");
+        if (worker.cancelJob(jobId, CANCEL_REASON)) {
+          running = true;
+          this.log.info({ jobId }, "cancelling running job");
+        }
+      // A job a pick of this process just started and marked running may not have reached its
+      // runner yet: the runner looks for the cancel when it does.
+      if (!running) this.runner.cancelHeard(jobId);
     });
     this.log.info(
       { queues: this.specs.map((s) => s.name), concurrency: this.config.worker.concurrency },

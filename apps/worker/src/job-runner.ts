@@ -26,6 +26,7 @@ import type { RouteOutcome } from "./route-executor";
 import type { Runtimes, WorkerRuntime } from "./runtime";
 import type { StreamRelay } from "./keyed-call";
 import type { WorkerMetrics } from "./metrics";
+import { RecentIds } from "./recent-ids";
 import { RetryLater } from "./retry";
 
 /**
@@ -36,6 +37,9 @@ const ROOM_PARK_MS = 10 * 60_000;
 
 /** A job found stalled more often than this is failed when it next runs (BullMQ's maxStalledCount was 2). */
 export const MAX_STALLS = 2;
+/** How long a cancel heard for a job not running here is kept for its run (JobRunner.cancelHeard). */
+const HEARD_CANCEL_MS = 10_000;
+const HEARD_CANCELS_MAX = 10_000;
 
 /** Abort reasons the runner tells apart: a client's cancel ends the job, a shutdown requeues it. */
 export const CANCEL_REASON = "cancelled";
@@ -62,6 +66,8 @@ export class JobRunner {
   private readonly relays = new Map<string, StreamRelay>();
   /** Jobs whose record the fair queue's pick marked running, with what the mark answered. */
   private readonly marked = new WeakMap<Job<JobPayload>, TransitionOutcome>();
+  /** Cancels heard for jobs that were not running here (see cancelHeard). */
+  private readonly heardCancels = new RecentIds(HEARD_CANCEL_MS, HEARD_CANCELS_MAX);
 
   constructor(
     private readonly runtimes: Runtimes,
@@ -79,6 +85,16 @@ export class JobRunner {
    */
   markedRunning(job: Job<JobPayload>, outcome: TransitionOutcome): void {
     this.marked.set(job, outcome);
+  }
+
+  /**
+   * A cancel was asked for a job that is not running in this process. A job marked running by
+   * its pick is between the pick and its run for a moment: its mark read the cancel flag before
+   * the request, and BullMQ had no run to abort when the message came. Its run looks here. Kept
+   * HEARD_CANCEL_MS, at most HEARD_CANCELS_MAX (cancels are heard by every worker process).
+   */
+  cancelHeard(jobId: string): void {
+    this.heardCancels.add(jobId);
   }
 
   /** Runs a job on the config version current when it starts, to its end. */
@@ -165,7 +181,8 @@ export class JobRunner {
       return { status: "skipped" };
     }
     if (!started.applied) return { status: "skipped" }; // already final: a crash after the final write
-    if (started.cancelRequested) return this.cancelled(rt, p, job);
+    if (started.cancelRequested || (marked && this.heardCancels.take(p.job_id)))
+      return this.cancelled(rt, p, job);
     const waited = Math.max(0, now - job.timestamp) / 1000;
     this.metrics.queueWait.observe({ queue: job.queueName }, waited);
     if (job.attemptsStarted <= 1) {
