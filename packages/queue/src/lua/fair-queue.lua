@@ -37,7 +37,8 @@
   Derived keys (same hash tag), for a space's key prefix S (<fq> for the start order,
   <fq>:r:<resource> for a room): S:tiers (rooms only), S:tier:<tier>, S:lane:<tenant>; and
   <fq>:starts:<10 s> (starts per tenant, expiring after 70 s); and the BullMQ keys
-  <bull>:<queue>:{delayed,wait,meta,marker,events,active} and <bull>:<queue>:<job id>.
+  <bull>:<queue>:{delayed,wait,meta,marker,events,active} and <bull>:<queue>:<job id>; and a
+  started job's record, <records prefix><job id> (see "Running mark").
 
   (fair-lib.lua, the functions this script shares with create-job.lua, is prepended to it.)
   ARGV[1]  op: "enqueue" | "wait" | "pick" | "forget" | "wake"
