@@ -3,6 +3,7 @@ import { Redis } from "ioredis";
 import { eventually, testRedisUrl, uniquePrefix } from "@switchyard/testing";
 import { directQueues, FairQueue, JobStore, Keys, type FairStart } from "@switchyard/queue";
 import { ManagedWorker } from "./managed-worker";
+import { parkAndList } from "./parked-job.test-util";
 
 /**
  * A pick that starts its jobs directly (fair-queue.lua, "Direct starts") writes what BullMQ
@@ -55,19 +56,7 @@ describe("a job started directly by the fair queue's pick, against BullMQ's prom
     closing.push(worker, queue);
     await worker.startManaged();
     const fair = new FairQueue(redis, keys);
-    for (const id of ids) {
-      await queue.add("chat", { v: 1, id }, { jobId: id, delay: 3_600_000, attempts: 3 });
-      await fair.enqueue({
-        jobId: id,
-        tier: "paid",
-        tenantId: "t",
-        queue: name,
-        cost: 1,
-        priority: "normal",
-        tierWeight: 1,
-        tenantWeight: 1,
-      });
-    }
+    for (const id of ids) await parkAndList(queue, fair, id, { v: 1, id });
     return { keys, prefix: keys.prefix, queue, worker, fair, done, q: `${keys.prefix}:${name}:` };
   };
   const direct = (token: string, queues = [name]) => ({
@@ -178,17 +167,7 @@ describe("a job started directly by the fair queue's pick, against BullMQ's prom
     const ids = ["job_m", "job_final", "job_gone", "job_again", "job_late"];
     const s = await setUp(ids.slice(0, 4));
     // A job whose parking (its start deadline) ended a moment ago, not yet released by BullMQ.
-    await s.queue.add("chat", { v: 1, id: "job_late" }, { jobId: "job_late", delay: 1, attempts: 3 });
-    await s.fair.enqueue({
-      jobId: "job_late",
-      tier: "paid",
-      tenantId: "t",
-      queue: name,
-      cost: 1,
-      priority: "normal",
-      tierWeight: 1,
-      tenantWeight: 1,
-    });
+    await parkAndList(s.queue, s.fair, "job_late", { v: 1, id: "job_late" }, 1);
     const log = JSON.stringify([
       {
         provider: "mock",

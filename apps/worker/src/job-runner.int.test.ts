@@ -9,6 +9,7 @@ import { Bulkheads } from "./bulkhead";
 import { JobRunner } from "./job-runner";
 import { KeyedCaller } from "./keyed-call";
 import { ManagedWorker } from "./managed-worker";
+import { parkAndList } from "./parked-job.test-util";
 import { WorkerMetrics } from "./metrics";
 import { breakerSettings, Runtimes } from "./runtime";
 
@@ -78,18 +79,8 @@ tenants:
       start_deadline: Date.now() + 3_600_000,
       trace_id: "trace",
     };
-    await queue.add("chat", payload, { jobId, delay: 3_600_000, attempts: 3 });
     await redis.hset(keys.job(jobId), { id: jobId, status: "queued", tenant: "t", queue: name });
-    await fair.enqueue({
-      jobId,
-      tier: "paid",
-      tenantId: "t",
-      queue: name,
-      cost: 1,
-      priority: "normal",
-      tierWeight: 1,
-      tenantWeight: 1,
-    });
+    await parkAndList(queue, fair, jobId, payload);
   };
 
   /** The dispatcher's steps for a pick that marked its job running. */
