@@ -1,5 +1,5 @@
 import { execFileSync } from "node:child_process";
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -58,8 +58,12 @@ class Counter {
     execFileSync("callgrind_control", [flag, String(this.redis.pid)], { stdio: "ignore" });
   }
 
-  /** Zeroes the counters, runs `work`, dumps them: the instructions and the dump's file. */
-  async count(work: () => Promise<void>): Promise<{ instructions: number; file: string }> {
+  /**
+   * Zeroes the counters, runs `work`, dumps them: the instructions and the dump's file. With
+   * BENCH_CALLGRIND_DIR set, the dump is also copied there as <label>.callgrind (for
+   * callgrind_annotate: which functions of Redis and Lua the work spent its instructions in).
+   */
+  async count(label: string, work: () => Promise<void>): Promise<{ instructions: number; file: string }> {
     this.control("-z");
     await work();
     this.control("-d");
@@ -69,6 +73,11 @@ class Counter {
     for (let i = 0; i < 100; i++) {
       if (readdirSync(this.dir).includes(`cg.${String(this.redis.pid)}.${this.dumps}`)) break;
       await sleep(100);
+    }
+    const keep = process.env.BENCH_CALLGRIND_DIR;
+    if (keep) {
+      mkdirSync(keep, { recursive: true });
+      copyFileSync(file, join(keep, `${label}.callgrind`));
     }
     const summary = /^summary:\s+(\d+)/m.exec(readFileSync(file, "utf8"));
     if (!summary?.[1]) throw new Error(`no instruction count in ${file}`);
@@ -95,7 +104,7 @@ export async function redisCostScenario(opts: {
   log: (s: string) => void;
 }): Promise<ScenarioResult> {
   const description =
-    "Instructions redis-server executes per job, counted by valgrind's callgrind (repeatable on a shared machine, unlike CPU seconds): Switchyard end to end (API, one worker, mock at 0 ms, 20 submissions in flight) and raw BullMQ (Queue.add, then a no-op Worker) on the same server; Redis's idle work over the same time is taken off.";
+    "Instructions redis-server executes per job, counted by valgrind's callgrind (repeatable on a shared machine, unlike CPU seconds): Switchyard end to end (API, one worker, mock at 0 ms, 20 submissions in flight) and raw BullMQ (Queue.add, then a no-op Worker) on the same server; then submissions alone (the API with no worker, 20 in flight) against raw Queue.add alone. Redis's idle work over the same time is taken off.";
   const params = { duration_s: opts.durationS, workers: 1, submit_in_flight: 20 };
   const missing = missingTool();
   if (missing) {
@@ -123,7 +132,7 @@ export async function redisCostScenario(opts: {
   try {
     // Redis's own periodic work per second, idle (taken off both measurements below).
     const idleMs = 3_000;
-    const idle = await counter.count(() => sleep(idleMs));
+    const idle = await counter.count("idle", () => sleep(idleMs));
     const idlePerMs = idle.instructions / idleMs;
 
     // Raw BullMQ: add N jobs, then a no-op Worker completes them.
@@ -132,7 +141,7 @@ export async function redisCostScenario(opts: {
     const prefix = `{bench-raw-${Date.now()}}`;
     const queue = new Queue("raw", { connection, prefix });
     let t0 = performance.now();
-    const raw = await counter.count(async () => {
+    const rawAdd = await counter.count("raw-add", async () => {
       let added = 0;
       await Promise.all(
         Array.from({ length: 50 }, async () => {
@@ -145,24 +154,33 @@ export async function redisCostScenario(opts: {
           }
         }),
       );
-      await processRaw(redis.url, prefix, rawJobs);
     });
-    const rawMs = performance.now() - t0;
+    const rawAddMs = performance.now() - t0;
+    t0 = performance.now();
+    const rawProcess = await counter.count("raw-process", () => processRaw(redis.url, prefix, rawJobs));
+    const rawProcessMs = performance.now() - t0;
     await queue.close();
     await connection.quit();
-    const rawPerJob = (raw.instructions - idlePerMs * rawMs) / rawJobs;
-    opts.log(`redis-cost: raw BullMQ ${Math.round(rawPerJob)} instructions per job (add + process)`);
+    const rawAddPerJob = (rawAdd.instructions - idlePerMs * rawAddMs) / rawJobs;
+    const rawPerJob = rawAddPerJob + (rawProcess.instructions - idlePerMs * rawProcessMs) / rawJobs;
+    opts.log(
+      `redis-cost: raw BullMQ ${Math.round(rawPerJob)} instructions per job (add + process), ${Math.round(rawAddPerJob)} per add`,
+    );
+
+    // Ingest alone: the API with no worker, so every instruction counted is a submission's (its
+    // admission, record, parked BullMQ job and fair-queue listing, into a growing backlog).
+    const perSubmission = await countSubmissions(counter, redis.url, idleMs, opts);
 
     // Switchyard end to end: the stack idle (its periodic work), then under load.
     const stack = await startBenchStack({ redisUrl: redis.url, workers: 1, mockLatencyMs: 0 });
     try {
       const warm = await closedLoop(stack.apiUrl, submitRequest, { inFlight: 10, durationMs: 3_000 });
       const warmed = await waitSucceeded(stack.workerPorts, warm.statuses[202] ?? 0, 120_000);
-      const stackIdle = await counter.count(() => sleep(idleMs));
+      const stackIdle = await counter.count("stack-idle", () => sleep(idleMs));
       const stackIdlePerMs = stackIdle.instructions / idleMs;
       let done = 0;
       t0 = performance.now();
-      const load = await counter.count(async () => {
+      const load = await counter.count("end-to-end", async () => {
         const r = await closedLoop(stack.apiUrl, submitRequest, {
           inFlight: 20,
           durationMs: opts.durationS * 1000,
@@ -192,6 +210,23 @@ export async function redisCostScenario(opts: {
         },
         { name: "ratio to raw BullMQ", value: ratio(perJob, rawPerJob), unit: "x" },
         {
+          name: "Redis instructions per submission (API alone)",
+          value: perSubmission.value,
+          unit: "instructions",
+          note: perSubmission.note,
+        },
+        {
+          name: "raw BullMQ per Queue.add",
+          value: rawAddPerJob,
+          unit: "instructions",
+          note: `the add phase of the ${rawJobs} jobs above`,
+        },
+        {
+          name: "submission's ratio to raw Queue.add",
+          value: ratio(perSubmission.value, rawAddPerJob),
+          unit: "x",
+        },
+        {
           name: "share: Lua interpreter",
           value:
             (((parts.get("evalGenericCommand") ?? 0) - (parts.get("scriptCall") ?? 0)) / load.instructions) *
@@ -213,5 +248,40 @@ export async function redisCostScenario(opts: {
   } finally {
     await redis.stop();
     rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** Redis's instructions per accepted submission with the API alone (no worker), idle work taken off. */
+async function countSubmissions(
+  counter: Counter,
+  redisUrl: string,
+  idleMs: number,
+  opts: { durationS: number; log: (s: string) => void },
+): Promise<{ value: number | null; note: string }> {
+  const stack = await startBenchStack({ redisUrl, workers: 0, mockLatencyMs: 0 });
+  try {
+    await closedLoop(stack.apiUrl, submitRequest, { inFlight: 10, durationMs: 2_000 });
+    const idle = await counter.count("api-idle", () => sleep(idleMs));
+    const idlePerMs = idle.instructions / idleMs;
+    let accepted = 0;
+    const t0 = performance.now();
+    const load = await counter.count("submissions", async () => {
+      const r = await closedLoop(stack.apiUrl, submitRequest, {
+        inFlight: 20,
+        durationMs: (opts.durationS * 1000) / 2,
+      });
+      accepted = r.statuses[202] ?? 0;
+    });
+    const ms = performance.now() - t0;
+    const value = accepted > 0 ? (load.instructions - idlePerMs * ms) / accepted : null;
+    opts.log(
+      `redis-cost: ${accepted} submissions, ${value === null ? "-" : Math.round(value)} instructions each`,
+    );
+    return {
+      value,
+      note: `${accepted} accepted; the idle API's ${Math.round(idlePerMs * 1000)} per second taken off`,
+    };
+  } finally {
+    await stack.stop();
   }
 }
