@@ -51,8 +51,11 @@
 local LANE, TIERSET, DAY, MONTH = KEYS[4], KEYS[5], KEYS[6], KEYS[7]
 STATE, TIERS, META = KEYS[3], KEYS[8], KEYS[9]
 FQ, BULL = ARGV[25], ARGV[26]
-local idem_ttl = tonumber(ARGV[2])
-if idem_ttl > 0 then
+-- Bounds, quotas and TTLs are compared as the text they came as where that is enough ("-1": no
+-- such bound, "0": no Idempotency-Key): Lua's tonumber parses a string twice (~1,600
+-- instructions, callgrind), and most of these are never needed as numbers.
+local idem = ARGV[2] ~= "0"
+if idem then
   local prior = rcall("GET", KEYS[2])
   if prior then
     return { 0, prior }
@@ -63,6 +66,7 @@ if not now then
   local t = rcall("TIME")
   now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
+nowText = string.format("%d", now)
 local tier, tenant, rank, weight = ARGV[4], ARGV[5], tonumber(ARGV[6]), tonumber(ARGV[7])
 
 -- The estimated wait before this job starts: jobs of its own tenant ahead of it, at the
@@ -85,9 +89,9 @@ if waiting > 0 then
   if rate <= 0 then
     est = -1
   else
-    local ahead = rcall("ZCOUNT", LANE, "-inf", "(" .. tostring((rank + 1) * 1099511627776))
+    local ahead = rcall("ZCOUNT", LANE, "-inf", string.format("(%d", (rank + 1) * PRIORITY_SPAN))
     local sum = tonumber(counts[5]) or 0
-    if not rcall("ZSCORE", TIERSET, tenant) then
+    if not rcall("ZRANK", TIERSET, tenant) then
       sum = sum + weight
     end
     local share = math.min(1, weight / math.max(sum, weight))
@@ -98,26 +102,33 @@ end
 local function refuse(bound, retry)
   return { 2, bound, math.max(1000, math.ceil(retry)), est }
 end
-local over = tonumber(ARGV[8])
-if over >= 0 and waiting >= over then
+-- The bound at ARGV[i], or nil when there is none.
+local function limitAt(i)
+  if ARGV[i] == "-1" then
+    return nil
+  end
+  return tonumber(ARGV[i])
+end
+local over = limitAt(8)
+if over and waiting >= over then
   return refuse("tier_max_waiting", rate > 0 and (waiting - over + 1) / rate * 1000 or 5000)
 end
-over = tonumber(ARGV[9])
-if over >= 0 and est > over then
+over = limitAt(9)
+if over and est > over then
   return refuse("tier_max_wait_seconds", est - over)
 end
-over = tonumber(ARGV[10])
+over = limitAt(10)
 local mine = tonumber(counts[6]) or 0
-if over >= 0 and mine >= over then
+if over and mine >= over then
   return refuse("tenant_max_waiting", rate > 0 and (mine - over + 1) / rate * 1000 or 5000)
 end
-over = tonumber(ARGV[11])
-if over >= 0 and est > over then
+over = limitAt(11)
+if over and est > over then
   return refuse("tenant_max_wait_seconds", est - over)
 end
 local degraded = 0
-over = tonumber(ARGV[12])
-if over >= 0 and est > over then
+over = limitAt(12)
+if over and est > over then
   degraded = 1
 end
 
@@ -131,13 +142,13 @@ end
 local day = rcall("HMGET", DAY, "r", "t", "c")
 local limits = { { 13, day[1], "requests_per_day" }, { 14, day[2], "tokens_per_day" }, { 15, day[3], "usd_per_day" } }
 for _, l in ipairs(limits) do
-  local cap = tonumber(ARGV[l[1]])
-  if cap >= 0 and (tonumber(l[2]) or 0) >= cap then
+  local cap = limitAt(l[1])
+  if cap and (tonumber(l[2]) or 0) >= cap then
     return { 3, l[3] }
   end
 end
-local cap = tonumber(ARGV[16])
-if cap >= 0 and (tonumber(rcall("HGET", MONTH, "c")) or 0) >= cap then
+local cap = limitAt(16)
+if cap and (tonumber(rcall("HGET", MONTH, "c")) or 0) >= cap then
   return { 3, "usd_per_month" }
 end
 
@@ -150,7 +161,7 @@ rcall("PEXPIRE", DAY, usage_ttl, "NX")
 rcall("HINCRBY", MONTH, "c", nano)
 rcall("PEXPIRE", MONTH, usage_ttl, "NX")
 
-if idem_ttl > 0 then
+if idem then
   rcall("SET", KEYS[2], ARGV[3], "PX", ARGV[2])
 end
 local fields = { "q_d", DAY, "q_m", MONTH, "q_t", tokens, "q_c", nano }
@@ -158,7 +169,7 @@ if degraded == 1 then
   fields[#fields + 1] = "degraded"
   fields[#fields + 1] = ARGV[23]
   fields[#fields + 1] = "degraded_ms"
-  fields[#fields + 1] = math.max(est, 0)
+  fields[#fields + 1] = string.format("%d", math.max(est, 0))
 end
 for i = 37, #ARGV do
   fields[#fields + 1] = ARGV[i]
@@ -183,14 +194,16 @@ local function park(jobId, queue, name, data, opts, timestamp, delay, due)
     "priority", "0")
   rcall("XADD", eventsKey, "*", "event", "added", "jobId", jobId, "name", name)
   local at = tonumber(due)
+  -- Scores below 2^53 as %d text: Redis would format a Lua number argument as %.17g.
   local minScore, maxScore = at * 0x1000, (at + 1) * 0x1000 - 1
   local score = minScore
-  local last = rcall("ZREVRANGEBYSCORE", delayedKey, maxScore, minScore, "WITHSCORES", "LIMIT", 0, 1)
+  local last = rcall("ZREVRANGEBYSCORE", delayedKey, string.format("%d", maxScore), string.format("%d", minScore),
+    "WITHSCORES", "LIMIT", "0", "1")
   local top = tonumber(last[2])
   if top ~= nil then
     score = top >= maxScore and maxScore or top + 1
   end
-  rcall("ZADD", delayedKey, score, jobId)
+  rcall("ZADD", delayedKey, string.format("%d", score), jobId)
   rcall("XADD", eventsKey, "MAXLEN", "~", maxEvents, "*", "event", "delayed", "jobId", jobId, "delay", due)
   -- No delay marker (BullMQ's addDelayMarkerIfNeeded): it would wake a blocked worker for every
   -- submission only to learn a due time that is the job's start deadline, a safety net for a
@@ -205,7 +218,7 @@ if ARGV[24] == "1" and degraded == 0 then
   if ARGV[30] == "1" then
     park(jobId, ARGV[27], ARGV[31], ARGV[32], ARGV[33], ARGV[34], ARGV[35], ARGV[36])
   end
-  listNow(jobId, tier, tenant, ARGV[27], ARGV[28], rank, ARGV[29], weight)
+  listNow(jobId, tier, tenant, ARGV[27], ARGV[28], ARGV[6], ARGV[29], ARGV[7])
   listed = 1
 end
 return { 1, est, degraded, listed }

@@ -3,11 +3,17 @@
   Not a script on its own: FairQueue prepends it to fair-queue.lua and JobStore to
   create-job.lua (a new job is admitted, recorded and listed in one step). The including script
   sets STATE, TIERS and META (the fair queue's state hash, backlogged tiers zset and job facts
-  hash: see fair-queue.lua), FQ and BULL (the fair queue's and BullMQ's key prefixes) and now
-  (ms) before it calls any of these.
+  hash: see fair-queue.lua), FQ and BULL (the fair queue's and BullMQ's key prefixes), and now
+  (ms) and nowText (the same as %d text) before it calls any of these.
+
+  Numbers go to Redis as text, and as the text they came as where they are not computed here:
+  Redis formats a Lua number argument as %.17g (and Lua's own tostring and concatenation as
+  %.14g), and Lua's tonumber parses a string twice, each about as costly as a small command
+  (callgrind). For the same reason a member's presence in a sorted set is asked with ZRANK (an
+  integer answer), not ZSCORE (a score formatted as %.17g text).
 ]]
 local rcall = redis.call
-local STATE, TIERS, META, FQ, BULL, now
+local STATE, TIERS, META, FQ, BULL, now, nowText
 local PRIORITY_SPAN = 1099511627776 -- 2^40 arrivals per priority band
 
 local function num(field)
@@ -23,7 +29,7 @@ local function count(tier, tenant, d)
     -- Nothing waiting: the busy period (and its rate measurement) ends; heal any drift.
     rcall("HSET", STATE, "n:" .. tier, "0", "c0:" .. tier, "0")
   elseif n == 1 and d > 0 then
-    rcall("HSET", STATE, "c0:" .. tier, now, "cn:" .. tier, 0)
+    rcall("HSET", STATE, "c0:" .. tier, nowText, "cn:" .. tier, "0")
   end
   if rcall("HINCRBY", STATE, "nt:" .. tenant, dt) < 0 then
     rcall("HSET", STATE, "nt:" .. tenant, "0")
@@ -49,7 +55,7 @@ local function measure(tier, d)
     if cap > 0 then
       inst = 0.5 * cap + 0.5 * inst
     end
-    rcall("HSET", STATE, "cap:" .. tier, tostring(inst), "c0:" .. tier, now, "cn:" .. tier, "0")
+    rcall("HSET", STATE, "cap:" .. tier, string.format("%.17g", inst), "c0:" .. tier, nowText, "cn:" .. tier, "0")
   end
 end
 
@@ -64,6 +70,16 @@ local function split(meta)
     out[#out + 1] = string.sub(meta, start, i - 1)
     start = i + 1
   end
+end
+
+-- The later of two virtual times in the state hash, as its text (0 when neither is set).
+local function later(a, b)
+  local t = rcall("HMGET", STATE, a, b)
+  local x, y = tonumber(t[1]) or 0, tonumber(t[2]) or 0
+  if x >= y then
+    return t[1] or "0"
+  end
+  return t[2] or "0"
 end
 
 -- The start order, or a resource's waiting room.
@@ -82,19 +98,19 @@ local function activate(s, jobId, tier, tenant, prio)
   -- Whole numbers below 2^53 as %d: cheaper than the float formatting of a number argument.
   rcall("ZADD", s.keys .. ":lane:" .. tenant, string.format("%d", prio * PRIORITY_SPAN + seq), jobId)
   local tierSet = s.keys .. ":tier:" .. tier
-  if not rcall("ZSCORE", tierSet, tenant) then
-    local p = math.max(num(s.field .. "p:" .. tenant), num(s.field .. "V:" .. tier))
-    rcall("HSET", STATE, s.field .. "p:" .. tenant, tostring(p))
+  if not rcall("ZRANK", tierSet, tenant) then
+    local p = later(s.field .. "p:" .. tenant, s.field .. "V:" .. tier)
+    rcall("HSET", STATE, s.field .. "p:" .. tenant, p)
     rcall("ZADD", tierSet, p, tenant)
     if s.field == "" then
-      local w = num("w:" .. tenant)
-      rcall("HSET", STATE, "we:" .. tenant, tostring(w))
+      local w = rcall("HGET", STATE, "w:" .. tenant) or "0"
+      rcall("HSET", STATE, "we:" .. tenant, w)
       rcall("HINCRBYFLOAT", STATE, "ws:" .. tier, w)
     end
   end
-  if not rcall("ZSCORE", s.tiers, tier) then
-    local P = math.max(num(s.field .. "P:" .. tier), num(s.field .. "V"))
-    rcall("HSET", STATE, s.field .. "P:" .. tier, tostring(P))
+  if not rcall("ZRANK", s.tiers, tier) then
+    local P = later(s.field .. "P:" .. tier, s.field .. "V")
+    rcall("HSET", STATE, s.field .. "P:" .. tier, P)
     rcall("ZADD", s.tiers, P, tier)
   end
 end
@@ -112,7 +128,7 @@ end
 -- Records a job's facts (and its tier's and tenant's weights); a job new to the fair queue counts
 -- as accepted and not started.
 local function saveMeta(jobId, tier, tenant, queue, cost, rank, tierWeight, tenantWeight)
-  local fresh = rcall("HSET", META, jobId, table.concat({ tier, tenant, queue, cost, rank, now }, "|"))
+  local fresh = rcall("HSET", META, jobId, table.concat({ tier, tenant, queue, cost, rank, nowText }, "|"))
   rcall("HSET", STATE, "W:" .. tier, tierWeight, "w:" .. tenant, tenantWeight)
   if fresh == 1 then
     count(tier, tenant, 1)

@@ -99,6 +99,7 @@ if not now then
   local t = rcall("TIME")
   now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
+nowText = string.format("%d", now)
 FQ, BULL = ARGV[3], ARGV[4]
 STATE, TIERS, META = KEYS[1], KEYS[2], KEYS[3]
 local LATER, EXPRESS = KEYS[4], KEYS[5]
@@ -110,19 +111,19 @@ local MAIN = space(nil)
 -- were found.
 local function take(s, usable, skips)
   for _ = 0, skips do
-    local t = rcall("ZRANGE", s.tiers, 0, 0, "WITHSCORES")
+    local t = rcall("ZRANGE", s.tiers, "0", "0", "WITHSCORES")
     if #t == 0 then
       return nil
     end
     local tier, P = t[1], tonumber(t[2])
     local tierSet = s.keys .. ":tier:" .. tier
-    local u = rcall("ZRANGE", tierSet, 0, 0, "WITHSCORES")
+    local u = rcall("ZRANGE", tierSet, "0", "0", "WITHSCORES")
     if #u == 0 then
       rcall("ZREM", s.tiers, tier)
     else
       local tenant, p = u[1], tonumber(u[2])
       local lane = s.keys .. ":lane:" .. tenant
-      local jobId = rcall("ZRANGE", lane, 0, 0)[1]
+      local jobId = rcall("ZRANGE", lane, "0", "0")[1]
       local meta = jobId and rcall("HGET", META, jobId)
       if jobId then
         rcall("ZREM", lane, jobId)
@@ -140,8 +141,9 @@ local function take(s, usable, skips)
         -- text as Redis gave it).
         rcall("HSET", STATE, s.field .. "V", t[2], s.field .. "V:" .. tier, u[2])
         local cost = tonumber(f[4]) or 1
-        p = p + cost / math.max(num("w:" .. tenant), 0.001)
-        P = P + cost / math.max(num("W:" .. tier), 0.001)
+        local w = rcall("HMGET", STATE, "w:" .. tenant, "W:" .. tier)
+        p = p + cost / math.max(tonumber(w[1]) or 0, 0.001)
+        P = P + cost / math.max(tonumber(w[2]) or 0, 0.001)
         ps, Ps = string.format("%.17g", p), string.format("%.17g", P)
         rcall("HSET", STATE, s.field .. "p:" .. tenant, ps, s.field .. "P:" .. tier, Ps)
       end
@@ -202,15 +204,15 @@ end
 if op == "wake" then
   local room = space(ARGV[5])
   local jobs = 0
-  for _, tier in ipairs(rcall("ZRANGE", room.tiers, 0, -1)) do
-    for _, tenant in ipairs(rcall("ZRANGE", room.keys .. ":tier:" .. tier, 0, -1)) do
+  for _, tier in ipairs(rcall("ZRANGE", room.tiers, "0", "-1")) do
+    for _, tenant in ipairs(rcall("ZRANGE", room.keys .. ":tier:" .. tier, "0", "-1")) do
       jobs = jobs + rcall("ZCARD", room.keys .. ":lane:" .. tenant)
     end
   end
   jobs = math.min(jobs, tonumber(ARGV[6]) or 0)
   for _ = 1, jobs do
     local n = rcall("HINCRBY", STATE, "seq", "1")
-    rcall("ZADD", LATER, now, "t|" .. ARGV[5] .. "|wake|" .. n)
+    rcall("ZADD", LATER, nowText, "t|" .. ARGV[5] .. "|wake|" .. n)
   end
   return { jobs }
 end
@@ -238,7 +240,7 @@ local function directly(queue)
     if LOCK_MS ~= "" and string.find(SERVES, "|" .. queue .. "|", 1, true) then
       local m = rcall("HMGET", BULL .. ":" .. queue .. ":meta", "paused", "concurrency", "max", "opts.maxLenEvents")
       if not m[1] and not m[2] and not m[3] then
-        d = tonumber(m[4]) or 10000
+        d = m[4] or "10000"
       end
     end
     direct[queue] = d
@@ -250,7 +252,7 @@ end
 local starts, hash, mark = 0, 0, 0
 local FINAL = { succeeded = true, failed = true, cancelled = true, expired = true }
 -- Marks a job's record running (see "Running mark"); returns what transition.lua would.
-local function markRunning(jobId, nowText)
+local function markRunning(jobId)
   local rec = RECORD .. jobId
   local cur = rcall("HMGET", rec, "status", "cancel_requested", "attempt_log")
   local status = cur[1]
@@ -279,16 +281,15 @@ local function promote(jobId, f)
     local jobKey = q .. ":" .. jobId
     -- The end of its parking (its start deadline), read before the start resets the delay.
     local parking = RUN_TTL ~= "" and rcall("HMGET", jobKey, "timestamp", "delay")
-    local nowText = string.format("%d", now)
     rcall("LPUSH", q .. ":active", jobId)
     rcall("SET", jobKey .. ":lock", TOKEN .. ":" .. string.format("%d", starts + 1), "PX", LOCK_MS)
     rcall("XADD", q .. ":events", "MAXLEN", "~", maxLen, "*", "event", "active", "jobId", jobId, "prev", "delayed")
-    rcall("HSET", jobKey, "delay", 0, "processedOn", nowText)
+    rcall("HSET", jobKey, "delay", "0", "processedOn", nowText)
     local ats = rcall("HINCRBY", jobKey, "ats", "1")
     hash = rcall("HGETALL", jobKey)
     mark = 0
     if parking and ats == 1 and now <= (tonumber(parking[1]) or 0) + (tonumber(parking[2]) or 0) then
-      mark = markRunning(jobId, nowText)
+      mark = markRunning(jobId)
     end
     return true
   end
@@ -298,10 +299,10 @@ local function promote(jobId, f)
   -- after this, and a woken worker elsewhere would only race it for the job. Should the picker's
   -- process die in between, a blocked worker finds the job at its next wake-up (within BullMQ's
   -- drainDelay).
-  local maxLen = tonumber(rcall("HGET", q .. ":meta", "opts.maxLenEvents")) or 10000
+  local maxLen = rcall("HGET", q .. ":meta", "opts.maxLenEvents") or "10000"
   rcall("XADD", q .. ":events", "MAXLEN", "~", maxLen, "*", "event", "waiting",
     "jobId", jobId, "prev", "delayed")
-  rcall("HSET", q .. ":" .. jobId, "delay", 0)
+  rcall("HSET", q .. ":" .. jobId, "delay", "0")
   return true
 end
 -- A room's job is still usable while its BullMQ job waits parked.
@@ -310,7 +311,7 @@ local function parked(jobId, f)
 end
 
 local skips = tonumber(ARGV[5]) or 20
-local due = rcall("ZRANGEBYSCORE", LATER, "-inf", now, "LIMIT", 0, 100)
+local due = rcall("ZRANGEBYSCORE", LATER, "-inf", nowText, "LIMIT", "0", "100")
 for _, entry in ipairs(due) do
   rcall("ZREM", LATER, entry)
   local resource = string.match(entry, "^t|(.*)|[^|]*|[^|]*$")
@@ -368,7 +369,7 @@ while starts < want do
   started(jobId, f, tenant)
 end
 local function nextDue()
-  local first = rcall("ZRANGE", LATER, 0, 0, "WITHSCORES")
+  local first = rcall("ZRANGE", LATER, "0", "0", "WITHSCORES")
   return tonumber(first[2]) or 0
 end
 if #out > 4 then
