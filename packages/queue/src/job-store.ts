@@ -305,26 +305,10 @@ export class JobStore {
     listing?: Listing,
   ): Promise<CreateOutcome> {
     const key = this.keys.job(rec.id);
-    const fields: string[] = [
-      "id",
-      rec.id,
-      "tenant",
-      rec.tenantId,
-      "queue",
-      rec.queue,
-      "model",
-      rec.model,
-      "priority",
-      rec.priority,
-      "status",
-      "queued",
-      "attempts",
-      "0",
-      "created_at",
-      String(rec.createdAt),
-      "trace_id",
-      rec.traceId,
-    ];
+    // The script writes the record's tenant from the admission's (a job is admitted as its own).
+    if (rec.tenantId !== adm.tenantId) throw new Error(`job ${rec.id} is admitted as another tenant`);
+    // The optional fields as field, value pairs; the rest are create-job.lua's ARGV[37..41].
+    const fields: string[] = [];
     if (rec.metadata) fields.push("metadata", JSON.stringify(rec.metadata));
     if (rec.webhookUrl) fields.push("webhook_url", rec.webhookUrl);
     if (rec.traceparent) fields.push("traceparent", rec.traceparent);
@@ -373,6 +357,11 @@ export class JobStore {
       Math.max(listing?.cost ?? 1, 1e-6),
       listing?.tierWeight ?? 1,
       ...parkArgs(listing?.park),
+      rec.id,
+      rec.model,
+      rec.priority,
+      String(rec.createdAt),
+      rec.traceId,
       ...fields,
     );
     const r = createReplySchema.parse(reply);

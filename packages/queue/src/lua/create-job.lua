@@ -32,7 +32,11 @@
   ARGV[31] BullMQ job name, [32] its data (JSON), [33] its options (JSON, as BullMQ stores them),
            [34] its timestamp (ms), [35] its delay (ms), [36] timestamp + delay
   KEYS[8]  the fair queue's backlogged tiers (zset), KEYS[9] its job facts (hash)
-  ARGV[37..] field, value pairs of the record, "id" and the job id first
+  ARGV[37] job id, [38] model, [39] priority, [40] created_at (ms), [41] trace id: the record's
+           fields every job has (its tenant and queue are ARGV[5] and ARGV[27]; its status is
+           "queued" and its attempts 0); ARGV[42..] field, value pairs of the optional ones.
+           Field names are the script's own constants: every argument is a Lua string made per
+           call (~600 instructions each, callgrind), and the client encodes each one too.
 
   (fair-lib.lua is prepended: the listing is the fair queue's own.)
 
@@ -164,14 +168,16 @@ rcall("PEXPIRE", MONTH, usage_ttl, "NX")
 if idem then
   rcall("SET", KEYS[2], ARGV[3], "PX", ARGV[2])
 end
-local fields = { "q_d", DAY, "q_m", MONTH, "q_t", tokens, "q_c", nano }
+local fields = { "id", ARGV[37], "tenant", tenant, "queue", ARGV[27], "model", ARGV[38], "priority", ARGV[39],
+  "status", "queued", "attempts", "0", "created_at", ARGV[40], "trace_id", ARGV[41], "q_d", DAY, "q_m", MONTH,
+  "q_t", tokens, "q_c", nano }
 if degraded == 1 then
   fields[#fields + 1] = "degraded"
   fields[#fields + 1] = ARGV[23]
   fields[#fields + 1] = "degraded_ms"
   fields[#fields + 1] = string.format("%d", math.max(est, 0))
 end
-for i = 37, #ARGV do
+for i = 42, #ARGV do
   fields[#fields + 1] = ARGV[i]
 end
 rcall("HSET", KEYS[1], unpack(fields))
@@ -213,8 +219,7 @@ end
 
 local listed = 0
 if ARGV[24] == "1" and degraded == 0 then
-  -- The record's first field pair is its id (JobStore.create writes it first).
-  local jobId = ARGV[38]
+  local jobId = ARGV[37]
   if ARGV[30] == "1" then
     park(jobId, ARGV[27], ARGV[31], ARGV[32], ARGV[33], ARGV[34], ARGV[35], ARGV[36])
   end
