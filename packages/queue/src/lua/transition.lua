@@ -70,11 +70,14 @@ if final and current[6] then
       keys[#keys + 1] = k
     end
   end
+  -- What the job used less what it reserved at admission, as %d text (whole numbers), formatted
+  -- once for both counters.
+  local dc = string.format("%d", nano - (tonumber(current[9]) or 0))
   for _, k in ipairs(keys) do
     -- The month keeps only what its quota reads (USD); the day keeps the whole picture.
-    redis.call("HINCRBY", k, "c", nano - (tonumber(current[9]) or 0))
+    redis.call("HINCRBY", k, "c", dc)
     if k == current[6] then
-      redis.call("HINCRBY", k, "t", input + output - (tonumber(current[8]) or 0))
+      redis.call("HINCRBY", k, "t", string.format("%d", input + output - (tonumber(current[8]) or 0)))
       if input + output > 0 or nano > 0 then
         redis.call("HINCRBY", k, "i", a)
         redis.call("HINCRBY", k, "o", b)
