@@ -153,7 +153,8 @@ local function take(s, usable, skips)
           if rcall("ZCARD", tierSet) == 0 then
             rcall("HSET", STATE, "ws:" .. tier, "0")
           else
-            rcall("HINCRBYFLOAT", STATE, "ws:" .. tier, -num("we:" .. tenant))
+            -- The weight it entered with, negated as text (weights are positive numbers).
+            rcall("HINCRBYFLOAT", STATE, "ws:" .. tier, "-" .. (rcall("HGET", STATE, "we:" .. tenant) or "0"))
           end
         end
       elseif served then
