@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import fs, { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pino from "pino";
@@ -52,6 +52,13 @@ describe("pino's destination (sonic-boom), as patched", () => {
     const dest = pino.destination({ dest: file, sync: false, minLength: 0, maxWrite: 256, mkdir: true });
     await new Promise<void>((resolve) => dest.once("ready", () => resolve()));
     const written = lines(500);
+    // The size of every chunk sonic-boom hands to fs.write (text: the destination writes strings).
+    const chunks: number[] = [];
+    const realWrite = fs.write as (...args: unknown[]) => void;
+    jest.spyOn(fs, "write").mockImplementation(((...args: unknown[]) => {
+      if (typeof args[1] === "string") chunks.push(Buffer.byteLength(args[1]));
+      realWrite(...args);
+    }) as typeof fs.write);
     for (const l of written) dest.write(l);
     await new Promise<void>((resolve, reject) => {
       dest.once("close", () => resolve());
@@ -59,5 +66,8 @@ describe("pino's destination (sonic-boom), as patched", () => {
       dest.end();
     });
     expect(readFileSync(file, "utf8")).toBe(written.join(""));
+    expect(chunks.length).toBeGreaterThan(1);
+    expect(Math.max(...chunks)).toBeLessThanOrEqual(256);
+    expect(chunks.reduce((a, b) => a + b, 0)).toBe(Buffer.byteLength(written.join("")));
   });
 });
