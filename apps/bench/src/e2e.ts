@@ -13,6 +13,7 @@ import {
 import { closedLoop } from "./load";
 import { submitRequest } from "./ingest";
 import type { ScenarioResult } from "./results";
+import { describeRaw, meanRaw, rawNextTo, type RawAround } from "./baseline";
 
 /** One deployment's run: jobs per second, CPU per job and script calls per job. */
 interface E2eRun {
@@ -80,14 +81,20 @@ async function e2eRun(opts: {
   }
 }
 
-/** A run's figures; `suffix` tells the deployments apart (none for the two-worker run, as before). */
+/**
+ * A run's figures; `suffix` tells the deployments apart (none for the two-worker run, as before).
+ * Ratios divide by raw BullMQ measured next to the run (`around`); the run's start baseline is in
+ * their notes.
+ */
 function e2eFigures(
   r: E2eRun,
-  raw: { processPerSec: number; cpuPerJobMs: number | undefined },
+  around: RawAround,
+  start: { processPerSec: number; cpuPerJobMs: number | undefined },
   suffix: string,
 ): ScenarioResult["figures"] {
   const { api, workers, redis } = r.cpu;
   const all = api === null || workers === null || redis === null ? null : api + workers + redis;
+  const atStart = (v: number | null) => (v === null ? "n/a" : `${v.toFixed(3)}x`);
   return [
     {
       name: `jobs succeeded end to end${suffix}`,
@@ -98,9 +105,10 @@ function e2eFigures(
     },
     {
       name: `ratio to raw Worker${suffix}`,
-      value: ratio(r.perSec, raw.processPerSec),
+      value: ratio(r.perSec, around.mean.processPerSec),
       unit: "x",
       goal: ">= 0.10 x",
+      note: `${describeRaw(around, "process")}; to the run's start baseline (${Math.round(start.processPerSec)} jobs/s): ${atStart(ratio(r.perSec, start.processPerSec))}`,
     },
     {
       name: `CPU per job: API${suffix}`,
@@ -118,9 +126,9 @@ function e2eFigures(
     },
     {
       name: `CPU per job over raw BullMQ's${suffix}`,
-      value: ratio(all, raw.cpuPerJobMs ?? null),
+      value: ratio(all, around.mean.cpuPerJobMs),
       unit: "x",
-      note: "raw add + no-op process, client + Redis, from the baseline of the same run",
+      note: `raw add + no-op process, client + Redis: ${describeRaw(around, "cpu")}; to the run's start baseline (${start.cpuPerJobMs?.toFixed(3) ?? "n/a"} ms): ${atStart(ratio(all, start.cpuPerJobMs ?? null))}`,
     },
     {
       name: `Redis script calls per job${suffix}`,
@@ -144,19 +152,40 @@ function e2eFigures(
  * (the deployment of the earlier rounds), so what a second process on two shared cores costs
  * shows in the same run.
  */
-export async function e2eScenario(opts: ThroughputOpts): Promise<ScenarioResult> {
+export async function e2eScenario(opts: ThroughputOpts & { rawDurationS: number }): Promise<ScenarioResult> {
+  const raw = (label: string) =>
+    rawNextTo({
+      redisUrl: opts.redisUrl,
+      durationS: opts.rawDurationS,
+      label,
+      log: opts.log,
+      flush: opts.flush,
+    });
+  const r0 = await raw("e2e, raw BullMQ before the one-worker run");
   const one = await e2eRun({ ...opts, workers: 1 });
   await opts.flush();
+  const r1 = await raw("e2e, raw BullMQ between the runs");
   const two = await e2eRun({ ...opts, workers: 2 });
-  const raw = { processPerSec: opts.rawProcessPerSec, cpuPerJobMs: opts.rawCpuPerJobMs };
+  await opts.flush();
+  const r2 = await raw("e2e, raw BullMQ after the two-worker run");
+  const start = { processPerSec: opts.rawProcessPerSec, cpuPerJobMs: opts.rawCpuPerJobMs };
   return {
     scenario: "e2e",
-    description: `POST to succeeded with the mock at 0 ms latency, the API and one worker process (concurrency 256), then the API and two worker processes (256 each), on one machine; each after a 2 s warm-up, 100 submissions in flight for ${opts.durationS} s, then until the last job succeeds. Figures without a suffix are the two-process run (as in earlier rounds).`,
-    params: { duration_s: opts.durationS, workers: [1, 2], submit_in_flight: 100 },
+    description: `POST to succeeded with the mock at 0 ms latency, the API and one worker process (concurrency 256), then the API and two worker processes (256 each), on one machine; each after a 2 s warm-up, 100 submissions in flight for ${opts.durationS} s, then until the last job succeeds. Figures without a suffix are the two-process run (as in earlier rounds). Raw BullMQ (${opts.rawDurationS} s of adds, then their processing) is measured before the first run, between the two and after the second; each run's ratios divide by the mean of the two measured next to it.`,
+    params: {
+      duration_s: opts.durationS,
+      workers: [1, 2],
+      submit_in_flight: 100,
+      raw_duration_s: opts.rawDurationS,
+    },
     details: {
       redis_commands_per_job: two.commands.slice(0, 25),
       redis_commands_per_job_1_worker: one.commands.slice(0, 25),
+      raw_next_to_runs: [r0, r1, r2],
     },
-    figures: [...e2eFigures(one, raw, " (1 worker)"), ...e2eFigures(two, raw, "")],
+    figures: [
+      ...e2eFigures(one, { before: r0, after: r1, mean: meanRaw(r0, r1) }, start, " (1 worker)"),
+      ...e2eFigures(two, { before: r1, after: r2, mean: meanRaw(r1, r2) }, start, ""),
+    ],
   };
 }

@@ -72,7 +72,9 @@ async function main(): Promise<void> {
           durationS: seconds(10, 30),
           inFlight: 200,
           rawAddPerSec: base.addPerSec,
+          rawDurationS: quick ? 3 : 5,
           log,
+          flush,
         }),
       );
       await flush();
@@ -85,6 +87,7 @@ async function main(): Promise<void> {
           durationS: seconds(10, 30),
           rawProcessPerSec: base.processPerSec,
           rawCpuPerJobMs: base.cpuPerJobMs,
+          rawDurationS: quick ? 3 : 5,
           log,
           flush,
         }),
