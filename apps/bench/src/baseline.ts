@@ -139,18 +139,15 @@ export function describeRaw(r: RawAround, what: "add" | "process" | "cpu"): stri
   return `raw BullMQ measured right before (${f(r.before)}) and right after (${f(r.after)}) this run: the mean, ${f(r.mean)}`;
 }
 
-/** Measures raw BullMQ for `durationS` (see measureRaw), logs it, and empties Redis. */
-export async function rawNextTo(opts: {
-  redisUrl: string;
-  durationS: number;
-  label: string;
-  log: (s: string) => void;
-  flush: () => Promise<void>;
-}): Promise<RawMeasure> {
-  const m = await measureRaw(opts.redisUrl, opts.durationS);
+/** Measures raw BullMQ for `rawDurationS` (see measureRaw), logs it under `label`, and empties Redis. */
+export async function rawNextTo(
+  opts: { redisUrl: string; rawDurationS: number; log: (s: string) => void; flush: () => Promise<void> },
+  label: string,
+): Promise<RawMeasure> {
+  const m = await measureRaw(opts.redisUrl, opts.rawDurationS);
   await opts.flush();
   opts.log(
-    `${opts.label}: raw Queue.add ${Math.round(m.addPerSec)}/s, raw Worker ${Math.round(m.processPerSec)} jobs/s, raw CPU per job ${m.cpuPerJobMs.toFixed(3)} ms`,
+    `${label}: raw Queue.add ${Math.round(m.addPerSec)}/s, raw Worker ${Math.round(m.processPerSec)} jobs/s, raw CPU per job ${m.cpuPerJobMs.toFixed(3)} ms`,
   );
   return m;
 }

@@ -153,21 +153,13 @@ function e2eFigures(
  * shows in the same run.
  */
 export async function e2eScenario(opts: ThroughputOpts & { rawDurationS: number }): Promise<ScenarioResult> {
-  const raw = (label: string) =>
-    rawNextTo({
-      redisUrl: opts.redisUrl,
-      durationS: opts.rawDurationS,
-      label,
-      log: opts.log,
-      flush: opts.flush,
-    });
-  const r0 = await raw("e2e, raw BullMQ before the one-worker run");
+  const r0 = await rawNextTo(opts, "e2e, raw BullMQ before the one-worker run");
   const one = await e2eRun({ ...opts, workers: 1 });
   await opts.flush();
-  const r1 = await raw("e2e, raw BullMQ between the runs");
+  const r1 = await rawNextTo(opts, "e2e, raw BullMQ between the runs");
   const two = await e2eRun({ ...opts, workers: 2 });
   await opts.flush();
-  const r2 = await raw("e2e, raw BullMQ after the two-worker run");
+  const r2 = await rawNextTo(opts, "e2e, raw BullMQ after the two-worker run");
   const start = { processPerSec: opts.rawProcessPerSec, cpuPerJobMs: opts.rawCpuPerJobMs };
   return {
     scenario: "e2e",

@@ -139,15 +139,7 @@ export async function ingestScenario(opts: {
   log: (s: string) => void;
   flush: () => Promise<void>;
 }): Promise<ScenarioResult> {
-  const rawAdds = (label: string) =>
-    rawNextTo({
-      redisUrl: opts.redisUrl,
-      durationS: opts.rawDurationS,
-      label,
-      log: opts.log,
-      flush: opts.flush,
-    });
-  const before = await rawAdds("ingest, raw BullMQ before the API's run");
+  const before = await rawNextTo(opts, "ingest, raw BullMQ before the API's run");
   const stack = await startBenchStack({ redisUrl: opts.redisUrl, workers: 0, mockLatencyMs: 0 });
   let sy: Awaited<ReturnType<typeof measureIngest>>;
   try {
@@ -165,7 +157,7 @@ export async function ingestScenario(opts: {
     `ingest: ${Math.round(sy.perSec)} accepted/s, statuses ${JSON.stringify(sy.r.statuses)}, errors ${sy.r.errors}`,
   );
   await opts.flush();
-  const after = await rawAdds("ingest, raw BullMQ after the API's run");
+  const after = await rawNextTo(opts, "ingest, raw BullMQ after the API's run");
   const around = { before, after, mean: meanRaw(before, after) };
   const raw = await startRawHttp(opts.redisUrl);
   let floor: Awaited<ReturnType<typeof measureIngest>>;
