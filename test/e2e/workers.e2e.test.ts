@@ -1,4 +1,14 @@
-import { FREE_KEY, PAID_KEY, Stack, eventually, testConfig } from "@switchyard/testing";
+import { join } from "node:path";
+import {
+  FREE_KEY,
+  PAID_KEY,
+  REPO_ROOT,
+  Stack,
+  eventually,
+  freePort,
+  startApp,
+  testConfig,
+} from "@switchyard/testing";
 import type { JobView } from "@switchyard/core";
 import { chat, getJob, submit, waitFinal } from "./helpers";
 
@@ -41,6 +51,31 @@ describe("workers", () => {
     } finally {
       await stack.stop();
     }
+  });
+
+  it("on SIGTERM as soon as it says it is ready (the rest still starting), shuts down gracefully and exits 0", async () => {
+    // "worker ready" is logged when the dispatcher starts taking jobs; the webhook parts start
+    // after it. A signal in between used to find no handler and kill the process outright.
+    const stack = await Stack.start({ workers: 1 });
+    try {
+      const code = await stack.workers[0]?.stop("SIGTERM");
+      expect(code).toBe(0);
+      expect(stack.workers[0]?.output()).toMatch(/shutting down/);
+      expect(stack.workers[0]?.output()).toMatch(/"msg":"stopped"/);
+    } finally {
+      await stack.stop();
+    }
+  });
+
+  it("on SIGTERM while still waiting for Redis (no job taken yet), exits 0 at once", async () => {
+    const worker = startApp("worker", {
+      REDIS_URL: `redis://127.0.0.1:${await freePort()}`, // nothing listens there
+      SWITCHYARD_CONFIG: join(REPO_ROOT, "config", "demo.yaml"),
+      METRICS_PORT: String(await freePort()),
+    });
+    await worker.waitForOutput(/config loaded/);
+    expect(await worker.stop("SIGTERM", 5_000)).toBe(0);
+    expect(worker.output()).toMatch(/stopped while starting, before taking any job/);
   });
 
   it("hands running jobs back when the grace period ends, and another worker finishes them", async () => {

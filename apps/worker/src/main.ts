@@ -32,6 +32,24 @@ import { WebhookSender } from "./webhooks/sender";
 async function main(): Promise<void> {
   const env = loadWorkerEnv();
   const log = createLogger("worker", env.LOG_LEVEL);
+  // Signals are heard from the start. Until the dispatcher starts, no job can be running: a signal
+  // ends the process at once (it may be waiting for Redis). From then on (jobs may be running while
+  // the rest starts) a signal waits for the start to finish and then shuts down gracefully.
+  let consuming = false;
+  let requested: string | undefined;
+  let shutdown: ((signal: string) => Promise<void>) | undefined = undefined;
+  const onSignal = (signal: string): void => {
+    if (shutdown) {
+      void shutdown(signal);
+    } else if (!consuming) {
+      log.info({ signal }, "stopped while starting, before taking any job");
+      process.exit(0);
+    } else {
+      requested ??= signal;
+    }
+  };
+  process.once("SIGTERM", () => onSignal("SIGTERM"));
+  process.once("SIGINT", () => onSignal("SIGINT"));
   const tracing = await startTracing("worker");
   if (tracing.enabled) log.info("tracing on: spans go to OTEL_EXPORTER_OTLP_ENDPOINT over OTLP/HTTP");
   const path = resolve(configPathFor(env.SWITCHYARD_CONFIG, __dirname));
@@ -90,6 +108,7 @@ async function main(): Promise<void> {
     log,
     tracing.bullmq,
   );
+  consuming = true;
   await dispatcher.start();
   const prober = new KeyProber(
     pool,
@@ -164,7 +183,7 @@ async function main(): Promise<void> {
         );
 
   let stopping = false;
-  const shutdown = async (signal: string) => {
+  shutdown = async (signal: string) => {
     if (stopping) return;
     stopping = true;
     log.info({ signal }, "shutting down");
@@ -187,8 +206,7 @@ async function main(): Promise<void> {
     log.info("stopped");
     process.exit(0);
   };
-  process.once("SIGTERM", () => void shutdown("SIGTERM"));
-  process.once("SIGINT", () => void shutdown("SIGINT"));
+  if (requested) void shutdown(requested);
 }
 
 main().catch((err: Error) => {
