@@ -1,4 +1,4 @@
-import { describeRaw, meanRaw, type RawMeasure } from "./baseline";
+import { describeRaw, rawAround, type RawMeasure } from "./baseline";
 
 const measure = (
   addPerSec: number,
@@ -19,7 +19,7 @@ describe("raw BullMQ next to a run", () => {
   const after = measure(40_000, 19_000, 0.05, 0.06);
 
   it("divides by the mean of the measures taken right before and right after the run", () => {
-    const mean = meanRaw(before, after);
+    const { mean } = rawAround(before, after);
     expect(mean.addPerSec).toBe(35_000);
     expect(mean.processPerSec).toBe(17_000);
     expect(mean.clientMs).toBeCloseTo(0.055, 10);
@@ -29,7 +29,7 @@ describe("raw BullMQ next to a run", () => {
   });
 
   it("says in the figure's note what was measured on each side", () => {
-    const around = { before, after, mean: meanRaw(before, after) };
+    const around = rawAround(before, after);
     expect(describeRaw(around, "add")).toBe(
       "raw BullMQ measured right before (30000/s) and right after (40000/s) this run: the mean, 35000/s",
     );

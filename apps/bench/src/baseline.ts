@@ -116,16 +116,18 @@ export interface RawAround {
   mean: RawMeasure;
 }
 
-export function meanRaw(a: RawMeasure, b: RawMeasure): RawMeasure {
+/** The yardstick of a run from raw BullMQ measured right before and right after it: their mean. */
+export function rawAround(before: RawMeasure, after: RawMeasure): RawAround {
   const m = (x: number, y: number) => (x + y) / 2;
-  return {
-    addPerSec: m(a.addPerSec, b.addPerSec),
-    processPerSec: m(a.processPerSec, b.processPerSec),
-    added: a.added + b.added,
-    clientMs: m(a.clientMs, b.clientMs),
-    redisMs: m(a.redisMs, b.redisMs),
-    cpuPerJobMs: m(a.cpuPerJobMs, b.cpuPerJobMs),
+  const mean = {
+    addPerSec: m(before.addPerSec, after.addPerSec),
+    processPerSec: m(before.processPerSec, after.processPerSec),
+    added: before.added + after.added,
+    clientMs: m(before.clientMs, after.clientMs),
+    redisMs: m(before.redisMs, after.redisMs),
+    cpuPerJobMs: m(before.cpuPerJobMs, after.cpuPerJobMs),
   };
+  return { before, after, mean };
 }
 
 /** How a yardstick was measured, for a figure's note. */

@@ -13,7 +13,7 @@ import {
 import { closedLoop } from "./load";
 import { submitRequest } from "./ingest";
 import type { ScenarioResult } from "./results";
-import { describeRaw, meanRaw, rawNextTo, type RawAround } from "./baseline";
+import { describeRaw, rawAround, rawNextTo, type RawAround } from "./baseline";
 
 /** One deployment's run: jobs per second, CPU per job and script calls per job. */
 interface E2eRun {
@@ -176,8 +176,8 @@ export async function e2eScenario(opts: ThroughputOpts & { rawDurationS: number 
       raw_next_to_runs: [r0, r1, r2],
     },
     figures: [
-      ...e2eFigures(one, { before: r0, after: r1, mean: meanRaw(r0, r1) }, start, " (1 worker)"),
-      ...e2eFigures(two, { before: r1, after: r2, mean: meanRaw(r1, r2) }, start, ""),
+      ...e2eFigures(one, rawAround(r0, r1), start, " (1 worker)"),
+      ...e2eFigures(two, rawAround(r1, r2), start, ""),
     ],
   };
 }

@@ -4,7 +4,7 @@ import { PAID_KEY, freePort } from "@switchyard/testing";
 import { cpuSeconds, percentile, ratio, redisCpuSeconds, startBenchStack } from "./harness";
 import { closedLoop } from "./load";
 import type { ScenarioResult } from "./results";
-import { describeRaw, meanRaw, rawNextTo } from "./baseline";
+import { describeRaw, rawAround, rawNextTo } from "./baseline";
 
 export const chatBody = (i: number, extra: Record<string, unknown> = {}) =>
   JSON.stringify({
@@ -158,7 +158,7 @@ export async function ingestScenario(opts: {
   );
   await opts.flush();
   const after = await rawNextTo(opts, "ingest, raw BullMQ after the API's run");
-  const around = { before, after, mean: meanRaw(before, after) };
+  const around = rawAround(before, after);
   const raw = await startRawHttp(opts.redisUrl);
   let floor: Awaited<ReturnType<typeof measureIngest>>;
   try {

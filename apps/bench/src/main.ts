@@ -48,6 +48,8 @@ async function main(): Promise<void> {
   const run = (s: Scenario) => wanted === "all" || wanted === s;
   const given = arg("duration");
   const seconds = (quickS: number, fullS: number) => Number(given ?? (quick ? quickS : fullS));
+  // Raw BullMQ's adds measured right before and after each ingest and e2e run, in seconds.
+  const rawDurationS = quick ? 3 : 5;
   const log = (s: string) => console.log(s);
   const facts = machineFacts();
   log(
@@ -72,7 +74,7 @@ async function main(): Promise<void> {
           durationS: seconds(10, 30),
           inFlight: 200,
           rawAddPerSec: base.addPerSec,
-          rawDurationS: quick ? 3 : 5,
+          rawDurationS,
           log,
           flush,
         }),
@@ -87,7 +89,7 @@ async function main(): Promise<void> {
           durationS: seconds(10, 30),
           rawProcessPerSec: base.processPerSec,
           rawCpuPerJobMs: base.cpuPerJobMs,
-          rawDurationS: quick ? 3 : 5,
+          rawDurationS,
           log,
           flush,
         }),
