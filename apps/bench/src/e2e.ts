@@ -16,7 +16,7 @@ import type { ScenarioResult } from "./results";
 import { describeRaw, rawAround, rawNextTo, type RawAround } from "./baseline";
 
 /** One deployment's run: jobs per second, CPU per job and script calls per job. */
-interface E2eRun {
+export interface E2eRun {
   workers: number;
   perSec: number;
   done: number;
@@ -28,13 +28,22 @@ interface E2eRun {
   commands: ReturnType<typeof commandsPerJob>;
 }
 
-async function e2eRun(opts: {
+export async function e2eRun(opts: {
   redisUrl: string;
   durationS: number;
   workers: number;
   log: (s: string) => void;
+  /** Another checkout's API and worker (before-after); this one's by default. */
+  appsRoot?: string;
+  /** Names the run in progress lines. */
+  label?: string;
 }): Promise<E2eRun> {
-  const stack = await startBenchStack({ redisUrl: opts.redisUrl, workers: opts.workers, mockLatencyMs: 0 });
+  const stack = await startBenchStack({
+    redisUrl: opts.redisUrl,
+    workers: opts.workers,
+    mockLatencyMs: 0,
+    ...(opts.appsRoot ? { appsRoot: opts.appsRoot } : {}),
+  });
   try {
     // A short warm-up (JIT, connection pools, scripts loaded), as ingest has, then until it drained.
     const warm = await closedLoop(stack.apiUrl, submitRequest, { inFlight: 20, durationMs: 2_000 });
@@ -47,7 +56,7 @@ async function e2eRun(opts: {
       durationMs: opts.durationS * 1000,
     });
     const accepted = load.statuses[202] ?? 0;
-    const tag = `e2e, ${opts.workers} worker${opts.workers === 1 ? "" : "s"}`;
+    const tag = `${opts.label ?? "e2e"}, ${opts.workers} worker${opts.workers === 1 ? "" : "s"}`;
     opts.log(
       `${tag}: ${accepted} submitted in ${(load.elapsedMs / 1000).toFixed(1)} s; waiting for the workers`,
     );

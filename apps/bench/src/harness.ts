@@ -47,6 +47,8 @@ export async function startBenchStack(opts: {
   workerConcurrency?: number;
   /** Node flags for the API and the workers, after BENCH_NODE_ARGS's. */
   nodeArgs?: string[];
+  /** Where the API and the workers are built (another checkout's root); this one by default. */
+  appsRoot?: string;
 }): Promise<BenchStack> {
   const dir = mkdtempSync(join(tmpdir(), "switchyard-bench-"));
   const procs: AppProcess[] = [];
@@ -95,7 +97,13 @@ export async function startBenchStack(opts: {
       },
       "mock",
     );
-    const api = startApp("api", { ...common, PORT: String(apiPort), HOST: "127.0.0.1" }, "api", nodeArgs);
+    const api = startApp(
+      "api",
+      { ...common, PORT: String(apiPort), HOST: "127.0.0.1" },
+      "api",
+      nodeArgs,
+      opts.appsRoot,
+    );
     procs.push(mock, api);
     await Promise.all([
       mock.waitForOutput(/mock provider listening/),
@@ -103,7 +111,13 @@ export async function startBenchStack(opts: {
     ]);
     const workers: AppProcess[] = [];
     for (const [i, port] of workerPorts.entries()) {
-      const w = startApp("worker", { ...common, METRICS_PORT: String(port) }, `worker${i + 1}`, nodeArgs);
+      const w = startApp(
+        "worker",
+        { ...common, METRICS_PORT: String(port) },
+        `worker${i + 1}`,
+        nodeArgs,
+        opts.appsRoot,
+      );
       procs.push(w);
       workers.push(w);
       await waitHttp(`http://127.0.0.1:${port}/healthz`);

@@ -1,6 +1,7 @@
 import { startRedis } from "@switchyard/testing";
 import { Redis } from "ioredis";
 import { baselineScenario } from "./baseline";
+import { ISSUE_18_START, beforeAfterScenario, prepareBefore } from "./before-after";
 import { cacheScenario } from "./cache";
 import { e2eScenario } from "./e2e";
 import { fairnessScenario } from "./fairness";
@@ -14,9 +15,11 @@ import { figureValue, machineFacts, writeResults, type ScenarioResult } from "./
 import { soakScenario } from "./soak";
 
 /**
- * `pnpm bench [--quick] [--scenario name] [--duration seconds] [--rate n] [--no-sweep] [--soak-rate n]`: runs the benchmark scenarios on
- * this machine, starting everything they need, and writes bench/results/<time>-<name>.json/.md.
- * Raw BullMQ (baseline) runs first in every run, on the same Redis, so each figure has a ratio.
+ * `pnpm bench [--quick] [--scenario name] [--duration seconds] [--rate n] [--no-sweep] [--soak-rate n]
+ * [--against rev] [--rounds n]`: runs the benchmark scenarios on this machine, starting everything
+ * they need, and writes bench/results/<time>-<name>.json/.md. Raw BullMQ (baseline) runs first in
+ * every run, on the same Redis, so each figure has a ratio. `before-after` (not part of "all": it
+ * exports and builds another commit) compares this checkout with `--against`.
  */
 const SCENARIOS = [
   "baseline",
@@ -30,6 +33,7 @@ const SCENARIOS = [
   "dropin",
   "redis-cost",
   "soak",
+  "before-after",
 ] as const;
 type Scenario = (typeof SCENARIOS)[number];
 
@@ -45,7 +49,7 @@ async function main(): Promise<void> {
     console.error(`unknown scenario '${wanted}'; choose one of: ${SCENARIOS.join(", ")}, all`);
     process.exit(2);
   }
-  const run = (s: Scenario) => wanted === "all" || wanted === s;
+  const run = (s: Scenario) => (wanted === "all" && s !== "before-after") || wanted === s;
   const given = arg("duration");
   const seconds = (quickS: number, fullS: number) => Number(given ?? (quick ? quickS : fullS));
   // Raw BullMQ's adds measured right before and after each ingest and e2e run, in seconds.
@@ -55,6 +59,9 @@ async function main(): Promise<void> {
   log(
     `bench on ${String(facts.cores)} cores, Node ${String(facts.node)}, commit ${String(facts.commit)}${quick ? " (quick)" : ""}`,
   );
+  // Exported and built first: a failure there (an unknown commit, no pnpm) ends the run at once.
+  const rev = arg("against") ?? ISSUE_18_START;
+  const before = run("before-after") ? prepareBefore(rev, log) : undefined;
   const redis = await startRedis();
   const flush = async () => {
     const c = new Redis(redis.url);
@@ -190,8 +197,26 @@ async function main(): Promise<void> {
         }),
       );
     }
+    if (before) {
+      log("\n== before-after");
+      results.push(
+        await beforeAfterScenario({
+          redisUrl: redis.url,
+          durationS: seconds(10, 20),
+          rawProcessPerSec: base.processPerSec,
+          rawCpuPerJobMs: base.cpuPerJobMs,
+          rawDurationS,
+          rounds: Number(arg("rounds") ?? (quick ? 2 : 3)),
+          before,
+          rev,
+          log,
+          flush,
+        }),
+      );
+    }
   } finally {
     await redis.stop();
+    before?.cleanup();
   }
   const md = writeResults(wanted === "all" ? "all" : wanted, results, facts);
   log(`\n${md}`);

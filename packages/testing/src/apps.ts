@@ -29,14 +29,18 @@ export interface AppProcess {
  */
 export const APP_NODE_OPTIONS = "--max-semi-space-size=64";
 
-/** Starts a built app (apps/<name>/dist/main.js) as a real process. */
+/**
+ * Starts a built app (<root>/apps/<name>/dist/main.js) as a real process. `root` is this checkout
+ * unless given (the bench's before-after runs an older build of the repository).
+ */
 export function startApp(
   name: AppName,
   env: Record<string, string>,
   label: string = name,
   nodeArgs: string[] = [],
+  root: string = REPO_ROOT,
 ): AppProcess {
-  const main = resolve(REPO_ROOT, "apps", name, "dist/main.js");
+  const main = resolve(root, "apps", name, "dist/main.js");
   if (!existsSync(main)) throw new Error(`${main} is missing: build first (pnpm build)`);
   const child = spawn(process.execPath, ["--enable-source-maps", ...nodeArgs, main], {
     env: {
