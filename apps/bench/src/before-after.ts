@@ -3,7 +3,7 @@ import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { REPO_ROOT } from "@switchyard/testing";
-import { describeRaw, rawAround, rawNextTo, type RawAround, type RawMeasure } from "./baseline";
+import { describeRaw, rawAround, rawNextTo, type RawAround } from "./baseline";
 import { e2eRun, type E2eRun } from "./e2e";
 import { ratio, type ThroughputOpts } from "./harness";
 import type { Figure, ScenarioResult } from "./results";
@@ -182,7 +182,7 @@ export async function beforeAfterScenario(
 ): Promise<ScenarioResult> {
   const deployments = [1, 2];
   const runs: SideRun[] = [];
-  const raws: RawMeasure[] = [await rawNextTo(opts, "before-after, raw BullMQ first")];
+  let prev = await rawNextTo(opts, "before-after, raw BullMQ first");
   let n = 0;
   const total = opts.rounds * deployments.length * 2;
   for (let round = 0; round < opts.rounds; round++) {
@@ -200,10 +200,9 @@ export async function beforeAfterScenario(
         ...(side === "before" ? { appsRoot: opts.before.root } : {}),
       });
       await opts.flush();
-      const prev = raws[raws.length - 1] as RawMeasure;
       const next = await rawNextTo(opts, `before-after, raw BullMQ after run ${n}`);
-      raws.push(next);
       runs.push({ side, workers, run: r, around: rawAround(prev, next) });
+      prev = next;
     }
   }
   return {

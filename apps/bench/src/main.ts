@@ -1,7 +1,7 @@
 import { startRedis } from "@switchyard/testing";
 import { Redis } from "ioredis";
 import { baselineScenario } from "./baseline";
-import { ISSUE_18_START, beforeAfterScenario, prepareBefore } from "./before-after";
+import { ISSUE_18_START, beforeAfterScenario, prepareBefore, type BeforeTree } from "./before-after";
 import { cacheScenario } from "./cache";
 import { e2eScenario } from "./e2e";
 import { fairnessScenario } from "./fairness";
@@ -59,9 +59,12 @@ async function main(): Promise<void> {
   log(
     `bench on ${String(facts.cores)} cores, Node ${String(facts.node)}, commit ${String(facts.commit)}${quick ? " (quick)" : ""}`,
   );
-  // Exported and built first: a failure there (an unknown commit, no pnpm) ends the run at once.
   const rev = arg("against") ?? ISSUE_18_START;
-  const before = run("before-after") ? prepareBefore(rev, log) : undefined;
+  const rounds = Number(arg("rounds") ?? (quick ? 2 : 3));
+  if (!Number.isInteger(rounds) || rounds < 1) {
+    console.error(`--rounds must be a whole number of rounds, 1 or more (got '${arg("rounds")}')`);
+    process.exit(2);
+  }
   const redis = await startRedis();
   const flush = async () => {
     const c = new Redis(redis.url);
@@ -69,7 +72,10 @@ async function main(): Promise<void> {
     await c.quit();
   };
   const results: ScenarioResult[] = [];
+  let before: BeforeTree | undefined;
   try {
+    // Exported and built first: a failure there (an unknown commit, no pnpm) ends the run at once.
+    if (run("before-after")) before = prepareBefore(rev, log);
     const base = await baselineScenario({ redisUrl: redis.url, durationS: quick ? 5 : 10, log });
     results.push(base.result);
     await flush();
@@ -206,7 +212,7 @@ async function main(): Promise<void> {
           rawProcessPerSec: base.processPerSec,
           rawCpuPerJobMs: base.cpuPerJobMs,
           rawDurationS,
-          rounds: Number(arg("rounds") ?? (quick ? 2 : 3)),
+          rounds,
           before,
           rev,
           log,
