@@ -2,7 +2,7 @@ import { execFileSync, spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { REPO_ROOT } from "@switchyard/testing";
+import { APP_NODE_OPTIONS, REPO_ROOT } from "@switchyard/testing";
 import { describeRaw, rawAround, rawNextTo, type RawAround } from "./baseline";
 import { e2eRun, type E2eRun } from "./e2e";
 import { ratio, type ThroughputOpts } from "./harness";
@@ -207,7 +207,7 @@ export async function beforeAfterScenario(
   }
   return {
     scenario: "before-after",
-    description: `The e2e load (POST to succeeded, mock at 0 ms, 100 submissions in flight for ${opts.durationS} s after a 2 s warm-up) against the API and worker of ${opts.rev} (${opts.before.commit.slice(0, 12)}, built from a clean export) and against this checkout's, with one worker process and with two: ${opts.rounds} rounds, each running every deployment before and after (which goes first alternates by round), raw BullMQ (${opts.rawDurationS} s of adds, then their processing) measured between every two runs. The mock and the load generator are this checkout's for both. Figures are means over the rounds.`,
+    description: `The e2e load (POST to succeeded, mock at 0 ms, 100 submissions in flight for ${opts.durationS} s after a 2 s warm-up) against the API and worker of ${opts.rev} (${opts.before.commit.slice(0, 12)}, built from a clean export) and against this checkout's, with one worker process and with two: ${opts.rounds} rounds, each running every deployment before and after (which goes first alternates by round), raw BullMQ (${opts.rawDurationS} s of adds, then their processing) measured between every two runs. The mock, the load generator and the processes' Node options (${APP_NODE_OPTIONS}, itself one of issue 18's changes) are this checkout's for both sides, so the before side gets that change too. Figures are means over the rounds.`,
     params: {
       against: opts.rev,
       commit: opts.before.commit,
