@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { APP_NODE_OPTIONS, REPO_ROOT } from "@switchyard/testing";
 import { describeRaw, rawAround, rawNextTo, type RawAround } from "./baseline";
-import { e2eRun, type E2eRun } from "./e2e";
+import { cpuAll, e2eRun, workersText, type E2eRun } from "./e2e";
 import { ratio, type ThroughputOpts } from "./harness";
 import type { Figure, ScenarioResult } from "./results";
 
@@ -91,11 +91,6 @@ const mean = (xs: (number | null)[]): number | null => {
   return v.length === 0 ? null : v.reduce((a, b) => a + b, 0) / v.length;
 };
 
-const cpuAll = (r: E2eRun): number | null =>
-  r.cpu.api === null || r.cpu.workers === null || r.cpu.redis === null
-    ? null
-    : r.cpu.api + r.cpu.workers + r.cpu.redis;
-
 /**
  * The comparison's figures: per deployment and side, the means over the rounds (jobs/s, its ratio
  * to the raw Worker next to each run, CPU per job by process and over raw BullMQ's); then what the
@@ -105,7 +100,7 @@ export function beforeAfterFigures(runs: SideRun[], commit: string): Figure[] {
   const figures: Figure[] = [];
   const deployments = [...new Set(runs.map((r) => r.workers))].sort((a, b) => a - b);
   for (const workers of deployments) {
-    const tag = `${workers} worker${workers === 1 ? "" : "s"}`;
+    const tag = workersText(workers);
     const of = (side: Side) => runs.filter((r) => r.workers === workers && r.side === side);
     const summary = (side: Side) => {
       const rs = of(side);
@@ -178,7 +173,12 @@ export function beforeAfterFigures(runs: SideRun[], commit: string): Figure[] {
  * this checkout's, alternating which goes first, with raw BullMQ measured between every two runs.
  */
 export async function beforeAfterScenario(
-  opts: ThroughputOpts & { rawDurationS: number; rounds: number; before: BeforeTree; rev: string },
+  opts: Pick<ThroughputOpts, "redisUrl" | "durationS" | "log" | "flush"> & {
+    rawDurationS: number;
+    rounds: number;
+    before: BeforeTree;
+    rev: string;
+  },
 ): Promise<ScenarioResult> {
   const deployments = [1, 2];
   const runs: SideRun[] = [];
@@ -188,9 +188,7 @@ export async function beforeAfterScenario(
   for (let round = 0; round < opts.rounds; round++) {
     for (const { side, workers } of roundOrder(round, deployments)) {
       n += 1;
-      opts.log(
-        `before-after: run ${n} of ${total} (round ${round + 1}, ${side}, ${workers} worker${workers === 1 ? "" : "s"})`,
-      );
+      opts.log(`before-after: run ${n} of ${total} (round ${round + 1}, ${side}, ${workersText(workers)})`);
       const r = await e2eRun({
         redisUrl: opts.redisUrl,
         durationS: opts.durationS,

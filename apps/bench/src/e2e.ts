@@ -28,6 +28,15 @@ export interface E2eRun {
   commands: ReturnType<typeof commandsPerJob>;
 }
 
+/** A run's CPU per job of API, workers and Redis together (null when one was not measured). */
+export const cpuAll = (r: E2eRun): number | null =>
+  r.cpu.api === null || r.cpu.workers === null || r.cpu.redis === null
+    ? null
+    : r.cpu.api + r.cpu.workers + r.cpu.redis;
+
+/** "1 worker", "2 workers". */
+export const workersText = (n: number): string => `${n} worker${n === 1 ? "" : "s"}`;
+
 export async function e2eRun(opts: {
   redisUrl: string;
   durationS: number;
@@ -56,7 +65,7 @@ export async function e2eRun(opts: {
       durationMs: opts.durationS * 1000,
     });
     const accepted = load.statuses[202] ?? 0;
-    const tag = `${opts.label ?? "e2e"}, ${opts.workers} worker${opts.workers === 1 ? "" : "s"}`;
+    const tag = `${opts.label ?? "e2e"}, ${workersText(opts.workers)}`;
     opts.log(
       `${tag}: ${accepted} submitted in ${(load.elapsedMs / 1000).toFixed(1)} s; waiting for the workers`,
     );
@@ -102,7 +111,7 @@ function e2eFigures(
   suffix: string,
 ): ScenarioResult["figures"] {
   const { api, workers, redis } = r.cpu;
-  const all = api === null || workers === null || redis === null ? null : api + workers + redis;
+  const all = cpuAll(r);
   const atStart = (v: number | null) => (v === null ? "n/a" : `${v.toFixed(3)}x`);
   return [
     {

@@ -209,8 +209,6 @@ async function main(): Promise<void> {
         await beforeAfterScenario({
           redisUrl: redis.url,
           durationS: seconds(10, 20),
-          rawProcessPerSec: base.processPerSec,
-          rawCpuPerJobMs: base.cpuPerJobMs,
           rawDurationS,
           rounds,
           before,
