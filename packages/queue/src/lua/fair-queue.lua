@@ -105,6 +105,19 @@ STATE, TIERS, META = KEYS[1], KEYS[2], KEYS[3]
 local LATER, EXPRESS = KEYS[4], KEYS[5]
 local MAIN = space(nil)
 
+-- A tenant's and its tier's weights (at least 0.001), read once per script call: only a
+-- listing's saveMeta writes them, and a pick lists nothing new.
+local tenantWeight, tierWeight = {}, {}
+local function weights(tenant, tier)
+  local wt, Wt = tenantWeight[tenant], tierWeight[tier]
+  if not wt or not Wt then
+    local w = rcall("HMGET", STATE, "w:" .. tenant, "W:" .. tier)
+    wt, Wt = math.max(tonumber(w[1]) or 0, 0.001), math.max(tonumber(w[2]) or 0, 0.001)
+    tenantWeight[tenant], tierWeight[tier] = wt, Wt
+  end
+  return wt, Wt
+end
+
 -- Takes the next job of a space in its fair order. `usable(jobId, meta)` says whether it can be
 -- served (its BullMQ job is still there); a job that cannot is dropped without a charge. Returns
 -- the job id, its fields and the tenant, or nil when the space is empty or only stale entries
@@ -137,15 +150,15 @@ local function take(s, usable, skips)
       -- would format a Lua number argument again: ~4,500 instructions each, callgrind).
       local ps, Ps
       if served then
-        -- The start tags of the one served are the virtual times of both levels (the scores'
-        -- text as Redis gave it).
-        rcall("HSET", STATE, s.field .. "V", t[2], s.field .. "V:" .. tier, u[2])
         local cost = tonumber(f[4]) or 1
-        local w = rcall("HMGET", STATE, "w:" .. tenant, "W:" .. tier)
-        p = p + cost / math.max(tonumber(w[1]) or 0, 0.001)
-        P = P + cost / math.max(tonumber(w[2]) or 0, 0.001)
+        local wt, Wt = weights(tenant, tier)
+        p = p + cost / wt
+        P = P + cost / Wt
         ps, Ps = string.format("%.17g", p), string.format("%.17g", P)
-        rcall("HSET", STATE, s.field .. "p:" .. tenant, ps, s.field .. "P:" .. tier, Ps)
+        -- The start tags of the one served become the virtual times of both levels (the scores'
+        -- text as Redis gave it), and its new passes are written with them: one HSET.
+        rcall("HSET", STATE, s.field .. "V", t[2], s.field .. "V:" .. tier, u[2],
+          s.field .. "p:" .. tenant, ps, s.field .. "P:" .. tier, Ps)
       end
       if rcall("ZCARD", lane) == 0 then
         rcall("ZREM", tierSet, tenant)
