@@ -219,8 +219,9 @@ async function main(): Promise<void> {
       );
     }
   } finally {
-    await redis.stop();
+    // The export first: it is synchronous and must go even when stopping Redis fails.
     before?.cleanup();
+    await redis.stop();
   }
   const md = writeResults(wanted === "all" ? "all" : wanted, results, facts);
   log(`\n${md}`);

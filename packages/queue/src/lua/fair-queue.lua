@@ -105,8 +105,9 @@ STATE, TIERS, META = KEYS[1], KEYS[2], KEYS[3]
 local LATER, EXPRESS = KEYS[4], KEYS[5]
 local MAIN = space(nil)
 
--- A tenant's and its tier's weights (at least 0.001), read once per script call: only a
--- listing's saveMeta writes them, and a pick lists nothing new.
+-- A tenant's and its tier's weights (at least 0.001), read once per script call: only saveMeta
+-- writes them (enqueue, wait), and a pick calls it never (the listings of its due entries read
+-- the facts saved before).
 local tenantWeight, tierWeight = {}, {}
 local function weights(tenant, tier)
   local wt, Wt = tenantWeight[tenant], tierWeight[tier]
