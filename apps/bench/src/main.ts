@@ -65,6 +65,14 @@ async function main(): Promise<void> {
     console.error(`--rounds must be a whole number of rounds, 1 or more (got '${arg("rounds")}')`);
     process.exit(2);
   }
+  // Worker processes in the overhead scenario (and its sweep).
+  const overheadWorkers = Number(arg("workers") ?? 2);
+  if (!Number.isInteger(overheadWorkers) || overheadWorkers < 1) {
+    console.error(
+      `--workers must be a whole number of worker processes, 1 or more (got '${arg("workers")}')`,
+    );
+    process.exit(2);
+  }
   const redis = await startRedis();
   const flush = async () => {
     const c = new Redis(redis.url);
@@ -117,7 +125,7 @@ async function main(): Promise<void> {
         durationS: seconds(15, 60),
         ratePerSec: rate,
         latencyMs: 1000,
-        workers: 2,
+        workers: overheadWorkers,
         log,
       });
       results.push(overhead);
@@ -133,7 +141,7 @@ async function main(): Promise<void> {
             durationS: Math.min(seconds(15, 30), 30),
             missedAt: rate,
             latencyMs: 1000,
-            workers: 2,
+            workers: overheadWorkers,
             log,
             flush,
           }),

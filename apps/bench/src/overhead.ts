@@ -22,7 +22,7 @@ const WARM_UP_MS = 3_000;
 /** The overhead target: p99 of accepted-to-succeeded minus the upstream's latency (issue 18). */
 export const OVERHEAD_P99_GOAL_MS = 25;
 /** Rates the sweep tries, highest first, when the offered rate misses the p99 goal. */
-const SWEEP_RATES = [400, 300, 200, 100, 50, 25];
+const SWEEP_RATES = [800, 600, 400, 300, 200, 100, 50, 25];
 
 interface JobTimes {
   status: string;
