@@ -42,6 +42,16 @@ function arg(name: string): string | undefined {
   return i >= 0 ? process.argv[i + 1] : undefined;
 }
 
+/** A flag that counts something, 1 or more: anything else is a usage error (exit 2). */
+function countArg(name: string, fallback: number, what: string): number {
+  const n = Number(arg(name) ?? fallback);
+  if (!Number.isInteger(n) || n < 1) {
+    console.error(`--${name} must be a whole number of ${what}, 1 or more (got '${arg(name)}')`);
+    process.exit(2);
+  }
+  return n;
+}
+
 async function main(): Promise<void> {
   const quick = process.argv.includes("--quick");
   const wanted = arg("scenario") ?? "all";
@@ -60,19 +70,9 @@ async function main(): Promise<void> {
     `bench on ${String(facts.cores)} cores, Node ${String(facts.node)}, commit ${String(facts.commit)}${quick ? " (quick)" : ""}`,
   );
   const rev = arg("against") ?? ISSUE_18_START;
-  const rounds = Number(arg("rounds") ?? (quick ? 2 : 3));
-  if (!Number.isInteger(rounds) || rounds < 1) {
-    console.error(`--rounds must be a whole number of rounds, 1 or more (got '${arg("rounds")}')`);
-    process.exit(2);
-  }
+  const rounds = countArg("rounds", quick ? 2 : 3, "rounds");
   // Worker processes in the overhead scenario (and its sweep).
-  const overheadWorkers = Number(arg("workers") ?? 2);
-  if (!Number.isInteger(overheadWorkers) || overheadWorkers < 1) {
-    console.error(
-      `--workers must be a whole number of worker processes, 1 or more (got '${arg("workers")}')`,
-    );
-    process.exit(2);
-  }
+  const overheadWorkers = countArg("workers", 2, "worker processes");
   const redis = await startRedis();
   const flush = async () => {
     const c = new Redis(redis.url);
