@@ -366,7 +366,8 @@ describe("KeyPool", () => {
   });
 
   it("writes no token correction into a window that is gone between reservation and settlement", async () => {
-    const p = provider([{ id: "a", secret: "sk-a" }]);
+    // A key-wide limit, so that the key-wide window counts (see the tests below).
+    const p = provider([{ id: "a", secret: "sk-a", rpm: 1_000 }]);
     const r = granted(await reserve(p, T0, { tin: 10, tout: 100 }));
     const keys = new Keys(prefix);
     const keyWide = keys.keyWindow("up", "a");
@@ -376,5 +377,84 @@ describe("KeyPool", () => {
     // The key-wide window is not recreated (it would have no TTL); the per-model one is corrected.
     expect(await redis.exists(keyWide)).toBe(0);
     expect(await redis.hmget(perModel, "i", "o")).toEqual(["10", "20"]);
+  });
+
+  describe("the key-wide scope, counted only while a key-wide limit is in force", () => {
+    const kp = (key: Record<string, unknown>) => provider([{ id: "a", secret: "sk-a", ...key }]);
+
+    it("counts a key without key-wide limits per model only, and shows its usage as its models' sum", async () => {
+      const p = kp({ models: { m: { rpm: 100 } } });
+      const held = granted(await reserve(p, T0, { tin: 10, tout: 20 }));
+      for (let i = 1; i < 3; i++) {
+        const r = granted(await reserve(p, T0 + i, { tin: 10, tout: 20 }));
+        await pool.settle(r, { kind: "ok", usage: { input_tokens: 10, output_tokens: 5 }, now: T0 + i + 1 });
+      }
+      granted(await reserve(p, T0 + 10, { model: "m2", tin: 7, tout: 1 }));
+      expect(held.keyWide).toBe(false);
+      const keys = new Keys(prefix);
+      expect(await redis.exists(keys.keyWindow("up", "a"), keys.keySlots("up", "a"))).toBe(0);
+      const [view] = await pool.inspect(p, T0 + 20);
+      expect(view?.models.m).toMatchObject({
+        requests: 3,
+        input_tokens: 30,
+        output_tokens: 30,
+        in_flight: 1,
+      });
+      expect(view?.models.m2).toMatchObject({ requests: 1, input_tokens: 7, output_tokens: 1, in_flight: 1 });
+      expect(view?.usage).toMatchObject({
+        requests: 4,
+        tokens: 68,
+        input_tokens: 37,
+        output_tokens: 31,
+        requests_today: 4,
+        in_flight: 2,
+      });
+    });
+
+    it("rebuilds the key-wide window and slots from the models' when a key-wide limit appears", async () => {
+      // Before a configuration reload: no key-wide limit; 3 calls on m in T0's second, 2 on m2
+      // a second later, one of those still in flight.
+      const before = kp({});
+      for (let i = 0; i < 3; i++) {
+        const r = granted(await reserve(before, T0 + i));
+        await pool.settle(r, { kind: "ok", now: T0 + i + 1 });
+      }
+      granted(await reserve(before, T0 + 1_000, { model: "m2" })); // in flight
+      const r = granted(await reserve(before, T0 + 1_001, { model: "m2" }));
+      await pool.settle(r, { kind: "ok", now: T0 + 1_002 });
+      // After it: at most 6 requests a minute and 2 calls in flight on the key, all models.
+      const after = kp({ rpm: 6, max_concurrency: 2 });
+      const first = granted(await reserve(after, T0 + 2_000));
+      expect(first.keyWide).toBe(true);
+      expect(denied(await reserve(after, T0 + 2_001)).reason).toBe("limited"); // 2 in flight
+      await pool.settle(first, { kind: "ok", now: T0 + 2_002 });
+      expect(denied(await reserve(after, T0 + 2_003)).reason).toBe("limited"); // 6 requests
+      const window = new Keys(prefix).keyWindow("up", "a");
+      expect(
+        await redis.hmget(window, "r", `r:${Math.floor(T0 / 1000)}`, `r:${Math.floor(T0 / 1000) + 1}`),
+      ).toEqual(["6", "3", "2"]);
+      // Bucket by bucket: T0's three calls leave the window when T0's second does (plus the margin).
+      denied(await reserve(after, T0 + 61_400, { returning: true }));
+      granted(await reserve(after, T0 + 61_600));
+      // The copied slot expired as its original would (the provider's timeout and slack, 6 s).
+      const [view] = await pool.inspect(after, T0 + 61_700);
+      expect(view?.usage).toMatchObject({ requests: 4, in_flight: 1 });
+    });
+
+    it("keeps counting key-wide in a process whose configuration lacks the limit, while another's has it", async () => {
+      const limited = kp({ rpm: 3 });
+      const unlimited = kp({});
+      granted(await reserve(limited, T0));
+      const a = granted(await reserve(unlimited, T0 + 1));
+      const b = granted(await reserve(unlimited, T0 + 2));
+      expect([a.keyWide, b.keyWide]).toEqual([true, true]);
+      expect(denied(await reserve(limited, T0 + 3)).reason).toBe("limited");
+      // Two windows after the last reservation that had the limit, the key-wide scope stops.
+      const window = new Keys(prefix).keyWindow("up", "a");
+      const c = granted(await reserve(unlimited, T0 + 121_000));
+      expect(c.keyWide).toBe(false);
+      await pool.settle(c, { kind: "ok", usage: { input_tokens: 1, output_tokens: 1 }, now: T0 + 121_001 });
+      expect(await redis.hget(window, `r:${Math.floor((T0 + 121_000) / 1000)}`)).toBeNull();
+    });
   });
 });

@@ -60,6 +60,8 @@ export interface Reservation {
   readonly tokensOut: number;
   readonly shareClass?: string;
   readonly at: number;
+  /** The key-wide window counted this reservation (it counts while a key-wide limit is in force). */
+  readonly keyWide: boolean;
 }
 
 export type ReserveResult =
@@ -139,6 +141,29 @@ export function modelLimits(key: ProviderKeyConfig, model: string): KeyLimits {
 
 const limitArgs = (l: KeyLimits): number[] => LIMIT_ORDER.map((name) => l[name] ?? 0);
 
+/** A key's usage from its models' windows: counts add up; cooldown and reported limits stay the key's own. */
+function sumUsage(keyWide: WindowUsage, perModel: readonly (WindowUsage | undefined)[]): WindowUsage {
+  const total: WindowUsage = {
+    ...keyWide,
+    requests: 0,
+    tokens: 0,
+    input_tokens: 0,
+    output_tokens: 0,
+    requests_today: 0,
+    in_flight: 0,
+  };
+  for (const u of perModel) {
+    if (!u) continue;
+    total.requests += u.requests;
+    total.tokens += u.tokens;
+    total.input_tokens += u.input_tokens;
+    total.output_tokens += u.output_tokens;
+    total.requests_today += u.requests_today;
+    total.in_flight += u.in_flight;
+  }
+  return total;
+}
+
 export class KeyPool {
   private readonly redis: Redis & PoolCommands;
   private readonly noShare: string;
@@ -209,7 +234,7 @@ export class KeyPool {
       provider.keys.length,
       ...limits,
     );
-    const [granted, a, b, c, d] = reply;
+    const [granted, a, b, c, d, e] = reply;
     if (granted === 1) {
       const key = provider.keys[Number(a) - 1];
       if (!key) throw new Error(`key pool answered an unknown key index ${String(a)}`);
@@ -225,6 +250,7 @@ export class KeyPool {
           tokensIn: req.tokensIn,
           tokensOut: req.tokensOut,
           at: Number(d),
+          keyWide: e === 1,
           ...(share ? { shareClass: share.cls } : {}),
         },
       };
@@ -275,6 +301,7 @@ export class KeyPool {
       "model",
       p.limiter.cooldown_ms,
       ...headerArgs,
+      r.keyWide ? 1 : 0,
     );
     return { coolingUntil: Number(reply[0]), disabled: reply[1] === 1 };
   }
@@ -350,11 +377,14 @@ export class KeyPool {
         .filter((f) => f.startsWith("m:"))
         .map((f) => f.slice(2))
         .sort();
-      const [usage, ...perModel] = await Promise.all([
+      const [keyWide, ...perModel] = await Promise.all([
         this.usage(provider, key, undefined, now),
         ...names.map((model) => this.usage(provider, key, model, now)),
       ]);
-      if (!usage) throw new Error("key pool inspect answered nothing");
+      if (!keyWide) throw new Error("key pool inspect answered nothing");
+      // The key-wide window counts only while a key-wide limit is in force ("kc", see
+      // pool-reserve.lua); otherwise the key's usage is what its models used.
+      const usage = Number(state.kc ?? 0) > (now ?? Date.now()) ? keyWide : sumUsage(keyWide, perModel);
       const models: KeyView["models"] = {};
       names.forEach((model, i) => {
         const u = perModel[i];

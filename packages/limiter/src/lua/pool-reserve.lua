@@ -8,10 +8,21 @@
                   share rpm, tpm, itpm, otpm (0 = no share), n_keys,
                   then per key 12 limits: key-wide rpm tpm itpm otpm rpd max_concurrency,
                   per-model rpm tpm itpm otpm rpd max_concurrency (0 = unlimited)
-            Returns {1, key index (1-based), minute bucket, day bucket, now}
+            Returns {1, key index (1-based), minute bucket, day bucket, now, key-wide counted (0|1)}
                  or {0, come back at (ms), reason, now}
                     reason: limited | cooling | share | disabled | too_large
+
+  The key-wide scope (window and slots) counts only while a key-wide limit is in force: usage is
+  always counted per model, and a key used without key-wide limits (limits per model, or learned
+  from the provider's headers, or none) would otherwise count every call twice. "kc" in the key's
+  state hash says until when the key-wide scope counts: a reservation whose configuration gives
+  the key a key-wide limit renews it (two windows ahead), and one that finds it passed or absent
+  first rebuilds the key-wide window and slots from the per-model ones (in the loop below), so the
+  key-wide counts are exact from the first call on, after a restart or when a configuration
+  reload adds the limit. While "kc" lies ahead every reservation counts key-wide, whatever its
+  own configuration says: processes that reload at different moments still count the same.
 ]]
+
 if op == 'reserve' then
   local res_id, model = ARGV[3], ARGV[4]
   local tin, tout = tonumber(ARGV[5]), tonumber(ARGV[6])
@@ -55,7 +66,7 @@ if op == 'reserve' then
   end
 
   local best, best_head, best_busy = nil, -1, 0
-  local last_use = {}
+  local last_use, key_on = {}, {}
   local pool_free, usable, cooling_only, impossible_all = nil, 0, true, true
   local ema_sum, conc_sum, conc_keys, conc_open = 0, 0, 0, false
   local sums = { 0, 0, 0, 0 }
@@ -64,15 +75,82 @@ if op == 'reserve' then
   for k = 1, n do
     local base = 2 + (k - 1) * 5
     local state = KEYS[base + 1]
-    local scopes = { { KEYS[base + 2], KEYS[base + 3], 0 }, { KEYS[base + 4], KEYS[base + 5], 6 } }
     local lbase = 15 + (k - 1) * 12
-    local st = redis.call('HMGET', state, 'disabled', 'probe_at', 'ema', 'm:' .. model)
+    local st = redis.call('HMGET', state, 'disabled', 'probe_at', 'ema', 'm:' .. model, 'kc')
     last_use[k] = num(st[4], 0)
     if st[1] then
       local p = num(st[2], now)
       if not probe_at or p < probe_at then probe_at = p end
     else
       usable = usable + 1
+      -- Does the key-wide scope count (see the top of this file)? ("0": no such limit.)
+      local key_limited = false
+      for j = lbase + 1, lbase + 6 do
+        if ARGV[j] ~= '0' then key_limited = true end
+      end
+      local kc = num(st[5], 0)
+      if key_limited then
+        if kc <= now then
+          -- Rebuilds the key-wide window and slots from the per-model ones (the models the state
+          -- hash names: each one used on the key within the state's TTL), bucket by bucket. (Written
+          -- out here, not as a function: every function of the script is made again at every call.)
+          local kw, ks = KEYS[base + 2], KEYS[base + 3]
+          redis.call('DEL', kw, ks)
+          heads[kw] = nil
+          local cut_m = math.floor((now - W - MARGIN) / MB)
+          local cut_d = math.floor((now - DAY - MARGIN) / DB)
+          local sums = { r = 0, i = 0, o = 0, d = 0 }
+          local buckets, order, slots = {}, {}, {}
+          for _, f in ipairs(redis.call('HKEYS', state)) do
+            if string.sub(f, 1, 2) == 'm:' then
+              local m = string.sub(f, 3)
+              local mw = kw .. ':' .. m
+              full(mw)
+              trim(mw)
+              local all = redis.call('HGETALL', mw)
+              for x = 1, #all, 2 do
+                local name = all[x]
+                local d = string.sub(name, 1, 1)
+                if sums[d] and string.sub(name, 2, 2) == ':' then
+                  local idx = tonumber(string.sub(name, 3))
+                  if idx and idx >= (d == 'd' and cut_d or cut_m) then
+                    local v = tonumber(all[x + 1]) or 0
+                    if not buckets[name] then order[#order + 1] = name end
+                    buckets[name] = (buckets[name] or 0) + v
+                    sums[d] = sums[d] + v
+                  end
+                end
+              end
+              slots[#slots + 1] = ks .. ':' .. m
+            end
+          end
+          if #order > 0 then
+            local args = { 'mlo', string.format('%d', cut_m), 'dlo', string.format('%d', cut_d), 'ht', HT }
+            for d, v in pairs(sums) do
+              args[#args + 1] = d
+              args[#args + 1] = string.format('%d', v)
+            end
+            for _, name in ipairs(order) do
+              args[#args + 1] = name
+              args[#args + 1] = string.format('%d', buckets[name])
+            end
+            redis.call('HSET', kw, unpack(args))
+            touch(kw)
+          end
+          -- A slot's score is when it expires: the union keeps each model's calls in flight as they are.
+          if #slots > 0 and redis.call('ZUNIONSTORE', ks, #slots, unpack(slots)) > 0 then
+            redis.call('ZREMRANGEBYSCORE', ks, '-inf', now_text())
+            redis.call('PEXPIRE', ks, string.format('%d', slot_ttl + W))
+          end
+        end
+        if kc - now < W then
+          redis.call('HSET', state, 'kc', string.format('%d', now + 2 * W))
+          redis.call('PEXPIRE', state, STATE_TTL)
+        end
+      end
+      key_on[k] = key_limited or kc > now
+      local scopes = key_on[k] and { { KEYS[base + 2], KEYS[base + 3], 0 }, { KEYS[base + 4], KEYS[base + 5], 6 } }
+        or { { KEYS[base + 4], KEYS[base + 5], 6 } }
       local ema = num(st[3], 1000)
       local fit, head, free, impossible, cooling = true, 1, 0, false, false
       local eff = { 0, 0, 0, 0 }
@@ -136,7 +214,7 @@ if op == 'reserve' then
         end
         if fit then
           -- Calls in flight break ties between keys; with one key there is nothing to break.
-          local busy = n > 1 and redis.call('ZCARD', KEYS[base + 3]) or 0
+          local busy = n > 1 and redis.call('ZCARD', KEYS[base + (key_on[k] and 3 or 5)]) or 0
           if head > best_head or (head == best_head and busy < best_busy) then
             best, best_head, best_busy = k, head, busy
           end
@@ -150,7 +228,8 @@ if op == 'reserve' then
 
   if best then
     local base = 2 + (best - 1) * 5
-    local targets = { KEYS[base + 2], KEYS[base + 4] }
+    local on = key_on[best]
+    local targets = on and { KEYS[base + 2], KEYS[base + 4] } or { KEYS[base + 4] }
     if share_on then table.insert(targets, share_h) end
     for _, h in ipairs(targets) do
       if not hget(h, 'ht') then hset(h, 'ht', HT) end
@@ -161,7 +240,7 @@ if op == 'reserve' then
       if h ~= share_h then add(h, 'd', cur_d, 1, '1') end
     end
     local slot_until, slot_ttl_text = tostring(now + slot_ttl), tostring(slot_ttl + W)
-    for _, z in ipairs({ KEYS[base + 3], KEYS[base + 5] }) do
+    for _, z in ipairs(on and { KEYS[base + 3], KEYS[base + 5] } or { KEYS[base + 5] }) do
       redis.call('ZADD', z, slot_until, res_id)
       redis.call('PEXPIRE', z, slot_ttl_text)
     end
@@ -171,7 +250,7 @@ if op == 'reserve' then
       redis.call('HSET', state, 'm:' .. model, now_text())
       redis.call('PEXPIRE', state, STATE_TTL)
     end
-    return { 1, best, cur_m, cur_d, now }
+    return { 1, best, cur_m, cur_d, now, on and 1 or 0 }
   end
 
   if usable == 0 then return { 0, probe_at or now, 'disabled', now } end

@@ -7,7 +7,7 @@
                   cool scope (key|model), duration ms (-1 unknown), reason, probe_interval_ms,
                   window_ms, margin_ms, header scope (key|model), default reset ms, then for
                   r t i o: configured limit, reported limit (-1), reported remaining (-1),
-                  reported reset ms (-1)
+                  reported reset ms (-1), then key-wide counted (0|1: the reservation's answer)
             outcome: ok | error | rate_limited (refund tokens, cool down) |
                      disabled (refund tokens, take the key out with the reason)
             Returns {cooling until, disabled (0|1)}
@@ -29,11 +29,15 @@ if op == 'settle' then
   redis.call('ZREM', ms, res_id)
   -- The window whose limits the provider's headers correct is read whole (one HMGET); of the
   -- others only what trimming needs. A missing hash stays missing; the share window is looked at
-  -- only when the job had a share (without one, KEYS[6] names no window).
+  -- only when the job had a share (without one, KEYS[6] names no window). The key-wide window is
+  -- corrected when the reservation counted in it (see pool-reserve.lua); one rebuilt since from
+  -- the per-model windows holds the reservation in a later bucket, which stays uncorrected (the
+  -- limiter may under-use a key, never over-use it). Its slot is released either way: a rebuild
+  -- copies the per-model slots.
   local hh = hdr_scope == 'model' and mw or kw
   full(hh)
-  local windows = { kw, mw }
-  if redis.call('EXISTS', share_h) == 1 then windows[3] = share_h end
+  local windows = ARGV[36] == '0' and { mw } or { kw, mw }
+  if redis.call('EXISTS', share_h) == 1 then windows[#windows + 1] = share_h end
   for _, h in ipairs(windows) do trim(h) end
 
   local din, dout = 0, 0
@@ -51,11 +55,11 @@ if op == 'settle' then
   end
   -- Whole numbers: '%d' is a cheap integer formatting, where tostring is a float one ('%.14g').
   local din_text, dout_text = string.format('%d', din), string.format('%d', dout)
-  for k, h in ipairs(windows) do
+  for _, h in ipairs(windows) do
     -- A window the reservation wrote to has its oldest minute bucket ("mlo", read for trimming
     -- above); one without it is gone (expired or deleted by hand) and is not recreated here
     -- without its TTL. (The share window exists: checked above.)
-    if k == 3 or hnum(h, 'mlo') ~= nil then
+    if h == share_h or hnum(h, 'mlo') ~= nil then
       add(h, 'i', idx_m, din, din_text)
       add(h, 'o', idx_m, dout, dout_text)
     end
