@@ -8,6 +8,7 @@ import {
 } from "@switchyard/core";
 import type { Keys } from "@switchyard/queue";
 import type { Redis } from "ioredis";
+import { Packr } from "msgpackr";
 import poolLua from "./lua/pool.lua";
 import poolAdminLua from "./lua/pool-admin.lua";
 import poolReserveLua from "./lua/pool-reserve.lua";
@@ -129,7 +130,7 @@ export interface KeyView {
 
 type LuaReply = (number | string)[];
 interface PoolCommands {
-  syPool(numKeys: number, ...args: (string | number)[]): Promise<LuaReply>;
+  syPool(numKeys: number, ...args: (string | number | Buffer)[]): Promise<LuaReply>;
 }
 
 const mask = (secret: string): string => (secret.length >= 12 ? `…${secret.slice(-4)}` : "…");
@@ -140,6 +141,15 @@ export function modelLimits(key: ProviderKeyConfig, model: string): KeyLimits {
 }
 
 const limitArgs = (l: KeyLimits): number[] => LIMIT_ORDER.map((name) => l[name] ?? 0);
+
+/**
+ * A reservation's and a settlement's values go to the script as one MessagePack array, which it
+ * unpacks with Redis's cmsgpack: as ~30 separate arguments each one was made a Redis string, then
+ * parsed back into a number (see pool-reserve.lua). Plain arrays only (no msgpackr records).
+ */
+const packr = new Packr({ useRecords: false });
+type Packed = string | number;
+const pack = (values: Packed[]): Buffer => packr.pack(values);
 
 /** A key's usage from its models' windows: counts add up; cooldown and reported limits stay the key's own. */
 function sumUsage(keyWide: WindowUsage, perModel: readonly (WindowUsage | undefined)[]): WindowUsage {
@@ -205,23 +215,8 @@ export class KeyPool {
       this.keys.poolBook(provider.id, model),
       share ? this.keys.poolShare(provider.id, share.cls, model) : this.noShare,
     ];
-    const limits: number[] = [];
-    for (const key of provider.keys) {
-      keys.push(
-        this.keys.keyState(provider.id, key.id),
-        this.keys.keyWindow(provider.id, key.id),
-        this.keys.keySlots(provider.id, key.id),
-        this.keys.keyWindow(provider.id, key.id, model),
-        this.keys.keySlots(provider.id, key.id, model),
-      );
-      limits.push(...limitArgs(key), ...limitArgs(modelLimits(key, model)));
-    }
     const id = randomUUID();
-    const reply = await this.redis.syPool(
-      keys.length,
-      ...keys,
-      "reserve",
-      req.now ?? "",
+    const values: Packed[] = [
       id,
       model,
       req.tokensIn,
@@ -232,8 +227,18 @@ export class KeyPool {
       req.returning ? 1 : 0,
       ...(share ? this.shareLimits(provider, model, share.fraction) : [0, 0, 0, 0]),
       provider.keys.length,
-      ...limits,
-    );
+    ];
+    for (const key of provider.keys) {
+      keys.push(
+        this.keys.keyState(provider.id, key.id),
+        this.keys.keyWindow(provider.id, key.id),
+        this.keys.keySlots(provider.id, key.id),
+        this.keys.keyWindow(provider.id, key.id, model),
+        this.keys.keySlots(provider.id, key.id, model),
+      );
+      values.push(...limitArgs(key), ...limitArgs(modelLimits(key, model)));
+    }
+    const reply = await this.redis.syPool(keys.length, ...keys, "reserve", req.now ?? "", pack(values));
     const [granted, a, b, c, d, e] = reply;
     if (granted === 1) {
       const key = provider.keys[Number(a) - 1];
@@ -283,25 +288,27 @@ export class KeyPool {
       this.keys.poolBook(p.id, r.model),
       "settle",
       o.now ?? "",
-      r.id,
-      r.minute,
-      r.day,
-      r.tokensIn,
-      r.tokensOut,
-      o.usage?.input_tokens ?? -1,
-      o.usage?.output_tokens ?? -1,
-      o.kind,
-      o.coolUntil ?? 0,
-      "model",
-      o.durationMs ?? -1,
-      o.reason ?? "",
-      p.limiter.probe_interval_ms,
-      WINDOW_MS,
-      p.limiter.window_margin_ms,
-      "model",
-      p.limiter.cooldown_ms,
-      ...headerArgs,
-      r.keyWide ? 1 : 0,
+      pack([
+        r.id,
+        r.minute,
+        r.day,
+        r.tokensIn,
+        r.tokensOut,
+        o.usage?.input_tokens ?? -1,
+        o.usage?.output_tokens ?? -1,
+        o.kind,
+        o.coolUntil ?? 0,
+        "model",
+        o.durationMs ?? -1,
+        o.reason ?? "",
+        p.limiter.probe_interval_ms,
+        WINDOW_MS,
+        p.limiter.window_margin_ms,
+        "model",
+        p.limiter.cooldown_ms,
+        ...headerArgs,
+        r.keyWide ? 1 : 0,
+      ]),
     );
     return { coolingUntil: Number(reply[0]), disabled: reply[1] === 1 };
   }

@@ -3,7 +3,8 @@
 
   reserve   KEYS: book hash, share window hash, then per candidate key 5 keys:
                   state, key window, key slots, model window, model slots
-            ARGV: op, now ("" = Redis TIME), reservation id, model, tokens_in, tokens_out,
+            ARGV: op, now ("" = Redis TIME), then one MessagePack array (see below):
+                  reservation id, model, tokens_in, tokens_out,
                   slot_ttl_ms, window_ms, margin_ms, returning (0|1),
                   share rpm, tpm, itpm, otpm (0 = no share), n_keys,
                   then per key 12 limits: key-wide rpm tpm itpm otpm rpd max_concurrency,
@@ -21,16 +22,23 @@
   key-wide counts are exact from the first call on, after a restart or when a configuration
   reload adds the limit. While "kc" lies ahead every reservation counts key-wide, whatever its
   own configuration says: processes that reload at different moments still count the same.
+
+  The reservation's and the settlement's numbers come as one MessagePack array (cmsgpack), not as
+  ARGV: Redis makes a string of every ARGV entry (~900 instructions each, ~60 per job) and each
+  tonumber of one is a strtod; unpacked, they arrive as numbers.
 ]]
 
 if op == 'reserve' then
-  local res_id, model = ARGV[3], ARGV[4]
-  local tin, tout = tonumber(ARGV[5]), tonumber(ARGV[6])
-  local slot_ttl = tonumber(ARGV[7])
-  set_window(ARGV[8], ARGV[9])
-  local returning = ARGV[10] == '1'
-  local share = { limit_arg(ARGV[11]), limit_arg(ARGV[12]), limit_arg(ARGV[13]), limit_arg(ARGV[14]) }
-  local n = tonumber(ARGV[15])
+  local a = cmsgpack.unpack(ARGV[3])
+  local res_id, model = a[1], a[2]
+  local tin, tout = a[3], a[4]
+  -- As text for the HINCRBYs ('%d': a Lua number handed to Redis is formatted with '%.17g').
+  local tin_text, tout_text = string.format('%d', tin), string.format('%d', tout)
+  local slot_ttl = a[5]
+  set_window(a[6], a[7])
+  local returning = a[8] == 1
+  local share = { a[9], a[10], a[11], a[12] }
+  local n = a[13]
   local costs = { 1, tin + tout, tin, tout, 1 }
   local names = { 'r', 't', 'i', 'o', 'd' }
   local book, share_h = KEYS[1], KEYS[2]
@@ -75,7 +83,7 @@ if op == 'reserve' then
   for k = 1, n do
     local base = 2 + (k - 1) * 5
     local state = KEYS[base + 1]
-    local lbase = 15 + (k - 1) * 12
+    local lbase = 13 + (k - 1) * 12
     local st = redis.call('HMGET', state, 'disabled', 'probe_at', 'ema', 'm:' .. model, 'kc')
     last_use[k] = num(st[4], 0)
     if st[1] then
@@ -86,7 +94,7 @@ if op == 'reserve' then
       -- Does the key-wide scope count (see the top of this file)? ("0": no such limit.)
       local key_limited = false
       for j = lbase + 1, lbase + 6 do
-        if ARGV[j] ~= '0' then key_limited = true end
+        if a[j] ~= 0 then key_limited = true end
       end
       local kc = num(st[5], 0)
       if key_limited then
@@ -166,7 +174,7 @@ if op == 'reserve' then
           free = math.max(free, cool)
         end
         for j = 1, 5 do
-          local L = limit_arg(ARGV[lbase + off + j])
+          local L = a[lbase + off + j]
           if j <= 4 then L = effective(h, names[j], L) end
           if L > 0 then
             if j <= 4 and (eff[j] == 0 or L < eff[j]) then eff[j] = L end
@@ -189,7 +197,7 @@ if op == 'reserve' then
             end
           end
         end
-        local conc = limit_arg(ARGV[lbase + off + 6])
+        local conc = a[lbase + off + 6]
         redis.call('ZREMRANGEBYSCORE', z, '-inf', now_text())
         if conc > 0 then
           if conc_k == 0 or conc < conc_k then conc_k = conc end
@@ -235,11 +243,11 @@ if op == 'reserve' then
       if not hget(h, 'ht') then hset(h, 'ht', HT) end
       -- A window's TTL (a day and more) is renewed with the first request of each second.
       if add(h, 'r', cur_m, 1, '1') then touch(h) end
-      add(h, 'i', cur_m, tin, ARGV[5])
-      add(h, 'o', cur_m, tout, ARGV[6])
+      add(h, 'i', cur_m, tin, tin_text)
+      add(h, 'o', cur_m, tout, tout_text)
       if h ~= share_h then add(h, 'd', cur_d, 1, '1') end
     end
-    local slot_until, slot_ttl_text = tostring(now + slot_ttl), tostring(slot_ttl + W)
+    local slot_until, slot_ttl_text = string.format('%d', now + slot_ttl), string.format('%d', slot_ttl + W)
     for _, z in ipairs(on and { KEYS[base + 3], KEYS[base + 5] } or { KEYS[base + 5] }) do
       redis.call('ZADD', z, slot_until, res_id)
       redis.call('PEXPIRE', z, slot_ttl_text)

@@ -2,7 +2,8 @@
   The key pool's settlement of a call (pool.lua's helpers come first in the same script).
 
   settle    KEYS: state, key window, key slots, model window, model slots, share window, book
-            ARGV: op, now, reservation id, minute bucket, day bucket, reserved in, reserved out,
+            ARGV: op, now, then one MessagePack array (see pool-reserve.lua):
+                  reservation id, minute bucket, day bucket, reserved in, reserved out,
                   used in (-1 unknown), used out (-1 unknown), outcome, cool until (ms, 0 none),
                   cool scope (key|model), duration ms (-1 unknown), reason, probe_interval_ms,
                   window_ms, margin_ms, header scope (key|model), default reset ms, then for
@@ -14,16 +15,17 @@
 ]]
 if op == 'settle' then
   local state, kw, ks, mw, ms, share_h, book = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
-  local res_id = ARGV[3]
-  local idx_m, idx_d = tonumber(ARGV[4]), tonumber(ARGV[5])
-  local rin, rout = tonumber(ARGV[6]), tonumber(ARGV[7])
-  local uin, uout = tonumber(ARGV[8]), tonumber(ARGV[9])
-  local outcome = ARGV[10]
-  local cool_until, cool_scope = tonumber(ARGV[11]), ARGV[12]
-  local duration, reason, probe_interval = tonumber(ARGV[13]), ARGV[14], tonumber(ARGV[15])
-  set_window(ARGV[16], ARGV[17])
-  local hdr_scope = ARGV[18]
-  local default_reset = tonumber(ARGV[19])
+  local a = cmsgpack.unpack(ARGV[3])
+  local res_id = a[1]
+  local idx_m, idx_d = a[2], a[3]
+  local rin, rout = a[4], a[5]
+  local uin, uout = a[6], a[7]
+  local outcome = a[8]
+  local cool_until, cool_scope = a[9], a[10]
+  local duration, reason, probe_interval = a[11], a[12], a[13]
+  set_window(a[14], a[15])
+  local hdr_scope = a[16]
+  local default_reset = a[17]
 
   redis.call('ZREM', ks, res_id)
   redis.call('ZREM', ms, res_id)
@@ -36,7 +38,7 @@ if op == 'settle' then
   -- copies the per-model slots.
   local hh = hdr_scope == 'model' and mw or kw
   full(hh)
-  local windows = ARGV[36] == '0' and { mw } or { kw, mw }
+  local windows = a[34] == 0 and { mw } or { kw, mw }
   if redis.call('EXISTS', share_h) == 1 then windows[#windows + 1] = share_h end
   for _, h in ipairs(windows) do trim(h) end
 
@@ -95,13 +97,13 @@ if op == 'settle' then
   -- The extra usage is kept apart and dropped at the provider's reset time, not a window later.
   local wrote = false
   for j, d in ipairs(MIN_DIMS) do
-    local at = 19 + (j - 1) * 4
+    local at = 17 + (j - 1) * 4
     -- A dimension the provider reported nothing of (limit and remaining -1) changes nothing.
-    if ARGV[at + 2] ~= '-1' or ARGV[at + 3] ~= '-1' then
-      local configured = limit_arg(ARGV[at + 1])
-      local rlimit = tonumber(ARGV[at + 2])
-      local rremaining = tonumber(ARGV[at + 3])
-      local rreset = tonumber(ARGV[at + 4])
+    if a[at + 2] ~= -1 or a[at + 3] ~= -1 then
+      local configured = a[at + 1]
+      local rlimit = a[at + 2]
+      local rremaining = a[at + 3]
+      local rreset = a[at + 4]
       if rlimit > 0 and hnum(hh, HL[d]) ~= rlimit then
         hset(hh, HL[d], rlimit)
         wrote = true

@@ -60,13 +60,6 @@ local function num(v, default)
   return tonumber(v) or default
 end
 
--- An ARGV limit as a number: most are "0" (no such limit), which needs no tonumber (a strtod,
--- ~2,200 instructions; a reservation reads a dozen limits).
-local function limit_arg(a)
-  if a == '0' then return 0 end
-  return tonumber(a)
-end
-
 -- Head field names per dimension, made once (joining strings in the hot loops made new ones).
 local HL = { r = 'hl:r', t = 'hl:t', i = 'hl:i', o = 'hl:o' }
 local ADJ = { r = 'adj:r', t = 'adj:t', i = 'adj:i', o = 'adj:o' }
