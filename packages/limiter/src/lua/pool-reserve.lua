@@ -107,7 +107,7 @@ if op == 'reserve' then
           heads[kw] = nil
           local cut_m = math.floor((now - W - MARGIN) / MB)
           local cut_d = math.floor((now - DAY - MARGIN) / DB)
-          local sums = { r = 0, i = 0, o = 0, d = 0 }
+          local totals = { r = 0, i = 0, o = 0, d = 0 }
           local buckets, order, slots = {}, {}, {}
           for _, f in ipairs(redis.call('HKEYS', state)) do
             if string.sub(f, 1, 2) == 'm:' then
@@ -119,13 +119,13 @@ if op == 'reserve' then
               for x = 1, #all, 2 do
                 local name = all[x]
                 local d = string.sub(name, 1, 1)
-                if sums[d] and string.sub(name, 2, 2) == ':' then
+                if totals[d] and string.sub(name, 2, 2) == ':' then
                   local idx = tonumber(string.sub(name, 3))
                   if idx and idx >= (d == 'd' and cut_d or cut_m) then
                     local v = tonumber(all[x + 1]) or 0
                     if not buckets[name] then order[#order + 1] = name end
                     buckets[name] = (buckets[name] or 0) + v
-                    sums[d] = sums[d] + v
+                    totals[d] = totals[d] + v
                   end
                 end
               end
@@ -134,7 +134,7 @@ if op == 'reserve' then
           end
           if #order > 0 then
             local args = { 'mlo', string.format('%d', cut_m), 'dlo', string.format('%d', cut_d), 'ht', HT }
-            for d, v in pairs(sums) do
+            for d, v in pairs(totals) do
               args[#args + 1] = d
               args[#args + 1] = string.format('%d', v)
             end
