@@ -13,14 +13,16 @@
 
   A scope is one window hash plus one zset of slots (calls in flight: member = reservation
   id, score = the time the slot expires if its worker dies without releasing it). Every key
-  has a key-wide scope and one per model; both must have room. Window hash fields besides
+  has a scope per model and a key-wide one; both must have room. The key-wide scope counts only
+  while a key-wide limit is in force (state field "kc": see pool-reserve.lua). Window hash fields besides
   the buckets: "cool" (cooling down until, ms), "hl:<dim>" (a limit the provider reported),
   "adj:<dim>" / "adj_until:<dim>" (usage the provider reported that we had not counted,
   charged until the provider's own reset time).
 
   Key state hash (one per key, kept 7 days after its last change): "disabled" (reason),
   "disabled_at", "probe_at", "ema" (call duration, ms), counters "ok", "err", "n429",
-  "last_status", "last_at", "m:<model>" (last use of a model on this key).
+  "last_status", "last_at", "m:<model>" (last use of a model on this key), "kc" (until when the
+  key-wide scope counts, ms).
 
   The key pool is one script, these files joined in this order (key-pool.ts): pool.lua (this
   file: the window helpers every op uses), pool-reserve.lua, pool-settle.lua, pool-admin.lua
