@@ -5,6 +5,7 @@ import {
   cpuSnapshot,
   ratio,
   redisCommandStats,
+  SCRIPT_COMMANDS,
   startBenchStack,
   succeededRuns,
   waitSucceeded,
@@ -79,7 +80,7 @@ export async function e2eRun(opts: {
     const elapsed = (performance.now() - t0) / 1000;
     const cpu = cpuPerJob(cpu0, await cpuSnapshot(stack, opts.redisUrl), done);
     const commands = commandsPerJob(cmd0, await redisCommandStats(opts.redisUrl), done);
-    const scripts = commands.filter((c) => c.command === "evalsha" || c.command === "eval");
+    const scripts = commands.filter((c) => SCRIPT_COMMANDS.has(c.command));
     opts.log(`${tag}: Redis per job: ${JSON.stringify(commands.slice(0, 12))}`);
     const perSec = done / elapsed;
     opts.log(`${tag}: ${done} of ${accepted} succeeded, ${Math.round(perSec)} jobs/s`);
@@ -152,7 +153,7 @@ function e2eFigures(
       name: `Redis script calls per job${suffix}`,
       value: r.scriptCalls,
       unit: "calls",
-      note: "EVALSHA/EVAL, each one round trip",
+      note: "EVALSHA/EVAL/FCALL, each one round trip",
     },
     {
       name: `submissions accepted while workers ran${suffix}`,

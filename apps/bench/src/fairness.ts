@@ -2,7 +2,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { Redis } from "ioredis";
 import { Pool } from "undici";
 import type { ConfigDoc } from "@switchyard/testing";
-import { percentile, startBenchStack, wholeMs, type BenchStack } from "./harness";
+import { percentile, SCRIPT_COMMANDS, startBenchStack, wholeMs, type BenchStack } from "./harness";
 import type { Figure, ScenarioResult } from "./results";
 
 /**
@@ -126,7 +126,7 @@ async function tenantStarts(ports: number[]): Promise<Record<string, number>> {
   return out;
 }
 
-/** Script calls (EVALSHA/EVAL, one round trip each) and all commands, those run inside scripts included. */
+/** Script calls (EVALSHA/EVAL/FCALL, one round trip each) and all commands, those run inside scripts included. */
 async function commandsProcessed(url: string): Promise<{ scripts: number; all: number }> {
   const c = new Redis(url);
   try {
@@ -135,7 +135,7 @@ async function commandsProcessed(url: string): Promise<{ scripts: number; all: n
     let all = 0;
     for (const m of stats.matchAll(/^cmdstat_([a-z|]+):calls=(\d+)/gm)) {
       all += Number(m[2]);
-      if (m[1] === "evalsha" || m[1] === "eval") scripts += Number(m[2]);
+      if (m[1] && SCRIPT_COMMANDS.has(m[1])) scripts += Number(m[2]);
     }
     return { scripts, all };
   } finally {
@@ -229,7 +229,7 @@ export async function fairnessScenario(opts: {
           name: "Redis script calls per started job",
           value: total > 0 ? (cmd1.scripts - cmd0.scripts) / total : null,
           unit: "calls",
-          note: "EVALSHA/EVAL round trips of the API and workers while the backlog drained (pick, fetch, status, key pool, completion)",
+          note: "EVALSHA/EVAL/FCALL round trips of the API and workers while the backlog drained (pick, fetch, status, key pool, completion)",
         },
         {
           name: "Redis commands per started job",

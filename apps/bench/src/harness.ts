@@ -250,6 +250,9 @@ export function slope(points: { x: number; y: number }[]): number | null {
 export const ratio = (a: number | null, b: number | null): number | null =>
   a === null || b === null || b === 0 ? null : a / b;
 
+/** The commands that run a Lua script, each one round trip: EVALSHA/EVAL, and FCALL (a function library's). */
+export const SCRIPT_COMMANDS: ReadonlySet<string> = new Set(["evalsha", "eval", "fcall"]);
+
 /** INFO commandstats: calls and microseconds per command (commands run inside scripts included). */
 export async function redisCommandStats(url: string): Promise<Map<string, { calls: number; usec: number }>> {
   const c = new Redis(url);

@@ -31,14 +31,17 @@ type Tenant = { id: string; tier: "paid" | "free" };
 const PAID: Tenant = { id: "paid-co", tier: "paid" };
 const FREE: Tenant = { id: "free-co", tier: "free" };
 
-describe("KeyPool", () => {
+// Every test runs twice: with the pool loaded as a function library (Redis 7) and as an EVAL
+// script (Redis before 7, or FUNCTION not allowed): both run the same program.
+describe.each(["function", "script"] as const)("KeyPool (as a %s)", (mode) => {
   const redis = new Redis(testRedisUrl());
   let pool: KeyPool;
   let prefix: string;
   beforeEach(() => {
     prefix = uniquePrefix();
-    pool = new KeyPool(redis, new Keys(prefix));
+    pool = new KeyPool(redis, new Keys(prefix), mode);
   });
+  afterEach(() => expect(pool.luaMode).toBe(mode));
   afterAll(() => redis.disconnect());
 
   const reserve = (

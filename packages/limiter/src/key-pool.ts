@@ -6,7 +6,7 @@ import {
   type ProviderKeyConfig,
   type TenantConfig,
 } from "@switchyard/core";
-import type { Keys } from "@switchyard/queue";
+import { LuaLibrary, type Keys, type LuaMode } from "@switchyard/queue";
 import type { Redis } from "ioredis";
 import { Packr } from "msgpackr";
 import poolLua from "./lua/pool.lua";
@@ -14,8 +14,12 @@ import poolAdminLua from "./lua/pool-admin.lua";
 import poolReserveLua from "./lua/pool-reserve.lua";
 import poolSettleLua from "./lua/pool-settle.lua";
 
-/** One script: the window helpers, then each op's file (see pool.lua). */
-const POOL_SCRIPT = [poolLua, poolReserveLua, poolSettleLua, poolAdminLua].join("\n");
+/** One Lua program: the window helpers, then each op's file (see pool.lua). */
+const POOL_PROGRAM = {
+  family: "sy_pool",
+  shared: poolLua,
+  bodies: [poolReserveLua, poolSettleLua, poolAdminLua],
+};
 
 /**
  * The fleet-wide key pool: before each upstream call a worker reserves a request, its
@@ -129,8 +133,16 @@ export interface KeyView {
 }
 
 type LuaReply = (number | string)[];
-interface PoolCommands {
-  syPool(numKeys: number, ...args: (string | number | Buffer)[]): Promise<LuaReply>;
+/** The pool's answers are flat arrays of integers and strings (an error is thrown by ioredis). */
+function parseReply(raw: unknown): LuaReply {
+  if (!Array.isArray(raw)) throw new Error(`key pool answered ${typeof raw}, not an array`);
+  const out: LuaReply = [];
+  for (const v of raw as unknown[]) {
+    if (typeof v !== "number" && typeof v !== "string")
+      throw new Error(`key pool answered a ${typeof v} in its array`);
+    out.push(v);
+  }
+  return out;
 }
 
 const mask = (secret: string): string => (secret.length >= 12 ? `…${secret.slice(-4)}` : "…");
@@ -175,16 +187,26 @@ function sumUsage(keyWide: WindowUsage, perModel: readonly (WindowUsage | undefi
 }
 
 export class KeyPool {
-  private readonly redis: Redis & PoolCommands;
+  private readonly lua: LuaLibrary;
   private readonly noShare: string;
 
+  /** mode "script" runs the pool as an EVAL script even where Redis has functions (tests). */
   constructor(
-    redis: Redis,
+    private readonly redis: Redis,
     private readonly keys: Keys,
+    mode?: LuaMode,
   ) {
-    if (!("syPool" in redis)) redis.defineCommand("syPool", { lua: POOL_SCRIPT });
-    this.redis = redis as Redis & PoolCommands;
+    this.lua = new LuaLibrary(redis, POOL_PROGRAM, keys.luaLibraries(), mode);
     this.noShare = `${keys.prefix}:kp:-:noshare`;
+  }
+
+  /** How Redis runs the pool's program (see LuaLibrary). */
+  get luaMode(): LuaMode {
+    return this.lua.mode;
+  }
+
+  private async pool(keys: string[], args: (string | number | Buffer)[]): Promise<LuaReply> {
+    return parseReply(await this.lua.call(keys, args));
   }
 
   /** The share that applies to a tenant's work on a provider: its own, else its tier's. */
@@ -238,7 +260,7 @@ export class KeyPool {
       );
       values.push(...limitArgs(key), ...limitArgs(modelLimits(key, model)));
     }
-    const reply = await this.redis.syPool(keys.length, ...keys, "reserve", req.now ?? "", pack(values));
+    const reply = await this.pool(keys, ["reserve", req.now ?? "", pack(values)]);
     const [granted, a, b, c, d, e] = reply;
     if (granted === 1) {
       const key = provider.keys[Number(a) - 1];
@@ -277,38 +299,41 @@ export class KeyPool {
       [ml.otpm ?? r.key.otpm, rep.outputTokens],
     ] as const)
       headerArgs.push(configured ?? 0, w?.limit ?? -1, w?.remaining ?? -1, w?.resetMs ?? -1);
-    const reply = await this.redis.syPool(
-      7,
-      this.keys.keyState(p.id, r.key.id),
-      this.keys.keyWindow(p.id, r.key.id),
-      this.keys.keySlots(p.id, r.key.id),
-      this.keys.keyWindow(p.id, r.key.id, r.model),
-      this.keys.keySlots(p.id, r.key.id, r.model),
-      r.shareClass ? this.keys.poolShare(p.id, r.shareClass, r.model) : this.noShare,
-      this.keys.poolBook(p.id, r.model),
-      "settle",
-      o.now ?? "",
-      pack([
-        r.id,
-        r.minute,
-        r.day,
-        r.tokensIn,
-        r.tokensOut,
-        o.usage?.input_tokens ?? -1,
-        o.usage?.output_tokens ?? -1,
-        o.kind,
-        o.coolUntil ?? 0,
-        "model",
-        o.durationMs ?? -1,
-        o.reason ?? "",
-        p.limiter.probe_interval_ms,
-        WINDOW_MS,
-        p.limiter.window_margin_ms,
-        "model",
-        p.limiter.cooldown_ms,
-        ...headerArgs,
-        r.keyWide ? 1 : 0,
-      ]),
+    const reply = await this.pool(
+      [
+        this.keys.keyState(p.id, r.key.id),
+        this.keys.keyWindow(p.id, r.key.id),
+        this.keys.keySlots(p.id, r.key.id),
+        this.keys.keyWindow(p.id, r.key.id, r.model),
+        this.keys.keySlots(p.id, r.key.id, r.model),
+        r.shareClass ? this.keys.poolShare(p.id, r.shareClass, r.model) : this.noShare,
+        this.keys.poolBook(p.id, r.model),
+      ],
+      [
+        "settle",
+        o.now ?? "",
+        pack([
+          r.id,
+          r.minute,
+          r.day,
+          r.tokensIn,
+          r.tokensOut,
+          o.usage?.input_tokens ?? -1,
+          o.usage?.output_tokens ?? -1,
+          o.kind,
+          o.coolUntil ?? 0,
+          "model",
+          o.durationMs ?? -1,
+          o.reason ?? "",
+          p.limiter.probe_interval_ms,
+          WINDOW_MS,
+          p.limiter.window_margin_ms,
+          "model",
+          p.limiter.cooldown_ms,
+          ...headerArgs,
+          r.keyWide ? 1 : 0,
+        ]),
+      ],
     );
     return { coolingUntil: Number(reply[0]), disabled: reply[1] === 1 };
   }
@@ -326,19 +351,16 @@ export class KeyPool {
   }
 
   async dueProbes(provider: ProviderConfig, now?: number): Promise<ProviderKeyConfig[]> {
-    const reply = await this.redis.syPool(
-      provider.keys.length,
-      ...provider.keys.map((k) => this.keys.keyState(provider.id, k.id)),
-      "probe",
-      now ?? "",
-      provider.limiter.probe_interval_ms,
+    const reply = await this.pool(
+      provider.keys.map((k) => this.keys.keyState(provider.id, k.id)),
+      ["probe", now ?? "", provider.limiter.probe_interval_ms],
     );
     return reply.map((i) => provider.keys[Number(i) - 1]).filter((k): k is ProviderKeyConfig => !!k);
   }
 
   /** Puts a key back in the pool (its probe worked). */
   async enable(provider: ProviderConfig, key: ProviderKeyConfig, now?: number): Promise<void> {
-    await this.redis.syPool(1, this.keys.keyState(provider.id, key.id), "enable", now ?? "");
+    await this.lua.call([this.keys.keyState(provider.id, key.id)], ["enable", now ?? ""]);
   }
 
   private async usage(
@@ -348,14 +370,9 @@ export class KeyPool {
     now: number | undefined,
   ): Promise<WindowUsage> {
     const v = (
-      await this.redis.syPool(
-        2,
-        this.keys.keyWindow(provider.id, key.id, model),
-        this.keys.keySlots(provider.id, key.id, model),
-        "inspect",
-        now ?? "",
-        WINDOW_MS,
-        provider.limiter.window_margin_ms,
+      await this.pool(
+        [this.keys.keyWindow(provider.id, key.id, model), this.keys.keySlots(provider.id, key.id, model)],
+        ["inspect", now ?? "", WINDOW_MS, provider.limiter.window_margin_ms],
       )
     ).map(Number);
     const at = (i: number) => v[i] ?? 0;

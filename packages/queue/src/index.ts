@@ -7,3 +7,4 @@ export * from "./job-events";
 export * from "./fair-queue";
 export * from "./answer-cache";
 export * from "./job-streams";
+export * from "./lua-library";

@@ -10,6 +10,11 @@ export class Keys {
     return `${this.prefix}:job:${jobId}`;
   }
 
+  /** When each of this deployment's Lua function libraries was last loaded (lua-library.ts). */
+  luaLibraries(): string {
+    return `${this.prefix}:lua`;
+  }
+
   idempotency(tenantId: string, key: string): string {
     return `${this.prefix}:idem:${tenantId}:${key}`;
   }
