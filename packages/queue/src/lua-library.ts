@@ -5,7 +5,7 @@ import type { Redis } from "ioredis";
  * A Lua program of one shared part (its helpers) and one body per op, which Redis runs as a
  * function library: FUNCTION LOAD makes the helpers once, and each FCALL runs only a call's own
  * work. As an EVAL script Redis would make every helper function and table again at each call
- * (for the key pool, ~45,000 of the ~360,000 instructions a reserve or settle costs, callgrind).
+ * (for the key pool, ~66,000 of the ~370,000 instructions a reserve or settle cost, callgrind).
  *
  * The shared part must define `begin(keys, args)`, which sets the call's own values (it should
  * declare `KEYS` and `ARGV` as locals and set them there) and forgets the last call's: whatever

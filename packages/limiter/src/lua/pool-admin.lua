@@ -1,6 +1,6 @@
 --[[
   The key pool's probes, re-enabling and inspection (pool.lua's helpers come first in the same
-  script); an op no file knows is an error.
+  program); an op no file knows is an error.
 
   probe     KEYS: state hash of each key; ARGV: op, now, probe_interval_ms
             Claims the disabled keys whose probe is due. Returns their 1-based indexes.

@@ -1,5 +1,5 @@
 --[[
-  The key pool's reservation (pool.lua's helpers come first in the same script).
+  The key pool's reservation (pool.lua's helpers come first in the same program).
 
   reserve   KEYS: book hash, share window hash, then per candidate key 5 keys:
                   state, key window, key slots, model window, model slots

@@ -1,5 +1,5 @@
 --[[
-  The key pool's settlement of a call (pool.lua's helpers come first in the same script).
+  The key pool's settlement of a call (pool.lua's helpers come first in the same program).
 
   settle    KEYS: state, key window, key slots, model window, model slots, share window, book
             ARGV: op, now, then one MessagePack array (see pool-reserve.lua):
