@@ -11,7 +11,9 @@ import { Keys } from "./keys";
  * refusing with its name and a Retry-After from the estimate, degrade, the quota reserved
  * atomically under concurrency and settled once.
  */
-describe("admission", () => {
+// Every test runs twice: create-job loaded as a function library (Redis 7), and as an EVAL script
+// (Redis before 7, or FUNCTION not allowed): the same program (lua-library.ts).
+describe.each(["function", "script"] as const)("admission (create-job as a %s)", (mode) => {
   const redis = new Redis(testRedisUrl(), { maxRetriesPerRequest: null });
   let keys: Keys;
   let fq: FairQueue;
@@ -22,12 +24,13 @@ describe("admission", () => {
   beforeEach(() => {
     keys = new Keys(uniquePrefix());
     fq = new FairQueue(redis, keys);
-    store = new JobStore(redis, keys);
+    store = new JobStore(redis, keys, mode);
     queues = new Map(
       ["jobs-paid", "jobs-free"].map((n) => [n, new Queue(n, { connection: redis, prefix: keys.prefix })]),
     );
   });
   afterEach(async () => {
+    expect(store.luaMode).toBe(mode);
     await Promise.all([...queues.values()].map((q) => q.close()));
     const found = await redis.keys(`${keys.prefix}*`);
     if (found.length) await redis.del(...found);

@@ -20,6 +20,8 @@ import type { Redis } from "ioredis";
 import { Keys } from "./keys";
 import createJobLua from "./lua/create-job.lua";
 import fairLibLua from "./lua/fair-lib.lua";
+import beginLua from "./lua/begin.lua";
+import { LuaLibrary, type LuaMode } from "./lua-library";
 import releaseClaimLua from "./lua/release-claim.lua";
 import transitionLua from "./lua/transition.lua";
 import requestCancelLua from "./lua/request-cancel.lua";
@@ -103,6 +105,16 @@ export type CreateOutcome =
   | { kind: "over_quota"; quota: QuotaName };
 
 const DAY_MS = 86_400_000;
+
+/**
+ * The submission's script as a function library (lua-library.ts): the fair queue's listing
+ * functions it shares with fair-queue.lua are made once, not at every submission.
+ */
+const CREATE_JOB_PROGRAM = {
+  family: "sy_create_job",
+  shared: `${fairLibLua}\n${beginLua}`,
+  bodies: [createJobLua],
+};
 /** The last day asked about and its names: every submission asks, and formatting a date costs. */
 let periods = { day: NaN, dayName: "", monthName: "" };
 function periodsOf(at: number): typeof periods {
@@ -233,7 +245,6 @@ export interface IdempotencyClaim {
 }
 
 interface StoreCommands {
-  syCreateJob(...keysAndArgs: (string | number)[]): Promise<unknown>;
   syReleaseClaim(idem: string, value: string): Promise<unknown>;
   syTransition(key: string, outbox: string, tenants: string, ...args: (string | number)[]): Promise<unknown>;
   syRequestCancel(key: string, now: number): Promise<unknown>;
@@ -277,18 +288,26 @@ const msSchema = z.coerce.number().finite().min(0);
 
 export class JobStore {
   private readonly redis: Redis & StoreCommands;
+  private readonly createJob: LuaLibrary;
 
+  /** luaMode "script": create-job runs as an EVAL script even where Redis has functions (tests). */
   constructor(
     redis: Redis,
     readonly keys: Keys,
+    luaMode?: LuaMode,
   ) {
     if (!("syTransition" in redis)) {
-      redis.defineCommand("syCreateJob", { numberOfKeys: 9, lua: `${fairLibLua}\n${createJobLua}` });
       redis.defineCommand("syReleaseClaim", { numberOfKeys: 1, lua: releaseClaimLua });
       redis.defineCommand("syTransition", { numberOfKeys: 3, lua: transitionLua });
       redis.defineCommand("syRequestCancel", { numberOfKeys: 1, lua: requestCancelLua });
     }
     this.redis = redis as Redis & StoreCommands;
+    this.createJob = new LuaLibrary(redis, CREATE_JOB_PROGRAM, keys.luaLibraries(), luaMode);
+  }
+
+  /** How Redis runs create-job (see LuaLibrary). */
+  get luaMode(): LuaMode {
+    return this.createJob.mode;
   }
 
   /**
@@ -317,52 +336,56 @@ export class JobStore {
     if (rec.batchKey) fields.push("batch", rec.batchKey);
     const fq = this.keys.fairQueue;
     const degraded = adm.degradedEstimate ?? adm.estimate;
-    const reply = await this.redis.syCreateJob(
-      key,
-      idem?.key ?? key,
-      fq.state,
-      this.keys.fairLane(adm.tenantId),
-      this.keys.fairTier(adm.tier),
-      this.keys.usage(adm.tenantId, adm.day),
-      this.keys.usage(adm.tenantId, adm.month),
-      fq.tiers,
-      fq.meta,
-      ttlMs,
-      idem?.ttlMs ?? 0,
-      idem?.value ?? "",
-      adm.tier,
-      adm.tenantId,
-      adm.priorityRank,
-      adm.tenantWeight,
-      orNone(adm.tierMaxWaiting),
-      orNone(adm.tierMaxWaitMs),
-      orNone(adm.tenantMaxWaiting),
-      orNone(adm.tenantMaxWaitMs),
-      orNone(adm.degradeOverMs),
-      orNone(adm.quota.requestsPerDay),
-      orNone(adm.quota.tokensPerDay),
-      orNone(adm.quota.nanoUsdPerDay),
-      orNone(adm.quota.nanoUsdPerMonth),
-      Math.round(adm.estimate.tokens),
-      Math.round(adm.estimate.nanoUsd),
-      Math.round(degraded.tokens),
-      Math.round(degraded.nanoUsd),
-      USAGE_RETENTION_DAYS * 86_400_000,
-      now ?? "",
-      adm.degradeTo ? JSON.stringify(adm.degradeTo) : "",
-      listing ? "1" : "0",
-      fq.prefix,
-      listing?.bullPrefix ?? "",
-      rec.queue,
-      Math.max(listing?.cost ?? 1, 1e-6),
-      listing?.tierWeight ?? 1,
-      ...parkArgs(listing?.park),
-      rec.id,
-      rec.model,
-      rec.priority,
-      String(rec.createdAt),
-      rec.traceId,
-      ...fields,
+    const reply = await this.createJob.call(
+      [
+        key,
+        idem?.key ?? key,
+        fq.state,
+        this.keys.fairLane(adm.tenantId),
+        this.keys.fairTier(adm.tier),
+        this.keys.usage(adm.tenantId, adm.day),
+        this.keys.usage(adm.tenantId, adm.month),
+        fq.tiers,
+        fq.meta,
+      ],
+      [
+        ttlMs,
+        idem?.ttlMs ?? 0,
+        idem?.value ?? "",
+        adm.tier,
+        adm.tenantId,
+        adm.priorityRank,
+        adm.tenantWeight,
+        orNone(adm.tierMaxWaiting),
+        orNone(adm.tierMaxWaitMs),
+        orNone(adm.tenantMaxWaiting),
+        orNone(adm.tenantMaxWaitMs),
+        orNone(adm.degradeOverMs),
+        orNone(adm.quota.requestsPerDay),
+        orNone(adm.quota.tokensPerDay),
+        orNone(adm.quota.nanoUsdPerDay),
+        orNone(adm.quota.nanoUsdPerMonth),
+        Math.round(adm.estimate.tokens),
+        Math.round(adm.estimate.nanoUsd),
+        Math.round(degraded.tokens),
+        Math.round(degraded.nanoUsd),
+        USAGE_RETENTION_DAYS * 86_400_000,
+        now ?? "",
+        adm.degradeTo ? JSON.stringify(adm.degradeTo) : "",
+        listing ? "1" : "0",
+        fq.prefix,
+        listing?.bullPrefix ?? "",
+        rec.queue,
+        Math.max(listing?.cost ?? 1, 1e-6),
+        listing?.tierWeight ?? 1,
+        ...parkArgs(listing?.park),
+        rec.id,
+        rec.model,
+        rec.priority,
+        String(rec.createdAt),
+        rec.traceId,
+        ...fields,
+      ],
     );
     const r = createReplySchema.parse(reply);
     switch (r[0]) {

@@ -12,7 +12,9 @@
   (callgrind). For the same reason a member's presence in a sorted set is asked with ZRANK (an
   integer answer), not ZSCORE (a score formatted as %.17g text).
 ]]
-local rcall = redis.call
+-- redis.call, set by the including script before anything else (a function library is loaded
+-- where redis.call does not exist yet: begin.lua sets it at every call).
+local rcall
 local STATE, TIERS, META, FQ, BULL, now, nowText
 local PRIORITY_SPAN = 1099511627776 -- 2^40 arrivals per priority band
 

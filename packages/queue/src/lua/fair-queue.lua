@@ -93,6 +93,7 @@
   before (handed back to wait for capacity, and picked again) is not marked either: the runner
   checks what it must first and marks it itself (job-runner.ts).
 ]]
+rcall = redis.call
 local op = ARGV[1]
 now = tonumber(ARGV[2])
 if not now then
