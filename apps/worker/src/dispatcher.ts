@@ -33,10 +33,12 @@ const PICK_BATCH = 8;
 export class Sleepers {
   private readonly waiting: (() => void)[] = [];
   private kept = 0;
+  private closed = false;
 
   constructor(private readonly cap: number) {}
 
   wait(): Promise<void> {
+    if (this.closed) return Promise.resolve();
     if (this.kept > 0) {
       this.kept--;
       return Promise.resolve();
@@ -53,6 +55,15 @@ export class Sleepers {
   wakeAll(): void {
     this.kept = 0;
     for (const w of this.waiting.splice(0)) w();
+  }
+
+  /**
+   * Wakes every sleeper, and every later wait returns at once: a loop that was between a check
+   * of its stop flag and its sleep when the process began to stop (a slow pick) does not sleep.
+   */
+  close(): void {
+    this.closed = true;
+    this.wakeAll();
   }
 }
 
@@ -371,7 +382,7 @@ export class Dispatcher {
   async stop(graceMs: number): Promise<void> {
     this.stopping = true;
     this.gate.close();
-    this.idle.wakeAll();
+    this.idle.close();
     if (this.alarm) clearTimeout(this.alarm.timer);
     this.log.info(
       { inFlight: this.inFlight.size, graceMs },

@@ -42,4 +42,13 @@ describe("Sleepers", () => {
     s.wakeAll();
     expect(await settled(s.wait())).toBe(false);
   });
+
+  it("wakes every sleeper on close, and lets every later wait go at once", async () => {
+    const s = new Sleepers(2);
+    const sleeping = [s.wait(), s.wait()];
+    s.close();
+    await Promise.all(sleeping);
+    expect(await settled(s.wait())).toBe(true);
+    expect(await settled(s.wait())).toBe(true);
+  });
 });
