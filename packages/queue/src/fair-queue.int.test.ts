@@ -10,7 +10,9 @@ import { Keys } from "./keys";
  * weights, costs and priorities; no starvation; no banked credit; jobs parked in BullMQ come
  * out in that order through a worker's getNextJob.
  */
-describe("FairQueue", () => {
+// Every test runs twice: the fair queue loaded as a function library (Redis 7), and as an EVAL
+// script (Redis before 7, or FUNCTION not allowed): the same program (lua-library.ts).
+describe.each(["function", "script"] as const)("FairQueue (as a %s)", (mode) => {
   const redis = new Redis(testRedisUrl(), { maxRetriesPerRequest: null });
   let keys: Keys;
   let fq: FairQueue;
@@ -19,12 +21,13 @@ describe("FairQueue", () => {
 
   beforeEach(() => {
     keys = new Keys(uniquePrefix());
-    fq = new FairQueue(redis, keys);
+    fq = new FairQueue(redis, keys, mode);
     queues = new Map(
       ["jobs-paid", "jobs-free"].map((n) => [n, new Queue(n, { connection: redis, prefix: keys.prefix })]),
     );
   });
   afterEach(async () => {
+    expect(fq.luaMode).toBe(mode);
     await Promise.all([...queues.values()].map((q) => q.close()));
     const found = await redis.keys(`${keys.prefix}*`);
     if (found.length) await redis.del(...found);
@@ -172,7 +175,7 @@ describe("FairQueue", () => {
     const one = await starts(20, T0, "job");
     const rename = (ids: string[]) => ids.map((id) => id.replace(/_\d+$/, ""));
     keys = new Keys(uniquePrefix());
-    fq = new FairQueue(redis, keys);
+    fq = new FairQueue(redis, keys, mode);
     for (const q of queues.values()) await q.close();
     queues = new Map(
       ["jobs-paid", "jobs-free"].map((q) => [q, new Queue(q, { connection: redis, prefix: keys.prefix })]),

@@ -3,11 +3,21 @@ import { z } from "zod";
 import { jobCost, type JobPayload, type Priority, type SwitchyardConfig } from "@switchyard/core";
 import type { Keys } from "./keys";
 import { transitionOutcome, type TransitionOutcome } from "./job-store";
+import { LuaLibrary, type LuaMode } from "./lua-library";
 import fairLibLua from "./lua/fair-lib.lua";
+import fairQueueLibLua from "./lua/fair-queue-lib.lua";
 import fairQueueLua from "./lua/fair-queue.lua";
 
-/** fair-queue.lua with the functions it shares with create-job.lua (fair-lib.lua) before it. */
-export const FAIR_QUEUE_SCRIPT = `${fairLibLua}\n${fairQueueLua}`;
+/**
+ * fair-queue.lua's ops, with the functions it shares with create-job.lua (fair-lib.lua) and its
+ * own helpers (fair-queue-lib.lua) before them: a function library (lua-library.ts), so those
+ * are made once, not at every pick.
+ */
+const FAIR_QUEUE_PROGRAM = {
+  family: "sy_fair_queue",
+  shared: `${fairLibLua}\n${fairQueueLibLua}`,
+  bodies: [fairQueueLua],
+};
 
 /**
  * The fleet-wide fair order of job starts (fair-queue.lua): start-time fair queueing over
@@ -152,42 +162,28 @@ const START_FIELDS = 8;
 const waitReplySchema = z.tuple([z.literal(1), z.number()]);
 const idleSchema = z.tuple([z.literal(0), z.number(), z.number()]);
 
-interface FairCommands {
-  syFairQueue(
-    state: string,
-    tiers: string,
-    meta: string,
-    later: string,
-    express: string,
-    ...args: (string | number)[]
-  ): Promise<unknown>;
-}
-
 export class FairQueue {
-  private readonly redis: Redis & FairCommands;
+  private readonly lua: LuaLibrary;
 
+  /** luaMode "script": the fair queue runs as an EVAL script even where Redis has functions (tests). */
   constructor(
-    redis: Redis,
+    private readonly redis: Redis,
     private readonly keys: Keys,
+    luaMode?: LuaMode,
   ) {
-    if (!("syFairQueue" in redis))
-      redis.defineCommand("syFairQueue", { numberOfKeys: 5, lua: FAIR_QUEUE_SCRIPT });
-    this.redis = redis as Redis & FairCommands;
+    this.lua = new LuaLibrary(redis, FAIR_QUEUE_PROGRAM, keys.luaLibraries(), luaMode);
+  }
+
+  /** How Redis runs the fair queue (see LuaLibrary). */
+  get luaMode(): LuaMode {
+    return this.lua.mode;
   }
 
   private call(op: string, now: number | undefined, ...args: (string | number)[]): Promise<unknown> {
     const k = this.keys.fairQueue;
-    return this.redis.syFairQueue(
-      k.state,
-      k.tiers,
-      k.meta,
-      k.later,
-      k.express,
-      op,
-      now ?? "",
-      k.prefix,
-      this.keys.prefix,
-      ...args,
+    return this.lua.call(
+      [k.state, k.tiers, k.meta, k.later, k.express],
+      [op, now ?? "", k.prefix, this.keys.prefix, ...args],
     );
   }
 
