@@ -13,6 +13,7 @@ import {
   JobStreams,
   Keys,
   waitForRedis,
+  useBullmqFunctions,
 } from "@switchyard/queue";
 import { Bulkheads } from "./bulkhead";
 import { Dispatcher } from "./dispatcher";
@@ -65,6 +66,8 @@ async function main(): Promise<void> {
   await checkEvictionPolicy(redis, log);
   // The key prefix never changes while the process runs (a reload keeps it: restart_required).
   const keys = new Keys(config.queue.prefix);
+  // BullMQ's completion and fetch on the workers' connection run as function libraries.
+  useBullmqFunctions(bull, keys.luaLibraries());
   const store = new JobStore(redis, keys);
   const registry = createRegistry("worker");
   const metrics = new WorkerMetrics(registry);

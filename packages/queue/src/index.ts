@@ -8,3 +8,4 @@ export * from "./fair-queue";
 export * from "./answer-cache";
 export * from "./job-streams";
 export * from "./lua-library";
+export * from "./bullmq-functions";
