@@ -65,12 +65,7 @@ if idem then
     return { 0, prior }
   end
 end
-now = tonumber(ARGV[22])
-if not now then
-  local t = rcall("TIME")
-  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
-nowText = string.format("%d", now)
+setClock(ARGV[22])
 local tier, tenant, rank, weight = ARGV[4], ARGV[5], tonumber(ARGV[6]), tonumber(ARGV[7])
 
 -- The estimated wait before this job starts: jobs of its own tenant ahead of it, at the

@@ -1,10 +1,12 @@
 --[[
   The fair queue's shared core: the state a listing touches and the functions that list a job.
-  Not a script on its own: FairQueue prepends it to fair-queue.lua and JobStore to
-  create-job.lua (a new job is admitted, recorded and listed in one step). The including script
-  sets STATE, TIERS and META (the fair queue's state hash, backlogged tiers zset and job facts
-  hash: see fair-queue.lua), FQ and BULL (the fair queue's and BullMQ's key prefixes), and now
-  (ms) and nowText (the same as %d text) before it calls any of these.
+  Not a script on its own: it comes first in the fair queue's program (fair-queue-lib.lua,
+  fair-queue.lua) and in create-job's (begin.lua, create-job.lua: a new job is admitted,
+  recorded and listed in one step), each a function library (lua-library.ts). The including
+  program sets rcall (redis.call), STATE, TIERS and META (the fair queue's state hash,
+  backlogged tiers zset and job facts hash: see fair-queue.lua), FQ and BULL (the fair queue's
+  and BullMQ's key prefixes), and now (ms) and nowText (the same as %d text: setClock) at every
+  call, before it calls any of these.
 
   Numbers go to Redis as text, and as the text they came as where they are not computed here:
   Redis formats a Lua number argument as %.17g (and Lua's own tostring and concatenation as
@@ -12,11 +14,21 @@
   (callgrind). For the same reason a member's presence in a sorted set is asked with ZRANK (an
   integer answer), not ZSCORE (a score formatted as %.17g text).
 ]]
--- redis.call, set by the including script before anything else (a function library is loaded
--- where redis.call does not exist yet: begin.lua sets it at every call).
+-- redis.call, set at every call by the including program's begin() (a function library is
+-- loaded where redis.call does not exist yet).
 local rcall
 local STATE, TIERS, META, FQ, BULL, now, nowText
 local PRIORITY_SPAN = 1099511627776 -- 2^40 arrivals per priority band
+
+-- Sets now (ms) and nowText from a call's argument, or from Redis's clock when it is "".
+local function setClock(arg)
+  now = tonumber(arg)
+  if not now then
+    local t = rcall("TIME")
+    now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  end
+  nowText = string.format("%d", now)
+end
 
 local function num(field)
   return tonumber(rcall("HGET", STATE, field)) or 0

@@ -197,12 +197,7 @@ end
 local function begin(keys, args)
   KEYS, ARGV, rcall = keys, args, redis.call
   op = args[1]
-  now = tonumber(args[2])
-  if not now then
-    local t = rcall("TIME")
-    now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-  end
-  nowText = string.format("%d", now)
+  setClock(args[2])
   FQ, BULL = args[3], args[4]
   STATE, TIERS, META = keys[1], keys[2], keys[3]
   LATER, EXPRESS = keys[4], keys[5]
