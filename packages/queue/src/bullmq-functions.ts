@@ -3,6 +3,7 @@ import { moveToActive } from "bullmq/dist/cjs/scripts/moveToActive-11.js";
 import { moveToFinished } from "bullmq/dist/cjs/scripts/moveToFinished-14.js";
 import { version as bullmqVersion } from "bullmq/dist/cjs/version.js";
 import { LuaLibrary, type LuaMode, type LuaProgram } from "./lua-library";
+import beginLua from "./lua/begin.lua";
 
 /**
  * BullMQ's per-job scripts as Redis function libraries. BullMQ 6.7.0 runs its Lua as EVAL
@@ -29,8 +30,9 @@ export interface BullScript {
 /**
  * A BullMQ script as a program: its helper definitions (every top-level `local function`, or
  * `local name = function`, before the first other statement) are the shared part, made once; the
- * rest is the body. `local rcall = redis.call` becomes a local set at every call (a library is
- * loaded where redis.call does not exist yet), as KEYS and ARGV do.
+ * rest is the body. `local rcall = redis.call` becomes a local that begin.lua sets at every call
+ * (a library is loaded where redis.call does not exist yet), with KEYS and ARGV (BullMQ's helpers
+ * take their keys and arguments as parameters; its main code reads KEYS and ARGV).
  */
 export function bullmqProgram(script: BullScript): LuaProgram {
   const lines = script.content.split("\n");
@@ -60,7 +62,7 @@ export function bullmqProgram(script: BullScript): LuaProgram {
   helpers[rcall] = "local rcall";
   return {
     family: `sy_bullmq_${script.name}`,
-    shared: `local KEYS, ARGV\n${helpers.join("\n")}\nlocal function begin(keys, args)\n  KEYS, ARGV, rcall = keys, args, redis.call\nend\n`,
+    shared: `${helpers.join("\n")}\n${beginLua}`,
     bodies: [lines.slice(main).join("\n")],
   };
 }

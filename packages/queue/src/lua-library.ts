@@ -93,13 +93,11 @@ export class LuaLibrary {
       try {
         return await this.fcall(keys, args);
       } catch (err) {
-        if (!isReply(err, /function not found/i)) {
-          if (!isReply(err, /unknown command|NOPERM/i)) throw err;
-          this.modeNow = "script";
-        } else {
+        if (isReply(err, /function not found/i)) {
           await this.load();
           if (this.modeNow === "function") return await this.fcall(keys, args);
-        }
+        } else if (isReply(err, /unknown command|NOPERM/i)) this.modeNow = "script";
+        else throw err;
       }
     }
     const run = (this.redis as unknown as Record<string, (...a: unknown[]) => Promise<unknown>>)[
