@@ -45,6 +45,10 @@ export interface StreamRelay {
   committed: () => boolean;
 }
 
+/**
+ * The upstream call of an attempt: when it was sent (ms since the epoch) and how long it took,
+ * the key pool's reservation before it not included.
+ */
 export interface KeyAttempt {
   startedAt: number;
   durationMs: number;
@@ -52,9 +56,9 @@ export interface KeyAttempt {
 }
 
 export type KeyedOutcome =
-  | { kind: "ok"; result: ChatResult }
+  | { kind: "ok"; result: ChatResult; call: KeyAttempt }
   /** A failure the route decides on (retry, fall back, fail). */
-  | { kind: "error"; error: ProviderError }
+  | { kind: "error"; error: ProviderError; call: KeyAttempt }
   /** No key has room now: come back after delayMs; no attempt spent. */
   | { kind: "wait"; delayMs: number; reason: string }
   /** The link cannot serve this job now: every key is out of the pool, or the call is too big for any key. */
@@ -197,7 +201,7 @@ export class KeyedCaller {
           log,
         );
         this.metrics.keyCalls.inc({ provider: cfg.id, key: res.key.id, outcome: "ok" });
-        return { kind: "ok", result: outcome.result };
+        return { kind: "ok", result: outcome.result, call: { startedAt, durationMs } };
       }
       const err = outcome.error;
       this.metrics.observeCall(cfg.id, link.model, err.kind, start);
@@ -213,7 +217,8 @@ export class KeyedCaller {
         outcome: settle.kind === "error" ? err.kind : settle.kind,
       });
       // Once a piece of the answer went out, no other key may answer again.
-      if (settle.kind === "error" || relay?.committed()) return { kind: "error", error: err };
+      if (settle.kind === "error" || relay?.committed())
+        return { kind: "error", error: err, call: { startedAt, durationMs, error: err } };
       onAttempt({ startedAt, durationMs, error: err });
       if (settle.kind === "disabled")
         log.warn(
@@ -225,8 +230,12 @@ export class KeyedCaller {
           { provider: cfg.id, key: res.key.id, model: link.model, coolUntil: settle.coolUntil },
           "key cooling down after a 429",
         );
-      if (signal?.aborted)
-        return { kind: "error", error: new ProviderError("cancelled", "the call was cancelled", cfg.id) };
+      if (signal?.aborted) {
+        // This call is listed already (onAttempt): the cancel is a moment of its own after it.
+        const cancelled = new ProviderError("cancelled", "the call was cancelled", cfg.id);
+        const at = startedAt + durationMs;
+        return { kind: "error", error: cancelled, call: { startedAt: at, durationMs: Date.now() - at } };
+      }
     }
     return { kind: "wait", delayMs: 100, reason: "rotating" };
   }

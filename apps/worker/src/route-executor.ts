@@ -123,7 +123,6 @@ export class RouteExecutor {
         this.metrics.bulkheadRejected.inc({ provider: link.provider });
         return { kind: "busy", retryInMs: 250 + Math.round(Math.random() * 500), reason: "bulkhead" };
       }
-      let startedAt = Date.now();
       let outcome: KeyedOutcome;
       try {
         outcome = await this.keyed.call(
@@ -133,17 +132,13 @@ export class RouteExecutor {
           providerCfg,
           returning,
           signal,
-          (a) => {
-            record(history, link, "failed", a.startedAt, a.durationMs, a.error?.kind, a.error?.status);
-            startedAt = a.startedAt + a.durationMs;
-          },
+          (a) => record(history, link, "failed", a.startedAt, a.durationMs, a.error?.kind, a.error?.status),
           log,
           relay,
         );
       } finally {
         release?.();
       }
-      const durationMs = Date.now() - startedAt;
       const called = outcome.kind === "ok" || outcome.kind === "error";
       const verdict = called
         ? breakerOutcome(outcome.kind === "error" ? outcome.error : undefined)
@@ -152,7 +147,7 @@ export class RouteExecutor {
       if (decision.state !== state && state !== "closed")
         log.warn({ provider: link.provider, model: link.model, state }, "circuit breaker changed state");
       if (outcome.kind === "ok") {
-        record(history, link, "succeeded", startedAt, durationMs);
+        record(history, link, "succeeded", outcome.call.startedAt, outcome.call.durationMs);
         return { kind: "succeeded", result: outcome.result };
       }
       if (outcome.kind === "wait") {
@@ -176,13 +171,13 @@ export class RouteExecutor {
         this.metrics.fallbacks.inc({ route: route.name, from: link.provider, reason: outcome.reason });
         continue;
       }
-      const err = outcome.error;
+      const { error: err, call } = outcome;
       // A call cut short by a cancel or a shutdown is listed (it was started) but not charged to the link.
       if (err.kind === "cancelled" || signal?.aborted) {
-        record(history, link, "failed", startedAt, durationMs, "cancelled");
+        record(history, link, "failed", call.startedAt, call.durationMs, "cancelled");
         return { kind: "aborted" };
       }
-      record(history, link, "failed", startedAt, durationMs, err.kind, err.status);
+      record(history, link, "failed", call.startedAt, call.durationMs, err.kind, err.status);
       lastError = {
         kind: err.kind,
         message: err.message,
