@@ -1,6 +1,6 @@
 import { Queue } from "bullmq";
 import { Redis } from "ioredis";
-import { parseConfig, type JobPayload } from "@switchyard/core";
+import { parseConfig } from "@switchyard/core";
 import { CircuitBreakers, KeyPool } from "@switchyard/limiter";
 import { createLogger, createRegistry } from "@switchyard/observability";
 import { AnswerCache, directQueues, FairQueue, JobStore, JobStreams, Keys } from "@switchyard/queue";
@@ -9,7 +9,7 @@ import { Bulkheads } from "./bulkhead";
 import { JobRunner } from "./job-runner";
 import { KeyedCaller } from "./keyed-call";
 import { ManagedWorker } from "./managed-worker";
-import { parkAndList } from "./parked-job.test-util";
+import { chatPayload, parkAndList } from "./parked-job.test-util";
 import { WorkerMetrics } from "./metrics";
 import { breakerSettings, Runtimes } from "./runtime";
 
@@ -68,19 +68,8 @@ tenants:
 
   /** A job parked and listed as a submission leaves it, with its record queued. */
   const submit = async (jobId: string) => {
-    const payload: JobPayload = {
-      v: 1,
-      job_id: jobId,
-      tenant_id: "t",
-      tier: "paid",
-      model: "m",
-      request: { messages: [{ role: "user", content: "hi" }], max_tokens: 8 },
-      priority: "normal",
-      start_deadline: Date.now() + 3_600_000,
-      trace_id: "trace",
-    };
     await redis.hset(keys.job(jobId), { id: jobId, status: "queued", tenant: "t", queue: name });
-    await parkAndList(queue, fair, jobId, payload);
+    await parkAndList(queue, fair, jobId, chatPayload(jobId));
   };
 
   /** The dispatcher's steps for a pick that marked its job running. */

@@ -1,5 +1,21 @@
 import type { Queue } from "bullmq";
+import type { JobPayload } from "@switchyard/core";
 import type { FairQueue } from "@switchyard/queue";
+
+/** For tests: a small chat job of tenant "t" in the paid tier, for model "m". */
+export function chatPayload(jobId: string): JobPayload {
+  return {
+    v: 1,
+    job_id: jobId,
+    tenant_id: "t",
+    tier: "paid",
+    model: "m",
+    request: { messages: [{ role: "user", content: "hi" }], max_tokens: 8 },
+    priority: "normal",
+    start_deadline: Date.now() + 3_600_000,
+    trace_id: "trace",
+  };
+}
 
 /**
  * For tests: parks a BullMQ job in `queue`'s delayed set for `delayMs` (as a submission parks it

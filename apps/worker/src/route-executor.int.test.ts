@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { Redis } from "ioredis";
-import { parseConfig, resolveRoute, type Attempt, type JobPayload } from "@switchyard/core";
+import { parseConfig, resolveRoute, type Attempt } from "@switchyard/core";
 import { CircuitBreakers, KeyPool, type ReserveRequest, type ReserveResult } from "@switchyard/limiter";
 import { createLogger, createRegistry } from "@switchyard/observability";
 import { AnswerCache, FairQueue, Keys } from "@switchyard/queue";
@@ -9,6 +9,7 @@ import { MockProvider } from "../../mock-provider/src/server";
 import { Bulkheads } from "./bulkhead";
 import { KeyedCaller } from "./keyed-call";
 import { WorkerMetrics } from "./metrics";
+import { chatPayload } from "./parked-job.test-util";
 import { breakerSettings, Runtimes } from "./runtime";
 
 /** The real key pool, with each reservation held back a while, its start and end noted. */
@@ -77,17 +78,7 @@ tenants:
 
   it("leaves the reservation out of a succeeded attempt, and of a failed one before it", async () => {
     const rt = runtimes.acquire();
-    const p: JobPayload = {
-      v: 1,
-      job_id: "job_timing",
-      tenant_id: "t",
-      tier: "paid",
-      model: "m",
-      request: { messages: [{ role: "user", content: "hi" }], max_tokens: 8 },
-      priority: "normal",
-      start_deadline: Date.now() + 60_000,
-      trace_id: "trace",
-    };
+    const p = chatPayload("job_timing");
     // The first call is answered 429: the pool moves the job to the other key, in the same run.
     const fault = await fetch(`${base}/_control/faults`, {
       method: "POST",
