@@ -218,7 +218,7 @@ export class KeyedCaller {
       });
       // Once a piece of the answer went out, no other key may answer again.
       if (settle.kind === "error" || relay?.committed())
-        return { kind: "error", error: err, call: { startedAt, durationMs, error: err } };
+        return { kind: "error", error: err, call: { startedAt, durationMs } };
       onAttempt({ startedAt, durationMs, error: err });
       if (settle.kind === "disabled")
         log.warn(
