@@ -49,16 +49,20 @@ export interface StreamRelay {
  * The upstream call of an attempt: when it was sent (ms since the epoch) and how long it took,
  * the key pool's reservation before it not included.
  */
-export interface KeyAttempt {
+export interface CallTiming {
   startedAt: number;
   durationMs: number;
+}
+
+/** A failed call that the pool moved past (to another key), as onAttempt hears of it. */
+export interface KeyAttempt extends CallTiming {
   error?: ProviderError;
 }
 
 export type KeyedOutcome =
-  | { kind: "ok"; result: ChatResult; call: KeyAttempt }
+  | { kind: "ok"; result: ChatResult; call: CallTiming }
   /** A failure the route decides on (retry, fall back, fail). */
-  | { kind: "error"; error: ProviderError; call: KeyAttempt }
+  | { kind: "error"; error: ProviderError; call: CallTiming }
   /** No key has room now: come back after delayMs; no attempt spent. */
   | { kind: "wait"; delayMs: number; reason: string }
   /** The link cannot serve this job now: every key is out of the pool, or the call is too big for any key. */
