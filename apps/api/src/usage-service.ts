@@ -93,29 +93,36 @@ export class UsageService {
     let reservedNano = 0;
     days.forEach((t, i) => {
       const h = hashes[i] ?? {};
-      const row: UsageRow = {
-        requests: h.r ?? 0,
-        input_tokens: h.i ?? 0,
-        output_tokens: h.o ?? 0,
-        cached_input_tokens: h.ci ?? 0,
-        cost_usd: nanoToUsd(h.uc ?? 0),
-      };
-      // What admission reserved for jobs that have not ended yet.
-      reservedTokens += Math.max(0, (h.t ?? 0) - row.input_tokens - row.output_tokens);
-      reservedNano += Math.max(0, (h.c ?? 0) - (h.uc ?? 0));
-      add(total, row);
-      if (groupBy === "day") data.push({ date: new Date(t).toISOString().slice(0, 10), ...row });
+      // The real usage is kept per model (transition.lua); the day's is their sum. Its requests
+      // are every job admitted that day (create-job.lua), ended or not, served or not.
+      const row: UsageRow = { ...empty(), requests: h.r ?? 0 };
+      let usedNano = 0;
       for (const [field, n] of Object.entries(h)) {
         const m = /^m\|(.*)\|(r|i|o|ci|c)$/.exec(field);
         if (!m?.[1] || !m[2]) continue;
         const r = byModel.get(m[1]) ?? empty();
         byModel.set(m[1], r);
         if (m[2] === "r") r.requests += n;
-        else if (m[2] === "i") r.input_tokens += n;
-        else if (m[2] === "o") r.output_tokens += n;
-        else if (m[2] === "ci") r.cached_input_tokens += n;
-        else r.cost_usd = nanoToUsd(r.cost_usd * 1e9 + n);
+        else if (m[2] === "i") {
+          r.input_tokens += n;
+          row.input_tokens += n;
+        } else if (m[2] === "o") {
+          r.output_tokens += n;
+          row.output_tokens += n;
+        } else if (m[2] === "ci") {
+          r.cached_input_tokens += n;
+          row.cached_input_tokens += n;
+        } else {
+          r.cost_usd = nanoToUsd(r.cost_usd * 1e9 + n);
+          usedNano += n;
+        }
       }
+      row.cost_usd = nanoToUsd(usedNano);
+      // What admission reserved for jobs that have not ended yet.
+      reservedTokens += Math.max(0, (h.t ?? 0) - row.input_tokens - row.output_tokens);
+      reservedNano += Math.max(0, (h.c ?? 0) - usedNano);
+      add(total, row);
+      if (groupBy === "day") data.push({ date: new Date(t).toISOString().slice(0, 10), ...row });
     });
     if (groupBy === "model")
       for (const [model, r] of [...byModel.entries()].sort(([a], [b]) => a.localeCompare(b)))

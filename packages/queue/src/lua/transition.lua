@@ -20,7 +20,7 @@
   A batch line's final status counts in its batch (record field batch: the batch hash).
   The move to a final status settles the usage reserved at admission (create-job.lua) with the
   real usage, once: the day's and month's counters named in the record (q_d, q_m) get the
-  difference, and the day's per-model counters the real usage.
+  difference, and the day's per-model counters ("m|<provider/model>|r|i|o|ci|c") the real usage.
   The move to a final status and its webhook event are written together: an event is never
   lost between the two, whichever process (API or worker) ends the job.
 ]]
@@ -78,16 +78,11 @@ if final and current[6] then
     redis.call("HINCRBY", k, "c", dc)
     if k == current[6] then
       redis.call("HINCRBY", k, "t", string.format("%d", input + output - (tonumber(current[8]) or 0)))
-      if input + output > 0 or nano > 0 then
-        redis.call("HINCRBY", k, "i", a)
-        redis.call("HINCRBY", k, "o", b)
-        if cached > 0 then
-          redis.call("HINCRBY", k, "ci", c)
-        end
-        redis.call("HINCRBY", k, "uc", d)
-      end
     end
   end
+  -- The real usage is kept per model only: the day's totals are their sums (usage-service.ts),
+  -- so each job's usage costs four or five HINCRBYs, not eight or nine. A job that spent
+  -- something always names its model (job-store.ts, Spent).
   if label and label ~= "" and keys[1] == current[6] then
     local k = current[6]
     redis.call("HINCRBY", k, "m|" .. label .. "|r", "1")
