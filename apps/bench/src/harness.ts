@@ -49,6 +49,8 @@ export async function startBenchStack(opts: {
   nodeArgs?: string[];
   /** Where the API and the workers are built (another checkout's root); this one by default. */
   appsRoot?: string;
+  /** Environment variables for the API and the workers, on top of the stack's own. */
+  env?: Record<string, string>;
 }): Promise<BenchStack> {
   const dir = mkdtempSync(join(tmpdir(), "switchyard-bench-"));
   const procs: AppProcess[] = [];
@@ -82,7 +84,7 @@ export async function startBenchStack(opts: {
     ];
     // BENCH_LOG_LEVEL (default info, as shipped): the API writes one access-log line per request.
     const level = process.env.BENCH_LOG_LEVEL ?? "info";
-    const common = { REDIS_URL: opts.redisUrl, SWITCHYARD_CONFIG: configPath, LOG_LEVEL: level };
+    const common = { ...opts.env, REDIS_URL: opts.redisUrl, SWITCHYARD_CONFIG: configPath, LOG_LEVEL: level };
     const mock = startApp(
       "mock-provider",
       {

@@ -13,13 +13,15 @@ import { protectionScenario } from "./protection";
 import { redisCostScenario } from "./redis-cost";
 import { figureValue, machineFacts, writeResults, type ScenarioResult } from "./results";
 import { soakScenario } from "./soak";
+import { webhooksScenario } from "./webhooks";
 
 /**
  * `pnpm bench [--quick] [--scenario name] [--duration seconds] [--rate n] [--no-sweep] [--soak-rate n]
  * [--against rev] [--rounds n]`: runs the benchmark scenarios on this machine, starting everything
  * they need, and writes bench/results/<time>-<name>.json/.md. Raw BullMQ (baseline) runs first in
  * every run, on the same Redis, so each figure has a ratio. `before-after` (not part of "all": it
- * exports and builds another commit) compares this checkout with `--against`.
+ * exports and builds another commit) compares this checkout with `--against`; so does `webhooks`
+ * when run alone with `--against` (in "all" it measures this checkout only).
  */
 const SCENARIOS = [
   "baseline",
@@ -31,6 +33,7 @@ const SCENARIOS = [
   "cache",
   "protection",
   "dropin",
+  "webhooks",
   "redis-cost",
   "soak",
   "before-after",
@@ -83,7 +86,8 @@ async function main(): Promise<void> {
   let before: BeforeTree | undefined;
   try {
     // Exported and built first: a failure there (an unknown commit, no pnpm) ends the run at once.
-    if (run("before-after")) before = prepareBefore(rev, log);
+    if (run("before-after") || (wanted === "webhooks" && arg("against") !== undefined))
+      before = prepareBefore(rev, log);
     const base = await baselineScenario({ redisUrl: redis.url, durationS: quick ? 5 : 10, log });
     results.push(base.result);
     await flush();
@@ -195,6 +199,22 @@ async function main(): Promise<void> {
       );
       await flush();
     }
+    if (run("webhooks")) {
+      log("\n== webhooks");
+      results.push(
+        await webhooksScenario({
+          redisUrl: redis.url,
+          durationS: seconds(10, 20),
+          // --rate is the overhead scenario's in "all"; run alone, this one takes it.
+          ratePerSec: Number((wanted === "webhooks" ? arg("rate") : undefined) ?? 200),
+          rounds: wanted === "webhooks" ? rounds : 1,
+          ...(wanted === "webhooks" && before ? { before, rev } : {}),
+          log,
+          flush,
+        }),
+      );
+      await flush();
+    }
     if (run("redis-cost")) {
       log("\n== redis-cost");
       // Its own redis-server, under callgrind (slow): a small load.
@@ -211,7 +231,7 @@ async function main(): Promise<void> {
         }),
       );
     }
-    if (before) {
+    if (before && run("before-after")) {
       log("\n== before-after");
       results.push(
         await beforeAfterScenario({
