@@ -364,6 +364,8 @@ export class Dispatcher {
       .processJob(job, token, () => false)
       .then(() => undefined)
       .catch((err: Error) => this.log.error({ err, jobId: job.id }, "processing a job failed unexpectedly"))
+      .then(() => this.runner.afterProcessing(job.id))
+      .catch((err: Error) => this.log.error({ err, jobId: job.id }, "a job's final write failed"))
       .finally(() => {
         this.gate.release();
         this.inFlight.delete(p);

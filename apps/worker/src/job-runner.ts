@@ -14,6 +14,7 @@ import { lazyChild, trace, type Logger } from "@switchyard/observability";
 import {
   fairEntryOf,
   type FairQueue,
+  type FinishFold,
   type JobStore,
   type JobStreams,
   type Spent,
@@ -76,7 +77,17 @@ export class JobRunner {
     private readonly log: Logger,
     private readonly fair: FairQueue,
     private readonly streams: JobStreams,
+    /** With it, a succeeded job's final write goes with BullMQ's completion, in one call. */
+    private readonly fold?: FinishFold,
   ) {}
+
+  /**
+   * A job's processing (the run and BullMQ's completion or failure) has ended: a final write
+   * still waiting for a completion that never came runs now (FinishFold.settle).
+   */
+  async afterProcessing(bullJobId: string | undefined): Promise<void> {
+    if (bullJobId !== undefined) await this.fold?.settle(bullJobId);
+  }
 
   /**
    * The pick that started `job` marked its record running already (its first start, within its
@@ -206,13 +217,20 @@ export class JobRunner {
       const d = await rt.cacheStep.before(p, plan, route, job.queueName, job.timestamp, log);
       switch (d.kind) {
         case "hit":
-          await this.finish(rt, p, "succeeded", {
-            attempts: attemptCount(history),
-            attempt_log: history,
-            result: d.result,
-            usage: { input_tokens: 0, output_tokens: 0 },
-            error: null,
-          });
+          await this.finish(
+            rt,
+            p,
+            "succeeded",
+            {
+              attempts: attemptCount(history),
+              attempt_log: history,
+              result: d.result,
+              usage: { input_tokens: 0, output_tokens: 0 },
+              error: null,
+            },
+            undefined,
+            job.id,
+          );
           this.metrics.jobs.inc({ queue: job.queueName, outcome: "succeeded" });
           if (d.saved?.cost_usd) this.metrics.cacheCostSaved.inc({ route: d.route }, d.saved.cost_usd);
           return { status: "succeeded", provider: d.result.provider, model: d.result.model };
@@ -274,6 +292,7 @@ export class JobRunner {
           "succeeded",
           { attempts, attempt_log: history, result, usage, error: null },
           { usage, label: `${view.provider}/${view.model}` },
+          job.id,
         );
         this.metrics.jobs.inc({ queue: job.queueName, outcome: "succeeded" });
         this.metrics.spent(p.tenant_id, view.provider, view.model, usage);
@@ -372,7 +391,9 @@ export class JobRunner {
   /**
    * The final write; it settles the job's reserved usage with what it `spent` (nothing when
    * absent). A streamed job's stream gets its last entry first: the end (after the whole text
-   * when nothing was relayed, as for a cache hit), or the error.
+   * when nothing was relayed, as for a cache hit), or the error. With `deferFor` (a succeeded
+   * job's BullMQ id) and a fold, the write waits for BullMQ's completion of that job and goes
+   * in the same script call (FinishFold); afterProcessing runs it if BullMQ never comes.
    */
   private async finish(
     rt: WorkerRuntime,
@@ -380,18 +401,21 @@ export class JobRunner {
     status: "succeeded" | "failed" | "cancelled" | "expired",
     fields: TransitionFields,
     spent?: Spent,
-  ) {
+    deferFor?: string,
+  ): Promise<void> {
     if (p.stream)
       await this.endStream(p, status, fields).catch((err: Error) =>
         this.log.warn({ jobId: p.job_id, err: { message: err.message } }, "ending a job's stream failed"),
       );
-    return this.store.transition(
+    const call = this.store.transitionCall(
       p.job_id,
       status,
       { finished_at: Date.now(), ...fields },
       rt.retentionMs,
       spent,
     );
+    if (this.fold && deferFor !== undefined) this.fold.defer(deferFor, call);
+    else await this.store.runTransition(call.keys, call.args);
   }
 
   private async endStream(

@@ -9,6 +9,7 @@ import {
   checkEvictionPolicy,
   createRedis,
   FairQueue,
+  FinishFold,
   JobStore,
   JobStreams,
   Keys,
@@ -66,9 +67,11 @@ async function main(): Promise<void> {
   await checkEvictionPolicy(redis, log);
   // The key prefix never changes while the process runs (a reload keeps it: restart_required).
   const keys = new Keys(config.queue.prefix);
-  // BullMQ's completion and fetch on the workers' connection run as function libraries.
-  useBullmqFunctions(bull, keys.luaLibraries());
   const store = new JobStore(redis, keys);
+  // BullMQ's completion and fetch on the workers' connection run as function libraries, and a
+  // succeeded job's final write goes with its completion, in one call.
+  const fold = new FinishFold(store);
+  useBullmqFunctions(bull, keys.luaLibraries(), undefined, fold);
   const registry = createRegistry("worker");
   const metrics = new WorkerMetrics(registry);
   metrics.seed(config);
@@ -99,7 +102,7 @@ async function main(): Promise<void> {
       ).catch((err: Error) => log.warn({ err }, "could not free the jobs waiting at the old limits")),
   });
   const streams = new JobStreams(redis, keys, retentionMs(config));
-  const runner = new JobRunner(runtimes, store, metrics, log, fair, streams);
+  const runner = new JobRunner(runtimes, store, metrics, log, fair, streams, fold);
   const dispatcher = new Dispatcher(
     config,
     bull,

@@ -2,8 +2,12 @@ import type { Redis } from "ioredis";
 import { moveToActive } from "bullmq/dist/cjs/scripts/moveToActive-11.js";
 import { moveToFinished } from "bullmq/dist/cjs/scripts/moveToFinished-14.js";
 import { version as bullmqVersion } from "bullmq/dist/cjs/version.js";
+import { z } from "zod";
+import { transitionOutcome, type JobStore, type TransitionCall } from "./job-store";
 import { LuaLibrary, type LuaMode, type LuaProgram } from "./lua-library";
 import beginLua from "./lua/begin.lua";
+import finishLua from "./lua/finish.lua";
+import transitionLua from "./lua/transition.lua";
 
 /**
  * BullMQ's per-job scripts as Redis function libraries. BullMQ 6.7.0 runs its Lua as EVAL
@@ -75,21 +79,110 @@ const asArg = (v: unknown): ScriptArg => {
 };
 
 /**
- * Makes BullMQ's moveToFinished and moveToActive run as function libraries on `connection`
- * (before any BullMQ object uses it). Returns the libraries (their mode, for tests).
+ * A succeeded job's final transition and BullMQ's completion of its job as one program
+ * (lua/finish.lua): moveToFinished's helpers and begin.lua shared, transition.lua and
+ * moveToFinished's main code each made a function of it, finish.lua the one op.
  */
-export function useBullmqFunctions(connection: Redis, registry: string, mode?: LuaMode): LuaLibrary[] {
-  return SCRIPTS.map((script) => {
+export function finishProgram(): LuaProgram {
+  const bull = bullmqProgram(moveToFinished);
+  return {
+    family: "sy_finish",
+    shared: [
+      bull.shared,
+      `local function transition(KEYS, ARGV)\n${transitionLua}\nend`,
+      `local function completeBullJob()\n${bull.bodies[0] ?? ""}\nend`,
+    ].join("\n"),
+    bodies: [finishLua],
+  };
+}
+
+const finishReplySchema = z.tuple([z.unknown()]).rest(z.unknown());
+
+/**
+ * Folds a succeeded job's final transition into BullMQ's completion of its job: one script call
+ * per job instead of two. The runner defers the transition here (defer) instead of running it;
+ * BullMQ's moveToCompleted, run on a connection given this fold (useBullmqFunctions), finds it
+ * by the BullMQ job's id and runs both in one call (finishProgram). The transition still goes
+ * first, in the same atomic step, so nothing else changes: a record already final stays so, its
+ * usage is settled once, its webhook event is written with it.
+ *
+ * A transition BullMQ never came for (its worker was closing, or a completion kept failing
+ * until the worker stopped) is still pending when the job's processing ends: settle runs it on
+ * its own then, as the runner did before. A completion call that failed without an answer
+ * (a connection error: BullMQ tries again) keeps it pending, so the next try carries it too.
+ */
+export class FinishFold {
+  private readonly pending = new Map<string, TransitionCall>();
+
+  constructor(private readonly store: Pick<JobStore, "runTransition">) {}
+
+  /** Holds `call` until BullMQ completes the BullMQ job `bullJobId` (or settle runs it). */
+  defer(bullJobId: string, call: TransitionCall): void {
+    this.pending.set(bullJobId, call);
+  }
+
+  /** The transition deferred for `bullJobId`, if any (left pending until done() says it ran). */
+  deferred(bullJobId: string): TransitionCall | undefined {
+    return this.pending.get(bullJobId);
+  }
+
+  done(bullJobId: string): void {
+    this.pending.delete(bullJobId);
+  }
+
+  /** How many transitions wait for their BullMQ completion (tests, shutdown logs). */
+  get size(): number {
+    return this.pending.size;
+  }
+
+  /** Runs a transition still deferred for `bullJobId` on its own (the job's processing ended). */
+  async settle(bullJobId: string): Promise<void> {
+    const call = this.pending.get(bullJobId);
+    if (!call) return;
+    this.pending.delete(bullJobId);
+    await this.store.runTransition(call.keys, call.args);
+  }
+}
+
+/**
+ * Makes BullMQ's moveToFinished and moveToActive run as function libraries on `connection`
+ * (before any BullMQ object uses it). With `fold`, a completion whose job has a deferred final
+ * transition runs both in one call (FinishFold). Returns the libraries (their mode, for tests).
+ */
+export function useBullmqFunctions(
+  connection: Redis,
+  registry: string,
+  mode?: LuaMode,
+  fold?: FinishFold,
+): LuaLibrary[] {
+  const finish = fold ? new LuaLibrary(connection, finishProgram(), registry, mode) : undefined;
+  const libs = SCRIPTS.map((script) => {
     const lib = new LuaLibrary(connection, bullmqProgram(script), registry, mode);
     const command = `${script.name}:${bullmqVersion}`;
+    const folding = script === moveToFinished ? fold : undefined;
     Object.defineProperty(connection, command, {
       configurable: true,
       writable: true,
       value: (args: unknown) => {
         const all = (Array.isArray(args) ? args : [args]).map(asArg);
-        return lib.call(all.slice(0, script.keys).map(String), all.slice(script.keys));
+        const keys = all.slice(0, script.keys).map(String);
+        const rest = all.slice(script.keys);
+        // moveToFinished's ARGV[1] is the job's id, ARGV[5] the target ("completed" | "failed").
+        const jobId = String(rest[0] ?? "");
+        const deferred = rest[4] === "completed" ? folding?.deferred(jobId) : undefined;
+        if (!folding || !deferred || !finish) return lib.call(keys, rest);
+        return finish
+          .call([...deferred.keys, ...keys], [deferred.args.length, ...deferred.args, ...rest])
+          .then((reply) => {
+            // Redis ran both: the transition is no longer pending, whatever BullMQ's answer says.
+            folding.done(jobId);
+            const [moved, completed] = finishReplySchema.parse(reply);
+            transitionOutcome(moved);
+            return completed;
+          });
       },
     });
     return lib;
   });
+  return finish ? [...libs, finish] : libs;
 }

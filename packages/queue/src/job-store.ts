@@ -234,6 +234,12 @@ export function transitionOutcome(reply: unknown): TransitionOutcome {
   };
 }
 
+/** A transition.lua call: its three keys (record, outbox, tenants with endpoints) and its arguments. */
+export interface TransitionCall {
+  keys: string[];
+  args: (string | number)[];
+}
+
 /** Terminal events waiting for fan-out; a safety cap, far above any healthy backlog. */
 const OUTBOX_CAP = 1_000_000;
 
@@ -475,6 +481,30 @@ export class JobStore {
     ttlMs = 0,
     spent?: Spent,
   ): Promise<TransitionOutcome> {
+    const { keys, args } = this.transitionCall(jobId, status, fields, ttlMs, spent);
+    return this.runTransition(keys, args);
+  }
+
+  /** Runs a transition.lua call built by transitionCall. */
+  async runTransition(
+    keys: readonly string[],
+    args: readonly (string | number)[],
+  ): Promise<TransitionOutcome> {
+    const [record = "", outbox = "", tenants = ""] = keys;
+    return transitionOutcome(await this.redis.syTransition(record, outbox, tenants, ...args));
+  }
+
+  /**
+   * transition.lua's keys and arguments for a move of `jobId` to `status` (see transition()),
+   * for a caller that runs it inside another script call (bullmq-functions.ts, FinishFold).
+   */
+  transitionCall(
+    jobId: string,
+    status: JobStatus,
+    fields: TransitionFields,
+    ttlMs = 0,
+    spent?: Spent,
+  ): TransitionCall {
     const u = spent?.usage;
     const settle = u
       ? `${u.input_tokens}|${u.output_tokens}|${u.cached_input_tokens ?? 0}|${Math.round((u.cost_usd ?? 0) * 1e9)}|${spent.label}`
@@ -484,14 +514,7 @@ export class JobStore {
       if (v === undefined) continue;
       args.push(k, v === null ? "" : typeof v === "object" ? JSON.stringify(v) : String(v));
     }
-    return transitionOutcome(
-      await this.redis.syTransition(
-        this.keys.job(jobId),
-        this.keys.webhookOutbox,
-        this.keys.tenantsWithEndpoints,
-        ...args,
-      ),
-    );
+    return { keys: [this.keys.job(jobId), this.keys.webhookOutbox, this.keys.tenantsWithEndpoints], args };
   }
 
   async requestCancel(
