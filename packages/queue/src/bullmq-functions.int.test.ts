@@ -1,8 +1,9 @@
 import { Queue, QueueEvents, Worker } from "bullmq";
 import { moveToFinished } from "bullmq/dist/cjs/scripts/moveToFinished-14.js";
 import { Redis } from "ioredis";
-import { eventually, testRedisUrl, uniquePrefix } from "@switchyard/testing";
+import { testRedisUrl, uniquePrefix } from "@switchyard/testing";
 import { bullmqProgram, useBullmqFunctions } from "./bullmq-functions";
+import { bullSnapshot, runToCompletion } from "./bullmq-run.test-util";
 import { Keys } from "./keys";
 import type { LuaMode } from "./lua-library";
 
@@ -58,13 +59,7 @@ describe("BullMQ's per-job scripts as function libraries", () => {
     try {
       // All added before the worker runs: the events stream's order is then the same every run.
       for (const id of ids) await queue.add("chat", { id }, { jobId: id });
-      void worker.run();
-      await eventually(
-        () => queue.getJobCounts("completed", "active", "wait"),
-        (c) => c.completed === ids.length && c.active === 0 && c.wait === 0,
-        10_000,
-        "all jobs completed",
-      );
+      await runToCompletion(worker, queue, ids.length);
     } finally {
       await worker.close();
       await events.close();
@@ -72,33 +67,6 @@ describe("BullMQ's per-job scripts as function libraries", () => {
       connection.disconnect();
     }
     return { prefix, ids, calls: calls.map((c) => c.mock.calls.length), modes: libs.map((l) => l.mode) };
-  };
-
-  const snapshot = async (prefix: string, ids: string[]) => {
-    const q = `${prefix}:q:`;
-    const jobs: Record<string, Record<string, string>> = {};
-    for (const id of ids) {
-      const h = await plain.hgetall(q + id);
-      // Times are the run's own; everything else must be the same.
-      for (const f of ["timestamp", "processedOn", "finishedOn"]) if (h[f]) h[f] = "t";
-      jobs[id] = h;
-    }
-    const events = (await plain.xrange(`${q}events`, "-", "+")).map(([, f]) =>
-      f.filter((_, i) => i % 2 === 0 || f[i - 1] !== "timestamp"),
-    );
-    return {
-      jobs,
-      // By finishedOn: jobs finished in the same millisecond tie, so the order is the run's own.
-      completed: (await plain.zrange(`${q}completed`, 0, -1)).sort(),
-      // Not the marker: whether a wake-up is left in it depends on when the worker's blocking
-      // wait last ran before it closed.
-      keys: (await plain.keys(`${q}*`))
-        .map((k) => k.slice(q.length))
-        .filter((k) => k !== "marker")
-        .sort(),
-      events,
-      meta: await plain.hgetall(`${q}meta`),
-    };
   };
 
   it.each(["function", "script"] as const)(
@@ -112,8 +80,8 @@ describe("BullMQ's per-job scripts as function libraries", () => {
       // completion, which fetches the next job).
       expect(ours.calls[0]).toBeGreaterThanOrEqual(ours.ids.length);
       expect(ours.calls[1]).toBeGreaterThanOrEqual(1);
-      const a = await snapshot(ours.prefix, ours.ids);
-      const b = await snapshot(theirs.prefix, theirs.ids);
+      const a = await bullSnapshot(plain, ours.prefix, ours.ids);
+      const b = await bullSnapshot(plain, theirs.prefix, theirs.ids);
       expect(a.jobs).toEqual(b.jobs);
       expect(a.completed).toEqual(b.completed);
       expect(a.keys).toEqual(b.keys);

@@ -1,8 +1,9 @@
 import { Queue, Worker } from "bullmq";
 import { version as bullmqVersion } from "bullmq/dist/cjs/version.js";
 import { Redis } from "ioredis";
-import { eventually, testRedisUrl, uniquePrefix } from "@switchyard/testing";
+import { testRedisUrl, uniquePrefix } from "@switchyard/testing";
 import { FinishFold, useBullmqFunctions } from "./bullmq-functions";
+import { bullSnapshot, runToCompletion } from "./bullmq-run.test-util";
 import { admitAlways, dayPeriod, JobStore, type TransitionFields } from "./job-store";
 import { Keys } from "./keys";
 import type { LuaMode } from "./lua-library";
@@ -83,13 +84,7 @@ describe("the final transition folded into BullMQ's completion", () => {
         expect(out.kind).toBe("created");
         await queue.add("chat", { id }, { jobId: id, removeOnComplete: { count: 100 } });
       }
-      void worker.run();
-      await eventually(
-        () => queue.getJobCounts("completed", "active", "wait"),
-        (c) => c.completed === ids.length && c.active === 0 && c.wait === 0,
-        10_000,
-        "all jobs completed",
-      );
+      await runToCompletion(worker, queue, ids.length);
     } finally {
       await worker.close();
       await queue.close();
@@ -105,34 +100,21 @@ describe("the final transition folded into BullMQ's completion", () => {
     };
   };
 
+  /** The BullMQ side (bullSnapshot), the job records and the tenant's usage of the day. */
   const snapshot = async (prefix: string, ids: string[]) => {
-    const q = `${prefix}:q:`;
     const keys = new Keys(prefix);
-    const jobs: Record<string, Record<string, string>> = {};
     const records: Record<string, Record<string, string>> = {};
     for (const id of ids) {
-      const h = await plain.hgetall(q + id);
-      for (const f of ["timestamp", "processedOn", "finishedOn"]) if (h[f]) h[f] = "t";
-      jobs[id] = h;
       // The usage keys a record names carry the run's own prefix.
       records[id] = Object.fromEntries(
         Object.entries(await plain.hgetall(keys.job(id))).map(([k, v]) => [k, v.replace(prefix, "P")]),
       );
       expect(await plain.pttl(keys.job(id))).toBeGreaterThan(59_000);
     }
-    const events = (await plain.xrange(`${q}events`, "-", "+")).map(([, f]) =>
-      f.filter((_, i) => i % 2 === 0 || f[i - 1] !== "timestamp"),
-    );
     return {
-      jobs,
+      ...(await bullSnapshot(plain, prefix, ids)),
       records,
       usage: await plain.hgetall(keys.usage("acme", dayPeriod(T0))),
-      completed: (await plain.zrange(`${q}completed`, 0, -1)).sort(),
-      keys: (await plain.keys(`${q}*`))
-        .map((k) => k.slice(q.length))
-        .filter((k) => k !== "marker")
-        .sort(),
-      events: events.map((e) => e[1]),
     };
   };
 
@@ -157,7 +139,8 @@ describe("the final transition folded into BullMQ's completion", () => {
       expect(a.jobs).toEqual(b.jobs);
       expect(a.completed).toEqual(b.completed);
       expect(a.keys).toEqual(b.keys);
-      expect(a.events).toEqual(b.events);
+      expect(a.events.map((e) => e[1])).toEqual(b.events.map((e) => e[1]));
+      expect(a.meta).toEqual(b.meta);
     },
   );
 
