@@ -206,14 +206,15 @@ export async function rawWebhooks(opts: {
     async (job) => {
       const id = `msg_${job.id ?? ""}`;
       const body = JSON.stringify({ type: "job.succeeded", data: { id: job.id, ...job.data } });
+      const now = new Date();
       const res = await pool.request({
         path: "/hooks",
         method: "POST",
         headers: {
           "content-type": "application/json",
           "webhook-id": id,
-          "webhook-timestamp": String(Math.floor(Date.now() / 1000)),
-          "webhook-signature": hook.sign(id, new Date(), body),
+          "webhook-timestamp": String(Math.floor(now.getTime() / 1000)),
+          "webhook-signature": hook.sign(id, now, body),
         },
         body,
       });

@@ -130,7 +130,7 @@ export class FinishFold {
     this.pending.delete(bullJobId);
   }
 
-  /** How many transitions wait for their BullMQ completion (tests, shutdown logs). */
+  /** How many transitions wait for their BullMQ completion. */
   get size(): number {
     return this.pending.size;
   }
