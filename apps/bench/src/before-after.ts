@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { APP_NODE_OPTIONS, REPO_ROOT } from "@switchyard/testing";
 import { describeRaw, rawAround, rawNextTo, type RawAround } from "./baseline";
 import { cpuAll, e2eRun, workersText, type E2eRun } from "./e2e";
-import { ratio, type ThroughputOpts } from "./harness";
+import { meanOf as mean, ratio, type ThroughputOpts } from "./harness";
 import type { Figure, ScenarioResult } from "./results";
 
 /**
@@ -85,11 +85,6 @@ export function roundOrder(round: number, deployments: number[]): { side: Side; 
   const sides: Side[] = round % 2 === 0 ? ["before", "after"] : ["after", "before"];
   return deployments.flatMap((workers) => sides.map((side) => ({ side, workers })));
 }
-
-const mean = (xs: (number | null)[]): number | null => {
-  const v = xs.filter((x): x is number => x !== null);
-  return v.length === 0 ? null : v.reduce((a, b) => a + b, 0) / v.length;
-};
 
 /**
  * The comparison's figures: per deployment and side, the means over the rounds (jobs/s, its ratio

@@ -252,6 +252,12 @@ export function slope(points: { x: number; y: number }[]): number | null {
 export const ratio = (a: number | null, b: number | null): number | null =>
   a === null || b === null || b === 0 ? null : a / b;
 
+/** The mean of the values measured (nulls left out); null when there are none. */
+export const meanOf = (xs: (number | null)[]): number | null => {
+  const v = xs.filter((x): x is number => x !== null);
+  return v.length === 0 ? null : v.reduce((a, b) => a + b, 0) / v.length;
+};
+
 /** The commands that run a Lua script, each one round trip: EVALSHA/EVAL, and FCALL (a function library's). */
 export const SCRIPT_COMMANDS: ReadonlySet<string> = new Set(["evalsha", "eval", "fcall"]);
 

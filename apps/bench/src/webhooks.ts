@@ -6,8 +6,8 @@ import { Webhook } from "standardwebhooks";
 import { Pool } from "undici";
 import { z } from "zod";
 import { PAID_KEY } from "@switchyard/testing";
-import type { BeforeTree, Side } from "./before-after";
-import { percentile, startBenchStack, waitSucceeded } from "./harness";
+import { roundOrder, type BeforeTree, type Side } from "./before-after";
+import { meanOf as mean, percentile, ratio, startBenchStack, waitSucceeded } from "./harness";
 import { submitRequest } from "./ingest";
 import { openLoop, paced } from "./load";
 import type { Figure, ScenarioResult } from "./results";
@@ -248,10 +248,6 @@ export async function rawWebhooks(opts: {
   }
 }
 
-const mean = (xs: (number | null)[]): number | null => {
-  const v = xs.filter((x): x is number => x !== null);
-  return v.length === 0 ? null : v.reduce((a, b) => a + b, 0) / v.length;
-};
 const sum = (xs: number[]): number => xs.reduce((a, b) => a + b, 0);
 
 /**
@@ -275,7 +271,8 @@ export async function webhooksScenario(opts: {
     raw: { p50: number | null; p99: number | null; jobs: number };
   }[] = [];
   for (let round = 0; round < opts.rounds; round++) {
-    const order = round % 2 === 0 ? sides : [...sides].reverse();
+    // With a before side, which goes first alternates by round, as in before-after.
+    const order: Side[] = opts.before ? roundOrder(round, [1]).map((r) => r.side) : ["after"];
     for (const side of order) {
       opts.log(`webhooks: round ${round + 1} of ${opts.rounds}, ${side}`);
       const run = await webhookRun({
@@ -317,7 +314,6 @@ export async function webhooksScenario(opts: {
         .join("; "),
     };
   };
-  const over = (a: number | null, b: number | null) => (a === null || b === null || b <= 0 ? null : a / b);
   for (const side of sides) {
     const s = summary(side);
     const tag = opts.before ? `, ${side}` : "";
@@ -339,7 +335,7 @@ export async function webhooksScenario(opts: {
       },
       {
         name: `p99 over raw BullMQ's${tag}`,
-        value: over(s.p99, s.rawP99),
+        value: ratio(s.p99, s.rawP99),
         unit: "x",
       },
       {
@@ -360,11 +356,11 @@ export async function webhooksScenario(opts: {
     figures.push(
       {
         name: "delivery p50, after over before",
-        value: over(a.p50, b.p50),
+        value: ratio(a.p50, b.p50),
         unit: "x",
         note: "below 1: faster now",
       },
-      { name: "delivery p99, after over before", value: over(a.p99, b.p99), unit: "x" },
+      { name: "delivery p99, after over before", value: ratio(a.p99, b.p99), unit: "x" },
     );
   }
   return {
