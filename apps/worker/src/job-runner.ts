@@ -15,6 +15,7 @@ import {
   fairEntryOf,
   type FairQueue,
   type FinishFold,
+  type FoldedStep,
   type JobStore,
   type JobStreams,
   type Spent,
@@ -54,6 +55,11 @@ export interface RunSummary {
   usage?: Usage;
 }
 
+/** A key's settlement the run still owes (see runOn): whoever makes or hands it on takes it. */
+interface Owed {
+  step: FoldedStep | undefined;
+}
+
 /** Upstream attempts in the history: skipped links are not attempts. */
 const attemptCount = (log: Attempt[]): number => log.filter((a) => a.outcome !== "skipped").length;
 
@@ -83,10 +89,10 @@ export class JobRunner {
 
   /**
    * A job's processing (the run and BullMQ's completion or failure) has ended: a final write
-   * still waiting for a completion that never came runs now (FinishFold.settle).
+   * still waiting for a completion that never came runs now (FinishFold.runPending).
    */
   async afterProcessing(bullJobId: string | undefined): Promise<void> {
-    if (bullJobId !== undefined) await this.fold?.settle(bullJobId);
+    if (bullJobId !== undefined) await this.fold?.runPending(bullJobId);
   }
 
   /**
@@ -261,12 +267,17 @@ export class JobRunner {
         log,
       );
     const relay = this.relayFor(p, log);
-    const outcome = priced(
-      await rt.executor.execute(p, route, history, signal, log, returning, relay),
-      rt.prices,
-    );
-    if (plan) await rt.cacheStep.after(p, plan, route, lead, outcome, log, vector);
-    return this.conclude(rt, p, job, token, signal, route.name, outcome, history, log);
+    const routed = await rt.executor.execute(p, route, history, signal, log, returning, relay);
+    // The key's settlement of a call that answered is owed until the final write takes it (or,
+    // should anything before that throw, made on its own below).
+    const owed: Owed = { step: routed.kind === "succeeded" ? routed.settle : undefined };
+    try {
+      const outcome = priced(routed, rt.prices);
+      if (plan) await rt.cacheStep.after(p, plan, route, lead, outcome, log, vector);
+      return await this.conclude(rt, p, job, token, signal, route.name, outcome, history, log, owed);
+    } finally {
+      if (owed.step) void owed.step.run();
+    }
   }
 
   private async conclude(
@@ -279,6 +290,7 @@ export class JobRunner {
     outcome: RouteOutcome,
     history: Attempt[],
     log: Logger,
+    owed: Owed,
   ): Promise<RunSummary> {
     const attempts = attemptCount(history);
     switch (outcome.kind) {
@@ -293,6 +305,7 @@ export class JobRunner {
           { attempts, attempt_log: history, result, usage, error: null },
           { usage, label: `${view.provider}/${view.model}` },
           job.id,
+          owed,
         );
         this.metrics.jobs.inc({ queue: job.queueName, outcome: "succeeded" });
         this.metrics.spent(p.tenant_id, view.provider, view.model, usage);
@@ -393,7 +406,8 @@ export class JobRunner {
    * absent). A streamed job's stream gets its last entry first: the end (after the whole text
    * when nothing was relayed, as for a cache hit), or the error. With `deferFor` (a succeeded
    * job's BullMQ id) and a fold, the write waits for BullMQ's completion of that job and goes
-   * in the same script call (FinishFold); afterProcessing runs it if BullMQ never comes.
+   * in the same script call (FinishFold); afterProcessing runs it if BullMQ never comes. The
+   * key's settlement `owed` goes first: in that call, or on its own right before the write.
    */
   private async finish(
     rt: WorkerRuntime,
@@ -402,7 +416,10 @@ export class JobRunner {
     fields: TransitionFields,
     spent?: Spent,
     deferFor?: string,
+    owed?: Owed,
   ): Promise<void> {
+    const step = owed?.step;
+    if (owed) owed.step = undefined;
     if (p.stream)
       await this.endStream(p, status, fields).catch((err: Error) =>
         this.log.warn({ jobId: p.job_id, err: { message: err.message } }, "ending a job's stream failed"),
@@ -414,8 +431,11 @@ export class JobRunner {
       rt.retentionMs,
       spent,
     );
-    if (this.fold && deferFor !== undefined) this.fold.defer(deferFor, call);
-    else await this.store.runTransition(call.keys, call.args);
+    if (this.fold && deferFor !== undefined) this.fold.defer(deferFor, call, step);
+    else {
+      void step?.run(); // not awaited: sent first (the pool and the store share a connection)
+      await this.store.runTransition(call.keys, call.args);
+    }
   }
 
   private async endStream(

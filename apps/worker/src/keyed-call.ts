@@ -36,6 +36,7 @@ import {
   type Tracing,
 } from "@switchyard/observability";
 import { ProviderError, type ChatProvider, type ChatResult } from "@switchyard/providers";
+import type { FoldedStep } from "@switchyard/queue";
 import type { WorkerMetrics } from "./metrics";
 
 /** One upstream call that was made on a key, for the job's attempt list. */
@@ -60,7 +61,11 @@ export interface KeyAttempt extends CallTiming {
 }
 
 export type KeyedOutcome =
-  | { kind: "ok"; result: ChatResult; call: CallTiming }
+  /**
+   * The call answered. `settle` is its key's settlement, not yet made: whoever takes the outcome
+   * runs it (the job's runner folds it into the job's final write: FinishFold).
+   */
+  | { kind: "ok"; result: ChatResult; call: CallTiming; settle: FoldedStep }
   /** A failure the route decides on (retry, fall back, fail). */
   | { kind: "error"; error: ProviderError; call: CallTiming }
   /** No key has room now: come back after delayMs; no attempt spent. */
@@ -197,15 +202,21 @@ export class KeyedCaller {
       const durationMs = Date.now() - startedAt;
       if ("result" in outcome) {
         this.metrics.observeCall(cfg.id, link.model, "ok", start);
-        // Not awaited: nothing here depends on its answer, and the job's final write goes out
-        // behind it on the same connection, so Redis still runs the settlement first.
-        void this.settle(
-          res,
-          { kind: "ok", usage: outcome.result.usage, reported: outcome.result.rateLimit, durationMs },
-          log,
-        );
+        // Nothing here depends on the settlement's answer: it is handed on, to go first in the
+        // job's final write (or on its own, right before it).
+        const settled = this.pool.settleCall(res, {
+          kind: "ok",
+          usage: outcome.result.usage,
+          reported: outcome.result.rateLimit,
+          durationMs,
+        });
+        const settle: FoldedStep = {
+          keys: settled.keys,
+          args: settled.args,
+          run: () => this.settleWith(res, () => this.pool.runSettle(settled), log),
+        };
         this.metrics.keyCalls.inc({ provider: cfg.id, key: res.key.id, outcome: "ok" });
-        return { kind: "ok", result: outcome.result, call: { startedAt, durationMs } };
+        return { kind: "ok", result: outcome.result, call: { startedAt, durationMs }, settle };
       }
       const err = outcome.error;
       this.metrics.observeCall(cfg.id, link.model, err.kind, start);
@@ -289,9 +300,13 @@ export class KeyedCaller {
     return { kind: "error" };
   }
 
-  private async settle(r: Reservation, o: SettleOutcome, log: Logger): Promise<void> {
+  private settle(r: Reservation, o: SettleOutcome, log: Logger): Promise<void> {
+    return this.settleWith(r, () => this.pool.settle(r, o), log);
+  }
+
+  private async settleWith(r: Reservation, settle: () => Promise<unknown>, log: Logger): Promise<void> {
     try {
-      await this.pool.settle(r, o);
+      await settle();
     } catch (err) {
       // The slot expires on its own; the call's result must not be lost over bookkeeping.
       log.error({ err, provider: r.provider.id, key: r.key.id }, "could not settle a key reservation");

@@ -3,7 +3,7 @@ import { hostname } from "node:os";
 import { resolve } from "node:path";
 import { configPathFor, LiveConfig, RELOAD_RESULTS, retentionMs } from "@switchyard/core";
 import { configMetrics, createLogger, createRegistry, startTracing } from "@switchyard/observability";
-import { CircuitBreakers, estimatePromptTokens, KeyPool } from "@switchyard/limiter";
+import { CircuitBreakers, estimatePromptTokens, KeyPool, POOL_PROGRAM } from "@switchyard/limiter";
 import {
   AnswerCache,
   checkEvictionPolicy,
@@ -69,8 +69,12 @@ async function main(): Promise<void> {
   const keys = new Keys(config.queue.prefix);
   const store = new JobStore(redis, keys);
   // BullMQ's completion and fetch on the workers' connection run as function libraries, and a
-  // succeeded job's final write goes with its completion, in one call.
-  const fold = new FinishFold(store);
+  // succeeded job's final write goes with its completion, in one call, its key's settlement first.
+  const fold = new FinishFold(store, {
+    before: POOL_PROGRAM,
+    onStepError: (bullJobId, message) =>
+      log.error({ bullJobId, err: { message } }, "could not settle a key reservation"),
+  });
   useBullmqFunctions(bull, keys.luaLibraries(), undefined, fold);
   const registry = createRegistry("worker");
   const metrics = new WorkerMetrics(registry);

@@ -11,6 +11,7 @@ import {
 import type { BreakerOutcome, CircuitBreakers } from "@switchyard/limiter";
 import type { Logger } from "@switchyard/observability";
 import type { ProviderError, ChatProvider, ChatResult } from "@switchyard/providers";
+import type { FoldedStep } from "@switchyard/queue";
 import type { Bulkheads } from "./bulkhead";
 import { FREE_RATE_LIMITS, type KeyedCaller, type KeyedOutcome, type StreamRelay } from "./keyed-call";
 import type { WorkerMetrics } from "./metrics";
@@ -25,7 +26,8 @@ export interface AttemptError {
 }
 
 export type RouteOutcome =
-  | { kind: "succeeded"; result: ChatResult }
+  /** `settle`: the key's settlement of the call that answered, not yet made (see KeyedOutcome). */
+  | { kind: "succeeded"; result: ChatResult; settle: FoldedStep }
   /** Come back to the same link after delayMs (backoff, retry hint, or a circuit's reopen time). */
   | { kind: "retry"; delayMs: number; error: AttemptError }
   | { kind: "failed"; error: AttemptError }
@@ -143,12 +145,18 @@ export class RouteExecutor {
       const verdict = called
         ? breakerOutcome(outcome.kind === "error" ? outcome.error : undefined)
         : "release";
-      const state = await this.breakers.record(decision.permit, verdict);
+      let state: Awaited<ReturnType<CircuitBreakers["record"]>>;
+      try {
+        state = await this.breakers.record(decision.permit, verdict);
+      } catch (err) {
+        if (outcome.kind === "ok") void outcome.settle.run(); // the answer is lost; its key's slot is not
+        throw err;
+      }
       if (decision.state !== state && state !== "closed")
         log.warn({ provider: link.provider, model: link.model, state }, "circuit breaker changed state");
       if (outcome.kind === "ok") {
         record(history, link, "succeeded", outcome.call.startedAt, outcome.call.durationMs);
-        return { kind: "succeeded", result: outcome.result };
+        return { kind: "succeeded", result: outcome.result, settle: outcome.settle };
       }
       if (outcome.kind === "wait") {
         if (signal?.aborted) return { kind: "aborted" };

@@ -6,7 +6,7 @@ import {
   type ProviderKeyConfig,
   type TenantConfig,
 } from "@switchyard/core";
-import { LuaLibrary, type Keys, type LuaMode } from "@switchyard/queue";
+import { LuaLibrary, type Keys, type LuaMode, type LuaProgram } from "@switchyard/queue";
 import type { Redis } from "ioredis";
 import { Packr } from "msgpackr";
 import poolLua from "./lua/pool.lua";
@@ -14,8 +14,11 @@ import poolAdminLua from "./lua/pool-admin.lua";
 import poolReserveLua from "./lua/pool-reserve.lua";
 import poolSettleLua from "./lua/pool-settle.lua";
 
-/** One Lua program: the window helpers, then each op's file (see pool.lua). */
-const POOL_PROGRAM = {
+/**
+ * One Lua program: the window helpers, then each op's file (see pool.lua). A worker's final
+ * write runs it too, to settle a succeeded call in the same script call (settleCall).
+ */
+export const POOL_PROGRAM: LuaProgram = {
   family: "sy_pool",
   shared: poolLua,
   bodies: [poolReserveLua, poolSettleLua, poolAdminLua],
@@ -287,6 +290,23 @@ export class KeyPool {
 
   /** Releases the slot, corrects the tokens with the real usage, and records what happened. */
   async settle(r: Reservation, o: SettleOutcome): Promise<{ coolingUntil: number; disabled: boolean }> {
+    return this.runSettle(this.settleCall(r, o));
+  }
+
+  /** Runs a settlement settleCall made. */
+  async runSettle(call: {
+    keys: string[];
+    args: (string | number | Buffer)[];
+  }): Promise<{ coolingUntil: number; disabled: boolean }> {
+    const reply = await this.pool(call.keys, call.args);
+    return { coolingUntil: Number(reply[0]), disabled: reply[1] === 1 };
+  }
+
+  /**
+   * The settlement as POOL_PROGRAM's keys and arguments, for settle or for another script call
+   * that runs the program within it (a succeeded job's final write: FinishFold in @switchyard/queue).
+   */
+  settleCall(r: Reservation, o: SettleOutcome): { keys: string[]; args: (string | number | Buffer)[] } {
     const p = r.provider;
     const rep = o.reported ?? {};
     const ml = modelLimits(r.key, r.model);
@@ -299,8 +319,8 @@ export class KeyPool {
       [ml.otpm ?? r.key.otpm, rep.outputTokens],
     ] as const)
       headerArgs.push(configured ?? 0, w?.limit ?? -1, w?.remaining ?? -1, w?.resetMs ?? -1);
-    const reply = await this.pool(
-      [
+    return {
+      keys: [
         this.keys.keyState(p.id, r.key.id),
         this.keys.keyWindow(p.id, r.key.id),
         this.keys.keySlots(p.id, r.key.id),
@@ -309,7 +329,7 @@ export class KeyPool {
         r.shareClass ? this.keys.poolShare(p.id, r.shareClass, r.model) : this.noShare,
         this.keys.poolBook(p.id, r.model),
       ],
-      [
+      args: [
         "settle",
         o.now ?? "",
         pack([
@@ -334,8 +354,7 @@ export class KeyPool {
           r.keyWide ? 1 : 0,
         ]),
       ],
-    );
-    return { coolingUntil: Number(reply[0]), disabled: reply[1] === 1 };
+    };
   }
 
   /** Claims the provider's disabled keys whose probe is due (each is claimed by one worker only). */

@@ -4,7 +4,7 @@ import { moveToFinished } from "bullmq/dist/cjs/scripts/moveToFinished-14.js";
 import { version as bullmqVersion } from "bullmq/dist/cjs/version.js";
 import { z } from "zod";
 import { transitionOutcome, type JobStore, type TransitionCall } from "./job-store";
-import { LuaLibrary, type LuaMode, type LuaProgram } from "./lua-library";
+import { LuaLibrary, programFunction, type LuaMode, type LuaProgram } from "./lua-library";
 import beginLua from "./lua/begin.lua";
 import finishLua from "./lua/finish.lua";
 import transitionLua from "./lua/transition.lua";
@@ -81,9 +81,10 @@ const asArg = (v: unknown): ScriptArg => {
 /**
  * A succeeded job's final transition and BullMQ's completion of its job as one program
  * (lua/finish.lua): moveToFinished's helpers and begin.lua shared, transition.lua and
- * moveToFinished's main code each made a function of it, finish.lua the one op.
+ * moveToFinished's main code each made a function of it, finish.lua the one op. With `before`
+ * (the key pool's program), a step of that program can run first in the same call (FoldedStep).
  */
-export function finishProgram(): LuaProgram {
+export function finishProgram(before?: LuaProgram): LuaProgram {
   const bull = bullmqProgram(moveToFinished);
   return {
     family: "sy_finish",
@@ -91,38 +92,76 @@ export function finishProgram(): LuaProgram {
       bull.shared,
       `local function transition(KEYS, ARGV)\n${transitionLua}\nend`,
       `local function completeBullJob()\n${bull.bodies[0] ?? ""}\nend`,
+      before ? `local before = ${programFunction(before)}` : "local before = nil",
     ].join("\n"),
     bodies: [finishLua],
   };
 }
 
-const finishReplySchema = z.tuple([z.unknown()]).rest(z.unknown());
+const finishReplySchema = z.tuple([z.unknown(), z.unknown()]).rest(z.unknown());
+
+/**
+ * A script call that goes first in a succeeded job's folded final write: the key pool's
+ * settlement of the job's upstream call. Its keys and arguments are those of the fold's
+ * `before` program; run() makes the call on its own, when the write goes without a fold, and
+ * must not throw (a step's failure is its own to report).
+ */
+export interface FoldedStep {
+  keys: readonly string[];
+  args: readonly ScriptArg[];
+  run(): Promise<void>;
+}
+
+interface Deferred {
+  call: TransitionCall;
+  step?: FoldedStep;
+}
 
 /**
  * Folds a succeeded job's final transition into BullMQ's completion of its job: one script call
- * per job instead of two. The runner defers the transition here (defer) instead of running it;
- * BullMQ's moveToCompleted, run on a connection given this fold (useBullmqFunctions), finds it
- * by the BullMQ job's id and runs both in one call (finishProgram). The transition still goes
- * first, in the same atomic step, so nothing else changes: a record already final stays so, its
- * usage is settled once, its webhook event is written with it.
+ * per job instead of two (three with the key pool's settlement, which goes first in it: see
+ * FoldedStep). The runner defers the transition here (defer) instead of running it; BullMQ's
+ * moveToCompleted, run on a connection given this fold (useBullmqFunctions), finds it by the
+ * BullMQ job's id and runs it all in one call (finishProgram). The settlement and the
+ * transition go first, in the same atomic step, so nothing else changes: a record already final
+ * stays so, its usage is settled once, its webhook event is written with it, the key's slot is
+ * free and its window corrected by the time the job reads succeeded. A settlement that fails
+ * in Redis fails alone (finish.lua catches it), as it did as a call of its own.
  *
  * A transition BullMQ never came for (its worker was closing, or a completion kept failing
- * until the worker stopped) is still pending when the job's processing ends: settle runs it on
- * its own then, as the runner did before. A completion call that failed without an answer
- * (a connection error: BullMQ tries again) keeps it pending, so the next try carries it too.
+ * until the worker stopped) is still pending when the job's processing ends: runPending runs it
+ * (and its step) on its own then, as the runner did before. A completion call that failed
+ * without an answer (a connection error: BullMQ tries again) keeps it pending, so the next try
+ * carries it too.
  */
 export class FinishFold {
-  private readonly pending = new Map<string, TransitionCall>();
+  private readonly pending = new Map<string, Deferred>();
 
-  constructor(private readonly store: Pick<JobStore, "runTransition">) {}
+  /** The program whose steps may go first (the key pool's); without it, steps run apart. */
+  readonly before: LuaProgram | undefined;
+  /** Hears of a step that failed within a folded write (the error Redis gave). */
+  readonly onStepError: ((bullJobId: string, message: string) => void) | undefined;
 
-  /** Holds `call` until BullMQ completes the BullMQ job `bullJobId` (or settle runs it). */
-  defer(bullJobId: string, call: TransitionCall): void {
-    this.pending.set(bullJobId, call);
+  constructor(
+    private readonly store: Pick<JobStore, "runTransition">,
+    opts: { before?: LuaProgram; onStepError?: (bullJobId: string, message: string) => void } = {},
+  ) {
+    this.before = opts.before;
+    this.onStepError = opts.onStepError;
   }
 
-  /** The transition deferred for `bullJobId`, if any (left pending until done() says it ran). */
-  deferred(bullJobId: string): TransitionCall | undefined {
+  /** Holds `call` (and `step`) until BullMQ completes the BullMQ job `bullJobId` (or runPending). */
+  defer(bullJobId: string, call: TransitionCall, step?: FoldedStep): void {
+    if (step && !this.before) {
+      // Nothing to fold it into: it runs now, ahead of the write, as it would have alone.
+      void step.run();
+      step = undefined;
+    }
+    this.pending.set(bullJobId, step ? { call, step } : { call });
+  }
+
+  /** What is deferred for `bullJobId`, if anything (left pending until done() says it ran). */
+  deferred(bullJobId: string): Deferred | undefined {
     return this.pending.get(bullJobId);
   }
 
@@ -135,12 +174,13 @@ export class FinishFold {
     return this.pending.size;
   }
 
-  /** Runs a transition still deferred for `bullJobId` on its own (the job's processing ended). */
-  async settle(bullJobId: string): Promise<void> {
-    const call = this.pending.get(bullJobId);
-    if (!call) return;
+  /** Runs what is still deferred for `bullJobId` on its own (the job's processing ended). */
+  async runPending(bullJobId: string): Promise<void> {
+    const d = this.pending.get(bullJobId);
+    if (!d) return;
     this.pending.delete(bullJobId);
-    await this.store.runTransition(call.keys, call.args);
+    await d.step?.run();
+    await this.store.runTransition(d.call.keys, d.call.args);
   }
 }
 
@@ -155,7 +195,7 @@ export function useBullmqFunctions(
   mode?: LuaMode,
   fold?: FinishFold,
 ): LuaLibrary[] {
-  const finish = fold ? new LuaLibrary(connection, finishProgram(), registry, mode) : undefined;
+  const finish = fold ? new LuaLibrary(connection, finishProgram(fold.before), registry, mode) : undefined;
   const libs = SCRIPTS.map((script) => {
     const lib = new LuaLibrary(connection, bullmqProgram(script), registry, mode);
     const command = `${script.name}:${bullmqVersion}`;
@@ -171,12 +211,24 @@ export function useBullmqFunctions(
         const jobId = String(rest[0] ?? "");
         const deferred = rest[4] === "completed" ? folding?.deferred(jobId) : undefined;
         if (!folding || !deferred || !finish) return lib.call(keys, rest);
+        const { call, step } = deferred;
         return finish
-          .call([...deferred.keys, ...keys], [deferred.args.length, ...deferred.args, ...rest])
+          .call(
+            [...(step?.keys ?? []), ...call.keys, ...keys],
+            [
+              step?.keys.length ?? 0,
+              step?.args.length ?? 0,
+              call.args.length,
+              ...(step?.args ?? []),
+              ...call.args,
+              ...rest,
+            ],
+          )
           .then((reply) => {
-            // Redis ran both: the transition is no longer pending, whatever BullMQ's answer says.
+            // Redis ran it all: nothing is pending any more, whatever BullMQ's answer says.
             folding.done(jobId);
-            const [moved, completed] = finishReplySchema.parse(reply);
+            const [moved, completed, stepError] = finishReplySchema.parse(reply);
+            if (typeof stepError === "string") folding.onStepError?.(jobId, stepError);
             transitionOutcome(moved);
             return completed;
           });

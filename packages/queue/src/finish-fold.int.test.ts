@@ -1,7 +1,7 @@
 import { Queue, Worker } from "bullmq";
 import { version as bullmqVersion } from "bullmq/dist/cjs/version.js";
 import { Redis } from "ioredis";
-import { testRedisUrl, uniquePrefix } from "@switchyard/testing";
+import { eventually, testRedisUrl, uniquePrefix } from "@switchyard/testing";
 import { FinishFold, useBullmqFunctions } from "./bullmq-functions";
 import { bullSnapshot, runToCompletion } from "./bullmq-run.test-util";
 import { admitAlways, dayPeriod, JobStore, type TransitionFields } from "./job-store";
@@ -144,13 +144,30 @@ describe("the final transition folded into BullMQ's completion", () => {
     },
   );
 
-  it("writes the transition when BullMQ refuses the completion, and settles one BullMQ never asked for", async () => {
+  it("writes the transition when BullMQ refuses the completion, and runs one BullMQ never asked for", async () => {
     const prefix = uniquePrefix();
     prefixes.push(prefix);
     const keys = new Keys(prefix);
     const connection = new Redis(testRedisUrl(), { maxRetriesPerRequest: null });
     const store = new JobStore(connection, keys);
-    const fold = new FinishFold(store);
+    // A step's program: counts its calls in its one key.
+    const counter = `${prefix}:steps`;
+    const fold = new FinishFold(store, {
+      before: {
+        family: "test_step",
+        shared: "local KEYS, ARGV\nlocal function begin(keys, args) KEYS, ARGV = keys, args end",
+        bodies: ["return redis.call('INCRBY', KEYS[1], ARGV[1])"],
+      },
+    });
+    const ranApart: string[] = [];
+    const step = (id: string) => ({
+      keys: [counter],
+      args: [1],
+      run: async () => {
+        ranApart.push(id);
+        await connection.incrby(counter, 1);
+      },
+    });
     useBullmqFunctions(connection, keys.luaLibraries(), undefined, fold);
     const queue = new Queue("q", { connection, prefix });
     try {
@@ -165,19 +182,46 @@ describe("the final transition folded into BullMQ's completion", () => {
       await queue.add("chat", {}, { jobId: "job_a" });
       // job_a is waiting, not active: BullMQ's moveToFinished refuses it (-3: not in the active
       // list), after the transition ran in the same call.
-      fold.defer("job_a", store.transitionCall("job_a", "succeeded", fields("job_a"), 60_000, spent));
+      fold.defer(
+        "job_a",
+        store.transitionCall("job_a", "succeeded", fields("job_a"), 60_000, spent),
+        step("job_a"),
+      );
       const job = await queue.getJob("job_a");
       if (!job) throw new Error("no BullMQ job");
       await expect(job.moveToCompleted({ ok: true }, "no-such-token", false)).rejects.toThrow(/job_a/);
       expect(await plain.hget(keys.job("job_a"), "status")).toBe("succeeded");
       expect(fold.size).toBe(0);
+      // Its step ran in the same call, not apart.
+      expect(await plain.get(counter)).toBe("1");
+      expect(ranApart).toEqual([]);
 
-      // job_b's completion never came (its worker was closing): settling runs it on its own.
-      fold.defer("job_b", store.transitionCall("job_b", "succeeded", fields("job_b"), 60_000, spent));
-      await fold.settle("job_b");
+      // job_b's completion never came (its worker was closing): runPending runs it, its step
+      // first, on its own.
+      fold.defer(
+        "job_b",
+        store.transitionCall("job_b", "succeeded", fields("job_b"), 60_000, spent),
+        step("job_b"),
+      );
+      await fold.runPending("job_b");
       expect(await plain.hget(keys.job("job_b"), "status")).toBe("succeeded");
       expect(fold.size).toBe(0);
-      await fold.settle("job_b"); // nothing left: nothing runs twice
+      expect(ranApart).toEqual(["job_b"]);
+      expect(await plain.get(counter)).toBe("2");
+      await fold.runPending("job_b"); // nothing left: nothing runs twice
+      expect(ranApart).toEqual(["job_b"]);
+
+      // A fold with no program for steps runs a step at once, apart, and keeps the write.
+      const bare = new FinishFold(store);
+      bare.defer("job_c", store.transitionCall("job_c", "succeeded", fields("job_c"), 60_000), step("job_c"));
+      expect(ranApart).toEqual(["job_b", "job_c"]);
+      expect(bare.deferred("job_c")?.step).toBeUndefined();
+      await eventually(
+        () => plain.get(counter),
+        (v) => v === "3",
+        5_000,
+        "job_c's step ran",
+      );
       expect(await plain.hget(keys.usage("acme", dayPeriod(T0)), "m|openai/gpt-4o-mini|r")).toBe("2");
 
       // A completion without a deferred transition is BullMQ's own call.

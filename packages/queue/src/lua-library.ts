@@ -30,6 +30,31 @@ export interface LuaProgram {
   bodies: readonly string[];
 }
 
+/**
+ * A program as Lua: its shared part, each body made a function, and `local function run(keys,
+ * args)`, which begins a call and runs the bodies in turn until one answers.
+ */
+function programRun(program: LuaProgram): string {
+  const ops = program.bodies.map((body, i) => `local function op_${i + 1}()\n${body}\nend\n`).join("");
+  const calls = program.bodies
+    .map((_, i) =>
+      i === program.bodies.length - 1
+        ? `  return op_${i + 1}()`
+        : `  local r${i + 1} = op_${i + 1}()\n  if r${i + 1} ~= nil then return r${i + 1} end`,
+    )
+    .join("\n");
+  return `${program.shared}\n${ops}local function run(keys, args)\n  begin(keys, args)\n${calls}\nend\n`;
+}
+
+/**
+ * A program as one Lua expression, a function of (keys, args), for another program to call:
+ * its helpers are made once with that program's (in a function of their own, so its locals do
+ * not count against the other program's), and each call runs it as an FCALL of it would.
+ */
+export function programFunction(program: LuaProgram): string {
+  return `(function()\n${programRun(program)}return run\nend)()`;
+}
+
 /** Libraries not loaded for this long are deleted when another of their family is loaded. */
 const STALE_MS = 24 * 60 * 60 * 1000;
 /** The registry of load times lives at most this long after the last load. */
@@ -57,15 +82,7 @@ export class LuaLibrary {
   ) {
     if (!/^[A-Za-z0-9_]+$/.test(program.family))
       throw new Error(`bad Lua library family '${program.family}'`);
-    const ops = program.bodies.map((body, i) => `local function op_${i + 1}()\n${body}\nend\n`).join("");
-    const calls = program.bodies
-      .map((_, i) =>
-        i === program.bodies.length - 1
-          ? `  return op_${i + 1}()`
-          : `  local r${i + 1} = op_${i + 1}()\n  if r${i + 1} ~= nil then return r${i + 1} end`,
-      )
-      .join("\n");
-    const main = `${program.shared}\n${ops}local function run(keys, args)\n  begin(keys, args)\n${calls}\nend\n`;
+    const main = programRun(program);
     // The deployment (its registry, named under its key prefix) and the code: deployments that
     // share a Redis never delete each other's libraries.
     const scope = createHash("sha1").update(registry).digest("hex").slice(0, 8);
