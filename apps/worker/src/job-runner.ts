@@ -418,8 +418,6 @@ export class JobRunner {
     deferFor?: string,
     owed?: Owed,
   ): Promise<void> {
-    const step = owed?.step;
-    if (owed) owed.step = undefined;
     if (p.stream)
       await this.endStream(p, status, fields).catch((err: Error) =>
         this.log.warn({ jobId: p.job_id, err: { message: err.message } }, "ending a job's stream failed"),
@@ -431,6 +429,9 @@ export class JobRunner {
       rt.retentionMs,
       spent,
     );
+    // Taken only now: should anything above throw, the run makes the settlement (runOn).
+    const step = owed?.step;
+    if (owed) owed.step = undefined;
     if (this.fold && deferFor !== undefined) this.fold.defer(deferFor, call, step);
     else {
       void step?.run(); // not awaited: sent first (the pool and the store share a connection)

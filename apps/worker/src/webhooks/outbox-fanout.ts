@@ -111,20 +111,29 @@ export class OutboxFanout {
     }
   }
 
+  /**
+   * Fans out a batch's entries all at once: each is a few round trips (the record, the
+   * endpoints, the delivery records, the BullMQ jobs), and one after the other they capped the
+   * fan-out at a few hundred events a second on a busy machine (deliveries seconds late at 200
+   * jobs/s). Entries are independent: each job's deliveries have their own ids and jobs.
+   */
   private async handle(entries: StreamEntry[]): Promise<void> {
     const done: string[] = [];
-    for (const [id, fields] of entries) {
-      // A claimed entry deleted meanwhile comes back with no fields: nothing to do but ack it.
-      const f: Record<string, string> = {};
-      for (let i = 0; i + 1 < (fields?.length ?? 0); i += 2) f[fields[i] as string] = fields[i + 1] as string;
-      try {
-        if (f.job && f.status) await this.fanOut(f.job, f.status);
-        done.push(id);
-      } catch (err) {
-        // Left unacknowledged: claimed again after CLAIM_IDLE_MS.
-        this.log.error({ err, jobId: f.job }, "could not fan out a webhook event; will retry");
-      }
-    }
+    await Promise.all(
+      entries.map(async ([id, fields]) => {
+        // A claimed entry deleted meanwhile comes back with no fields: nothing to do but ack it.
+        const f: Record<string, string> = {};
+        for (let i = 0; i + 1 < (fields?.length ?? 0); i += 2)
+          f[fields[i] as string] = fields[i + 1] as string;
+        try {
+          if (f.job && f.status) await this.fanOut(f.job, f.status);
+          done.push(id);
+        } catch (err) {
+          // Left unacknowledged: claimed again after CLAIM_IDLE_MS.
+          this.log.error({ err, jobId: f.job }, "could not fan out a webhook event; will retry");
+        }
+      }),
+    );
     if (done.length)
       await this.blocking
         .multi()
@@ -153,7 +162,7 @@ export class OutboxFanout {
         url: rec.webhookUrl,
       });
     if (targets.length === 0) return;
-    for (const t of targets) await this.store.createDelivery(t);
+    await Promise.all(targets.map((t) => this.store.createDelivery(t)));
     // Queued in the submission's trace: the deliveries are the end of the job's trace.
     await withTraceparent(rec.traceparent, () => this.queue.add(targets.map((t) => ({ deliveryId: t.id }))));
     this.metrics.events.inc({ event });
