@@ -10,7 +10,7 @@ import {
   type FoldedStep,
   type TransitionFields,
 } from "@switchyard/queue";
-import { eventually, testRedisUrl, uniquePrefix } from "@switchyard/testing";
+import { runToCompletion, testRedisUrl, uniquePrefix } from "@switchyard/testing";
 import { KeyPool, POOL_PROGRAM } from "./key-pool";
 
 /**
@@ -137,13 +137,7 @@ describe.each(["function", "script"] as const)(
           );
           await queue.add("chat", { id }, { jobId: id });
         }
-        void worker.run();
-        await eventually(
-          () => queue.getJobCounts("completed", "active", "wait"),
-          (c) => c.completed === JOBS && c.active === 0 && c.wait === 0,
-          10_000,
-          "all jobs completed",
-        );
+        await runToCompletion(worker, queue, JOBS);
       } finally {
         await worker.close();
         await queue.close();

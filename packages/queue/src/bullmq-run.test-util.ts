@@ -1,17 +1,6 @@
-import type { Queue, Worker } from "bullmq";
 import type { Redis } from "ioredis";
-import { eventually } from "@switchyard/testing";
 
-/** Runs `worker` (made with autorun: false) until `queue` has `jobs` completed and nothing left. */
-export async function runToCompletion(worker: Worker, queue: Queue, jobs: number): Promise<void> {
-  void worker.run();
-  await eventually(
-    () => queue.getJobCounts("completed", "active", "wait"),
-    (c) => c.completed === jobs && c.active === 0 && c.wait === 0,
-    10_000,
-    "all jobs completed",
-  );
-}
+export { runToCompletion } from "@switchyard/testing";
 
 /**
  * What a queue run left of BullMQ's queue "q" under `prefix`, to compare two runs key by key:

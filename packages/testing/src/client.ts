@@ -49,3 +49,21 @@ export async function eventually<T>(
     await new Promise((r) => setTimeout(r, 25));
   }
 }
+
+/**
+ * Runs a BullMQ Worker (made with autorun: false) until its queue has `jobs` completed and
+ * nothing left active or waiting. Typed by shape: this package does not depend on BullMQ.
+ */
+export async function runToCompletion(
+  worker: { run(): Promise<unknown> },
+  queue: { getJobCounts(...types: ("completed" | "active" | "wait")[]): Promise<Record<string, number>> },
+  jobs: number,
+): Promise<void> {
+  void worker.run();
+  await eventually(
+    () => queue.getJobCounts("completed", "active", "wait"),
+    (c) => c.completed === jobs && c.active === 0 && c.wait === 0,
+    10_000,
+    "all jobs completed",
+  );
+}
