@@ -102,4 +102,84 @@ describe("OutboxFanout", () => {
     const consumers = (await redis.xinfo("CONSUMERS", keys.webhookOutbox, "fanout")) as unknown[][];
     expect(consumers.map((c) => String(c[1]))).toEqual(["me"]);
   });
+
+  it("fans out the entries of one read at once, not one after the other", async () => {
+    const p2 = uniquePrefix();
+    const cfg2 = minimalConfig({ queue: { prefix: p2 } });
+    const keys2 = new Keys(p2);
+    const ids = ["job_x", "job_y", "job_z"];
+    // Once gated, every record read waits until all three are being read (or 5 s, should they
+    // never be): one entry after the other, the first read would wait alone.
+    let gated = false;
+    let reading = 0;
+    let most = 0;
+    let open!: () => void;
+    const allReading = new Promise<void>((resolve) => (open = resolve));
+    let safety: NodeJS.Timeout | undefined;
+    class GatedStore extends JobStore {
+      override async get(id: string) {
+        if (!gated) return super.get(id);
+        reading += 1;
+        most = Math.max(most, reading);
+        if (reading === ids.length) open();
+        await allReading;
+        try {
+          return await super.get(id);
+        } finally {
+          reading -= 1;
+        }
+      }
+    }
+    const jobs = new GatedStore(redis, keys2);
+    const store = new WebhookStore(redis, keys2, cfg2.webhooks);
+    const { endpoint } = await store.createEndpoint("t1", {
+      url: "https://a.example/h",
+      events: ["job.succeeded"],
+    });
+    for (const id of ids) {
+      const job = {
+        id,
+        tenantId: "t1",
+        queue: "jobs-paid",
+        model: "m",
+        priority: "normal" as const,
+        traceId: "x",
+      };
+      await jobs.create({ ...job, createdAt: Date.now() }, 60_000, undefined, admitAlways("t1"));
+      await jobs.transition(id, "succeeded", { finished_at: Date.now() }, 60_000);
+    }
+    expect(await redis.xlen(keys2.webhookOutbox)).toBe(ids.length);
+    const queue2 = new DeliveryQueue(redis, cfg2);
+    // Its own blocking connection: the first test's fan-out still blocks on the shared one.
+    const reader2 = new Redis(testRedisUrl(), { maxRetriesPerRequest: null });
+    const own = new OutboxFanout(
+      reader2,
+      keys2,
+      jobs,
+      store,
+      queue2,
+      new WebhookMetrics(createRegistry("test")),
+      createLogger("test", "silent"),
+      "me",
+    );
+    try {
+      gated = true;
+      safety = setTimeout(() => open(), 5_000);
+      await own.start();
+      await eventually(
+        () => Promise.all(ids.map((id) => store.delivery(deliveryId(id, "succeeded", endpoint.id)))),
+        (ds) => ds.every((d) => d !== undefined),
+        10_000,
+        "every job's delivery record",
+      );
+      expect(most).toBe(ids.length);
+    } finally {
+      if (safety) clearTimeout(safety);
+      await own.stop();
+      await queue2.close();
+      await reader2.quit();
+      const found = await redis.keys(`${p2}*`);
+      if (found.length) await redis.del(...found);
+    }
+  });
 });
