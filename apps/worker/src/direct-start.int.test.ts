@@ -1,6 +1,6 @@
 import { Queue, type Job } from "bullmq";
 import { Redis } from "ioredis";
-import { eventually, testRedisUrl, uniquePrefix } from "@switchyard/testing";
+import { deleteKeysUnder, eventually, testRedisUrl, uniquePrefix } from "@switchyard/testing";
 import { directQueues, FairQueue, JobStore, Keys, type FairStart } from "@switchyard/queue";
 import { ManagedWorker } from "./managed-worker";
 import { parkAndList } from "./parked-job.test-util";
@@ -23,10 +23,7 @@ describe("a job started directly by the fair queue's pick, against BullMQ's prom
     await Promise.all(closing.splice(0).map((c) => c.close()));
   });
   afterAll(async () => {
-    for (const p of prefixes) {
-      const found = await redis.keys(`${p}*`);
-      if (found.length) await redis.del(...found);
-    }
+    await deleteKeysUnder(redis, prefixes);
     redis.disconnect();
   });
 

@@ -189,6 +189,12 @@ function sumUsage(keyWide: WindowUsage, perModel: readonly (WindowUsage | undefi
   return total;
 }
 
+/** A settlement as POOL_PROGRAM's keys and arguments (KeyPool.settleCall). */
+export interface SettleCall {
+  keys: string[];
+  args: (string | number | Buffer)[];
+}
+
 export class KeyPool {
   private readonly lua: LuaLibrary;
   private readonly noShare: string;
@@ -294,10 +300,7 @@ export class KeyPool {
   }
 
   /** Runs a settlement settleCall made. */
-  async runSettle(call: {
-    keys: string[];
-    args: (string | number | Buffer)[];
-  }): Promise<{ coolingUntil: number; disabled: boolean }> {
+  async runSettle(call: SettleCall): Promise<{ coolingUntil: number; disabled: boolean }> {
     const reply = await this.pool(call.keys, call.args);
     return { coolingUntil: Number(reply[0]), disabled: reply[1] === 1 };
   }
@@ -306,7 +309,7 @@ export class KeyPool {
    * The settlement as POOL_PROGRAM's keys and arguments, for settle or for another script call
    * that runs the program within it (a succeeded job's final write: FinishFold in @switchyard/queue).
    */
-  settleCall(r: Reservation, o: SettleOutcome): { keys: string[]; args: (string | number | Buffer)[] } {
+  settleCall(r: Reservation, o: SettleOutcome): SettleCall {
     const p = r.provider;
     const rep = o.reported ?? {};
     const ml = modelLimits(r.key, r.model);

@@ -10,7 +10,7 @@ import {
   type FoldedStep,
   type TransitionFields,
 } from "@switchyard/queue";
-import { runToCompletion, testRedisUrl, uniquePrefix } from "@switchyard/testing";
+import { deleteKeysUnder, runToCompletion, testRedisUrl, uniquePrefix } from "@switchyard/testing";
 import { KeyPool, POOL_PROGRAM } from "./key-pool";
 
 /**
@@ -51,10 +51,7 @@ describe.each(["function", "script"] as const)(
     const plain = new Redis(testRedisUrl(), { maxRetriesPerRequest: null });
     const prefixes: string[] = [];
     afterAll(async () => {
-      for (const p of prefixes) {
-        const found = await plain.keys(`${p}*`);
-        if (found.length) await plain.del(...found);
-      }
+      await deleteKeysUnder(plain, prefixes);
       plain.disconnect();
     });
     const fields = (id: string): TransitionFields => ({

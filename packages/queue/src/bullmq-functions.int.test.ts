@@ -1,7 +1,7 @@
 import { Queue, QueueEvents, Worker } from "bullmq";
 import { moveToFinished } from "bullmq/dist/cjs/scripts/moveToFinished-14.js";
 import { Redis } from "ioredis";
-import { testRedisUrl, uniquePrefix } from "@switchyard/testing";
+import { deleteKeysUnder, testRedisUrl, uniquePrefix } from "@switchyard/testing";
 import { bullmqProgram, useBullmqFunctions } from "./bullmq-functions";
 import { bullSnapshot, runToCompletion } from "./bullmq-run.test-util";
 import { Keys } from "./keys";
@@ -18,10 +18,7 @@ describe("BullMQ's per-job scripts as function libraries", () => {
   const plain = new Redis(testRedisUrl(), { maxRetriesPerRequest: null });
   const prefixes: string[] = [];
   afterAll(async () => {
-    for (const p of prefixes) {
-      const found = await plain.keys(`${p}*`);
-      if (found.length) await plain.del(...found);
-    }
+    await deleteKeysUnder(plain, prefixes);
     plain.disconnect();
   });
 

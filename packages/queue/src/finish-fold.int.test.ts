@@ -1,7 +1,7 @@
 import { Queue, Worker } from "bullmq";
 import { version as bullmqVersion } from "bullmq/dist/cjs/version.js";
 import { Redis } from "ioredis";
-import { eventually, testRedisUrl, uniquePrefix } from "@switchyard/testing";
+import { deleteKeysUnder, eventually, testRedisUrl, uniquePrefix } from "@switchyard/testing";
 import { FinishFold, useBullmqFunctions } from "./bullmq-functions";
 import { bullSnapshot, runToCompletion } from "./bullmq-run.test-util";
 import { admitAlways, dayPeriod, JobStore, type TransitionFields } from "./job-store";
@@ -20,10 +20,7 @@ describe("the final transition folded into BullMQ's completion", () => {
   const prefixes: string[] = [];
   const T0 = Date.UTC(2026, 10, 23, 12, 0, 0);
   afterAll(async () => {
-    for (const p of prefixes) {
-      const found = await plain.keys(`${p}*`);
-      if (found.length) await plain.del(...found);
-    }
+    await deleteKeysUnder(plain, prefixes);
     plain.disconnect();
   });
 

@@ -2,7 +2,7 @@ import { Queue, Worker, type Job } from "bullmq";
 import { BullMQOtel } from "bullmq-otel";
 import { Redis } from "ioredis";
 import type { JobPayload } from "@switchyard/core";
-import { minimalConfig, testRedisUrl, uniquePrefix } from "@switchyard/testing";
+import { deleteKeysUnder, minimalConfig, testRedisUrl, uniquePrefix } from "@switchyard/testing";
 import { admitAlways, JobStore, type ParkedJob } from "./job-store";
 import { Keys } from "./keys";
 import { JobProducer } from "./producer";
@@ -20,10 +20,7 @@ describe("a job parked by the submission's script, against one parked by BullMQ'
   const queueName = "jobs-paid";
   const prefixes: string[] = [];
   afterAll(async () => {
-    for (const p of prefixes) {
-      const found = await redis.keys(`${p}*`);
-      if (found.length) await redis.del(...found);
-    }
+    await deleteKeysUnder(redis, prefixes);
     redis.disconnect();
   });
 

@@ -5,6 +5,17 @@ import { join } from "node:path";
 import { Redis } from "ioredis";
 import { freePort } from "./ports";
 
+/** Deletes every key under each prefix (a test's own keys on a shared test server). Typed by shape. */
+export async function deleteKeysUnder(
+  redis: { keys(pattern: string): Promise<string[]>; del(...keys: string[]): Promise<number> },
+  prefixes: readonly string[],
+): Promise<void> {
+  for (const p of prefixes) {
+    const found = await redis.keys(`${p}*`);
+    if (found.length) await redis.del(...found);
+  }
+}
+
 export interface RedisHandle {
   url: string;
   port: number;

@@ -2,7 +2,7 @@ import { Queue } from "bullmq";
 import { Redis } from "ioredis";
 import { createLogger, createRegistry } from "@switchyard/observability";
 import { admitAlways, JobStore, Keys } from "@switchyard/queue";
-import { eventually, minimalConfig, testRedisUrl, uniquePrefix } from "@switchyard/testing";
+import { deleteKeysUnder, eventually, minimalConfig, testRedisUrl, uniquePrefix } from "@switchyard/testing";
 import { DeliveryQueue, WEBHOOK_QUEUE, WebhookStore, deliveryId } from "@switchyard/webhooks";
 import { WebhookMetrics } from "./metrics";
 import { OutboxFanout } from "./outbox-fanout";
@@ -178,8 +178,7 @@ describe("OutboxFanout", () => {
       await own.stop();
       await queue2.close();
       await reader2.quit();
-      const found = await redis.keys(`${p2}*`);
-      if (found.length) await redis.del(...found);
+      await deleteKeysUnder(redis, [p2]);
     }
   });
 });

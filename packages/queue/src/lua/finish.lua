@@ -41,14 +41,11 @@ for i = 4 + a + n, #args do
 end
 local step_error = false
 if s > 0 or a > 0 then
-  if before then
-    local ok, err = pcall(before, sk, sa)
-    if not ok then
-      if type(err) == 'table' then err = err.err end
-      step_error = tostring(err)
-    end
-  else
-    step_error = 'no program to run a step with'
+  -- A missing program (before is nil) fails here too, as "attempt to call a nil value".
+  local ok, err = pcall(before, sk, sa)
+  if not ok then
+    if type(err) == 'table' then err = err.err end
+    step_error = tostring(err)
   end
 end
 local moved = transition(tk, ta)
