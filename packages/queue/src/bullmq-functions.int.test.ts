@@ -1,9 +1,9 @@
 import { Queue, QueueEvents, Worker } from "bullmq";
 import { moveToFinished } from "bullmq/dist/cjs/scripts/moveToFinished-14.js";
 import { Redis } from "ioredis";
-import { deleteKeysUnder, testRedisUrl, uniquePrefix } from "@switchyard/testing";
+import { deleteKeysUnder, runToCompletion, testRedisUrl, uniquePrefix } from "@switchyard/testing";
 import { bullmqProgram, useBullmqFunctions } from "./bullmq-functions";
-import { bullSnapshot, runToCompletion } from "./bullmq-run.test-util";
+import { bullSnapshot } from "./bullmq-run.test-util";
 import { Keys } from "./keys";
 import type { LuaMode } from "./lua-library";
 

@@ -1,7 +1,5 @@
 import type { Redis } from "ioredis";
 
-export { runToCompletion } from "@switchyard/testing";
-
 /**
  * What a queue run left of BullMQ's queue "q" under `prefix`, to compare two runs key by key:
  * the job hashes (the run's own times masked), the completed set, the keys, the events stream's

@@ -1,9 +1,15 @@
 import { Queue, Worker } from "bullmq";
 import { version as bullmqVersion } from "bullmq/dist/cjs/version.js";
 import { Redis } from "ioredis";
-import { deleteKeysUnder, eventually, testRedisUrl, uniquePrefix } from "@switchyard/testing";
+import {
+  deleteKeysUnder,
+  eventually,
+  runToCompletion,
+  testRedisUrl,
+  uniquePrefix,
+} from "@switchyard/testing";
 import { FinishFold, useBullmqFunctions } from "./bullmq-functions";
-import { bullSnapshot, runToCompletion } from "./bullmq-run.test-util";
+import { bullSnapshot } from "./bullmq-run.test-util";
 import { admitAlways, dayPeriod, JobStore, type TransitionFields } from "./job-store";
 import { Keys } from "./keys";
 import type { LuaMode } from "./lua-library";
