@@ -460,4 +460,146 @@ describe.each(["function", "script"] as const)("KeyPool (as a %s)", (mode) => {
       expect(await redis.hget(window, `r:${Math.floor((T0 + 121_000) / 1000)}`)).toBeNull();
     });
   });
+
+  describe("reservations asked for in the same turn", () => {
+    /** Every hash and zset under a prefix, named without it; a slot's member (its reservation's random id) left out. */
+    async function stateUnder(p: string): Promise<Record<string, unknown>> {
+      const out: Record<string, unknown> = {};
+      for (const key of (await redis.keys(`${p}:kp:*`)).sort()) {
+        const name = key.slice(p.length);
+        const type = await redis.type(key);
+        if (type === "hash") out[name] = await redis.hgetall(key);
+        else if (type === "zset") {
+          const scores = await redis.zrange(key, 0, -1, "WITHSCORES");
+          out[name] = scores.filter((_, i) => i % 2 === 1);
+        } else out[name] = type;
+      }
+      return out;
+    }
+    /** A pool on its own client that counts the script calls it sends. */
+    function countedPool(p: string): {
+      prefix: string;
+      pool: KeyPool;
+      scriptCalls: () => number;
+      reset: () => void;
+      done: () => void;
+    } {
+      const client = new Redis(testRedisUrl());
+      let calls = 0;
+      const send = client.sendCommand.bind(client);
+      client.sendCommand = (command, stream) => {
+        if (["fcall", "evalsha", "eval"].includes(command.name.toLowerCase())) calls++;
+        return send(command, stream);
+      };
+      return {
+        prefix: p,
+        pool: new KeyPool(client, new Keys(p), mode),
+        scriptCalls: () => calls,
+        reset: () => (calls = 0),
+        done: () => client.disconnect(),
+      };
+    }
+    const shared = provider(
+      [
+        { id: "a", secret: "sk-a", rpm: 2 },
+        { id: "b", secret: "sk-b", rpm: 3, max_concurrency: 2 },
+      ],
+      { shares: [{ tier: "free", fraction: 0.5 }] },
+    );
+    const perModel = provider([{ id: "k", secret: "sk-k", models: { m: { rpm: 2 }, n: { tpm: 50 } } }]);
+    const asks: { p: ProviderConfig; tenant: Tenant; model: string; tin: number; returning: boolean }[] = [
+      { p: shared, tenant: PAID, model: "m", tin: 10, returning: false },
+      { p: perModel, tenant: PAID, model: "n", tin: 20, returning: false },
+      { p: shared, tenant: FREE, model: "m", tin: 10, returning: false },
+      { p: shared, tenant: FREE, model: "m", tin: 10, returning: false },
+      { p: shared, tenant: FREE, model: "m", tin: 10, returning: false },
+      { p: perModel, tenant: PAID, model: "n", tin: 20, returning: false },
+      { p: shared, tenant: PAID, model: "m", tin: 10, returning: true },
+      { p: perModel, tenant: FREE, model: "m", tin: 5, returning: false },
+      { p: perModel, tenant: FREE, model: "m", tin: 5, returning: false },
+      { p: perModel, tenant: FREE, model: "m", tin: 5, returning: false },
+      { p: shared, tenant: PAID, model: "m", tin: 10, returning: false },
+      { p: shared, tenant: PAID, model: "m", tin: 10, returning: false },
+    ];
+    const ask = (on: KeyPool, x: (typeof asks)[number], now: number) =>
+      on.reserve({
+        provider: x.p,
+        model: x.model,
+        tenant: x.tenant,
+        tokensIn: x.tin,
+        tokensOut: 10,
+        returning: x.returning,
+        now,
+      });
+    /** What a caller sees of an answer (a reservation's id is random). */
+    const seen = (r: ReserveResult) =>
+      r.granted
+        ? { ...r.reservation, key: r.reservation.key.id, id: undefined, provider: r.reservation.provider.id }
+        : r;
+
+    it("answers them in one script call, as that many calls one after the other would", async () => {
+      // Several providers, models, tenants and shares in one call; grants and denials, with the
+      // denials' appointments.
+      const inTurn = countedPool(uniquePrefix());
+      const inRow = countedPool(uniquePrefix());
+      try {
+        // Each pool's program loaded first (a first call loads it: a call more).
+        const warm = provider([{ id: "w", secret: "sk-w" }]);
+        for (const x of [inTurn, inRow]) {
+          await ask(x.pool, { p: warm, tenant: PAID, model: "m", tin: 1, returning: false }, T0);
+          x.reset();
+        }
+        const together = await Promise.all(asks.map((x) => ask(inTurn.pool, x, T0)));
+        const apart: ReserveResult[] = [];
+        for (const x of asks) apart.push(await ask(inRow.pool, x, T0));
+        expect(inTurn.scriptCalls()).toBe(1);
+        expect(inRow.scriptCalls()).toBe(asks.length);
+        expect(together.map(seen)).toEqual(apart.map(seen));
+        // Both kinds of answer are there, and the denials have their spaced appointments.
+        expect(together.filter((r) => r.granted)).toHaveLength(7);
+        const denials = together.flatMap((r) => (r.granted ? [] : [[r.reason, r.retryAt - T0]]));
+        // The share's third and the n model's second (tpm 50) wait for the window; the shared
+        // keys' last two get appointments a call's spacing apart (60 s / 5 rpm).
+        expect(denials).toEqual([
+          ["share", 61_500],
+          ["limited", 61_500],
+          ["limited", 61_500],
+          ["limited", 91_500],
+          ["limited", 103_500],
+        ]);
+        // And Redis holds the same windows, slots, books and states.
+        expect(await stateUnder(inTurn.prefix)).toEqual(await stateUnder(inRow.prefix));
+      } finally {
+        inTurn.done();
+        inRow.done();
+      }
+    });
+
+    it("answers each by its own clock when their clocks differ", async () => {
+      const x = countedPool(uniquePrefix());
+      try {
+        const one = provider([{ id: "a", secret: "sk-a", rpm: 1 }]);
+        const at = (now: number) =>
+          ask(x.pool, { p: one, tenant: PAID, model: "m", tin: 1, returning: true }, now);
+        granted(await at(T0));
+        x.reset();
+        const [early, late] = await Promise.all([at(T0 + 10), at(T0 + 61_500)]);
+        expect(denied(early!).retryAt).toBe(T0 + 61_500);
+        granted(late!);
+        expect(x.scriptCalls()).toBe(2);
+      } finally {
+        x.done();
+      }
+    });
+
+    it("fails every reservation of a call that fails", async () => {
+      const x = countedPool(uniquePrefix());
+      const one = provider([{ id: "a", secret: "sk-a", rpm: 10 }]);
+      const at = () => ask(x.pool, { p: one, tenant: PAID, model: "m", tin: 1, returning: false }, T0);
+      granted(await at());
+      x.done();
+      const settled = await Promise.allSettled([at(), at(), at()]);
+      expect(settled.map((r) => r.status)).toEqual(["rejected", "rejected", "rejected"]);
+    });
+  });
 });

@@ -189,6 +189,50 @@ function sumUsage(keyWide: WindowUsage, perModel: readonly (WindowUsage | undefi
   return total;
 }
 
+/** At most this many reservations go in one script call (each has 7 keys or more). */
+const MAX_GATHERED = 32;
+
+interface GatheredReservation {
+  keys: string[];
+  values: Packed[];
+  now: number | undefined;
+  resolve: (reply: LuaReply) => void;
+  reject: (err: Error) => void;
+}
+
+const describe = (raw: unknown): string =>
+  Array.isArray(raw) ? `${raw.length} answers` : `${typeof raw}, not an array`;
+
+/** A reservation's answer (pool-reserve.lua) as a ReserveResult. */
+function reservationOf(
+  reply: LuaReply,
+  req: ReserveRequest,
+  id: string,
+  shareClass: string | undefined,
+): ReserveResult {
+  const [granted, a, b, c, d, e] = reply;
+  if (granted !== 1)
+    return { granted: false, retryAt: Number(a), reason: parseDenyReason(b), now: Number(c) };
+  const key = req.provider.keys[Number(a) - 1];
+  if (!key) throw new Error(`key pool answered an unknown key index ${String(a)}`);
+  return {
+    granted: true,
+    reservation: {
+      id,
+      provider: req.provider,
+      key,
+      model: req.model,
+      minute: Number(b),
+      day: Number(c),
+      tokensIn: req.tokensIn,
+      tokensOut: req.tokensOut,
+      at: Number(d),
+      keyWide: e === 1,
+      ...(shareClass !== undefined ? { shareClass } : {}),
+    },
+  };
+}
+
 /** A settlement as POOL_PROGRAM's keys and arguments (KeyPool.settleCall). */
 export interface SettleCall {
   keys: string[];
@@ -239,7 +283,13 @@ export class KeyPool {
     });
   }
 
-  async reserve(req: ReserveRequest): Promise<ReserveResult> {
+  /**
+   * Reserves a key for one call. The reservations asked for in the same turn of the event loop
+   * (a pick starts several jobs at once) go to Redis together, as one script call that makes them
+   * one after the other (pool-reserve.lua's reserve_many): the same answers as that many calls in
+   * a row, for one round trip and one call's fixed cost in Redis and in this client.
+   */
+  reserve(req: ReserveRequest): Promise<ReserveResult> {
     const { provider, model } = req;
     const share = this.shareOf(provider, req.tenant);
     const keys = [
@@ -269,29 +319,60 @@ export class KeyPool {
       );
       values.push(...limitArgs(key), ...limitArgs(modelLimits(key, model)));
     }
-    const reply = await this.pool(keys, ["reserve", req.now ?? "", pack(values)]);
-    const [granted, a, b, c, d, e] = reply;
-    if (granted === 1) {
-      const key = provider.keys[Number(a) - 1];
-      if (!key) throw new Error(`key pool answered an unknown key index ${String(a)}`);
-      return {
-        granted: true,
-        reservation: {
-          id,
-          provider,
-          key,
-          model,
-          minute: Number(b),
-          day: Number(c),
-          tokensIn: req.tokensIn,
-          tokensOut: req.tokensOut,
-          at: Number(d),
-          keyWide: e === 1,
-          ...(share ? { shareClass: share.cls } : {}),
-        },
-      };
+    return new Promise<LuaReply>((resolve, reject) => {
+      this.gathered.push({ keys, values, now: req.now, resolve, reject });
+      if (this.gathered.length === 1) process.nextTick(this.sendGathered);
+    }).then((reply) => reservationOf(reply, req, id, share?.cls));
+  }
+
+  /** Reservations asked for in this turn, sent together at its end (reserve). */
+  private gathered: GatheredReservation[] = [];
+
+  private readonly sendGathered = (): void => {
+    const all = this.gathered;
+    this.gathered = [];
+    // One call per clock (tests pass their own; the service leaves it to Redis), at most
+    // MAX_GATHERED reservations each.
+    while (all.length > 0) {
+      const now = all[0]?.now;
+      const batch: GatheredReservation[] = [];
+      for (let i = 0; i < all.length && batch.length < MAX_GATHERED;) {
+        const g = all[i];
+        if (g && g.now === now) {
+          batch.push(g);
+          all.splice(i, 1);
+        } else i++;
+      }
+      void this.sendReservations(batch, now);
     }
-    return { granted: false, retryAt: Number(a), reason: parseDenyReason(b), now: Number(c) };
+  };
+
+  private async sendReservations(batch: GatheredReservation[], now: number | undefined): Promise<void> {
+    try {
+      const [only] = batch;
+      if (batch.length === 1 && only) {
+        only.resolve(await this.pool(only.keys, ["reserve", now ?? "", pack(only.values)]));
+        return;
+      }
+      const keys: string[] = [];
+      for (const g of batch) for (const k of g.keys) keys.push(k);
+      const raw = await this.lua.call(keys, [
+        "reserve_many",
+        now ?? "",
+        packr.pack(batch.map((g) => g.values)),
+      ]);
+      if (!Array.isArray(raw) || raw.length !== batch.length)
+        throw new Error(`key pool answered ${batch.length} reservations with ${describe(raw)}`);
+      batch.forEach((g, i) => {
+        try {
+          g.resolve(parseReply(raw[i]));
+        } catch (err) {
+          g.reject(err instanceof Error ? err : new Error(String(err)));
+        }
+      });
+    } catch (err) {
+      for (const g of batch) g.reject(err instanceof Error ? err : new Error(String(err)));
+    }
   }
 
   /** Releases the slot, corrects the tokens with the real usage, and records what happened. */

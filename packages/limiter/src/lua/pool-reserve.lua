@@ -12,6 +12,9 @@
             Returns {1, key index (1-based), minute bucket, day bucket, now, key-wide counted (0|1)}
                  or {0, come back at (ms), reason, now}
                     reason: limited | cooling | share | disabled | too_large
+  reserve_many  Several reservations in a row: KEYS are each one's keys as above, one after the
+            other; ARGV: op, now, then one MessagePack array of each one's array as above.
+            Returns an array of each one's answer, in order.
 
   The key-wide scope (window and slots) counts only while a key-wide limit is in force: usage is
   always counted per model, and a key used without key-wide limits (limits per model, or learned
@@ -28,8 +31,10 @@
   tonumber of one is a strtod; unpacked, they arrive as numbers.
 ]]
 
-if op == 'reserve' then
-  local a = cmsgpack.unpack(ARGV[3])
+if op ~= 'reserve' and op ~= 'reserve_many' then return nil end -- not this file's op
+
+-- One reservation: its keys are KEYS[kb + 1 ..], its values the array a (see above).
+local function reserve_one(kb, a)
   local res_id, model = a[1], a[2]
   local tin, tout = a[3], a[4]
   -- As text for the HINCRBYs ('%d': a Lua number handed to Redis is formatted with '%.17g').
@@ -41,7 +46,7 @@ if op == 'reserve' then
   local n = a[13]
   local costs = { 1, tin + tout, tin, tout, 1 }
   local names = { 'r', 't', 'i', 'o', 'd' }
-  local book, share_h = KEYS[1], KEYS[2]
+  local book, share_h = KEYS[kb + 1], KEYS[kb + 2]
 
   -- The tier's or tenant's share of the pool, when it has one.
   local share_on = share[1] + share[2] + share[3] + share[4] > 0
@@ -81,7 +86,7 @@ if op == 'reserve' then
   local open = { false, false, false, false }
   local probe_at = nil
   for k = 1, n do
-    local base = 2 + (k - 1) * 5
+    local base = kb + 2 + (k - 1) * 5
     local state = KEYS[base + 1]
     local lbase = 13 + (k - 1) * 12
     local st = redis.call('HMGET', state, 'disabled', 'probe_at', 'ema', 'm:' .. model, 'kc')
@@ -235,7 +240,7 @@ if op == 'reserve' then
   end
 
   if best then
-    local base = 2 + (best - 1) * 5
+    local base = kb + 2 + (best - 1) * 5
     local on = key_on[best]
     local targets = on and { KEYS[base + 2], KEYS[base + 4] } or { KEYS[base + 4] }
     if share_on then table.insert(targets, share_h) end
@@ -284,4 +289,21 @@ if op == 'reserve' then
   local ttl = math.floor(at + spacing - now) + W
   if redis.call('PTTL', book) < ttl then redis.call('PEXPIRE', book, ttl) end
   return { 0, math.floor(at), cooling_only and 'cooling' or 'limited', now }
+end
+
+if op == 'reserve' then return reserve_one(0, cmsgpack.unpack(ARGV[3])) end
+
+-- Several reservations in one call, one after the other, as that many calls in a row would make
+-- them (KeyPool gathers the reservations a worker asks for in the same turn): each one's keys
+-- follow the last one's (2 + 5 per candidate key), and each one's answer is an array in the
+-- answer. The window heads read for one are kept for the next (see load in pool.lua).
+if op == 'reserve_many' then
+  local all = cmsgpack.unpack(ARGV[3])
+  local out, kb = {}, 0
+  for i = 1, #all do
+    local a = all[i]
+    out[i] = reserve_one(kb, a)
+    kb = kb + 2 + 5 * a[13]
+  end
+  return out
 end
