@@ -29,6 +29,18 @@ export function machineFacts(): Record<string, unknown> {
   let commit = "unknown";
   try {
     commit = execFileSync("git", ["rev-parse", "--short", "HEAD"], { cwd: REPO_ROOT }).toString().trim();
+    // Source changed and not committed (results and build output aside): the figures are not
+    // that commit's, and the result says so.
+    const changed = execFileSync(
+      "git",
+      ["status", "--porcelain", "--untracked-files=no", "--", ".", ":!bench/results"],
+      {
+        cwd: REPO_ROOT,
+      },
+    )
+      .toString()
+      .trim();
+    if (changed !== "") commit += " with uncommitted changes";
   } catch {
     // not a git checkout
   }
