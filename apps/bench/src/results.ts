@@ -25,18 +25,28 @@ export interface ScenarioResult {
 export const figureValue = (r: ScenarioResult, name: string): number | null =>
   r.figures.find((f) => f.name === name)?.value ?? null;
 
+/** What a benchmark's stacks are built and configured from. */
+const CODE_PATHS = [
+  "apps",
+  "packages",
+  "config",
+  "patches",
+  "types",
+  "package.json",
+  "pnpm-lock.yaml",
+  "tsconfig.base.json",
+];
+
 export function machineFacts(): Record<string, unknown> {
   let commit = "unknown";
   try {
     commit = execFileSync("git", ["rev-parse", "--short", "HEAD"], { cwd: REPO_ROOT }).toString().trim();
-    // Source changed and not committed (results and build output aside): the figures are not
-    // that commit's, and the result says so.
+    // Code changed and not committed (what the stacks are built and configured from; docs and
+    // results aside): the figures are not that commit's, and the result says so.
     const changed = execFileSync(
       "git",
-      ["status", "--porcelain", "--untracked-files=no", "--", ".", ":!bench/results"],
-      {
-        cwd: REPO_ROOT,
-      },
+      ["status", "--porcelain", "--untracked-files=no", "--", ...CODE_PATHS],
+      { cwd: REPO_ROOT },
     )
       .toString()
       .trim();
