@@ -592,6 +592,34 @@ describe.each(["function", "script"] as const)("KeyPool (as a %s)", (mode) => {
       }
     });
 
+    it("fails only the reservation that fails in Redis, and makes the others", async () => {
+      const x = countedPool(uniquePrefix());
+      try {
+        const one = provider([{ id: "a", secret: "sk-a", rpm: 10 }]);
+        const other = provider([{ id: "b", secret: "sk-b", rpm: 10 }]);
+        const at = (p: ProviderConfig) =>
+          ask(x.pool, { p, tenant: PAID, model: "m", tin: 1, returning: false }, T0);
+        granted(await at(one));
+        granted(await at(other));
+        // Provider one's key state is no longer a hash: its reservation's HMGET fails.
+        const state = new Keys(x.prefix).keyState("up", "a");
+        await redis.del(state);
+        await redis.set(state, "not a hash");
+        x.reset();
+        const settled = await Promise.allSettled([at(other), at(one), at(other)]);
+        expect(x.scriptCalls()).toBe(1);
+        expect(settled.map((r) => r.status)).toEqual(["fulfilled", "rejected", "fulfilled"]);
+        const [before, failed, after] = settled;
+        expect(failed?.status === "rejected" && String(failed.reason)).toMatch(/WRONGTYPE/);
+        for (const r of [before, after])
+          if (r?.status === "fulfilled") expect(granted(r.value).key.id).toBe("b");
+        const [view] = await x.pool.inspect(other, T0 + 1);
+        expect(view?.usage.requests).toBe(3);
+      } finally {
+        x.done();
+      }
+    });
+
     it("fails every reservation of a call that fails", async () => {
       const x = countedPool(uniquePrefix());
       const one = provider([{ id: "a", secret: "sk-a", rpm: 10 }]);

@@ -365,7 +365,10 @@ export class KeyPool {
         throw new Error(`key pool answered ${batch.length} reservations with ${describe(raw)}`);
       batch.forEach((g, i) => {
         try {
-          g.resolve(parseReply(raw[i]));
+          const reply = parseReply(raw[i]);
+          // One that failed in Redis fails alone (pool-reserve.lua), with Redis's error.
+          if (reply[0] === "error") g.reject(new Error(String(reply[1])));
+          else g.resolve(reply);
         } catch (err) {
           g.reject(err instanceof Error ? err : new Error(String(err)));
         }

@@ -296,13 +296,23 @@ if op == 'reserve' then return reserve_one(0, cmsgpack.unpack(ARGV[3])) end
 -- Several reservations in one call, one after the other, as that many calls in a row would make
 -- them (KeyPool gathers the reservations a worker asks for in the same turn): each one's keys
 -- follow the last one's (2 + 5 per candidate key), and each one's answer is an array in the
--- answer. The window heads read for one are kept for the next (see load in pool.lua).
+-- answer. The window heads read for one are kept for the next (see load in pool.lua). One that
+-- fails in Redis or in Lua fails alone, as its own call would have: its answer is
+-- {'error', message}, and the next one runs (the heads are read again: a failure may have left
+-- the cached copy behind Redis).
 if op == 'reserve_many' then
   local all = cmsgpack.unpack(ARGV[3])
   local out, kb = {}, 0
   for i = 1, #all do
     local a = all[i]
-    out[i] = reserve_one(kb, a)
+    local ok, r = pcall(reserve_one, kb, a)
+    if ok then
+      out[i] = r
+    else
+      if type(r) == 'table' then r = r.err end
+      out[i] = { 'error', tostring(r) }
+      heads = {}
+    end
     kb = kb + 2 + 5 * a[13]
   end
   return out
