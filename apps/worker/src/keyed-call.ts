@@ -117,7 +117,8 @@ function endCallSpan(span: Span, outcome: { result: ChatResult } | { error: Prov
 export const FREE_RATE_LIMITS = 10;
 
 /**
- * Makes a link's upstream call on the provider's key pool: reserve a key (one Redis call),
+ * Makes a link's upstream call on the provider's key pool: reserve a key (one Redis call, shared
+ * with the reservations of the other jobs that ask in the same turn: KeyPool.reserve),
  * call, settle with the real usage and what the provider said. A 429 cools that key down
  * fleet-wide and a 401/403 takes it out of the pool; either way the job moves straight on to
  * another key, or waits for one, without spending an attempt.
