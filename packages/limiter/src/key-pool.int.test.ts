@@ -1,36 +1,15 @@
 import { Redis } from "ioredis";
-import { configSchema, type ProviderConfig } from "@switchyard/core";
+import type { ProviderConfig } from "@switchyard/core";
 import { Keys } from "@switchyard/queue";
 import { testRedisUrl, uniquePrefix } from "@switchyard/testing";
-import { KeyPool, type Reservation, type ReserveResult } from "./key-pool";
+import { KeyPool } from "./key-pool";
+import { denied, FREE, granted, PAID, provider, T0, type Tenant } from "./key-pool.test-util";
 
 /**
  * The key-pool script on a real Redis with explicit clock values, so every window edge is
  * exact: limits across keys, the choice of key, sliding windows, reconciliation, slots and
  * their expiry, cooldowns, disabling and probes, header corrections, shares, appointments.
  */
-const T0 = 1_800_000_000_000; // a round second, so bucket edges are easy to reason about
-
-function provider(keys: Record<string, unknown>[], limiter: Record<string, unknown> = {}): ProviderConfig {
-  const cfg = configSchema.parse({
-    providers: [
-      { id: "up", type: "openai", base_url: "http://127.0.0.1:1/v1", keys, timeout_ms: 1000, limiter },
-    ],
-    models: { m: { provider: "up" } },
-    tenants: [
-      { id: "paid-co", tier: "paid", api_keys: ["sk-paid-0001"] },
-      { id: "free-co", tier: "free", api_keys: ["sk-free-0001"] },
-    ],
-  });
-  const p = cfg.providers[0];
-  if (!p) throw new Error("no provider");
-  return p;
-}
-
-type Tenant = { id: string; tier: "paid" | "free" };
-const PAID: Tenant = { id: "paid-co", tier: "paid" };
-const FREE: Tenant = { id: "free-co", tier: "free" };
-
 // Every test runs twice: with the pool loaded as a function library (Redis 7) and as an EVAL
 // script (Redis before 7, or FUNCTION not allowed): both run the same program.
 describe.each(["function", "script"] as const)("KeyPool (as a %s)", (mode) => {
@@ -58,14 +37,6 @@ describe.each(["function", "script"] as const)("KeyPool (as a %s)", (mode) => {
       returning: o.returning ?? false,
       now,
     });
-  const granted = (r: ReserveResult): Reservation => {
-    if (!r.granted) throw new Error(`expected a grant, got ${r.reason} until ${r.retryAt}`);
-    return r.reservation;
-  };
-  const denied = (r: ReserveResult) => {
-    if (r.granted) throw new Error(`expected a denial, got key ${r.reservation.key.id}`);
-    return r;
-  };
 
   it("keeps three keys within their rpm together and picks the key with the most room", async () => {
     const p = provider([
@@ -458,176 +429,6 @@ describe.each(["function", "script"] as const)("KeyPool (as a %s)", (mode) => {
       expect(c.keyWide).toBe(false);
       await pool.settle(c, { kind: "ok", usage: { input_tokens: 1, output_tokens: 1 }, now: T0 + 121_001 });
       expect(await redis.hget(window, `r:${Math.floor((T0 + 121_000) / 1000)}`)).toBeNull();
-    });
-  });
-
-  describe("reservations asked for in the same turn", () => {
-    /** Every hash and zset under a prefix, named without it; a slot's member (its reservation's random id) left out. */
-    async function stateUnder(p: string): Promise<Record<string, unknown>> {
-      const out: Record<string, unknown> = {};
-      for (const key of (await redis.keys(`${p}:kp:*`)).sort()) {
-        const name = key.slice(p.length);
-        const type = await redis.type(key);
-        if (type === "hash") out[name] = await redis.hgetall(key);
-        else if (type === "zset") {
-          const scores = await redis.zrange(key, 0, -1, "WITHSCORES");
-          out[name] = scores.filter((_, i) => i % 2 === 1);
-        } else out[name] = type;
-      }
-      return out;
-    }
-    /** A pool on its own client that counts the script calls it sends. */
-    function countedPool(p: string): {
-      prefix: string;
-      pool: KeyPool;
-      scriptCalls: () => number;
-      reset: () => void;
-      done: () => void;
-    } {
-      const client = new Redis(testRedisUrl());
-      let calls = 0;
-      const send = client.sendCommand.bind(client);
-      client.sendCommand = (command, stream) => {
-        if (["fcall", "evalsha", "eval"].includes(command.name.toLowerCase())) calls++;
-        return send(command, stream);
-      };
-      return {
-        prefix: p,
-        pool: new KeyPool(client, new Keys(p), mode),
-        scriptCalls: () => calls,
-        reset: () => (calls = 0),
-        done: () => client.disconnect(),
-      };
-    }
-    const shared = provider(
-      [
-        { id: "a", secret: "sk-a", rpm: 2 },
-        { id: "b", secret: "sk-b", rpm: 3, max_concurrency: 2 },
-      ],
-      { shares: [{ tier: "free", fraction: 0.5 }] },
-    );
-    const perModel = provider([{ id: "k", secret: "sk-k", models: { m: { rpm: 2 }, n: { tpm: 50 } } }]);
-    const asks: { p: ProviderConfig; tenant: Tenant; model: string; tin: number; returning: boolean }[] = [
-      { p: shared, tenant: PAID, model: "m", tin: 10, returning: false },
-      { p: perModel, tenant: PAID, model: "n", tin: 20, returning: false },
-      { p: shared, tenant: FREE, model: "m", tin: 10, returning: false },
-      { p: shared, tenant: FREE, model: "m", tin: 10, returning: false },
-      { p: shared, tenant: FREE, model: "m", tin: 10, returning: false },
-      { p: perModel, tenant: PAID, model: "n", tin: 20, returning: false },
-      { p: shared, tenant: PAID, model: "m", tin: 10, returning: true },
-      { p: perModel, tenant: FREE, model: "m", tin: 5, returning: false },
-      { p: perModel, tenant: FREE, model: "m", tin: 5, returning: false },
-      { p: perModel, tenant: FREE, model: "m", tin: 5, returning: false },
-      { p: shared, tenant: PAID, model: "m", tin: 10, returning: false },
-      { p: shared, tenant: PAID, model: "m", tin: 10, returning: false },
-    ];
-    const ask = (on: KeyPool, x: (typeof asks)[number], now: number) =>
-      on.reserve({
-        provider: x.p,
-        model: x.model,
-        tenant: x.tenant,
-        tokensIn: x.tin,
-        tokensOut: 10,
-        returning: x.returning,
-        now,
-      });
-    /** What a caller sees of an answer (a reservation's id is random). */
-    const seen = (r: ReserveResult) =>
-      r.granted
-        ? { ...r.reservation, key: r.reservation.key.id, id: undefined, provider: r.reservation.provider.id }
-        : r;
-
-    it("answers them in one script call, as that many calls one after the other would", async () => {
-      // Several providers, models, tenants and shares in one call; grants and denials, with the
-      // denials' appointments.
-      const inTurn = countedPool(uniquePrefix());
-      const inRow = countedPool(uniquePrefix());
-      try {
-        // Each pool's program loaded first (a first call loads it: a call more).
-        const warm = provider([{ id: "w", secret: "sk-w" }]);
-        for (const x of [inTurn, inRow]) {
-          await ask(x.pool, { p: warm, tenant: PAID, model: "m", tin: 1, returning: false }, T0);
-          x.reset();
-        }
-        const together = await Promise.all(asks.map((x) => ask(inTurn.pool, x, T0)));
-        const apart: ReserveResult[] = [];
-        for (const x of asks) apart.push(await ask(inRow.pool, x, T0));
-        expect(inTurn.scriptCalls()).toBe(1);
-        expect(inRow.scriptCalls()).toBe(asks.length);
-        expect(together.map(seen)).toEqual(apart.map(seen));
-        // Both kinds of answer are there, and the denials have their spaced appointments.
-        expect(together.filter((r) => r.granted)).toHaveLength(7);
-        const denials = together.flatMap((r) => (r.granted ? [] : [[r.reason, r.retryAt - T0]]));
-        // The share's third and the n model's second (tpm 50) wait for the window; the shared
-        // keys' last two get appointments a call's spacing apart (60 s / 5 rpm).
-        expect(denials).toEqual([
-          ["share", 61_500],
-          ["limited", 61_500],
-          ["limited", 61_500],
-          ["limited", 91_500],
-          ["limited", 103_500],
-        ]);
-        // And Redis holds the same windows, slots, books and states.
-        expect(await stateUnder(inTurn.prefix)).toEqual(await stateUnder(inRow.prefix));
-      } finally {
-        inTurn.done();
-        inRow.done();
-      }
-    });
-
-    it("answers each by its own clock when their clocks differ", async () => {
-      const x = countedPool(uniquePrefix());
-      try {
-        const one = provider([{ id: "a", secret: "sk-a", rpm: 1 }]);
-        const at = (now: number) =>
-          ask(x.pool, { p: one, tenant: PAID, model: "m", tin: 1, returning: true }, now);
-        granted(await at(T0));
-        x.reset();
-        const [early, late] = await Promise.all([at(T0 + 10), at(T0 + 61_500)]);
-        expect(denied(early!).retryAt).toBe(T0 + 61_500);
-        granted(late!);
-        expect(x.scriptCalls()).toBe(2);
-      } finally {
-        x.done();
-      }
-    });
-
-    it("fails only the reservation that fails in Redis, and makes the others", async () => {
-      const x = countedPool(uniquePrefix());
-      try {
-        const one = provider([{ id: "a", secret: "sk-a", rpm: 10 }]);
-        const other = provider([{ id: "b", secret: "sk-b", rpm: 10 }]);
-        const at = (p: ProviderConfig) =>
-          ask(x.pool, { p, tenant: PAID, model: "m", tin: 1, returning: false }, T0);
-        granted(await at(one));
-        granted(await at(other));
-        // Provider one's key state is no longer a hash: its reservation's HMGET fails.
-        const state = new Keys(x.prefix).keyState("up", "a");
-        await redis.del(state);
-        await redis.set(state, "not a hash");
-        x.reset();
-        const settled = await Promise.allSettled([at(other), at(one), at(other)]);
-        expect(x.scriptCalls()).toBe(1);
-        expect(settled.map((r) => r.status)).toEqual(["fulfilled", "rejected", "fulfilled"]);
-        const [before, failed, after] = settled;
-        expect(failed?.status === "rejected" && String(failed.reason)).toMatch(/WRONGTYPE/);
-        for (const r of [before, after])
-          if (r?.status === "fulfilled") expect(granted(r.value).key.id).toBe("b");
-        const [view] = await x.pool.inspect(other, T0 + 1);
-        expect(view?.usage.requests).toBe(3);
-      } finally {
-        x.done();
-      }
-    });
-
-    it("fails every reservation of a call that fails", async () => {
-      const x = countedPool(uniquePrefix());
-      const one = provider([{ id: "a", secret: "sk-a", rpm: 10 }]);
-      const at = () => ask(x.pool, { p: one, tenant: PAID, model: "m", tin: 1, returning: false }, T0);
-      granted(await at());
-      x.done();
-      const settled = await Promise.allSettled([at(), at(), at()]);
-      expect(settled.map((r) => r.status)).toEqual(["rejected", "rejected", "rejected"]);
     });
   });
 });

@@ -197,11 +197,8 @@ interface GatheredReservation {
   values: Packed[];
   now: number | undefined;
   resolve: (reply: LuaReply) => void;
-  reject: (err: Error) => void;
+  reject: (err: unknown) => void;
 }
-
-const describe = (raw: unknown): string =>
-  Array.isArray(raw) ? `${raw.length} answers` : `${typeof raw}, not an array`;
 
 /** A reservation's answer (pool-reserve.lua) as a ReserveResult. */
 function reservationOf(
@@ -329,22 +326,18 @@ export class KeyPool {
   private gathered: GatheredReservation[] = [];
 
   private readonly sendGathered = (): void => {
-    const all = this.gathered;
-    this.gathered = [];
     // One call per clock (tests pass their own; the service leaves it to Redis), at most
-    // MAX_GATHERED reservations each.
-    while (all.length > 0) {
-      const now = all[0]?.now;
-      const batch: GatheredReservation[] = [];
-      for (let i = 0; i < all.length && batch.length < MAX_GATHERED;) {
-        const g = all[i];
-        if (g && g.now === now) {
-          batch.push(g);
-          all.splice(i, 1);
-        } else i++;
-      }
-      void this.sendReservations(batch, now);
+    // MAX_GATHERED reservations each, in the order they were asked for.
+    const byClock = new Map<number | undefined, GatheredReservation[]>();
+    for (const g of this.gathered) {
+      const list = byClock.get(g.now);
+      if (list) list.push(g);
+      else byClock.set(g.now, [g]);
     }
+    this.gathered = [];
+    for (const [now, list] of byClock)
+      for (let i = 0; i < list.length; i += MAX_GATHERED)
+        void this.sendReservations(list.slice(i, i + MAX_GATHERED), now);
   };
 
   private async sendReservations(batch: GatheredReservation[], now: number | undefined): Promise<void> {
@@ -362,7 +355,7 @@ export class KeyPool {
         packr.pack(batch.map((g) => g.values)),
       ]);
       if (!Array.isArray(raw) || raw.length !== batch.length)
-        throw new Error(`key pool answered ${batch.length} reservations with ${describe(raw)}`);
+        throw new Error(`key pool answered ${batch.length} reservations with ${String(raw).slice(0, 80)}`);
       batch.forEach((g, i) => {
         try {
           const reply = parseReply(raw[i]);
@@ -370,11 +363,11 @@ export class KeyPool {
           if (reply[0] === "error") g.reject(new Error(String(reply[1])));
           else g.resolve(reply);
         } catch (err) {
-          g.reject(err instanceof Error ? err : new Error(String(err)));
+          g.reject(err);
         }
       });
     } catch (err) {
-      for (const g of batch) g.reject(err instanceof Error ? err : new Error(String(err)));
+      for (const g of batch) g.reject(err);
     }
   }
 
