@@ -5,7 +5,7 @@ import { ISSUE_18_START, beforeAfterScenario, prepareBefore, type BeforeTree } f
 import { cacheScenario } from "./cache";
 import { e2eScenario } from "./e2e";
 import { fairnessScenario } from "./fairness";
-import { ingestScenario } from "./ingest";
+import { INGEST_P99_GOAL_MS, ingestScenario, ingestSweep } from "./ingest";
 import { limiterScenario } from "./limiter";
 import { OVERHEAD_P99_GOAL_MS, overheadScenario, overheadSweep } from "./overhead";
 import { dropinScenario } from "./dropin";
@@ -93,18 +93,32 @@ async function main(): Promise<void> {
     await flush();
     if (run("ingest")) {
       log("\n== ingest");
-      results.push(
-        await ingestScenario({
-          redisUrl: redis.url,
-          durationS: seconds(10, 30),
-          inFlight: 200,
-          rawAddPerSec: base.addPerSec,
-          rawDurationS,
-          log,
-          flush,
-        }),
-      );
+      const inFlight = 200;
+      const ingest = await ingestScenario({
+        redisUrl: redis.url,
+        durationS: seconds(10, 30),
+        inFlight,
+        rawAddPerSec: base.addPerSec,
+        rawDurationS,
+        log,
+        flush,
+      });
+      results.push(ingest);
       await flush();
+      // Missed at 200 in flight: the most in flight this machine holds it at, next to the floor's.
+      const p99 = figureValue(ingest, "latency p99");
+      if (p99 !== null && p99 > INGEST_P99_GOAL_MS && !process.argv.includes("--no-sweep")) {
+        log("\n== ingest sweep");
+        results.push(
+          await ingestSweep({
+            redisUrl: redis.url,
+            durationS: seconds(5, 10),
+            missedAt: inFlight,
+            log,
+            flush,
+          }),
+        );
+      }
     }
     if (run("e2e")) {
       log("\n== e2e");
