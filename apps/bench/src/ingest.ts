@@ -228,6 +228,7 @@ export async function ingestSweep(opts: {
 }): Promise<ScenarioResult> {
   const steps = SWEEP_IN_FLIGHT.filter((n) => n < opts.missedAt);
   const tried: ScenarioResult["figures"] = [];
+  const answers: Record<string, unknown>[] = [];
   let held: number | null = null;
   for (const n of steps) {
     await opts.flush();
@@ -236,6 +237,12 @@ export async function ingestSweep(opts: {
     const floor = await ingestFloor(opts.redisUrl, n, opts.durationS * 1000);
     const p99 = percentile(sy.r.latencies, 99);
     const floorP99 = percentile(floor.r.latencies, 99);
+    answers.push({
+      in_flight: n,
+      statuses: sy.r.statuses,
+      errors: sy.r.errors,
+      floor: { statuses: floor.r.statuses, errors: floor.r.errors },
+    });
     tried.push({
       name: `latency p99 at ${n} in flight`,
       value: p99,
@@ -268,5 +275,6 @@ export async function ingestSweep(opts: {
       },
       ...tried,
     ],
+    details: { answers },
   };
 }
