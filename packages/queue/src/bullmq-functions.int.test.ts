@@ -44,7 +44,9 @@ describe("BullMQ's per-job scripts as function libraries", () => {
     const libs = mode ? useBullmqFunctions(connection, new Keys(prefix).luaLibraries(), mode) : [];
     const calls = libs.map((lib) => jest.spyOn(lib, "call"));
     const queue = new Queue("q", { connection, prefix });
-    const events = new QueueEvents("q", { connection: plain.duplicate(), prefix });
+    // BullMQ closes the connections it makes, not one it is given: this one is closed below.
+    const eventsConnection = plain.duplicate();
+    const events = new QueueEvents("q", { connection: eventsConnection, prefix });
     await events.waitUntilReady();
     const worker = new Worker("q", async (job) => ({ echo: job.data as unknown }), {
       connection,
@@ -62,6 +64,7 @@ describe("BullMQ's per-job scripts as function libraries", () => {
       await events.close();
       await queue.close();
       connection.disconnect();
+      eventsConnection.disconnect();
     }
     return { prefix, ids, calls: calls.map((c) => c.mock.calls.length), modes: libs.map((l) => l.mode) };
   };
