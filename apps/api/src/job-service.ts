@@ -473,12 +473,15 @@ export class JobService {
         aborted.removeEventListener("abort", done);
         resolve();
       };
-      stop = this.events.listen(jobId, (_id, status) => {
+      const sub = this.events.listen(jobId, (_id, status) => {
         if (isTerminal(status)) done();
       });
+      stop = sub.stop;
       aborted.addEventListener("abort", done);
-      // The job may have finished between the first read and the subscription: look once more.
-      this.store.get(jobId).then((r) => r && isTerminal(r.view.status) && done(), done);
+      // The job may have finished between the first read and the subscription: look once more
+      // when Redis has confirmed it (the timer bounds the wait if that takes long).
+      const look = () => this.store.get(jobId).then((r) => r && isTerminal(r.view.status) && done(), done);
+      sub.ready.then(look, look);
     });
     return this.get(tenant, jobId);
   }
@@ -518,10 +521,13 @@ export class JobService {
           if (isTerminal(rec.view.status)) done();
         });
       };
-      const stop = this.events.listen(jobId, () => refresh());
+      const sub = this.events.listen(jobId, () => refresh());
+      const stop = sub.stop;
       aborted.addEventListener("abort", done);
       if (aborted.aborted) done();
       refresh();
+      // Once subscribed, once more: a change between the first read and the subscription.
+      sub.ready.then(refresh, refresh);
     });
   }
 

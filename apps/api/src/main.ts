@@ -53,10 +53,8 @@ async function main(): Promise<void> {
 
   // The key prefix never changes while the process runs (a reload keeps it: restart_required).
   const keys = new Keys(config.queue.prefix);
-  const events = new JobEvents(subscriber, keys.jobEventsChannel);
-  await events.whenReady();
+  const events = new JobEvents(subscriber, (jobId) => keys.jobEvents(jobId));
   const streamed = streamEvents(subscriber, keys);
-  await streamed.whenReady();
   const registry = createRegistry("api");
   const producer = new JobProducer(bullConnection, config, tracing.bullmq);
   const deliveryQueue = new DeliveryQueue(bullConnection, config, tracing.bullmq);

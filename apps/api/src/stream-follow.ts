@@ -31,8 +31,10 @@ export async function followStream(
     dirty = true;
     wake?.();
   };
-  const stopStream = deps.streamEvents.listen(jobId, poke);
-  const stopStatus = deps.statusEvents.listen(jobId, poke);
+  const stream = deps.streamEvents.listen(jobId, poke);
+  const status = deps.statusEvents.listen(jobId, poke);
+  // Once both channels are subscribed, read again: an entry or change may have come between.
+  Promise.all([stream.ready, status.ready]).then(poke, poke);
   signal.addEventListener("abort", poke);
   try {
     for (;;) {
@@ -66,8 +68,8 @@ export async function followStream(
       dirty = true;
     }
   } finally {
-    stopStream();
-    stopStatus();
+    stream.stop();
+    status.stop();
     signal.removeEventListener("abort", poke);
   }
 }

@@ -186,8 +186,11 @@ describe("a job started directly by the fair queue's pick, against BullMQ's prom
     const sub = new Redis(testRedisUrl());
     closing.push({ close: async () => void sub.disconnect() });
     const heard: string[] = [];
-    await sub.subscribe(s.keys.jobEventsChannel);
-    sub.on("message", (_ch: string, m: string) => heard.push(m));
+    await sub.psubscribe(`${s.keys.jobEventsPrefix}*`);
+    // Each job's changes go to its own channel, and carry its id.
+    sub.on("pmessage", (_p: string, ch: string, m: string) => {
+      if (ch === s.keys.jobEvents(m.split(" ")[0] ?? "")) heard.push(m);
+    });
 
     const pick = await s.fair.pickMany(5, undefined, { ...direct("tok"), runningTtlMs: RUNNING_TTL });
     expect(pick.starts.map((x) => x.jobId)).toEqual(ids);

@@ -235,7 +235,7 @@ export class FairQueue {
     const want = Math.max(1, Math.floor(max));
     const mark =
       direct?.runningTtlMs !== undefined
-        ? [this.keys.job(""), Math.round(direct.runningTtlMs), this.keys.jobEventsChannel]
+        ? [this.keys.job(""), Math.round(direct.runningTtlMs), this.keys.jobEventsPrefix]
         : [];
     const reply = await (direct
       ? this.call(

@@ -10,7 +10,7 @@ describe("JobStore", () => {
   const sub = new Redis(testRedisUrl());
   const keys = new Keys(uniquePrefix());
   const store = new JobStore(redis, keys);
-  const events = new JobEvents(sub, keys.jobEventsChannel);
+  const events = new JobEvents(sub, (jobId) => keys.jobEvents(jobId));
   afterAll(async () => {
     const found = await redis.keys(`${keys.prefix}*`);
     if (found.length) await redis.del(...found);
@@ -56,10 +56,10 @@ describe("JobStore", () => {
   });
 
   it("moves through running to succeeded, publishing each change, and then never changes again", async () => {
-    await events.whenReady();
     await create("job_b");
     const heard: string[] = [];
-    const stop = events.listen("job_b", (_id, s) => heard.push(s));
+    const { stop, ready } = events.listen("job_b", (_id, s) => heard.push(s));
+    await ready;
     expect(
       await store.transition("job_b", "running", { started_at: 1_700_000_001_000, attempts: 1 }),
     ).toMatchObject({ applied: true, status: "running" });

@@ -509,7 +509,7 @@ export class JobStore {
     const settle = u
       ? `${u.input_tokens}|${u.output_tokens}|${u.cached_input_tokens ?? 0}|${Math.round((u.cost_usd ?? 0) * 1e9)}|${spent.label}`
       : "";
-    const args: (string | number)[] = [status, ttlMs, this.keys.jobEventsChannel, jobId, OUTBOX_CAP, settle];
+    const args: (string | number)[] = [status, ttlMs, this.keys.jobEventsPrefix, jobId, OUTBOX_CAP, settle];
     for (const [k, v] of Object.entries(fields)) {
       if (v === undefined) continue;
       args.push(k, v === null ? "" : typeof v === "object" ? JSON.stringify(v) : String(v));

@@ -48,7 +48,7 @@ export class JobStreams {
       .pipeline()
       .xadd(key, "MAXLEN", "~", STREAM_MAX_ENTRIES, "*", "k", kind, "d", payload)
       .pexpire(key, this.ttlMs)
-      .publish(this.keys.jobStreamChannel, `${jobId} ${kind}`)
+      .publish(this.keys.jobStreamEvents(jobId), `${jobId} ${kind}`)
       .exec();
   }
 
@@ -75,7 +75,7 @@ export class JobStreams {
   }
 }
 
-/** The wake-ups of streamed jobs' readers: one subscription per API process. */
+/** The wake-ups of streamed jobs' readers: a subscription per job followed in this process. */
 export function streamEvents(subscriber: Redis, keys: Keys): JobEvents {
-  return new JobEvents(subscriber, keys.jobStreamChannel);
+  return new JobEvents(subscriber, (jobId) => keys.jobStreamEvents(jobId));
 }

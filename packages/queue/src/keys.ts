@@ -93,9 +93,16 @@ export class Keys {
     return `${this.prefix}:wh:job:${jobId}:dlv`;
   }
 
-  /** Pub/sub: "jobId status" on every status change (long-poll, SSE). */
-  get jobEventsChannel(): string {
-    return `${this.prefix}:events:job`;
+  /**
+   * Pub/sub, one channel per job: "<jobId> <status>" on every status change of that job (heard by
+   * long-polls and SSE followers while they wait for it). Scripts get the prefix and add the id.
+   */
+  jobEvents(jobId: string): string {
+    return `${this.jobEventsPrefix}${jobId}`;
+  }
+
+  get jobEventsPrefix(): string {
+    return `${this.prefix}:events:job:`;
   }
 
   /** An uploaded file's facts (hash) and its bytes (`:data`, a string). */
@@ -123,9 +130,9 @@ export class Keys {
     return `${this.prefix}:stream:${jobId}`;
   }
 
-  /** Pub/sub: "<jobId> <kind>" when a streamed job's stream got an entry. */
-  get jobStreamChannel(): string {
-    return `${this.prefix}:events:stream`;
+  /** Pub/sub, one channel per job: "<jobId> <kind>" when a streamed job's stream got an entry. */
+  jobStreamEvents(jobId: string): string {
+    return `${this.prefix}:events:stream:${jobId}`;
   }
 
   /** Pub/sub: a jobId whose running call must be aborted by whichever worker holds it. */

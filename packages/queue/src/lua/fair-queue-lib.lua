@@ -126,7 +126,7 @@ local function markRunning(jobId)
   rcall("HSET", rec, "status", "running", "started_at", nowText)
   rcall("PEXPIRE", rec, RUN_TTL)
   if status ~= "running" then
-    rcall("PUBLISH", CHANNEL, jobId .. " running")
+    rcall("PUBLISH", CHANNEL .. jobId, jobId .. " running")
   end
   return { 1, "running", cur[2] or "", cur[3] or "" }
 end

@@ -60,8 +60,8 @@
            the picking process consumes ("|a|b|"): with them, a started job of such a queue is
            moved to active and locked for the picker (see "Direct starts"); without them ("" or
            absent) every started job goes to its queue's wait list; [10] the job records' key
-           prefix ("<prefix>:job:"), [11] the TTL in ms of a running record, [12] the pub/sub
-           channel of status changes: with them, a job started directly for the first time is
+           prefix ("<prefix>:job:"), [11] the TTL in ms of a running record, [12] the prefix of
+           the jobs' pub/sub channels of status changes (+ job id): with them, a job started directly for the first time is
            also marked running (see "Running mark"); without them ("" or absent) it is not
            -> { 1, now, more (1: jobs still listed and due), next due time in ms when none are
                 (0 = nothing waiting, or more is 1), then per job started: queue, job id,

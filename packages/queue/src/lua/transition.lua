@@ -6,7 +6,7 @@
   KEYS[3]  set of tenant ids that have webhook endpoints
   ARGV[1]  new status (queued | running | succeeded | failed | cancelled | expired)
   ARGV[2]  TTL in ms to set on the record (0 leaves the TTL alone)
-  ARGV[3]  pub/sub channel that hears "<jobId> <status>"
+  ARGV[3]  prefix of the job's pub/sub channel (+ job id) that hears "<jobId> <status>"
   ARGV[4]  job id (for the message)
   ARGV[5]  outbox cap (MAXLEN ~): a safety bound; entries are deleted once fanned out
   ARGV[6]  the job's real usage, for a final status: "<input>|<output>|<cached input>|<nano-USD>|
@@ -55,7 +55,7 @@ if ttl and ttl > 0 then
   redis.call("PEXPIRE", KEYS[1], ARGV[2])
 end
 if ARGV[1] ~= status then
-  redis.call("PUBLISH", ARGV[3], ARGV[4] .. " " .. ARGV[1])
+  redis.call("PUBLISH", ARGV[3] .. ARGV[4], ARGV[4] .. " " .. ARGV[1])
 end
 if final and current[6] then
   local a, b, c, d, label = string.match(ARGV[6], "^([^|]*)|([^|]*)|([^|]*)|([^|]*)|(.*)$")
