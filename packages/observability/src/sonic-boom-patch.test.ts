@@ -6,9 +6,11 @@ import pino from "pino";
 /**
  * patches/sonic-boom@4.2.1.patch (pnpm-workspace.yaml's patchedDependencies): pino's destination
  * keeps the byte length of the chunk it is filling instead of measuring the whole chunk again at
- * every line (which flattened and scanned up to 16 KB per access-log line). An install that lost
- * the patch, or a sonic-boom that no longer takes it, fails the first test; what reaches the file
- * must stay exactly what was written, in order, split at maxWrite as before.
+ * every line (which flattened and scanned up to 16 KB per access-log line), and a flush with
+ * nothing buffered writes nothing (the periodic flush wrote an empty string every period). An
+ * install that lost the patch, or a sonic-boom that no longer takes it, fails the first and the
+ * last tests; what reaches the file must stay exactly what was written, in order, split at
+ * maxWrite as before.
  */
 describe("pino's destination (sonic-boom), as patched", () => {
   let dir: string;
@@ -69,5 +71,28 @@ describe("pino's destination (sonic-boom), as patched", () => {
     expect(chunks.length).toBeGreaterThan(1);
     expect(Math.max(...chunks)).toBeLessThanOrEqual(256);
     expect(chunks.reduce((a, b) => a + b, 0)).toBe(Buffer.byteLength(written.join("")));
+  });
+
+  it("writes nothing when a flush finds nothing buffered, and still answers a flush's callback", async () => {
+    const file = join(dir, "c.log");
+    const dest = pino.destination({ dest: file, sync: false, minLength: 4096, mkdir: true });
+    await new Promise<void>((resolve) => dest.once("ready", () => resolve()));
+    const writes = jest.spyOn(fs, "write");
+    dest.flush();
+    expect(writes).not.toHaveBeenCalled();
+    // With a callback, as before: it is called once the (empty) write is done.
+    await new Promise<void>((resolve, reject) => dest.flush((err) => (err ? reject(err) : resolve())));
+    // Something buffered is written by the next flush.
+    dest.write("held\n");
+    expect(readFileSync(file, "utf8")).toBe("");
+    const before = writes.mock.calls.length;
+    dest.flush();
+    expect(writes.mock.calls.length).toBe(before + 1);
+    await new Promise<void>((resolve, reject) => {
+      dest.once("close", () => resolve());
+      dest.once("error", reject);
+      dest.end();
+    });
+    expect(readFileSync(file, "utf8")).toBe("held\n");
   });
 });
