@@ -21,7 +21,8 @@ describe("JobEvents", () => {
 
   /** Subscribers Redis counts on each channel. */
   const subscribers = async (...channels: string[]) => {
-    const reply = (await redis.pubsub("NUMSUB", ...channels)) as (string | number)[];
+    const reply: unknown = await redis.pubsub("NUMSUB", ...channels);
+    if (!Array.isArray(reply)) throw new Error(`PUBSUB NUMSUB answered ${String(reply)}`);
     return channels.map((_, i) => Number(reply[2 * i + 1]));
   };
   /** Lets messages published before this reply reach the subscriber's handlers. */
@@ -99,14 +100,15 @@ describe("JobEvents", () => {
 
   it("subscribes again to the jobs still listened to after the connection comes back", async () => {
     const own = new Redis(testRedisUrl());
+    // Its id, asked before the connection is in subscriber mode (the kill below names it).
+    const clientId = Number(await own.client("ID"));
     const events = new JobEvents(own, (jobId) => keys.jobEvents(jobId));
     const heard: string[] = [];
     const l = events.listen("job_5", (_id, s) => heard.push(s));
     await l.ready;
     // The server drops the connection; ioredis reconnects.
     const back = new Promise<void>((resolve) => own.once("ready", () => resolve()));
-    const port = (own as unknown as { stream: { localPort: number } }).stream.localPort;
-    await redis.client("KILL", "ADDR", `127.0.0.1:${port}`);
+    await redis.client("KILL", "ID", clientId);
     await back;
     const deadline = Date.now() + 10_000;
     while (Date.now() < deadline && (await subscribers(keys.jobEvents("job_5")))[0] !== 1)
