@@ -61,8 +61,9 @@
            moved to active and locked for the picker (see "Direct starts"); without them ("" or
            absent) every started job goes to its queue's wait list; [10] the job records' key
            prefix ("<prefix>:job:"), [11] the TTL in ms of a running record, [12] the prefix of
-           the jobs' pub/sub channels of status changes (+ job id): with them, a job started directly for the first time is
-           also marked running (see "Running mark"); without them ("" or absent) it is not
+           the jobs' pub/sub channels of status changes (+ job id): with them, a job started
+           directly for the first time is also marked running (see "Running mark"); without them
+           ("" or absent) it is not
            -> { 1, now, more (1: jobs still listed and due), next due time in ms when none are
                 (0 = nothing waiting, or more is 1), then per job started: queue, job id,
                 tenant, tier, cost, listed_ms, the BullMQ job hash as HGETALL answers it when the
